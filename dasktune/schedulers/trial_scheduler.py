@@ -1,0 +1,116 @@
+"""The scheduler interface: results in, decisions out, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from dasktune._decision_points import DecisionPoints
+from dasktune.trial import Trial
+
+
+class TrialDecision(str, enum.Enum):
+    """What a scheduler tells the coordinator to do with a running trial."""
+
+    CONTINUE = "CONTINUE"
+    PAUSE = "PAUSE"
+    STOP = "STOP"
+    NOOP = "NOOP"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def validate_mode(mode: str | None, argument: str = "mode") -> None:
+    """Raise a clear error unless ``mode`` is None, "min" or "max"."""
+    if mode is not None and mode not in ("min", "max"):
+        raise ValueError(
+            f"The value of `{argument}` is {mode!r}, but it must be 'min' or 'max'. "
+            f"Pass {argument}='max' to maximise the metric or {argument}='min' to minimise it."
+        )
+
+
+class TrialScheduler:
+    """Base class of trial schedulers.
+
+    A scheduler sees trial events and returns decisions.  It never touches the
+    cluster, the storage or the Tuner: the coordinator applies its decisions.
+    """
+
+    CONTINUE = TrialDecision.CONTINUE
+    PAUSE = TrialDecision.PAUSE
+    STOP = TrialDecision.STOP
+    NOOP = TrialDecision.NOOP
+
+    _metric: str | None = None
+    _mode: str | None = None
+    # Whether set_search_properties may fill in metric and mode.
+    _supports_buffered_results = True
+
+    @property
+    def metric(self) -> str | None:
+        return self._metric
+
+    @property
+    def mode(self) -> str | None:
+        return self._mode
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Fill in ``metric`` and ``mode`` from the TuneConfig where not set.
+
+        Returns False if the scheduler already has a different metric or mode.
+        """
+        validate_mode(mode)
+        if self._metric and metric and self._metric != metric:
+            return False
+        if self._mode and mode and self._mode != mode:
+            return False
+        if metric and not self._metric:
+            self._metric = metric
+        if mode and not self._mode:
+            self._mode = mode
+        return True
+
+    def decision_points(self) -> DecisionPoints:
+        """Where trials must wait for this scheduler's decision.
+
+        The default is every result, which is always correct; schedulers that
+        only act at known milestones override it so trials need not wait.
+        """
+        return DecisionPoints.always()
+
+    def on_trial_add(self, trial: Trial) -> None:
+        """A trial was created."""
+
+    def on_trial_error(self, trial: Trial) -> None:
+        """A trial failed; it will not report again."""
+
+    def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
+        """A running trial reported ``result``; return what it should do."""
+        return TrialDecision.CONTINUE
+
+    def on_trial_complete(self, trial: Trial, result: dict[str, Any] | None) -> None:
+        """A trial finished normally (or was stopped); ``result`` is its last."""
+
+    def on_trial_remove(self, trial: Trial) -> None:
+        """A trial was stopped by something other than this scheduler."""
+
+    def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
+        """Pick the next PENDING or PAUSED trial to start; None if none should start."""
+        for trial in trials:
+            if trial.status.value == "PENDING":
+                return trial
+        for trial in trials:
+            if trial.status.value == "PAUSED":
+                return trial
+        return None
+
+    def debug_string(self) -> str:
+        return type(self).__name__
+
+    def get_state(self) -> dict[str, Any]:
+        """Picklable state, for resuming an experiment."""
+        return dict(self.__dict__)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)

@@ -1,0 +1,73 @@
+"""The searcher interface: suggest configs, learn from results, no I/O but save/restore."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from dasktune.schedulers.trial_scheduler import validate_mode
+
+
+class Searcher:
+    """Base class of search algorithms.
+
+    ``suggest`` returns a config dict, ``None`` when it cannot suggest one right
+    now (try again later), or :attr:`Searcher.FINISHED` when the search is over.
+    """
+
+    FINISHED = "FINISHED"
+
+    def __init__(self, metric: str | None = None, mode: str | None = None) -> None:
+        validate_mode(mode)
+        self._metric = metric
+        self._mode = mode
+
+    @property
+    def metric(self) -> str | None:
+        return self._metric
+
+    @property
+    def mode(self) -> str | None:
+        return self._mode
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
+    ) -> bool:
+        """Fill in metric, mode and the search space from the Tuner.
+
+        ``spec`` may hold ``num_samples`` and ``seed``.  Returns False if the
+        searcher already had a conflicting setting (the Tuner then raises).
+        """
+        validate_mode(mode)
+        if self._metric is None and metric:
+            self._metric = metric
+        if self._mode is None and mode:
+            self._mode = mode
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None | str:
+        raise NotImplementedError
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """An intermediate result of a trial that this searcher suggested."""
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """A trial finished; ``result`` is its last result, ``error`` whether it failed."""
+
+    def get_state(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the searcher's state to ``checkpoint_path``."""
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Read state written by :meth:`save`."""
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))

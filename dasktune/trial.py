@@ -1,0 +1,50 @@
+"""The driver's record of one trial: pure data, shared by schedulers and the coordinator."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TrialStatus(str, enum.Enum):
+    """Life cycle of a trial (Ray Tune's names)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (TrialStatus.TERMINATED, TrialStatus.ERROR)
+
+
+@dataclass(eq=False)
+class Trial:
+    """One configuration being evaluated.
+
+    Schedulers and searchers read ``trial_id``, ``config``, ``status`` and
+    ``last_result``; only the coordinator changes them.
+    """
+
+    trial_id: str
+    config: dict[str, Any]
+    trial_name: str = ""
+    local_path: str = ""
+    status: TrialStatus = TrialStatus.PENDING
+    last_result: dict[str, Any] = field(default_factory=dict)
+    num_failures: int = 0
+    error_msg: str | None = None
+    # Where the latest checkpoint of this trial lies, if any.
+    checkpoint_path: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Trial({self.trial_name or self.trial_id}, {self.status})"
+
+    def __str__(self) -> str:
+        return self.trial_name or self.trial_id
