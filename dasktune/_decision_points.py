@@ -76,3 +76,35 @@ class DecisionPointTracker:
                 self._passed[i] = reached
                 wait = True
         return wait
+
+
+def merge_decision_points(points: Iterable[DecisionPoints]) -> tuple[DecisionPoints, ...]:
+    """Normalise several decision-point sets into the fewest equivalent ones.
+
+    The result waits at exactly the results where any of ``points`` waits:
+    ``(DecisionPoints.always(),)`` if any of them is ``always()``; otherwise one
+    :class:`DecisionPoints` per attribute with the union of its milestones.
+    Sets that never wait are dropped, so an empty tuple means "never wait".
+
+    Args:
+        points: The decision points of schedulers and stoppers, in any order.
+
+    Returns:
+        A tuple suitable for :class:`DecisionPointTracker`.
+
+    Example:
+        >>> [(p.attr, p.milestones) for p in merge_decision_points([
+        ...     DecisionPoints.at("training_iteration", [4, 1]),
+        ...     DecisionPoints.never(),
+        ...     DecisionPoints.at("training_iteration", [4, 16]),
+        ... ])]
+        [('training_iteration', (1.0, 4.0, 16.0))]
+    """
+    by_attr: dict[str, set[float]] = {}
+    for point in points:
+        if point.every_result:
+            return (DecisionPoints.always(),)
+        if point.attr is None or not point.milestones:
+            continue
+        by_attr.setdefault(point.attr, set()).update(point.milestones)
+    return tuple(DecisionPoints.at(attr, milestones) for attr, milestones in by_attr.items())

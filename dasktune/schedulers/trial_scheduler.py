@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import enum
 from typing import Any
 
@@ -109,8 +110,13 @@ class TrialScheduler:
         return type(self).__name__
 
     def get_state(self) -> dict[str, Any]:
-        """Picklable state, for resuming an experiment."""
-        return dict(self.__dict__)
+        """Picklable state, for resuming an experiment.
+
+        The state is a deep copy: changing the scheduler afterwards does not
+        change a state taken earlier.
+        """
+        return copy.deepcopy(self.__dict__)
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        """Restore a state returned by :meth:`get_state` (a deep copy is taken)."""
+        self.__dict__.update(copy.deepcopy(state))
