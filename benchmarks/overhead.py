@@ -1,0 +1,97 @@
+"""Engine overhead: N trivial trials x R reports on the embedded cluster.
+
+Each measurement is a fresh Python process, timed from its start to its exit,
+so imports and cluster start-up count.  Prints the median of --repeat runs::
+
+    python benchmarks/overhead.py --trials 200 --reports 10 --repeat 3
+    python benchmarks/overhead.py --vs-ray     # the same workload with Ray Tune, if installed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+WORKLOAD = r'''
+import json, resource, sys, tempfile, time
+t0 = time.perf_counter()
+ENGINE, N, R, STORAGE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if ENGINE == "dasktune":
+    import dasktune as tune
+else:
+    from ray import tune
+
+def trivial(config):
+    for i in range(R):
+        tune.report({"score": config["x"] * i})
+
+kwargs = {}
+if ENGINE == "dasktune":
+    kwargs["run_config"] = tune.RunConfig(storage_path=STORAGE, verbose=0)
+else:
+    kwargs["run_config"] = tune.RunConfig(storage_path=STORAGE, verbose=0)
+tuner = tune.Tuner(trivial, param_space={"x": tune.uniform(0, 1)},
+                   tune_config=tune.TuneConfig(num_samples=N), **kwargs)
+t1 = time.perf_counter()
+grid = tuner.fit()
+t2 = time.perf_counter()
+assert len(grid) == N and all(len(r.metrics_dataframe) == R for r in grid), "lost results"
+print(json.dumps({"fit_s": t2 - t1, "import_s": t1 - t0,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+'''
+
+
+def run_once(engine: str, trials: int, reports: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as storage:
+        start = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", WORKLOAD, engine, str(trials), str(reports), storage],
+            capture_output=True, text=True, check=False,
+        )
+        wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise RuntimeError(f"{engine} run failed:\n{out.stderr[-3000:]}")
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    stats["wall_s"] = wall
+    return stats
+
+
+def measure(engine: str, trials: int, reports: int, repeat: int) -> dict[str, float]:
+    runs = [run_once(engine, trials, reports) for _ in range(repeat)]
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    wall = med["wall_s"]
+    print(f"{engine:9s} {trials} trials x {reports} reports, median of {repeat}: "
+          f"wall {wall:.2f} s (fit {med['fit_s']:.2f} s), "
+          f"{trials / wall:.1f} trials/s, {trials * reports / wall:.0f} results/s, "
+          f"driver peak RSS {med['peak_rss_mb']:.0f} MB; "
+          f"all walls: {', '.join('%.2f' % r['wall_s'] for r in runs)}")
+    return med
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--reports", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--vs-ray", action="store_true", help="also run Ray Tune and print the ratio")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    ours = measure("dasktune", args.trials, args.reports, args.repeat)
+    if args.vs_ray:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print("ray is not installed: pip install 'ray[tune]' to compare")
+            return
+        theirs = measure("ray", args.trials, args.reports, args.repeat)
+        print(f"Ray Tune / dasktune wall-time ratio: {theirs['wall_s'] / ours['wall_s']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""dasktune: parallel hyperparameter tuning on Dask, with Ray Tune's API.
+
+Port a Ray Tune script by changing its imports: ``from ray import tune``
+becomes ``import dasktune as tune``.
+"""
+
+from __future__ import annotations
+
+from dasktune.result import Result, ResultGrid
+from dasktune.search.sample import (
+    choice,
+    grid_search,
+    lograndint,
+    loguniform,
+    qlograndint,
+    qloguniform,
+    qrandint,
+    qrandn,
+    quniform,
+    randint,
+    randn,
+    sample_from,
+    uniform,
+)
+from dasktune.trainable import (
+    Checkpoint,
+    Trainable,
+    get_checkpoint,
+    get_context,
+    report,
+    with_parameters,
+    with_resources,
+)
+from dasktune.tuner import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointConfig",
+    "FailureConfig",
+    "Result",
+    "ResultGrid",
+    "RunConfig",
+    "Trainable",
+    "TuneConfig",
+    "Tuner",
+    "choice",
+    "get_checkpoint",
+    "get_context",
+    "grid_search",
+    "lograndint",
+    "loguniform",
+    "qlograndint",
+    "qloguniform",
+    "qrandint",
+    "qrandn",
+    "quniform",
+    "randint",
+    "randn",
+    "report",
+    "sample_from",
+    "uniform",
+    "with_parameters",
+    "with_resources",
+]

@@ -1,0 +1,1 @@
+"""Running experiments: the decision core, the Dask backend and the loop joining them."""

@@ -1,0 +1,201 @@
+"""The one module that talks to Dask: submit trials, carry results and decisions.
+
+Data path of a trial run:
+
+1. :meth:`DaskBackend.submit` sends :func:`_trial_task` to a worker as one future.
+2. On the worker, ``tune.report`` publishes each result with ``Worker.log_event``
+   (non-blocking, batched to the scheduler) on the experiment's topic.
+3. The driver's subscription handler puts each event into the runner's inbox;
+   a done-callback on the future does the same when the run ends.
+4. Decisions go back with :meth:`DaskBackend.deliver`, which runs
+   :func:`dasktune.trainable.session.deliver` in the trial's worker process
+   without blocking the driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import queue
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from dasktune.trainable import session as _session
+from dasktune.trainable._runner import RunOutcome, run_trial
+
+logger = logging.getLogger(__name__)
+
+
+def _trial_task(
+    spec: _session.RunSpec,
+    trainable: Any,
+    params: dict[str, Any],
+    checkpoint_config: tuple[int, bool],
+) -> RunOutcome:
+    """Runs on a worker: one run of one trial."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    key = worker.get_current_task()
+    topic = spec.topic
+
+    def emit(message: dict[str, Any]) -> None:
+        message["worker"] = worker.address
+        worker.log_event(topic, message)
+
+    def cancelled() -> bool:
+        task = worker.state.tasks.get(key)
+        return task is None or task.state in ("cancelled", "released", "forgotten")
+
+    outcome = run_trial(spec, trainable, params, checkpoint_config, emit, cancelled)
+    emit({"kind": "end", "run": spec.run_id, "outcome": outcome.__dict__})
+    return outcome
+
+
+class DaskBackend:
+    """Runs trial runs as Dask futures on one client."""
+
+    def __init__(self, client: Any, cluster: Any | None = None) -> None:
+        self.client = client
+        self.cluster = cluster  # only set when dasktune started it, and so closes it
+        self.topic = f"dasktune-{uuid.uuid4().hex[:12]}"
+        self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._futures: dict[str, Any] = {}
+        self._subscribed = False
+
+    # -- setting up ------------------------------------------------------
+    @classmethod
+    def connect(cls, client: Any | None = None, **cluster_kwargs: Any) -> DaskBackend:
+        """Use ``client``, else the default Dask client, else an embedded cluster."""
+        from distributed import Client, default_client
+
+        if client is not None:
+            return cls(client)
+        try:
+            return cls(default_client())
+        except ValueError:
+            pass
+        from dasktune.execution.cluster import start_local_cluster
+
+        cluster = start_local_cluster(**cluster_kwargs)
+        return cls(Client(cluster, set_as_default=False), cluster)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        try:
+            return str(self.client.dashboard_link)
+        except Exception:  # no dashboard (bokeh missing or disabled)
+            return None
+
+    def start(self) -> None:
+        """Subscribe to the experiment's events."""
+        self.client.subscribe_topic(self.topic, self._on_event)
+        self._subscribed = True
+
+    def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        self.inbox.put(("event", event[1]))
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Address -> {"nthreads", "resources"} of the current workers."""
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {
+            addr: {"nthreads": w.get("nthreads", 1), "resources": dict(w.get("resources") or {})}
+            for addr, w in info.items()
+        }
+
+    def wait_for_workers(self, timeout: float) -> None:
+        self.client.wait_for_workers(1, timeout=timeout)
+
+    def scatter(self, value: Any) -> Any:
+        """Put ``value`` on the cluster once; trials receive the worker-resident object."""
+        return self.client.scatter(value, hash=False)
+
+    # -- running ---------------------------------------------------------
+    def submit(
+        self,
+        spec: _session.RunSpec,
+        trainable: Any,
+        params: Mapping[str, Any],
+        checkpoint_config: tuple[int, bool],
+        resources: Mapping[str, float],
+    ) -> None:
+        run_id = spec.run_id
+        future = self.client.submit(
+            _trial_task,
+            spec,
+            trainable,
+            dict(params),
+            checkpoint_config,
+            key=f"dasktune-{run_id}",
+            pure=False,
+            retries=0,
+            resources=dict(resources) or None,
+        )
+        self._futures[run_id] = future
+        future.add_done_callback(lambda f, run_id=run_id: self.inbox.put(("done", run_id)))
+
+    def future_status(self, run_id: str) -> str:
+        future = self._futures.get(run_id)
+        return future.status if future is not None else "released"
+
+    def fetch_outcome(self, run_id: str) -> RunOutcome | BaseException:
+        """The run's outcome from its future (used only if its 'end' event went missing)."""
+        future = self._futures[run_id]
+        try:
+            return future.result(timeout=30)
+        except BaseException as exc:  # a lost worker or a cancelled future
+            return exc
+
+    def release(self, run_id: str) -> None:
+        future = self._futures.pop(run_id, None)
+        if future is not None:
+            future.release()
+
+    def cancel(self, run_id: str) -> None:
+        """Cancel a run that has not started (a running one is stopped through ``deliver``)."""
+        future = self._futures.get(run_id)
+        if future is not None:
+            future.cancel()
+
+    def deliver(self, worker: str, run_id: str, decision: str) -> None:
+        """Send ``decision`` to the run's worker without waiting for it to arrive."""
+        coro = self.client.run(
+            _session.deliver, run_id, decision, workers=[worker], on_error="ignore",
+            asynchronous=True,
+        )
+        loop = self.client.loop.asyncio_loop
+        asyncio.run_coroutine_threadsafe(coro, loop).add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        """Release all futures and, if dasktune started the cluster, shut it down."""
+        for run_id in list(self._futures):
+            self.cancel(run_id)
+            self.release(run_id)
+        if self._subscribed:
+            try:
+                self.client.unsubscribe_topic(self.topic)
+            except Exception:  # the client may already be closing
+                logger.debug("unsubscribe failed", exc_info=True)
+        if self.cluster is not None:
+            self.client.close()
+            self.cluster.close()
+
+
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.debug("Delivering a decision failed: %r", future.exception())
+
+
+def trial_slots(workers: Mapping[str, Mapping[str, Any]], request: Mapping[str, float]) -> int:
+    """How many trials asking for ``request`` fit on ``workers`` at once."""
+    total = 0
+    for info in workers.values():
+        fit = info["nthreads"]
+        for name, amount in request.items():
+            have = info["resources"].get(name, 0)
+            fit = min(fit, math.floor(have / amount + 1e-9))
+        total += max(fit, 0)
+    return total
+

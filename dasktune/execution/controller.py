@@ -1,0 +1,209 @@
+"""The coordinator's decision core: trial events in, decisions out, no I/O.
+
+The runner (``execution/runner.py``) feeds it what the cluster reports and
+carries out what it decides; everything here can be tested without Dask.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dasktune._decision_points import DecisionPoints, merge_decision_points
+from dasktune._util import flatten
+from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler
+from dasktune.search.searcher import Searcher
+from dasktune.trial import Trial, TrialStatus
+
+
+class MetricNotReportedError(ValueError):
+    """A scheduler or searcher needs a metric that the trainable does not report."""
+
+
+@dataclass
+class ControllerSettings:
+    """The parts of TuneConfig/RunConfig that steer decisions."""
+
+    num_samples: int = 1
+    max_concurrent: int = 0  # 0: as many as the cluster fits
+    time_budget_s: float | None = None
+    max_failures: int = 0
+    fail_fast: bool | str = False
+    required_metrics: tuple[tuple[str, str], ...] = ()  # (metric, who needs it)
+    searcher_counts_samples: bool = False  # True: stop asking after num_samples trials
+
+
+@dataclass
+class Controller:
+    """Owns the trials and asks the searcher, scheduler and stopper what to do."""
+
+    searcher: Searcher
+    scheduler: TrialScheduler
+    stopper: Any  # dasktune.stopper.Stopper | None
+    settings: ControllerSettings
+    make_trial: Callable[[str, int, dict[str, Any]], Trial]
+    trial_id_prefix: str = "t"
+    clock: Callable[[], float] = time.monotonic
+    trials: list[Trial] = field(default_factory=list)
+    _search_done: bool = False
+    _stop_all: bool = False
+    _started_at: float | None = None
+    stop_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self._by_id: dict[str, Trial] = {}
+
+    # -- what to run -----------------------------------------------------
+    def start(self) -> None:
+        self._started_at = self.clock()
+
+    def decision_points(self) -> tuple[DecisionPoints, ...]:
+        points = [self.scheduler.decision_points()]
+        if self.stopper is not None:
+            points.extend(self.stopper.decision_points())
+        return merge_decision_points(points)
+
+    @property
+    def search_finished(self) -> bool:
+        return self._search_done
+
+    def new_trials(self, room: int) -> list[Trial]:
+        """Up to ``room`` new trials from the searcher (fewer if it has none now)."""
+        made: list[Trial] = []
+        while room > 0 and not self._search_done and not self._stop_all:
+            if self.settings.searcher_counts_samples and 0 <= self.settings.num_samples <= len(self.trials):
+                self._search_done = True
+                break
+            index = len(self.trials)
+            trial_id = f"{self.trial_id_prefix}_{index:05d}"
+            config = self.searcher.suggest(trial_id)
+            if config == Searcher.FINISHED:
+                self._search_done = True
+                break
+            if config is None:
+                break
+            trial = self.make_trial(trial_id, index, config)
+            self.trials.append(trial)
+            self._by_id[trial.trial_id] = trial
+            self.scheduler.on_trial_add(trial)
+            made.append(trial)
+            room -= 1
+        return made
+
+    def trial(self, trial_id: str) -> Trial:
+        return self._by_id[trial_id]
+
+    def count(self, *states: TrialStatus) -> int:
+        return sum(1 for t in self.trials if t.status in states)
+
+    def paused_to_resume(self) -> Trial | None:
+        paused = [t for t in self.trials if t.status == TrialStatus.PAUSED]
+        if not paused:
+            return None
+        choice = self.scheduler.choose_trial_to_run(paused)
+        return choice if choice is not None and choice.status == TrialStatus.PAUSED else None
+
+    # -- what happened ---------------------------------------------------
+    def on_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
+        """Decide what ``trial`` does after ``result``; raises if a needed metric is missing.
+
+        As in Ray Tune, the stopper is asked first; a result that stops the
+        trial is not passed on to the scheduler or searcher (both hear of the
+        trial again when it completes).
+        """
+        if any(isinstance(v, dict) for v in result.values()):
+            result = flatten(result)  # nested metrics are addressed as "a/b"
+        self._check_metrics(trial, result)
+        trial.last_result = result
+        if self.stopper is not None and self.stopper(trial.trial_id, result):
+            decision = TrialDecision.STOP
+        else:
+            decision = self.scheduler.on_trial_result(trial, result)
+            self.searcher.on_trial_result(trial.trial_id, result)
+        if self.stopper is not None and self.stopper.stop_all():
+            self.stop_everything("a stopper's stop_all() returned True")
+        return TrialDecision.CONTINUE if decision == TrialDecision.NOOP else decision
+
+    def _check_metrics(self, trial: Trial, result: dict[str, Any]) -> None:
+        for metric, needed_by in self.settings.required_metrics:
+            if metric not in result:
+                reported = sorted(k for k in result if k not in _AUTO_KEYS)
+                raise MetricNotReportedError(
+                    f"Trial {trial} reported {reported or 'no metrics'}, but {needed_by} needs "
+                    f"the metric {metric!r}. Report it with tune.report({{{metric!r}: value}}), "
+                    f"or pass metric= one of the reported keys."
+                )
+
+    def on_complete(self, trial: Trial) -> None:
+        """The trial ended normally or was stopped."""
+        trial.status = TrialStatus.TERMINATED
+        if trial.last_result:
+            trial.last_result["done"] = True
+        self.scheduler.on_trial_complete(trial, trial.last_result or None)
+        self.searcher.on_trial_complete(trial.trial_id, trial.last_result or None, error=False)
+
+    def on_error(self, trial: Trial, message: str) -> bool:
+        """The trial's run failed; return True if it should be retried."""
+        trial.num_failures += 1
+        trial.error_msg = message
+        limit = self.settings.max_failures
+        if not self._stop_all and (limit < 0 or trial.num_failures <= limit):
+            trial.status = TrialStatus.PENDING
+            return True
+        trial.status = TrialStatus.ERROR
+        self.scheduler.on_trial_error(trial)
+        self.searcher.on_trial_complete(trial.trial_id, trial.last_result or None, error=True)
+        if self.settings.fail_fast:
+            self.stop_everything(f"trial {trial} failed and FailureConfig(fail_fast=True)")
+        return False
+
+    def on_paused(self, trial: Trial) -> None:
+        trial.status = TrialStatus.PAUSED
+
+    # -- the experiment as a whole ---------------------------------------
+    def stop_everything(self, reason: str) -> None:
+        if not self._stop_all:
+            self._stop_all = True
+            self.stop_reason = reason
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_all
+
+    def check_budget(self) -> None:
+        budget = self.settings.time_budget_s
+        if budget is not None and self._started_at is not None:
+            if self.clock() - self._started_at >= budget:
+                self.stop_everything(f"time_budget_s={budget} was reached")
+        if self.stopper is not None and not self._stop_all and self.stopper.stop_all():
+            self.stop_everything("a stopper's stop_all() returned True")
+
+    def is_done(self, active_runs: int) -> bool:
+        if active_runs:
+            return False
+        if self._stop_all:
+            return True
+        waiting = any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED) for t in self.trials)
+        return self._search_done and not waiting
+
+    def best_trial(self, metric: str | None, mode: str | None) -> Trial | None:
+        if not metric or not mode:
+            return None
+        best, best_value = None, None
+        for trial in self.trials:
+            value = trial.last_result.get(metric)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            if best_value is None or (value > best_value if mode == "max" else value < best_value):
+                best, best_value = trial, value
+        return best
+
+
+_AUTO_KEYS = frozenset(
+    {"training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "trial_id", "done",
+     "pid", "hostname", "time_since_restore", "iterations_since_restore"}
+)
+

@@ -1,0 +1,427 @@
+"""The experiment loop: carries the controller's decisions out on the cluster.
+
+It reads the backend's inbox (results published by trials, and their
+futures completing), asks the pure :class:`Controller` what to do, records
+every result in storage as it arrives, and sends decisions back to trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dasktune import config
+from dasktune.execution._dask import DaskBackend
+from dasktune.execution.console import ConsoleReporter
+from dasktune.execution.controller import Controller
+from dasktune.result import Result, ResultGrid, TrialError
+from dasktune.schedulers.trial_scheduler import TrialDecision
+from dasktune.storage.experiment import (
+    TrialRecorder,
+    delete_checkpoint,
+    write_experiment_state,
+)
+from dasktune.trainable.checkpoint import Checkpoint
+from dasktune.trainable.session import CONTINUE, PAUSE, STOP, RunSpec, TrialContext
+from dasktune.trial import Trial, TrialStatus
+
+logger = logging.getLogger(__name__)
+
+#: How long to wait for a run's last results after its future completed.
+_LATE_EVENT_GRACE_S = 2.0
+#: How long trials get to end after the experiment stops them.
+_STOP_GRACE_S = 30.0
+
+
+@dataclass
+class CheckpointPolicy:
+    """RunConfig's CheckpointConfig, as the runner applies it."""
+
+    num_to_keep: int | None = None
+    score_attribute: str | None = None
+    score_order: str = "max"
+    frequency: int = 0
+    at_end: bool = False
+
+
+@dataclass
+class _Book:
+    """The driver's files and checkpoints of one trial."""
+
+    recorder: TrialRecorder
+    checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    next_checkpoint_index: int = 0
+    runs: int = 0
+
+
+@dataclass
+class _Run:
+    """One submitted run of a trial (a trial has several after failures or pauses)."""
+
+    run_id: str
+    trial: Trial
+    worker: str | None = None
+    outcome: dict[str, Any] | None = None
+    future_done: bool = False
+    results: int = 0
+    requested: str | None = None  # STOP or PAUSE sent to it
+    deadline: float | None = None
+
+
+@dataclass
+class ExperimentSpec:
+    """What the runner needs from the Tuner besides the controller."""
+
+    trainable: Any
+    params: dict[str, Any]
+    resources: dict[str, float]
+    experiment_name: str
+    experiment_path: str
+    metric: str | None
+    mode: str | None
+    checkpoint: CheckpointPolicy
+    is_class: bool
+    max_concurrent: int = 0
+
+
+class ExperimentRunner:
+    """Runs one experiment to its end and returns its ResultGrid."""
+
+    def __init__(self, backend: DaskBackend, controller: Controller, spec: ExperimentSpec,
+                 console: ConsoleReporter) -> None:
+        self.backend = backend
+        self.controller = controller
+        self.spec = spec
+        self.console = console
+        self._books: dict[str, _Book] = {}
+        self._runs: dict[str, _Run] = {}
+        self._retry: list[Trial] = []
+        self._points = controller.decision_points()
+        self._capacity = 1
+        self._trainable_ref: Any = None
+        self._param_refs: dict[str, Any] = {}
+        self._state_written = 0.0
+
+    # -- the loop ----------------------------------------------------------
+    def run(self) -> ResultGrid:
+        self._prepare()
+        failure: BaseException | None = None
+        try:
+            self._loop()
+        except BaseException as exc:  # a user error or Ctrl-C: stop, save, then raise
+            failure = exc
+            self.controller.stop_everything(f"{type(exc).__name__}: {exc}")
+            self._wind_down()
+        finally:
+            self._close()
+        grid = self.result_grid()
+        if failure is not None:
+            failure.result_grid = grid  # type: ignore[attr-defined]
+            raise failure
+        self.console.summary(self.controller.trials)
+        return grid
+
+    def _prepare(self) -> None:
+        self._capacity = self.spec.max_concurrent or self.backend_slots
+        self._trainable_ref = self.backend.scatter(self.spec.trainable)
+        self._param_refs = {k: self.backend.scatter(v) for k, v in self.spec.params.items()}
+        self.backend.start()
+        self.controller.start()
+        self.console.start()
+
+    @property
+    def backend_slots(self) -> int:
+        from dasktune.execution._dask import trial_slots
+
+        return max(1, trial_slots(self.backend.workers(), self.spec.resources))
+
+    def _loop(self) -> None:
+        while True:
+            self.controller.check_budget()
+            if self.controller.stopping:
+                self._wind_down()
+                return
+            self._launch()
+            if self.controller.is_done(len(self._runs)):
+                return
+            self._drain(timeout=0.5)
+            self._check_deadlines()
+            self.console.update(self.controller, self._active_trials())
+            self._maybe_write_state()
+
+    def _wind_down(self) -> None:
+        """Stop every run and wait (a bounded time) for their last results."""
+        for run in list(self._runs.values()):
+            self._request(run, STOP)
+            if run.worker is None:
+                self.backend.cancel(run.run_id)
+        deadline = time.monotonic() + _STOP_GRACE_S
+        while self._runs and time.monotonic() < deadline:
+            self._drain(timeout=0.2)
+            self._check_deadlines()
+        for run in list(self._runs.values()):
+            logger.warning("Trial %s did not stop within %.0f s; leaving it.", run.trial, _STOP_GRACE_S)
+            self._finish_run(run, {"status": "stopped"})
+
+    # -- launching ---------------------------------------------------------
+    def _launch(self) -> None:
+        # Queue up to one extra run per slot so a worker never idles between trials.
+        limit = self._capacity if self.spec.max_concurrent else 2 * self._capacity
+        room = limit - len(self._runs)
+        while room > 0 and self._retry:
+            self._submit(self._retry.pop(0))
+            room -= 1
+        while room > 0:
+            trial = self.controller.paused_to_resume()
+            if trial is None:
+                break
+            self._submit(trial)
+            room -= 1
+        for trial in self.controller.new_trials(room):
+            self._submit(trial)
+
+    def make_trial(self, trial_id: str, index: int, config: dict[str, Any]) -> Trial:
+        name = getattr(self.spec.trainable, "__name__", "trial")
+        from dasktune.storage.experiment import trial_dir_name
+
+        dirname = trial_dir_name(name, index)
+        trial = Trial(trial_id=trial_id, config=config, trial_name=dirname,
+                      local_path=os.path.join(self.spec.experiment_path, dirname))
+        book = _Book(TrialRecorder(trial.local_path))
+        book.recorder.write_params(config)
+        self._books[trial_id] = book
+        return trial
+
+    def _submit(self, trial: Trial) -> None:
+        book = self._books[trial.trial_id]
+        book.runs += 1
+        run_id = f"{trial.trial_id}-{book.runs}"
+        latest = book.checkpoints[-1] if book.checkpoints else None
+        resume_from = latest[1] if latest else {}
+        spec = RunSpec(
+            run_id=run_id,
+            context=TrialContext(
+                trial_id=trial.trial_id, trial_name=trial.trial_name, trial_dir=trial.local_path,
+                experiment_name=self.spec.experiment_name,
+                experiment_path=self.spec.experiment_path, resources=dict(self.spec.resources),
+            ),
+            config=trial.config,
+            topic=self.backend.topic,
+            decision_points=self._points,
+            checkpoint_path=latest[0] if latest else None,
+            start_iteration=int(resume_from.get("training_iteration", 0)),
+            start_time_total=float(resume_from.get("time_total_s", 0.0)),
+            checkpoint_index=book.next_checkpoint_index,
+            decision_timeout=float(config.get("decision-timeout")),
+        )
+        policy = self.spec.checkpoint
+        self.backend.submit(spec, self._trainable_ref, self._param_refs,
+                            (policy.frequency, policy.at_end), self.spec.resources)
+        trial.status = TrialStatus.PENDING
+        self._runs[run_id] = _Run(run_id, trial)
+
+    def _active_trials(self) -> int:
+        return sum(1 for r in self._runs.values() if r.worker is not None)
+
+    # -- events ------------------------------------------------------------
+    def _drain(self, timeout: float) -> None:
+        try:
+            item = self.backend.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._handle(item)
+        for _ in range(10_000):
+            try:
+                item = self.backend.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(item)
+
+    def _handle(self, item: tuple[str, Any]) -> None:
+        kind, payload = item
+        if kind == "done":
+            run = self._runs.get(payload)
+            if run is not None:
+                run.future_done = True
+                self._maybe_finish(run)
+            return
+        run = self._runs.get(payload.get("run"))
+        if run is None:
+            return  # a late message of a run already finished
+        what = payload["kind"]
+        if what == "start":
+            run.worker = payload["worker"]
+            run.trial.status = TrialStatus.RUNNING
+            if run.requested:
+                self.backend.deliver(run.worker, run.run_id, run.requested)
+        elif what == "result":
+            run.worker = payload["worker"]
+            self._on_result(run, payload)
+        elif what == "checkpoint":
+            self._add_checkpoint(run.trial, payload["checkpoint"], run.trial.last_result)
+        elif what == "end":
+            run.outcome = payload["outcome"]
+            self._maybe_finish(run)
+
+    def _on_result(self, run: _Run, payload: dict[str, Any]) -> None:
+        trial, result = run.trial, payload["result"]
+        run.results += 1
+        book = self._books[trial.trial_id]
+        if payload["checkpoint"]:
+            self._add_checkpoint(trial, payload["checkpoint"], result)
+        try:
+            decision = (self.controller.on_result(trial, result) if run.requested is None
+                        else TrialDecision.STOP)
+        except BaseException:
+            book.recorder.append(result)  # keep what was computed, then end the experiment
+            raise
+        if decision in (TrialDecision.STOP, TrialDecision.PAUSE):
+            result["done"] = decision == TrialDecision.STOP
+            book.recorder.append(result)
+            self._request(run, STOP if decision == TrialDecision.STOP else PAUSE)
+        else:
+            book.recorder.append(result)
+            if payload["wait"]:
+                self.backend.deliver(run.worker, run.run_id, CONTINUE)  # type: ignore[arg-type]
+        self.console.result(trial, result)
+
+    def _request(self, run: _Run, decision: str) -> None:
+        if run.requested == decision:
+            return
+        run.requested = decision
+        if run.worker is not None:
+            self.backend.deliver(run.worker, run.run_id, decision)
+
+    def _add_checkpoint(self, trial: Trial, path: str, metrics: dict[str, Any]) -> None:
+        book = self._books[trial.trial_id]
+        book.checkpoints.append((path, dict(metrics)))
+        book.next_checkpoint_index = max(
+            book.next_checkpoint_index, int(os.path.basename(path).split("_")[-1]) + 1
+        )
+        trial.checkpoint_path = path
+        self._apply_retention(book)
+
+    def _apply_retention(self, book: _Book) -> None:
+        keep = self.spec.checkpoint.num_to_keep
+        if not keep or len(book.checkpoints) <= keep:
+            return
+        latest = book.checkpoints[-1]
+        attr = self.spec.checkpoint.score_attribute
+        if attr:
+            order = self.spec.checkpoint.score_order
+            missing = float("-inf") if order == "max" else float("inf")
+
+            def score(entry: tuple[str, dict[str, Any]]) -> float:
+                value = entry[1].get(attr)
+                return float(value) if isinstance(value, (int, float)) else missing
+
+            kept = sorted(book.checkpoints, key=score, reverse=order == "max")[:keep]
+        else:
+            kept = book.checkpoints[-keep:]
+        if latest not in kept:
+            kept.append(latest)  # always keep the newest, to resume from
+        for entry in book.checkpoints:
+            if entry not in kept:
+                delete_checkpoint(entry[0])
+        book.checkpoints = [c for c in book.checkpoints if c in kept]
+
+    # -- ending runs -------------------------------------------------------
+    def _maybe_finish(self, run: _Run) -> None:
+        if not run.future_done:
+            return
+        if run.outcome is None:
+            status = self.backend.future_status(run.run_id)
+            if status in ("error", "cancelled", "lost"):
+                self._finish_run(run, self._lost_outcome(run, status))
+            elif run.deadline is None:
+                run.deadline = time.monotonic() + _LATE_EVENT_GRACE_S
+            return
+        if run.results < run.outcome["num_reports"] and run.deadline is None:
+            run.deadline = time.monotonic() + _LATE_EVENT_GRACE_S
+            return
+        if run.results >= run.outcome["num_reports"] or time.monotonic() >= (run.deadline or 0):
+            self._finish_run(run, run.outcome)
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for run in list(self._runs.values()):
+            if run.deadline is None or now < run.deadline:
+                continue
+            if run.outcome is None:
+                fetched = self.backend.fetch_outcome(run.run_id)
+                run.outcome = (fetched.__dict__ if not isinstance(fetched, BaseException)
+                               else self._lost_outcome(run, repr(fetched)))
+            self._finish_run(run, run.outcome)
+
+    def _lost_outcome(self, run: _Run, status: str) -> dict[str, Any]:
+        if status == "cancelled" or run.requested == STOP:
+            return {"status": "stopped"}
+        return {"status": "error", "error_type": "WorkerLost",
+                "error": f"The run's Dask task ended without a result ({status}); its worker "
+                         "may have died (out of memory, or killed)."}
+
+    def _finish_run(self, run: _Run, outcome: dict[str, Any]) -> None:
+        self._runs.pop(run.run_id, None)
+        self.backend.release(run.run_id)
+        trial, status = run.trial, outcome["status"]
+        if status == "paused":
+            self.controller.on_paused(trial)
+        elif status == "error":
+            message = outcome.get("error") or "unknown error"
+            self._books[trial.trial_id].recorder.write_error(message)
+            if self.controller.on_error(trial, message):
+                logger.warning("Trial %s failed (%s); retrying it (failure %d).",
+                               trial, outcome.get("error_type"), trial.num_failures)
+                self._retry.append(trial)
+            self.console.error(trial, outcome.get("error_type") or "error")
+        else:
+            self.controller.on_complete(trial)
+            rows = self._books[trial.trial_id].recorder.rows
+            if rows:
+                rows[-1]["done"] = True
+
+    # -- the record ----------------------------------------------------------
+    def _maybe_write_state(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._state_written < 5.0:
+            return
+        self._state_written = now
+        write_experiment_state(self.spec.experiment_path, {
+            "name": self.spec.experiment_name,
+            "metric": self.spec.metric,
+            "mode": self.spec.mode,
+            "trials": [
+                {"trial_id": t.trial_id, "status": str(t.status), "dir": t.trial_name,
+                 "config": t.config, "last_result": t.last_result,
+                 "checkpoint": t.checkpoint_path, "num_failures": t.num_failures}
+                for t in self.controller.trials
+            ],
+        })
+
+    def _close(self) -> None:
+        for book in self._books.values():
+            book.recorder.close()
+        try:
+            self._maybe_write_state(force=True)
+        finally:
+            self.backend.close()
+
+    def result_grid(self) -> ResultGrid:
+        results = []
+        for trial in self.controller.trials:
+            book = self._books[trial.trial_id]
+            results.append(Result(
+                metrics=dict(trial.last_result),
+                config=trial.config,
+                path=trial.local_path,
+                checkpoint=Checkpoint(book.checkpoints[-1][0]) if book.checkpoints else None,
+                best_checkpoints=[(Checkpoint(p), m) for p, m in book.checkpoints],
+                error=TrialError(trial.error_msg) if trial.status == TrialStatus.ERROR else None,
+                status=str(trial.status),
+                _rows=book.recorder.rows,
+            ))
+        return ResultGrid(results, self.spec.experiment_path, self.spec.metric, self.spec.mode)

@@ -1,0 +1,205 @@
+"""What ``Tuner.fit`` returns: one Result per trial, gathered in a ResultGrid."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from dasktune._util import flatten
+from dasktune.trainable.checkpoint import Checkpoint
+
+_SCOPES = ("last", "all", "avg", "last-5-avg", "last-10-avg")
+
+
+class TrialError(RuntimeError):
+    """A trial's trainable raised; the message holds the worker's traceback."""
+
+
+@dataclass
+class Result:
+    """The outcome of one trial."""
+
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    path: str
+    checkpoint: Checkpoint | None = None
+    best_checkpoints: list[tuple[Checkpoint, dict[str, Any]]] = field(default_factory=list)
+    error: BaseException | None = None
+    status: str = "TERMINATED"
+    _rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def metrics_dataframe(self) -> pd.DataFrame:
+        """One row per report of this trial (nested metrics flattened as ``a/b``)."""
+        return pd.DataFrame(self._rows)
+
+    @property
+    def trial_id(self) -> str | None:
+        return self.metrics.get("trial_id")
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.metrics.items() if k not in _AUTO_FIELDS}
+        error = f", error={type(self.error).__name__}" if self.error else ""
+        return f"Result(metrics={shown}, path={self.path!r}{error})"
+
+
+_AUTO_FIELDS = frozenset(
+    {"time_this_iter_s", "time_total_s", "timestamp", "done", "pid", "hostname",
+     "time_since_restore", "iterations_since_restore", "trial_id"}
+)
+
+
+def _score(rows: Sequence[dict[str, Any]], metric: str, scope: str) -> float | None:
+    values = [r[metric] for r in rows if metric in r and _is_number(r[metric])]
+    if not values:
+        return None
+    if scope == "last":
+        return float(values[-1])
+    if scope == "avg":
+        return float(sum(values) / len(values))
+    if scope.startswith("last-"):
+        n = int(scope.split("-")[1])
+        tail = values[-n:]
+        return float(sum(tail) / len(tail))
+    return float("nan")  # "all" is handled by the caller (it depends on mode)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+class ResultGrid:
+    """The results of an experiment: indexable, iterable, and queryable for the best."""
+
+    def __init__(self, results: list[Result], experiment_path: str,
+                 default_metric: str | None = None, default_mode: str | None = None) -> None:
+        self._results = results
+        self.experiment_path = experiment_path
+        self._metric = default_metric
+        self._mode = default_mode
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __iter__(self) -> Iterator[Result]:
+        return iter(self._results)
+
+    def __getitem__(self, i: int) -> Result:
+        return self._results[i]
+
+    def __repr__(self) -> str:
+        return f"ResultGrid<{len(self)} trials, {self.num_errors} errors, path={self.experiment_path!r}>"
+
+    @property
+    def errors(self) -> list[BaseException]:
+        return [r.error for r in self._results if r.error is not None]
+
+    @property
+    def num_errors(self) -> int:
+        return len(self.errors)
+
+    @property
+    def num_terminated(self) -> int:
+        return sum(1 for r in self._results if r.status == "TERMINATED")
+
+    def get_best_result(
+        self,
+        metric: str | None = None,
+        mode: str | None = None,
+        scope: str = "last",
+        filter_nan_and_inf: bool = True,
+    ) -> Result:
+        """The trial with the best ``metric`` (default: the TuneConfig's).
+
+        Args:
+            scope: Which of each trial's results count: ``"last"`` (its last
+                result), ``"avg"`` (the mean of all), ``"last-5-avg"``,
+                ``"last-10-avg"``, or ``"all"`` (its best result at any time).
+            filter_nan_and_inf: Skip trials whose score is NaN or infinite.
+        """
+        metric = metric or self._metric
+        mode = mode or self._mode
+        if not metric or not mode:
+            raise ValueError(
+                "get_best_result() needs a metric and a mode: pass get_best_result("
+                "metric='mean_accuracy', mode='max'), or set TuneConfig(metric=..., mode=...)."
+            )
+        if mode not in ("min", "max"):
+            raise ValueError(f"get_best_result(mode={mode!r}): mode must be 'min' or 'max'.")
+        if scope not in _SCOPES:
+            raise ValueError(
+                f"get_best_result(scope={scope!r}): scope must be one of {', '.join(_SCOPES)}."
+            )
+        best, best_score = None, None
+        for result in self._results:
+            score = self._trial_score(result, metric, mode, scope)
+            if score is None or (filter_nan_and_inf and not math.isfinite(score)):
+                continue
+            if math.isnan(score):
+                continue
+            if best_score is None or (score > best_score if mode == "max" else score < best_score):
+                best, best_score = result, score
+        if best is None:
+            self._raise_no_best(metric)
+        return best  # type: ignore[return-value]
+
+    @staticmethod
+    def _trial_score(result: Result, metric: str, mode: str, scope: str) -> float | None:
+        rows = result._rows or [flatten(result.metrics)]
+        if scope != "all":
+            return _score(rows, metric, scope)
+        values = [float(r[metric]) for r in rows if metric in r and _is_number(r[metric])]
+        finite = [v for v in values if math.isfinite(v)] or values
+        if not finite:
+            return None
+        return max(finite) if mode == "max" else min(finite)
+
+    def _raise_no_best(self, metric: str) -> None:
+        known = sorted({k for r in self._results for row in r._rows[-1:] for k in row})
+        if any(metric in row for r in self._results for row in r._rows):
+            raise ValueError(
+                f"get_best_result(metric={metric!r}): every trial's value is NaN or infinite. "
+                "Pass filter_nan_and_inf=False to compare them anyway."
+            )
+        raise ValueError(
+            f"get_best_result(metric={metric!r}): no trial reported {metric!r}. "
+            f"The trials reported: {', '.join(known) or 'nothing'}. Pass one of those as metric=."
+        )
+
+    def get_dataframe(self, filter_metric: str | None = None,
+                      filter_mode: str | None = None) -> pd.DataFrame:
+        """One row per trial: its last result (or its best under ``filter_metric``) and config."""
+        if (filter_metric is None) != (filter_mode is None):
+            raise ValueError(
+                "get_dataframe() needs both filter_metric and filter_mode, or neither: "
+                "get_dataframe(filter_metric='loss', filter_mode='min')."
+            )
+        rows = []
+        for result in self._results:
+            row = self._select_row(result, filter_metric, filter_mode)
+            if row is None:
+                continue
+            row = dict(row)
+            row.update({f"config/{k}": v for k, v in flatten(result.config).items()})
+            row["logdir"] = result.path
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    @staticmethod
+    def _select_row(result: Result, metric: str | None, mode: str | None) -> dict[str, Any] | None:
+        rows = result._rows or ([flatten(result.metrics)] if result.metrics else [])
+        if not rows:
+            return None
+        if metric is None:
+            return rows[-1]
+        scored = [r for r in rows if metric in r and _is_number(r[metric])
+                  and not math.isnan(float(r[metric]))]
+        if not scored:
+            return None
+        pick = max if mode == "max" else min
+        return pick(scored, key=lambda r: float(r[metric]))

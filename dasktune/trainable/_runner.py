@@ -1,0 +1,142 @@
+"""The task that runs one trial on a worker, for function and class trainables."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+import shutil
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dasktune.trainable import session as _session
+from dasktune.trainable.checkpoint import Checkpoint
+from dasktune.trainable.trainable import Trainable
+
+_CLASS_STATE_FILE = ".dasktune_trainable_state.pkl"
+
+
+@dataclass
+class RunOutcome:
+    """How a trial run ended, returned as the Dask task's result."""
+
+    run_id: str
+    status: str  # "finished", "stopped", "paused" or "error"
+    num_reports: int
+    iteration: int
+    error: str | None = None
+    error_type: str | None = None
+    return_value: Any = None
+
+
+def run_trial(
+    spec: _session.RunSpec,
+    trainable: Any,
+    params: dict[str, Any],
+    checkpoint_config: tuple[int, bool],
+    emit: Callable[[dict[str, Any]], None],
+    cancelled: Callable[[], bool] = lambda: False,
+) -> RunOutcome:
+    """Run ``trainable`` for one trial; never raises for the trial's own errors."""
+    os.makedirs(spec.context.trial_dir, exist_ok=True)
+    session = _session.Session(spec, emit, cancelled)
+    _session.set_session(session)
+    emit({"kind": "start", "run": spec.run_id})
+    status, error, error_type, value = "finished", None, None, None
+    try:
+        if isinstance(trainable, type) and issubclass(trainable, Trainable):
+            _run_class(trainable, spec.config, params, checkpoint_config, session)
+        else:
+            value = trainable(spec.config, **params)
+    except _session.StopTrial as stop:
+        status = "paused" if stop.decision == _session.PAUSE else "stopped"
+    except Exception as exc:  # the trial's own failure: record it, keep the others running
+        status, error, error_type = "error", traceback.format_exc(), type(exc).__name__
+    finally:
+        _session.set_session(None)
+        session.close()
+    return RunOutcome(spec.run_id, status, session.num_reports, session.iteration,
+                      error, error_type, _small(value))
+
+
+def _small(value: Any) -> Any:
+    """Keep a trainable's return value only if it is a small plain value."""
+    if isinstance(value, dict) and len(value) < 1000:
+        return value
+    return None
+
+
+def _run_class(
+    cls: type[Trainable],
+    config: dict[str, Any],
+    params: dict[str, Any],
+    checkpoint_config: tuple[int, bool],
+    session: _session.Session,
+) -> None:
+    frequency, at_end = checkpoint_config
+    instance = cls(config, **params)
+    try:
+        if session.checkpoint is not None:
+            _restore(instance, session.checkpoint)
+        instance._iteration = session.iteration
+        while True:
+            result = instance.step()
+            if not isinstance(result, dict):
+                raise TypeError(
+                    f"{cls.__name__}.step() returned {type(result).__name__}; it must return "
+                    "a dict of metrics such as {'mean_accuracy': 0.9}."
+                )
+            done = bool(result.pop("done", False))
+            instance._iteration += 1
+            checkpoint = None
+            if frequency and instance._iteration % frequency == 0:
+                checkpoint = _save(instance)
+            decision = session.report(result, checkpoint)
+            _discard(checkpoint)
+            if done or decision != _session.CONTINUE:
+                # A paused trial needs its state to resume; a finished one gets
+                # its final checkpoint when CheckpointConfig asks for it.
+                if checkpoint is None and (at_end or decision == _session.PAUSE):
+                    final = _save(instance)
+                    session.attach_checkpoint(final)
+                    _discard(final)
+                if decision != _session.CONTINUE:
+                    raise _session.StopTrial(decision)
+                return
+    finally:
+        instance.cleanup()
+
+
+def _save(instance: Trainable) -> Checkpoint:
+    directory = tempfile.mkdtemp(prefix="dasktune-trainable-")
+    extra = instance.save_checkpoint(directory)
+    with open(os.path.join(directory, _CLASS_STATE_FILE), "wb") as f:
+        pickle.dump({"iteration": instance._iteration, "extra": extra}, f)
+    return Checkpoint(directory)
+
+
+def _discard(checkpoint: Checkpoint | None) -> None:
+    """Remove a temporary checkpoint once the session has stored its copy."""
+    if checkpoint is not None:
+        shutil.rmtree(checkpoint.path, ignore_errors=True)
+
+
+def _restore(instance: Trainable, checkpoint: Checkpoint) -> None:
+    state_file = os.path.join(checkpoint.path, _CLASS_STATE_FILE)
+    if os.path.exists(state_file):
+        with open(state_file, "rb") as f:
+            state = pickle.load(f)
+        instance._iteration = state["iteration"]
+    instance.load_checkpoint(checkpoint.path)
+
+
+def accepts_params(fn: Callable[..., Any], names: list[str]) -> bool:
+    """Whether ``fn(config, **{name: ...})`` is a valid call."""
+    try:
+        inspect.signature(fn).bind(None, **{n: None for n in names})
+    except TypeError:
+        return False
+    return True

@@ -1,0 +1,265 @@
+"""What runs on a worker: the trial session behind ``tune.report`` and friends.
+
+A session lives for one run of one trial on one worker.  ``report`` turns the
+user's metrics into a result, publishes it to the driver without waiting, and
+waits for the driver's decision only at a decision point (a rung of ASHA, a
+stop threshold).  Decisions reach the worker through a mailbox in this
+process (see :func:`deliver`), so checking for a STOP costs a dict lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dasktune._decision_points import DecisionPointTracker
+from dasktune.trainable.checkpoint import Checkpoint
+
+#: Decisions as they travel to the worker (plain strings keep the message tiny).
+CONTINUE = "CONTINUE"
+STOP = "STOP"
+PAUSE = "PAUSE"
+
+_HOSTNAME = socket.gethostname()
+
+
+class StopTrial(BaseException):
+    """Raised inside ``tune.report`` to end a trial the driver stopped.
+
+    A BaseException so that a trainable's ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, decision: str) -> None:
+        super().__init__(decision)
+        self.decision = decision
+
+
+class _Mailbox:
+    """Decisions for one run of a trial, written by :func:`deliver`."""
+
+    __slots__ = ("event", "decision")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.decision: str | None = None
+
+
+_MAILBOXES: dict[str, _Mailbox] = {}
+_MAILBOX_LOCK = threading.Lock()
+
+
+def _mailbox(run_id: str) -> _Mailbox:
+    with _MAILBOX_LOCK:
+        box = _MAILBOXES.get(run_id)
+        if box is None:
+            box = _MAILBOXES[run_id] = _Mailbox()
+        return box
+
+
+def deliver(run_id: str, decision: str) -> None:
+    """Hand ``decision`` to the trial run ``run_id`` in this worker process.
+
+    Called on the worker by the driver (through ``Client.run``).  A STOP or
+    PAUSE sticks: a later CONTINUE cannot undo it.
+    """
+    box = _mailbox(run_id)
+    if box.decision in (STOP, PAUSE) and decision == CONTINUE:
+        box.event.set()
+        return
+    box.decision = decision
+    box.event.set()
+
+
+@dataclass
+class TrialContext:
+    """What a trial knows about itself (``tune.get_context()``)."""
+
+    trial_id: str
+    trial_name: str
+    trial_dir: str
+    experiment_name: str
+    experiment_path: str
+    resources: dict[str, float] = field(default_factory=dict)
+
+    def get_trial_id(self) -> str:
+        return self.trial_id
+
+    def get_trial_name(self) -> str:
+        return self.trial_name
+
+    def get_trial_dir(self) -> str:
+        return self.trial_dir
+
+    def get_experiment_name(self) -> str:
+        return self.experiment_name
+
+    def get_experiment_path(self) -> str:
+        return self.experiment_path
+
+    def get_trial_resources(self) -> dict[str, float]:
+        return dict(self.resources)
+
+
+@dataclass
+class RunSpec:
+    """Everything a worker needs to run one trial (sent with the task)."""
+
+    run_id: str
+    context: TrialContext
+    config: dict[str, Any]
+    topic: str
+    decision_points: tuple[Any, ...]
+    checkpoint_path: str | None = None
+    start_iteration: int = 0
+    start_time_total: float = 0.0
+    checkpoint_index: int = 0
+    decision_timeout: float = 3600.0
+
+
+class Session:
+    """The state of one trial run on a worker."""
+
+    def __init__(self, spec: RunSpec, emit: Callable[[dict[str, Any]], None],
+                 cancelled: Callable[[], bool] = lambda: False) -> None:
+        self.spec = spec
+        self.context = spec.context
+        self._emit = emit
+        self._cancelled = cancelled
+        self._tracker = DecisionPointTracker(tuple(spec.decision_points))
+        self._box = _mailbox(spec.run_id)
+        self.iteration = spec.start_iteration
+        self.checkpoint_index = spec.checkpoint_index
+        self.checkpoint = Checkpoint(spec.checkpoint_path) if spec.checkpoint_path else None
+        self._start = time.time()
+        self._last = self._start
+        self._time_total_offset = spec.start_time_total
+        self.num_reports = 0
+        self.worker_address = ""
+
+    # -- reporting -------------------------------------------------------
+    def report(self, metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> str:
+        """Publish one result; return the decision (CONTINUE unless stopped)."""
+        if not isinstance(metrics, dict):
+            raise TypeError(
+                f"tune.report(metrics={metrics!r}): metrics must be a dict such as "
+                "{'mean_accuracy': 0.9}."
+            )
+        if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+            raise TypeError(
+                f"tune.report(checkpoint={checkpoint!r}): expected a dasktune Checkpoint; "
+                "make one with tune.Checkpoint.from_directory(path)."
+            )
+        now = time.time()
+        self.iteration += 1
+        result = dict(metrics)
+        result.update(
+            training_iteration=self.iteration,
+            time_this_iter_s=now - self._last,
+            time_total_s=self._time_total_offset + (now - self._start),
+            time_since_restore=now - self._start,
+            iterations_since_restore=self.iteration - self.spec.start_iteration,
+            timestamp=int(now),
+            trial_id=self.context.trial_id,
+            done=False,
+            pid=os.getpid(),
+            hostname=_HOSTNAME,
+        )
+        self._last = now
+        checkpoint_path = self._persist(checkpoint) if checkpoint is not None else None
+        wait = self._tracker.needs_decision(result)
+        if wait:
+            self._box.event.clear()
+        self._emit({"kind": "result", "run": self.spec.run_id, "result": result,
+                    "checkpoint": checkpoint_path, "wait": wait})
+        self.num_reports += 1
+        if wait:
+            self._wait_for_decision()
+        return self._box.decision or CONTINUE
+
+    def _wait_for_decision(self) -> None:
+        deadline = time.monotonic() + self.spec.decision_timeout
+        while not self._box.event.wait(0.5):
+            if self._cancelled() or time.monotonic() > deadline:
+                self._box.decision = STOP
+                return
+
+    def _persist(self, checkpoint: Checkpoint) -> str:
+        """Copy a checkpoint into the trial directory; return the stored path."""
+        target = os.path.join(self.context.trial_dir, f"checkpoint_{self.checkpoint_index:06d}")
+        self.checkpoint_index += 1
+        if os.path.abspath(checkpoint.path) != os.path.abspath(target):
+            shutil.copytree(checkpoint.path, target, dirs_exist_ok=True)
+        self.checkpoint = Checkpoint(target)
+        return target
+
+    def attach_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint of the last reported result (class trainables' checkpoint_at_end)."""
+        path = self._persist(checkpoint)
+        self._emit({"kind": "checkpoint", "run": self.spec.run_id, "checkpoint": path,
+                    "iteration": self.iteration})
+
+    def pending_decision(self) -> str | None:
+        """A STOP or PAUSE sent without a decision point, or a cancelled future."""
+        decision = self._box.decision
+        if decision in (STOP, PAUSE):
+            return decision
+        if self._cancelled():
+            return STOP
+        return None
+
+    def close(self) -> None:
+        with _MAILBOX_LOCK:
+            _MAILBOXES.pop(self.spec.run_id, None)
+
+
+_local = threading.local()
+
+
+def _current() -> Session | None:
+    return getattr(_local, "session", None)
+
+
+def set_session(session: Session | None) -> None:
+    _local.session = session
+
+
+def _require(name: str) -> Session:
+    session = _current()
+    if session is None:
+        raise RuntimeError(
+            f"tune.{name}() was called outside a dasktune trial. Call it inside the "
+            "trainable function that you pass to tune.Tuner(...)."
+        )
+    return session
+
+
+def report(metrics: dict[str, Any], *, checkpoint: Checkpoint | None = None) -> None:
+    """Report metrics (and optionally a checkpoint) for the current iteration.
+
+    Returns at once unless a scheduler or stopper may act on this result; then
+    it waits for the decision.  If the trial is stopped, ``report`` ends the
+    trainable (it raises an exception that dasktune catches), so no iteration
+    runs past the result that stopped it.
+    """
+    session = _require("report")
+    decision = session.report(metrics, checkpoint)
+    if decision != CONTINUE:
+        raise StopTrial(decision)
+
+
+def get_checkpoint() -> Checkpoint | None:
+    """The trial's latest checkpoint: the one to resume from after a failure or
+    pause, or the last one reported in this run; None if there is none."""
+    session = _current()
+    return session.checkpoint if session is not None else None
+
+
+def get_context() -> TrialContext:
+    """Facts about the running trial: id, name, directory, experiment path."""
+    return _require("get_context").context

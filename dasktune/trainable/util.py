@@ -1,0 +1,108 @@
+"""Wrappers that attach data and resource requests to a trainable."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: Resource names that dasktune spells the Ray way and Dask spells otherwise.
+_RESOURCE_ALIASES = {"gpu": "GPU", "cpu": "CPU"}
+
+
+class _Parameterized:
+    """A trainable plus large objects that are sent to the cluster once.
+
+    The Tuner scatters ``params`` to the cluster a single time; every trial
+    receives the same worker-resident objects instead of a copy each.
+    """
+
+    def __init__(self, trainable: Any, params: dict[str, Any]) -> None:
+        self.trainable = trainable
+        self.params = params
+        self.__name__ = getattr(trainable, "__name__", type(trainable).__name__)
+        functools.update_wrapper(self, trainable, updated=()) if callable(trainable) else None
+
+    def __repr__(self) -> str:
+        return f"with_parameters({self.__name__}, {', '.join(self.params)})"
+
+
+def with_parameters(trainable: Callable[..., Any] | type, **kwargs: Any) -> Any:
+    """Bind large objects to a trainable; they travel to the cluster once.
+
+    Example:
+        >>> def train(config, data):
+        ...     ...
+        >>> trainable = with_parameters(train, data=[1, 2, 3])
+
+    Each trial calls ``train(config, data=data)``; class trainables get them
+    as keyword arguments of ``setup``.
+    """
+    if not kwargs:
+        raise ValueError(
+            "with_parameters() got no objects to bind. Pass them as keywords: "
+            "tune.with_parameters(train, data=data)."
+        )
+    resources = getattr(trainable, "_dasktune_resources", None)
+    wrapped = _Parameterized(trainable, dict(kwargs))
+    if resources is not None:
+        wrapped._dasktune_resources = resources  # type: ignore[attr-defined]
+    return wrapped
+
+
+def normalize_resources(resources: Mapping[str, float]) -> dict[str, float]:
+    """Map Ray-style resource names to Dask worker resources (``gpu`` -> ``GPU``).
+
+    Other names pass through unchanged as Dask resources of the same name.
+    """
+    out: dict[str, float] = {}
+    for name, amount in resources.items():
+        if not isinstance(amount, (int, float)) or amount < 0:
+            raise ValueError(
+                f"with_resources: the amount of {name!r} is {amount!r}, but it must be a "
+                f"number >= 0, e.g. {{{name!r}: 1}}."
+            )
+        if amount == 0:
+            continue
+        out[_RESOURCE_ALIASES.get(name, name)] = float(amount)
+    return out
+
+
+def with_resources(trainable: Any, resources: Mapping[str, float]) -> Any:
+    """Ask for worker resources for every trial of ``trainable``.
+
+    ``{"cpu": 1, "gpu": 1}`` becomes the Dask resource request ``{"GPU": 1}``
+    (plus ``CPU`` where workers advertise it); other keys are passed through as
+    Dask resources of the same name, so workers started with
+    ``--resources "MEM=16e9"`` can be asked for ``{"MEM": 8e9}``.
+    """
+    if not isinstance(resources, Mapping):
+        raise TypeError(
+            f"with_resources(resources={resources!r}): expected a dict such as "
+            "{'cpu': 1, 'gpu': 1}."
+        )
+    normalized = normalize_resources(resources)
+    if isinstance(trainable, _Parameterized):
+        trainable._dasktune_resources = normalized  # type: ignore[attr-defined]
+        return trainable
+    if isinstance(trainable, type):
+        return type(trainable.__name__, (trainable,), {"_dasktune_resources": normalized})
+
+    @functools.wraps(trainable)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        return trainable(*args, **kw)
+
+    wrapper._dasktune_resources = normalized  # type: ignore[attr-defined]
+    return wrapper
+
+
+def resources_of(trainable: Any) -> dict[str, float]:
+    """The Dask resources a trial of ``trainable`` asks for."""
+    return dict(getattr(trainable, "_dasktune_resources", None) or {})
+
+
+def unwrap(trainable: Any) -> tuple[Any, dict[str, Any]]:
+    """Split a trainable into the callable or class and its bound parameters."""
+    if isinstance(trainable, _Parameterized):
+        return trainable.trainable, trainable.params
+    return trainable, {}

@@ -1,0 +1,64 @@
+"""Which cluster a Tuner runs on: embedded, the default client, or the one it is given."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import dasktune as tune
+
+GUARDLESS_SCRIPT = textwrap.dedent(
+    """
+    import os
+    import dasktune as tune
+
+    def train(config):
+        tune.report({"score": config["x"] * 2, "pid": os.getpid()})
+
+    tuner = tune.Tuner(
+        train,
+        param_space={"x": tune.grid_search([1, 2, 3, 4])},
+        tune_config=tune.TuneConfig(metric="score", mode="max"),
+        run_config=tune.RunConfig(storage_path=os.environ["STORAGE"], name="guardless"),
+    )
+    results = tuner.fit()
+    best = results.get_best_result()
+    print("BEST", best.config["x"], best.metrics["score"])
+    print("PIDS", len({r.metrics["pid"] for r in results}), os.getpid() in {r.metrics["pid"] for r in results})
+    """
+)
+
+
+def test_script_without_main_guard_runs_on_the_embedded_cluster(tmp_path):
+    script = tmp_path / "tutorial_style.py"
+    script.write_text(GUARDLESS_SCRIPT)
+    env = dict(os.environ, STORAGE=str(tmp_path / "results"))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env=env, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "BEST 4 8" in out.stdout
+    # Trials ran in worker processes, not in the driver.
+    pids_line = next(line for line in out.stdout.splitlines() if line.startswith("PIDS"))
+    assert pids_line.split()[2] == "False"
+    assert "started a local Dask cluster with" in out.stdout and "dashboard: http" in out.stdout
+    assert "bootstrapping" not in out.stderr
+
+
+def double(config):
+    tune.report({"score": config["x"] * 2, "worker": os.getpid()})
+
+
+def test_default_client_is_used_when_no_client_is_given(tmp_path):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+        worker_pids = set(c.run(os.getpid).values())
+        grid = tune.Tuner(double, param_space={"x": 3},
+                          run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+        assert grid[0].metrics["worker"] in worker_pids
+        # The user's cluster stays up after fit.
+        assert c.submit(sum, [1, 2]).result() == 3

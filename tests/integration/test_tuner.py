@@ -1,0 +1,362 @@
+"""End-to-end experiments on a real multi-process Dask cluster."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+import dasktune as tune
+from dasktune.schedulers import ASHAScheduler
+from dasktune.stopper import MaximumIterationStopper
+
+
+def run(trainable, client, storage, *, param_space=None, verbose=0, stop=None,
+        checkpoint_config=None, failure_config=None, name="exp", **tune_kwargs):
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, verbose=verbose, stop=stop,
+        checkpoint_config=checkpoint_config or tune.CheckpointConfig(),
+        failure_config=failure_config or tune.FailureConfig(),
+    )
+    tuner = tune.Tuner(trainable, param_space=param_space,
+                       tune_config=tune.TuneConfig(**tune_kwargs), run_config=run_config,
+                       client=client)
+    return tuner.fit()
+
+
+def linear(config):
+    for i in range(config.get("iters", 5)):
+        tune.report({"score": config["x"] * (i + 1), "step": i})
+
+
+def test_basic_run_records_every_result(client, storage):
+    grid = run(linear, client, storage, param_space={"x": tune.grid_search([1, 2, 3])},
+               metric="score", mode="max")
+    assert len(grid) == 3
+    assert grid.num_errors == 0 and grid.num_terminated == 3
+    best = grid.get_best_result()
+    assert best.config == {"x": 3}
+    assert best.metrics["score"] == 15 and best.metrics["training_iteration"] == 5
+    assert best.metrics["done"] is True
+    df = best.metrics_dataframe
+    assert list(df["training_iteration"]) == [1, 2, 3, 4, 5]
+    assert {"time_this_iter_s", "time_total_s", "timestamp", "trial_id", "done"} <= set(df.columns)
+    assert (df["time_total_s"].diff().dropna() >= 0).all()
+    # Files: params.json, result.json (JSON lines) and progress.csv per trial.
+    path = best.path
+    assert len(os.path.basename(path)) < 100
+    assert os.path.exists(os.path.join(path, "params.json"))
+    with open(os.path.join(path, "result.json")) as f:
+        assert len(f.read().splitlines()) == 5
+    csv = pd.read_csv(os.path.join(path, "progress.csv"))
+    assert list(csv["score"]) == [3, 6, 9, 12, 15]
+    assert grid.experiment_path == os.path.join(storage, "exp")
+    frame = grid.get_dataframe()
+    assert sorted(frame["config/x"]) == [1, 2, 3]
+
+
+def late_metric(config):
+    tune.report({"loss": 1.0})
+    tune.report({"loss": 0.5, "val_acc": 0.7})
+
+
+def test_metric_that_appears_late_is_kept(client, storage):
+    grid = run(late_metric, client, storage)
+    path = grid[0].path
+    csv = pd.read_csv(os.path.join(path, "progress.csv"))
+    assert list(csv.columns[:2]) == ["loss", "training_iteration"]
+    assert "val_acc" in csv.columns
+    assert pd.isna(csv["val_acc"][0]) and csv["val_acc"][1] == 0.7
+    assert grid[0].metrics_dataframe["val_acc"].tolist()[1] == 0.7
+
+
+def marking(config):
+    """Writes a marker before each iteration it starts, so tests can see extra work."""
+    trial_dir = tune.get_context().get_trial_dir()
+    for i in range(config["iters"]):
+        with open(os.path.join(trial_dir, "started.txt"), "a") as f:
+            f.write(f"{i + 1}\n")
+        tune.report({"acc": config["curve"][i]})
+
+
+def test_asha_stopped_trial_trains_no_further_iteration(client, storage):
+    # Run one at a time: trial 0 sets the bar at each rung, worse trials stop there.
+    curves = [[0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9],
+              [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+              [0.6, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]]
+    grid = run(marking, client, storage,
+               param_space={"iters": 8, "curve": tune.grid_search(curves)},
+               scheduler=ASHAScheduler(metric="acc", mode="max", max_t=8, grace_period=1,
+                                       reduction_factor=2),
+               max_concurrent_trials=1)
+    iterations = {}
+    for result in grid:
+        with open(os.path.join(result.path, "started.txt")) as f:
+            started = len(f.read().split())
+        iterations[result.config["curve"][0]] = result.metrics["training_iteration"]
+        # The trial began no iteration after the result that stopped it.
+        assert started == result.metrics["training_iteration"]
+        assert result.metrics["done"] is True
+    # Trial 0 is first at every rung and reaches max_t; trial 1 is below the
+    # median at rung 1; trial 2 passes rungs 1 and 2 and falls below at rung 4.
+    assert iterations == {0.5: 8, 0.1: 1, 0.6: 4}
+
+
+def test_stop_criteria_dict_callable_and_stopper(client, storage):
+    grid = run(linear, client, storage, param_space={"x": 1, "iters": 20},
+               stop={"training_iteration": 3}, name="dict")
+    assert grid[0].metrics["training_iteration"] == 3
+    grid = run(linear, client, storage, param_space={"x": 1, "iters": 20},
+               stop=lambda trial_id, result: result["score"] >= 4, name="callable")
+    assert grid[0].metrics["training_iteration"] == 4
+    grid = run(linear, client, storage, param_space={"x": 1, "iters": 20},
+               stop=MaximumIterationStopper(2), name="stopper")
+    assert grid[0].metrics["training_iteration"] == 2
+
+
+def checkpointing(config):
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d, open(os.path.join(d, "step.txt")) as f:
+            start = int(f.read())
+    for step in range(start, config["iters"]):
+        if config.get("fail_at") == step and checkpoint is None:
+            raise RuntimeError(f"boom at step {step}")
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "step.txt"), "w") as f:
+                f.write(str(step + 1))
+            tune.report({"score": step, "start": start}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_checkpoints_are_copied_into_storage_and_pruned(client, storage):
+    grid = run(checkpointing, client, storage, param_space={"iters": 5},
+               checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+    result = grid[0]
+    kept = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
+    assert kept == ["checkpoint_000003", "checkpoint_000004"]
+    assert result.checkpoint.path == os.path.join(result.path, "checkpoint_000004")
+    with result.checkpoint.as_directory() as d, open(os.path.join(d, "step.txt")) as f:
+        assert f.read() == "5"
+    assert [m["score"] for _, m in result.best_checkpoints] == [3, 4]
+    copy = result.checkpoint.to_directory()
+    assert os.listdir(copy) == ["step.txt"]
+
+
+def test_failed_trial_retries_from_its_checkpoint(client, storage):
+    grid = run(checkpointing, client, storage, param_space={"iters": 5, "fail_at": 3},
+               failure_config=tune.FailureConfig(max_failures=1))
+    result = grid[0]
+    assert result.error is None
+    df = result.metrics_dataframe
+    # Steps 0-2 ran, then the retry resumed after step 2's checkpoint.
+    assert df["score"].tolist() == [0, 1, 2, 3, 4]
+    assert df["start"].tolist() == [0, 0, 0, 3, 3]
+    assert df["training_iteration"].tolist() == [1, 2, 3, 4, 5]
+    assert "boom at step 3" in open(os.path.join(result.path, "error.txt")).read()
+
+
+def flaky(config):
+    tune.report({"score": config["x"]})
+    if config["x"] == 2:
+        raise ValueError("bad x")
+    tune.report({"score": config["x"] + 10})
+
+
+def test_error_marks_only_its_own_trial(client, storage):
+    grid = run(flaky, client, storage, param_space={"x": tune.grid_search([1, 2, 3])},
+               metric="score", mode="max")
+    assert grid.num_errors == 1 and grid.num_terminated == 2
+    bad = next(r for r in grid if r.config["x"] == 2)
+    assert "ValueError: bad x" in str(bad.error)
+    assert bad.status == "ERROR"
+    assert "bad x" in open(os.path.join(bad.path, "error.txt")).read()
+    assert len(bad.metrics_dataframe) == 1  # its result before the error is kept
+    assert grid.get_best_result().config["x"] == 3
+
+
+class Counter(tune.Trainable):
+    def setup(self, config):
+        self.value = 0
+        self.inc = config["inc"]
+
+    def step(self):
+        self.value += self.inc
+        return {"value": self.value, "done": self.value >= 5 * self.inc}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "value"), "w") as f:
+            f.write(str(self.value))
+
+    def load_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "value")) as f:
+            self.value = int(f.read())
+
+
+def test_class_trainable_with_checkpoint_frequency_and_at_end(client, storage):
+    grid = run(Counter, client, storage, param_space={"inc": 2},
+               checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2,
+                                                       checkpoint_at_end=True))
+    result = grid[0]
+    assert result.metrics_dataframe["value"].tolist() == [2, 4, 6, 8, 10]
+    kept = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
+    assert kept == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+    with open(os.path.join(result.checkpoint.path, "value")) as f:
+        assert f.read() == "10"
+
+
+class CountsUnpickling:
+    """Appends a line to a file each time a copy of it is unpickled."""
+
+    def __init__(self, log):
+        self.log = log
+        self.payload = b"x" * 1_000_000
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        with open(self.log, "a") as f:
+            f.write("unpickled\n")
+
+
+def uses_data(config, data):
+    tune.report({"size": len(data.payload)})
+
+
+def test_with_parameters_ships_data_once_per_worker_not_per_trial(client, storage, tmp_path):
+    log = str(tmp_path / "unpickled.log")
+    grid = run(tune.with_parameters(uses_data, data=CountsUnpickling(log)), client, storage,
+               num_samples=12)
+    assert [r.metrics["size"] for r in grid] == [1_000_000] * 12
+    with open(log) as f:
+        copies = len(f.read().split())
+    assert 1 <= copies <= 2  # at most once per worker; 12 trials
+
+
+def test_trainable_that_cannot_be_pickled_names_the_object(client, storage):
+    lock = threading.Lock()
+
+    def holds_lock(config):
+        with lock:
+            tune.report({"x": 1})
+
+    with pytest.raises(TypeError, match=r"uses `lock` \(a _thread.lock\)"):
+        tune.Tuner(holds_lock, client=client)
+
+
+def test_metric_never_reported_names_the_reported_keys(client, storage):
+    with pytest.raises(ValueError, match=r"\['score', 'step'\].*'accuracy'") as info:
+        run(linear, client, storage, param_space={"x": 1},
+            scheduler=ASHAScheduler(metric="accuracy", mode="max"))
+    # What was computed before the error is kept.
+    grid = info.value.result_grid
+    assert len(grid) == 1 and len(grid[0].metrics_dataframe) == 1
+
+
+def test_impossible_resources_fail_fast(client, storage):
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"\{'GPU': 1.0\}.*no worker"):
+        run(tune.with_resources(linear, {"cpu": 1, "gpu": 1}), client, storage,
+            param_space={"x": 1})
+    assert time.monotonic() - start < 10
+
+
+def timed(config):
+    start = time.time()
+    time.sleep(0.3)
+    tune.report({"start": start, "end": time.time(),
+                 "resources": str(sorted(tune.get_context().get_trial_resources().items()))})
+
+
+def test_gpu_and_custom_resources_become_dask_resources(storage):
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    # One worker with 2 threads but one GPU: GPU trials must run one at a time.
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0",
+                      resources={"GPU": 1, "MEM": 4}, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as c:
+        grid = run(tune.with_resources(timed, {"gpu": 1, "MEM": 2}), c, storage,
+                   param_space={"x": tune.grid_search([1, 2])})
+    assert grid.num_terminated == 2
+    first, second = sorted((r.metrics for r in grid), key=lambda m: m["start"])
+    assert second["start"] >= first["end"]
+    assert first["resources"] == "[('GPU', 1.0), ('MEM', 2.0)]"
+
+
+def context_reporter(config):
+    ctx = tune.get_context()
+    tune.report({"id": ctx.get_trial_id(), "name": ctx.get_trial_name(),
+                 "dir": ctx.get_trial_dir(), "exp": ctx.get_experiment_path()})
+
+
+def test_get_context(client, storage):
+    grid = run(context_reporter, client, storage, num_samples=2)
+    for result in grid:
+        m = result.metrics
+        assert m["id"] == m["trial_id"]
+        assert m["dir"] == result.path and os.path.basename(m["dir"]) == m["name"]
+        assert m["exp"] == os.path.join(storage, "exp")
+
+
+def test_seed_makes_configs_reproducible(client, storage):
+    space = {"x": tune.uniform(0, 1), "n": tune.randint(0, 100)}
+    first = run(linear, client, storage, param_space=space, num_samples=5, seed=7, name="a")
+    second = run(linear, client, storage, param_space=space, num_samples=5, seed=7, name="b")
+    assert [r.config for r in first] == [r.config for r in second]
+
+
+def test_time_budget_stops_the_experiment(client, storage):
+    def slow(config):
+        for i in range(1000):
+            time.sleep(0.05)
+            tune.report({"i": i})
+
+    start = time.monotonic()
+    grid = run(slow, client, storage, num_samples=4, time_budget_s=1.5)
+    assert time.monotonic() - start < 10
+    assert all(r.status == "TERMINATED" for r in grid)
+    assert max(r.metrics.get("i", 0) for r in grid) < 100
+
+
+def test_verbose_zero_prints_nothing(client, storage, capsys):
+    run(linear, client, storage, param_space={"x": 1}, verbose=0)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_default_console_shows_status_and_table(client, storage, capsys):
+    run(linear, client, storage, param_space={"x": tune.grid_search([1, 2])}, verbose=1,
+        metric="score", mode="max")
+    lines = capsys.readouterr().out.splitlines()
+    assert any("2 trials: 2 TERMINATED" in line and "finished" in line for line in lines)
+    header = next(i for i, line in enumerate(lines) if line.startswith("trial "))
+    assert lines[header].split() == ["trial", "status", "x", "iter", "score"]
+    assert lines[header + 2].split() == ["linear_00001", "TERMINATED", "2", "5", "10"]
+    assert lines[header + 3].split() == ["linear_00000", "TERMINATED", "1", "5", "5"]
+
+
+def test_unwritable_storage_path_is_a_clear_error(client, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="storage_path.*cannot write"):
+        run(linear, client, str(blocker / "sub"), param_space={"x": 1})
+
+
+def test_report_outside_a_trial_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="outside a dasktune trial"):
+        tune.report({"x": 1})
+
+
+def test_sample_from_sees_resolved_config(client, storage):
+    grid = run(linear, client, storage, param_space={
+        "x": tune.grid_search([1, 2]),
+        "iters": tune.sample_from(lambda spec: spec.config.x + 1),
+    })
+    assert sorted((r.config["x"], r.config["iters"]) for r in grid) == [(1, 2), (2, 3)]
+    assert sorted(len(r.metrics_dataframe) for r in grid) == [2, 3]
