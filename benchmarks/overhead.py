@@ -5,6 +5,9 @@ so imports and cluster start-up count.  Prints the median of --repeat runs::
 
     python benchmarks/overhead.py --trials 200 --reports 10 --repeat 3
     python benchmarks/overhead.py --vs-ray     # the same workload with Ray Tune, if installed
+
+It also runs the floor: the same futures and events on bare Dask with no tuner,
+and prints dasktune's ratio to it, measured in the same command.
 """
 
 from __future__ import annotations
@@ -22,6 +25,30 @@ WORKLOAD = r'''
 import json, resource, sys, tempfile, time
 t0 = time.perf_counter()
 ENGINE, N, R, STORAGE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if ENGINE == "dask":
+    # The floor: bare Dask, no tuner. Same cluster shape, one future per trial,
+    # each publishing R events that the driver receives.
+    from distributed import Client, LocalCluster, get_worker
+    import __main__
+    __main__.__dict__.pop("__file__", None)  # let spawned workers skip re-running this script
+
+    def trial(x):
+        w = get_worker()
+        for i in range(R):
+            w.log_event("bench", {"score": x * i})
+
+    with LocalCluster(threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        got = []
+        client.subscribe_topic("bench", got.append)
+        t1 = time.perf_counter()
+        client.gather([client.submit(trial, i, pure=False) for i in range(N)])
+        while len(got) < N * R:
+            time.sleep(0.001)
+        t2 = time.perf_counter()
+    print(json.dumps({"fit_s": t2 - t1, "import_s": 0.0,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    sys.exit(0)
 if ENGINE == "dasktune":
     import dasktune as tune
 else:
@@ -82,7 +109,9 @@ def main() -> None:
     parser.add_argument("--vs-ray", action="store_true", help="also run Ray Tune and print the ratio")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    floor = measure("dask", args.trials, args.reports, args.repeat)
     ours = measure("dasktune", args.trials, args.reports, args.repeat)
+    print(f"dasktune / bare Dask wall-time ratio: {ours['wall_s'] / floor['wall_s']:.2f}x")
     if args.vs_ray:
         try:
             import ray  # noqa: F401

@@ -22,10 +22,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import cloudpickle
+
 from dasktune.trainable import session as _session
 from dasktune.trainable._runner import RunOutcome, run_trial
 
 logger = logging.getLogger(__name__)
+
+#: Objects smaller than this travel with every task instead of being scattered once.
+_SHIP_BY_VALUE_BYTES = 64 * 1024
 
 
 def _trial_task(
@@ -111,6 +116,18 @@ class DaskBackend:
     def scatter(self, value: Any) -> Any:
         """Put ``value`` on the cluster once; trials receive the worker-resident object."""
         return self.client.scatter(value, hash=False)
+
+    def ship(self, value: Any) -> Any:
+        """What to pass to each trial for ``value``: itself if small, else a scattered reference.
+
+        A scatter costs a round trip before the first trial (about 0.25 s on a
+        loaded 2-core machine); a small trainable is cheaper sent with each task.
+        """
+        try:
+            size = len(cloudpickle.dumps(value))
+        except Exception:  # let Dask report what cannot be pickled
+            size = _SHIP_BY_VALUE_BYTES
+        return value if size < _SHIP_BY_VALUE_BYTES else self.scatter(value)
 
     # -- running ---------------------------------------------------------
     def submit(

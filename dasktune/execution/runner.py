@@ -127,7 +127,7 @@ class ExperimentRunner:
 
     def _prepare(self) -> None:
         self._capacity = self.spec.max_concurrent or self.backend_slots
-        self._trainable_ref = self.backend.scatter(self.spec.trainable)
+        self._trainable_ref = self.backend.ship(self.spec.trainable)
         self._param_refs = {k: self.backend.scatter(v) for k, v in self.spec.params.items()}
         self.backend.start()
         self.controller.start()

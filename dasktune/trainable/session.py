@@ -180,7 +180,8 @@ class Session:
         self.num_reports += 1
         if wait:
             self._wait_for_decision()
-        return self._box.decision or CONTINUE
+            return self._box.decision or CONTINUE
+        return self.pending_decision() or CONTINUE
 
     def _wait_for_decision(self) -> None:
         deadline = time.monotonic() + self.spec.decision_timeout

@@ -62,3 +62,57 @@ def test_default_client_is_used_when_no_client_is_given(tmp_path):
         assert grid[0].metrics["worker"] in worker_pids
         # The user's cluster stays up after fit.
         assert c.submit(sum, [1, 2]).result() == 3
+
+
+def test_script_from_stdin_like_a_notebook_cell(tmp_path):
+    """Interactive __main__ (no __file__), as in Jupyter: functions travel by value."""
+    env = dict(os.environ, STORAGE=str(tmp_path / "results"))
+    out = subprocess.run([sys.executable, "-"], input=GUARDLESS_SCRIPT, capture_output=True,
+                         text=True, env=env, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "BEST 4 8" in out.stdout
+
+
+def cancellable(config):
+    for i in range(200):
+        import time
+
+        time.sleep(0.02)
+        tune.report({"i": i})
+
+
+def test_cancelling_a_running_trial_future_stops_it_at_its_next_report(tmp_path):
+    """Future.cancel() alone cannot interrupt Python code; the session notices it instead."""
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from dasktune.trainable import session
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+        def task():
+            from distributed import get_worker
+
+            worker = get_worker()
+            key = worker.get_current_task()
+            spec = session.RunSpec(
+                run_id="r1",
+                context=session.TrialContext("t", "t", str(tmp_path / "t"), "e", str(tmp_path)),
+                config={}, topic="x", decision_points=())
+            s = session.Session(spec, emit=lambda m: None,
+                                cancelled=lambda: worker.state.tasks[key].state == "cancelled")
+            session.set_session(s)
+            try:
+                cancellable({})
+            except session.StopTrial:
+                return s.iteration
+            return -1
+
+        future = c.submit(task, pure=False)
+        time.sleep(1.0)
+        future.cancel()
+        # The worker slot frees quickly: the next task runs well before the 4 s the trial would take.
+        start = time.monotonic()
+        assert c.submit(lambda: 1, pure=False).result(timeout=10) == 1
+        assert time.monotonic() - start < 2.0
