@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,10 @@ class DecisionPoints:
     attr: str | None = None
     milestones: tuple[float, ...] = ()
     every_result: bool = False
+
+    def __post_init__(self) -> None:
+        # The tracker bisects milestones: keep them sorted whatever the caller passed.
+        object.__setattr__(self, "milestones", tuple(sorted(float(m) for m in self.milestones)))
 
     @classmethod
     def never(cls) -> DecisionPoints:
@@ -69,7 +74,7 @@ class DecisionPointTracker:
             if point.attr is None or not point.milestones:
                 continue
             value = result.get(point.attr)
-            if not isinstance(value, (int, float)) or math.isnan(value):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
                 continue
             reached = bisect.bisect_right(point.milestones, float(value))
             if reached > self._passed[i]:

@@ -160,12 +160,14 @@ class ResultGrid:
         return max(finite) if mode == "max" else min(finite)
 
     def _raise_no_best(self, metric: str) -> None:
-        known = sorted({k for r in self._results for row in r._rows[-1:] for k in row})
-        if any(metric in row for r in self._results for row in r._rows):
+        rows = [row for r in self._results for row in (r._rows or [flatten(r.metrics)])]
+        if any(metric in row for row in rows):
             raise ValueError(
                 f"get_best_result(metric={metric!r}): every trial's value is NaN or infinite. "
                 "Pass filter_nan_and_inf=False to compare them anyway."
             )
+        known = sorted({k for row in rows for k in row if k not in _AUTO_FIELDS
+                        and k != "training_iteration"})
         raise ValueError(
             f"get_best_result(metric={metric!r}): no trial reported {metric!r}. "
             f"The trials reported: {', '.join(known) or 'nothing'}. Pass one of those as metric=."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import time
 from collections import Counter
@@ -97,9 +98,9 @@ class ConsoleReporter:
         if self.metric and self.mode:
             def key(t: Trial) -> float:
                 value = t.last_result.get(self.metric)
-                if not isinstance(value, (int, float)) or math.isnan(value):
+                if not isinstance(value, numbers.Real) or math.isnan(value):
                     return math.inf
-                return -value if self.mode == "max" else value
+                return -float(value) if self.mode == "max" else float(value)
             ranked.sort(key=key)
         config_keys = sorted({k for t in trials for k, v in t.config.items()
                               if not isinstance(v, (dict, list))})[:6]

@@ -6,14 +6,13 @@ carries out what it decides; everything here can be tested without Dask.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from dasktune._decision_points import DecisionPoints, merge_decision_points
-from dasktune._util import flatten
+from dasktune._util import flatten, is_real
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler
 from dasktune.search.searcher import Searcher
 from dasktune.trial import Trial, TrialStatus
@@ -128,6 +127,8 @@ class Controller:
         return TrialDecision.CONTINUE if decision == TrialDecision.NOOP else decision
 
     def _check_metrics(self, trial: Trial, result: dict[str, Any]) -> None:
+        if all(key in _AUTO_KEYS for key in result):
+            return  # a report with only a checkpoint, as Ray Tune allows
         for metric, needed_by in self.settings.required_metrics:
             if metric not in result:
                 reported = sorted(k for k in result if k not in _AUTO_KEYS)
@@ -195,7 +196,7 @@ class Controller:
         best, best_value = None, None
         for trial in self.trials:
             value = trial.last_result.get(metric)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not is_real(value):
                 continue
             if best_value is None or (value > best_value if mode == "max" else value < best_value):
                 best, best_value = trial, value

@@ -380,9 +380,8 @@ class ExperimentRunner:
             self.console.error(trial, outcome.get("error_type") or "error")
         else:
             self.controller.on_complete(trial)
-            rows = self._books[trial.trial_id].recorder.rows
-            if rows:
-                rows[-1]["done"] = True
+        recorder = self._books[trial.trial_id].recorder
+        recorder.finish() if trial.status == TrialStatus.TERMINATED else recorder.close()
 
     # -- the record ----------------------------------------------------------
     def _maybe_write_state(self, force: bool = False) -> None:

@@ -75,6 +75,8 @@ class TrialRecorder:
         self._json: io.TextIOWrapper | None = None
         self._csv: io.TextIOWrapper | None = None
         self._writer: Any = None
+        self._last_offset = 0
+        self._last_result: dict[str, Any] | None = None
 
     def write_params(self, config: Mapping[str, Any]) -> None:
         os.makedirs(self.trial_dir, exist_ok=True)
@@ -86,12 +88,14 @@ class TrialRecorder:
         if self._json is None:
             os.makedirs(self.trial_dir, exist_ok=True)
             self._json = open(os.path.join(self.trial_dir, "result.json"), "a")
-        self._json.write(to_json(dict(result)) + "\n")
+        self._last_offset = self._json.tell()
+        self._last_result = dict(result)
+        self._json.write(to_json(self._last_result) + "\n")
         self._json.flush()
         row = flatten(result)
         self.rows.append(row)
         new = [k for k in row if k not in self._columns]
-        if new:
+        if new or self._writer is None:
             self._columns.extend(new)
             self._rewrite_csv()
         else:
@@ -114,6 +118,19 @@ class TrialRecorder:
         with open(path, "a") as f:
             f.write(text)
         return path
+
+    def finish(self) -> None:
+        """The trial ended normally: mark its last result ``done`` on disk too, then close."""
+        last = self._last_result
+        if last is not None and not last.get("done"):
+            last["done"] = True
+            self.rows[-1]["done"] = True
+            if self._json is None:
+                self._json = open(os.path.join(self.trial_dir, "result.json"), "a")
+            self._json.truncate(self._last_offset)  # in append mode, writes go to the new end
+            self._json.write(to_json(last) + "\n")
+            self._rewrite_csv()
+        self.close()
 
     def close(self) -> None:
         for handle in (self._json, self._csv):

@@ -130,6 +130,10 @@ def _restore(instance: Trainable, checkpoint: Checkpoint) -> None:
         with open(state_file, "rb") as f:
             state = pickle.load(f)
         instance._iteration = state["iteration"]
+        if state.get("extra") is not None:
+            # Ray's contract: a dict returned by save_checkpoint comes back to load_checkpoint.
+            instance.load_checkpoint(state["extra"])
+            return
     instance.load_checkpoint(checkpoint.path)
 
 

@@ -9,6 +9,7 @@ process (see :func:`deliver`), so checking for a STOP costs a dict lookup.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import socket
@@ -52,6 +53,8 @@ class _Mailbox:
 
 _MAILBOXES: dict[str, _Mailbox] = {}
 _MAILBOX_LOCK = threading.Lock()
+# Runs that ended here recently: decisions that arrive late are dropped.
+_CLOSED: collections.deque[str] = collections.deque(maxlen=4096)
 
 
 def _mailbox(run_id: str) -> _Mailbox:
@@ -68,6 +71,8 @@ def deliver(run_id: str, decision: str) -> None:
     Called on the worker by the driver (through ``Client.run``).  A STOP or
     PAUSE sticks: a later CONTINUE cannot undo it.
     """
+    if run_id in _CLOSED:
+        return
     box = _mailbox(run_id)
     if box.decision in (STOP, PAUSE) and decision == CONTINUE:
         box.event.set()
@@ -172,7 +177,8 @@ class Session:
         )
         self._last = now
         checkpoint_path = self._persist(checkpoint) if checkpoint is not None else None
-        wait = self._tracker.needs_decision(result)
+        # A trial already told to stop or pause has nothing to wait for.
+        wait = self._tracker.needs_decision(result) and self._box.decision not in (STOP, PAUSE)
         if wait:
             self._box.event.clear()
         self._emit({"kind": "result", "run": self.spec.run_id, "result": result,
@@ -195,7 +201,8 @@ class Session:
         target = os.path.join(self.context.trial_dir, f"checkpoint_{self.checkpoint_index:06d}")
         self.checkpoint_index += 1
         if os.path.abspath(checkpoint.path) != os.path.abspath(target):
-            shutil.copytree(checkpoint.path, target, dirs_exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)  # never merge with a stale copy
+            shutil.copytree(checkpoint.path, target)
         self.checkpoint = Checkpoint(target)
         return target
 
@@ -217,6 +224,7 @@ class Session:
     def close(self) -> None:
         with _MAILBOX_LOCK:
             _MAILBOXES.pop(self.spec.run_id, None)
+            _CLOSED.append(self.spec.run_id)
 
 
 _local = threading.local()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,7 +22,8 @@ class _Parameterized:
         self.trainable = trainable
         self.params = params
         self.__name__ = getattr(trainable, "__name__", type(trainable).__name__)
-        functools.update_wrapper(self, trainable, updated=()) if callable(trainable) else None
+        if callable(trainable):
+            functools.update_wrapper(self, trainable, updated=())
 
     def __repr__(self) -> str:
         return f"with_parameters({self.__name__}, {', '.join(self.params)})"
@@ -57,7 +59,8 @@ def normalize_resources(resources: Mapping[str, float]) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     for name, amount in resources.items():
-        if not isinstance(amount, (int, float)) or amount < 0:
+        if (not isinstance(amount, (int, float)) or isinstance(amount, bool)
+                or not math.isfinite(amount) or amount < 0):
             raise ValueError(
                 f"with_resources: the amount of {name!r} is {amount!r}, but it must be a "
                 f"number >= 0, e.g. {{{name!r}: 1}}."
@@ -83,10 +86,14 @@ def with_resources(trainable: Any, resources: Mapping[str, float]) -> Any:
         )
     normalized = normalize_resources(resources)
     if isinstance(trainable, _Parameterized):
-        trainable._dasktune_resources = normalized  # type: ignore[attr-defined]
-        return trainable
+        copy = _Parameterized(trainable.trainable, dict(trainable.params))
+        copy._dasktune_resources = normalized  # type: ignore[attr-defined]
+        return copy
     if isinstance(trainable, type):
-        return type(trainable.__name__, (trainable,), {"_dasktune_resources": normalized})
+        return type(trainable.__name__, (trainable,), {
+            "_dasktune_resources": normalized, "__module__": trainable.__module__,
+            "__qualname__": trainable.__qualname__, "__doc__": trainable.__doc__,
+        })
 
     @functools.wraps(trainable)
     def wrapper(*args: Any, **kw: Any) -> Any:

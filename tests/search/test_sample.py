@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dasktune.search import sample as tune
-from dasktune.search.sample import Categorical, Float, Function, Integer, SamplingKind
+from dasktune.search.sample import Categorical, Float, Integer, SamplingKind
 
 N = 3000
 

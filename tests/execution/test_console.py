@@ -1,0 +1,201 @@
+"""The console reporter: status line, final table, and silence at verbose=0."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any
+
+from dasktune.execution.console import ConsoleReporter
+from dasktune.trial import Trial, TrialStatus
+
+
+def trial(name: str, status: TrialStatus = TrialStatus.TERMINATED, loss: Any = None,
+          iteration: int = 3, **config: Any) -> Trial:
+    last = {"training_iteration": iteration}
+    if loss is not None:
+        last["loss"] = loss
+    return Trial(trial_id=name, config=config or {"lr": 0.1}, trial_name=name, status=status,
+                 local_path=f"/exp/{name}", last_result=last)
+
+
+class FakeController:
+    def __init__(self, trials: list[Trial], best: Trial | None = None) -> None:
+        self.trials = trials
+        self.best = best
+        self.asked: list[tuple[Any, Any]] = []
+
+    def best_trial(self, metric: Any, mode: Any) -> Trial | None:
+        self.asked.append((metric, mode))
+        return self.best
+
+
+def reporter(verbose: int = 1, metric: str | None = "loss", mode: str | None = "min",
+             interval: float = 5.0) -> tuple[ConsoleReporter, io.StringIO]:
+    stream = io.StringIO()
+    return ConsoleReporter(verbose, metric, mode, interval=interval, stream=stream), stream
+
+
+# -- status line ------------------------------------------------------------
+
+def test_status_line_counts_in_a_fixed_order() -> None:
+    console, _ = reporter()
+    trials = [trial("a", TrialStatus.ERROR), trial("b", TrialStatus.PENDING),
+              trial("c", TrialStatus.RUNNING), trial("d", TrialStatus.PENDING),
+              trial("e", TrialStatus.TERMINATED)]
+    line = console.status_line(trials)
+    assert re.fullmatch(r"\[dasktune \d+:\d\d:\d\d\] 5 trials: 1 RUNNING, 2 PENDING, "
+                        r"1 TERMINATED, 1 ERROR", line), line
+
+
+def test_status_line_before_any_trial() -> None:
+    console, _ = reporter()
+    assert console.status_line([]).endswith("] 0 trials: starting")
+
+
+def test_status_line_elapsed_time_format() -> None:
+    console, _ = reporter()
+    console._start -= 3 * 3600 + 25 * 60 + 7
+    assert console.status_line([]).startswith("[dasktune 3:25:07] ")
+
+
+def test_status_line_shows_the_best_trial() -> None:
+    console, _ = reporter()
+    best = trial("train_00001", loss=0.123456, iteration=7)
+    controller = FakeController([best], best=best)
+    line = console.status_line(controller.trials, controller)
+    assert line.endswith(" | best loss=0.1235 (train_00001, iter 7)")
+    assert controller.asked == [("loss", "min")]
+
+
+def test_status_line_without_a_best_trial() -> None:
+    console, _ = reporter()
+    controller = FakeController([trial("a")], best=None)
+    assert "best" not in console.status_line(controller.trials, controller)
+
+
+# -- the table --------------------------------------------------------------
+
+def table_order(console: ConsoleReporter, trials: list[Trial]) -> list[str]:
+    lines = console.table(trials).splitlines()[2:]
+    return [line.split()[0] for line in lines]
+
+
+def test_table_best_first_with_nan_and_missing_last_for_min() -> None:
+    console, _ = reporter(mode="min")
+    trials = [trial("a", loss=0.5), trial("b", loss=math.nan), trial("c", loss=0.1),
+              trial("d"), trial("e", loss=0.3)]
+    assert table_order(console, trials) == ["c", "e", "a", "b", "d"]
+
+
+def test_table_best_first_with_nan_last_for_max() -> None:
+    console, _ = reporter(mode="max")
+    trials = [trial("a", loss=0.5), trial("b", loss=math.nan), trial("c", loss=0.1),
+              trial("d"), trial("e", loss=0.3)]
+    assert table_order(console, trials) == ["a", "e", "c", "b", "d"]
+
+
+def test_table_keeps_the_order_without_metric_or_mode() -> None:
+    trials = [trial("b", loss=0.5), trial("a", loss=0.1)]
+    assert table_order(reporter(mode=None)[0], trials) == ["b", "a"]
+    no_metric = reporter(metric=None)[0]
+    assert table_order(no_metric, trials) == ["b", "a"]
+    assert "loss" not in no_metric.table(trials).splitlines()[0]
+
+
+def test_table_columns_and_values() -> None:
+    console, _ = reporter()
+    trials = [trial("train_00000", TrialStatus.TERMINATED, loss=0.25, iteration=10, lr=0.001,
+                    layers=[1, 2], opt={"m": 0.9}, batch=32),
+              trial("train_00001", TrialStatus.ERROR, loss=math.inf, iteration=2, lr=0.1, batch=64)]
+    header, rule, first, second = console.table(trials).splitlines()
+    assert header.split() == ["trial", "status", "batch", "lr", "iter", "loss"], (
+        "nested and list configs are left out, keys sorted")
+    assert set(rule.replace("  ", "")) == {"-"}
+    assert first.split() == ["train_00000", "TERMINATED", "32", "0.001", "10", "0.25"]
+    assert second.split() == ["train_00001", "ERROR", "64", "0.1", "2", "inf"]
+    assert len(header) == len(rule), "columns are aligned"
+
+
+def test_table_shows_at_most_six_config_keys() -> None:
+    console, _ = reporter()
+    config = {f"k{i}": i for i in range(9)}
+    header = console.table([trial("a", loss=1.0, **config)]).splitlines()[0]
+    assert header.split() == ["trial", "status", "k0", "k1", "k2", "k3", "k4", "k5", "iter", "loss"]
+
+
+def test_table_is_cut_at_twenty_rows() -> None:
+    console, _ = reporter()
+    trials = [trial(f"t{i:02d}", loss=float(i)) for i in range(25)]
+    lines = console.table(trials).splitlines()
+    assert len(lines) == 2 + 20 + 1
+    assert lines[2].split()[0] == "t00" and lines[21].split()[0] == "t19"
+    assert lines[-1] == "... 5 more trials (ResultGrid.get_dataframe() has them all)"
+
+
+def test_table_of_no_trials() -> None:
+    console, _ = reporter()
+    assert console.table([]).splitlines() == ["trial  status  iter  loss",
+                                              "-----  ------  ----  ----"]
+
+
+# -- verbosity --------------------------------------------------------------
+
+def test_verbose_zero_prints_nothing() -> None:
+    console, stream = reporter(verbose=0)
+    t = trial("a", TrialStatus.ERROR, loss=1.0)
+    controller = FakeController([t], best=t)
+    console.start()
+    console.note("dasktune: results go to /exp")
+    console.update(controller, active=1, force=True)
+    console.result(t, {"loss": 1.0, "training_iteration": 1})
+    console.error(t, "ValueError")
+    console.summary([t])
+    assert stream.getvalue() == ""
+
+
+def test_verbose_one_prints_status_and_summary_but_not_results() -> None:
+    console, stream = reporter(verbose=1)
+    t = trial("a", loss=1.0)
+    controller = FakeController([t], best=t)
+    console.note("hello")
+    console.update(controller, active=1, force=True)
+    console.result(t, {"loss": 1.0, "training_iteration": 1})
+    console.error(t, "ValueError")
+    console.summary([t])
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "hello"
+    assert "1 trials: 1 TERMINATED | best loss=1 (a, iter 3)" in lines[1]
+    assert lines[2].endswith("1 trials: 1 TERMINATED -- finished")
+    assert lines[3].split() == ["trial", "status", "lr", "iter", "loss"]
+    assert len(lines) == 6
+
+
+def test_update_waits_for_the_interval_unless_forced() -> None:
+    console, stream = reporter(verbose=1, interval=3600)
+    controller = FakeController([trial("a")])
+    console.start()
+    console.update(controller, active=1)
+    assert stream.getvalue() == ""
+    console.update(controller, active=1, force=True)
+    assert stream.getvalue().count("\n") == 1
+
+
+def test_update_prints_once_the_interval_passed() -> None:
+    console, stream = reporter(verbose=1, interval=0.0)
+    controller = FakeController([trial("a")])
+    console.update(controller, active=1)
+    console.update(controller, active=1)
+    assert stream.getvalue().count("1 trials: 1 TERMINATED") == 2
+
+
+def test_verbose_two_prints_each_result_and_error() -> None:
+    console, stream = reporter(verbose=2)
+    t = trial("train_00003", loss=1.0)
+    console.result(t, {"loss": 0.123456, "training_iteration": 4, "other": 1})
+    console.error(t, "ValueError")
+    assert stream.getvalue().splitlines() == [
+        "  train_00003: loss=0.1235, training_iteration=4",
+        "  train_00003: ValueError (see /exp/train_00003/error.txt)",
+    ]

@@ -1,0 +1,446 @@
+"""The worker-side session behind ``tune.report``: fields, decision points, checkpoints.
+
+No cluster: a fake ``emit`` collects the messages a trial would publish, and a
+fake driver thread answers decision points with :func:`session.deliver`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import types
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dasktune._decision_points import DecisionPoints
+from dasktune.trainable import session as session_mod
+from dasktune.trainable.checkpoint import Checkpoint
+from dasktune.trainable.session import (
+    CONTINUE,
+    PAUSE,
+    STOP,
+    RunSpec,
+    Session,
+    StopTrial,
+    TrialContext,
+    deliver,
+    get_checkpoint,
+    get_context,
+    report,
+    set_session,
+)
+
+EVERY_SECOND_ITERATION = DecisionPoints.at("training_iteration", [2, 4])
+
+
+def make_spec(tmp_path: Path, **overrides: Any) -> RunSpec:
+    run_id = overrides.pop("run_id", f"run-{uuid.uuid4().hex}")
+    context = TrialContext(
+        trial_id="trial_a", trial_name="train_00000", trial_dir=str(tmp_path / "train_00000"),
+        experiment_name="exp", experiment_path=str(tmp_path), resources={"GPU": 1.0},
+    )
+    fields: dict[str, Any] = dict(run_id=run_id, context=context, config={"lr": 0.1}, topic="topic",
+                                  decision_points=())
+    fields.update(overrides)
+    return RunSpec(**fields)
+
+
+class FakeDriver:
+    """Collects a trial's messages; answers each decision point from its own thread."""
+
+    def __init__(self, answers: Sequence[str] = ()) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.answers = list(answers)
+        self.answered: list[tuple[str, str]] = []
+        self._inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def emit(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        self._inbox.put(message)
+
+    def _serve(self) -> None:
+        while (message := self._inbox.get()) is not None:
+            if message.get("wait") and self.answers:
+                decision = self.answers.pop(0)
+                self.answered.append((message["run"], decision))
+                deliver(message["run"], decision)
+
+    def close(self) -> None:
+        self._inbox.put(None)
+        self._thread.join(timeout=5)
+
+    def results(self) -> list[dict[str, Any]]:
+        return [m["result"] for m in self.messages if m["kind"] == "result"]
+
+
+@pytest.fixture
+def driver() -> Iterator[FakeDriver]:
+    fake = FakeDriver()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(autouse=True)
+def no_session_left() -> Iterator[None]:
+    yield
+    set_session(None)
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def read(self) -> float:
+        return self.now
+
+
+# -- the fields of a result -------------------------------------------------
+
+def test_report_fills_in_ray_tune_fields(tmp_path: Path, driver: FakeDriver,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(session_mod, "time", types.SimpleNamespace(time=clock.read,
+                                                                   monotonic=time.monotonic))
+    spec = make_spec(tmp_path, start_iteration=3, start_time_total=10.0)
+    session = Session(spec, driver.emit)
+    metrics = {"loss": 0.5}
+
+    clock.now = 1002.5
+    assert session.report(metrics) == CONTINUE
+    clock.now = 1003.25
+    assert session.report({"loss": 0.25}) == CONTINUE
+
+    first, second = driver.results()
+    assert metrics == {"loss": 0.5}, "the user's dict must not be changed"
+    assert first["loss"] == 0.5 and second["loss"] == 0.25
+    assert [first["training_iteration"], second["training_iteration"]] == [4, 5]
+    assert [first["iterations_since_restore"], second["iterations_since_restore"]] == [1, 2]
+    assert first["time_this_iter_s"] == pytest.approx(2.5)
+    assert second["time_this_iter_s"] == pytest.approx(0.75)
+    # time_total_s counts the time of earlier runs of the trial (start_time_total).
+    assert first["time_total_s"] == pytest.approx(12.5)
+    assert second["time_total_s"] == pytest.approx(13.25)
+    assert second["time_since_restore"] == pytest.approx(3.25)
+    assert first["timestamp"] == 1002 and isinstance(first["timestamp"], int)
+    assert first["trial_id"] == second["trial_id"] == "trial_a"
+    assert first["done"] is False and second["done"] is False
+    assert first["pid"] == os.getpid()
+    assert session.iteration == 5 and session.num_reports == 2
+
+
+def test_result_message_shape_without_decision_points(tmp_path: Path, driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path)
+    session = Session(spec, driver.emit)
+    session.report({"acc": 1})
+    (message,) = driver.messages
+    assert message["kind"] == "result"
+    assert message["run"] == spec.run_id
+    assert message["checkpoint"] is None
+    assert message["wait"] is False
+    assert driver.answered == []
+
+
+# -- decision points --------------------------------------------------------
+
+def test_report_waits_only_at_decision_points(tmp_path: Path) -> None:
+    driver = FakeDriver(answers=[CONTINUE, CONTINUE])
+    try:
+        session = Session(make_spec(tmp_path, decision_points=(EVERY_SECOND_ITERATION,)), driver.emit)
+        decisions = [session.report({"i": i}) for i in range(5)]
+    finally:
+        driver.close()
+    assert decisions == [CONTINUE] * 5
+    assert [m["wait"] for m in driver.messages] == [False, True, False, True, False]
+    assert [d for _, d in driver.answered] == [CONTINUE, CONTINUE]
+
+
+def test_module_report_raises_stop_trial_on_stop(tmp_path: Path) -> None:
+    driver = FakeDriver(answers=[STOP])
+    try:
+        session = Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)), driver.emit)
+        set_session(session)
+        with pytest.raises(StopTrial) as info:
+            report({"loss": 1.0})
+    finally:
+        driver.close()
+    assert info.value.decision == STOP
+    assert not isinstance(info.value, Exception), "an `except Exception` must not swallow it"
+    assert session.num_reports == 1
+
+
+def test_module_report_raises_stop_trial_on_pause(tmp_path: Path) -> None:
+    driver = FakeDriver(answers=[PAUSE])
+    try:
+        set_session(Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)),
+                            driver.emit))
+        with pytest.raises(StopTrial) as info:
+            report({"loss": 1.0})
+    finally:
+        driver.close()
+    assert info.value.decision == PAUSE
+
+
+def test_module_report_returns_none_on_continue(tmp_path: Path) -> None:
+    driver = FakeDriver(answers=[CONTINUE])
+    try:
+        set_session(Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)),
+                            driver.emit))
+        assert report({"loss": 1.0}) is None
+    finally:
+        driver.close()
+
+
+def test_stop_is_sticky_against_a_later_continue(tmp_path: Path, driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path)
+    session = Session(spec, driver.emit)
+    deliver(spec.run_id, STOP)
+    deliver(spec.run_id, CONTINUE)
+    assert session.pending_decision() == STOP
+    assert session.report({"loss": 1.0}) == STOP
+
+
+def test_pause_is_sticky_against_a_later_continue(tmp_path: Path, driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path)
+    session = Session(spec, driver.emit)
+    deliver(spec.run_id, PAUSE)
+    deliver(spec.run_id, CONTINUE)
+    assert session.pending_decision() == PAUSE
+
+
+def test_stop_sent_between_decision_points_ends_the_next_report(tmp_path: Path,
+                                                                driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path)
+    set_session(Session(spec, driver.emit))
+    report({"loss": 1.0})
+    deliver(spec.run_id, STOP)
+    with pytest.raises(StopTrial):
+        report({"loss": 0.5})
+    assert [m["wait"] for m in driver.messages] == [False, False]
+
+
+def test_decision_delivered_before_the_session_starts_is_kept(tmp_path: Path,
+                                                              driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path)
+    deliver(spec.run_id, STOP)  # the driver answers a "start" message of a run it already stopped
+    session = Session(spec, driver.emit)
+    assert session.pending_decision() == STOP
+
+
+def test_no_pending_decision_by_default(tmp_path: Path, driver: FakeDriver) -> None:
+    session = Session(make_spec(tmp_path), driver.emit)
+    assert session.pending_decision() is None
+    deliver(session.spec.run_id, CONTINUE)
+    assert session.pending_decision() is None
+
+
+def test_cancelled_predicate_ends_a_wait_with_stop(tmp_path: Path, driver: FakeDriver) -> None:
+    cancelled = threading.Event()
+
+    def emit(message: dict[str, Any]) -> None:
+        driver.emit(message)
+        cancelled.set()  # the driver cancels the future instead of answering
+
+    session = Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)), emit,
+                      cancelled=cancelled.is_set)
+    assert session.pending_decision() is None
+    assert session.report({"loss": 1.0}) == STOP
+    assert session.pending_decision() == STOP
+
+
+def test_decision_timeout_ends_a_wait_with_stop(tmp_path: Path, driver: FakeDriver) -> None:
+    session = Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),),
+                                decision_timeout=0.0), driver.emit)
+    assert session.report({"loss": 1.0}) == STOP
+
+
+def test_cancelled_run_stops_at_its_next_report(tmp_path: Path, driver: FakeDriver) -> None:
+    cancelled = threading.Event()
+    session = Session(make_spec(tmp_path), driver.emit, cancelled=cancelled.is_set)
+    assert session.report({"loss": 1.0}) == CONTINUE
+    cancelled.set()
+    assert session.report({"loss": 0.5}) == STOP
+    assert [m["wait"] for m in driver.messages] == [False, False]
+
+
+def test_cancelled_shows_as_pending_stop(tmp_path: Path, driver: FakeDriver) -> None:
+    session = Session(make_spec(tmp_path), driver.emit, cancelled=lambda: True)
+    assert session.pending_decision() == STOP
+
+
+def test_decision_point_after_a_stop_does_not_wait(tmp_path: Path, driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path, decision_points=(DecisionPoints.always(),), decision_timeout=30.0)
+    session = Session(spec, driver.emit)
+    deliver(spec.run_id, STOP)  # e.g. the experiment's wind-down reached the worker first
+    decisions: list[str] = []
+    worker = threading.Thread(target=lambda: decisions.append(session.report({"loss": 1.0})),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=1.0)
+    still_waiting = worker.is_alive()
+    if still_waiting:
+        deliver(spec.run_id, STOP)  # release the thread
+        worker.join(timeout=5)
+    assert not still_waiting
+    assert decisions == [STOP]
+
+
+def test_close_forgets_the_mailbox(tmp_path: Path, driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path)
+    session = Session(spec, driver.emit)
+    deliver(spec.run_id, STOP)
+    session.close()
+    assert spec.run_id not in session_mod._MAILBOXES
+
+
+# -- checkpoints ------------------------------------------------------------
+
+def _make_checkpoint_dir(root: Path, content: str) -> Checkpoint:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "state.txt").write_text(content)
+    return Checkpoint.from_directory(root)
+
+
+def test_checkpoint_is_copied_into_the_trial_dir(tmp_path: Path, driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path, checkpoint_index=3)
+    os.makedirs(spec.context.trial_dir)
+    session = Session(spec, driver.emit)
+    set_session(session)
+
+    report({"loss": 1.0}, checkpoint=_make_checkpoint_dir(tmp_path / "tmp_a", "first"))
+    report({"loss": 0.5})
+    report({"loss": 0.2}, checkpoint=_make_checkpoint_dir(tmp_path / "tmp_b", "second"))
+
+    trial_dir = Path(spec.context.trial_dir)
+    first, second = trial_dir / "checkpoint_000003", trial_dir / "checkpoint_000004"
+    assert (first / "state.txt").read_text() == "first"
+    assert (second / "state.txt").read_text() == "second"
+    assert [m["checkpoint"] for m in driver.messages] == [str(first), None, str(second)]
+    assert session.checkpoint_index == 5
+    assert get_checkpoint() == Checkpoint(second)
+    assert get_checkpoint().path == str(second)
+
+
+def test_checkpoint_source_may_be_deleted_after_report(tmp_path: Path, driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path)
+    session = Session(spec, driver.emit)
+    source = _make_checkpoint_dir(tmp_path / "tmp", "x")
+    session.report({"loss": 1.0}, source)
+    (tmp_path / "tmp" / "state.txt").unlink()
+    with session.checkpoint.as_directory() as directory:  # type: ignore[union-attr]
+        assert Path(directory, "state.txt").read_text() == "x"
+
+
+def test_attach_checkpoint_emits_a_checkpoint_message(tmp_path: Path, driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path, checkpoint_index=1)
+    session = Session(spec, driver.emit)
+    session.report({"loss": 1.0})
+    session.attach_checkpoint(_make_checkpoint_dir(tmp_path / "tmp", "final"))
+    target = os.path.join(spec.context.trial_dir, "checkpoint_000001")
+    assert driver.messages[-1] == {"kind": "checkpoint", "run": spec.run_id,
+                                   "checkpoint": target, "iteration": 1}
+    assert Path(target, "state.txt").read_text() == "final"
+
+
+def test_checkpoint_already_in_place_is_not_copied_onto_itself(tmp_path: Path,
+                                                                driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path)
+    target = Path(spec.context.trial_dir) / "checkpoint_000000"
+    session = Session(spec, driver.emit)
+    session.report({"loss": 1.0}, _make_checkpoint_dir(target, "in place"))
+    assert (target / "state.txt").read_text() == "in place"
+    assert driver.messages[-1]["checkpoint"] == str(target)
+
+
+def test_reused_checkpoint_index_does_not_keep_stale_files(tmp_path: Path,
+                                                           driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path, checkpoint_index=2)
+    stale = Path(spec.context.trial_dir) / "checkpoint_000002"
+    stale.mkdir(parents=True)
+    (stale / "shard_7.bin").write_text("from a run whose result never reached the driver")
+    session = Session(spec, driver.emit)
+    session.report({"loss": 1.0}, _make_checkpoint_dir(tmp_path / "tmp", "fresh"))
+    assert sorted(os.listdir(stale)) == ["state.txt"]
+
+
+# -- the module-level API ---------------------------------------------------
+
+def test_get_checkpoint_outside_a_session_is_none() -> None:
+    set_session(None)
+    assert get_checkpoint() is None
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: get_context(), "get_context"),
+    (lambda: report({"loss": 1.0}), "report"),
+])
+def test_outside_a_session_errors_name_the_function(call: Any, name: str) -> None:
+    set_session(None)
+    with pytest.raises(RuntimeError, match=rf"tune\.{name}\(\) was called outside a dasktune trial"):
+        call()
+
+
+def test_get_checkpoint_inside_a_session_is_the_restore_checkpoint(tmp_path: Path,
+                                                                   driver: FakeDriver) -> None:
+    restore_from = tmp_path / "old" / "checkpoint_000002"
+    restore_from.mkdir(parents=True)
+    set_session(Session(make_spec(tmp_path, checkpoint_path=str(restore_from)), driver.emit))
+    assert get_checkpoint() == Checkpoint(restore_from)
+
+
+def test_get_checkpoint_inside_a_fresh_session_is_none(tmp_path: Path, driver: FakeDriver) -> None:
+    set_session(Session(make_spec(tmp_path), driver.emit))
+    assert get_checkpoint() is None
+
+
+def test_get_context_inside_a_session(tmp_path: Path, driver: FakeDriver) -> None:
+    spec = make_spec(tmp_path)
+    set_session(Session(spec, driver.emit))
+    context = get_context()
+    assert context.get_trial_id() == "trial_a"
+    assert context.get_trial_name() == "train_00000"
+    assert context.get_trial_dir() == spec.context.trial_dir
+    assert context.get_experiment_name() == "exp"
+    assert context.get_experiment_path() == str(tmp_path)
+    resources = context.get_trial_resources()
+    assert resources == {"GPU": 1.0}
+    resources["GPU"] = 8.0
+    assert context.get_trial_resources() == {"GPU": 1.0}, "a copy, not the context's own dict"
+
+
+def test_session_is_per_thread(tmp_path: Path, driver: FakeDriver) -> None:
+    set_session(Session(make_spec(tmp_path), driver.emit))
+    seen: list[Any] = []
+    thread = threading.Thread(target=lambda: seen.append(session_mod._current()))
+    thread.start()
+    thread.join()
+    assert seen == [None]
+
+
+# -- bad input --------------------------------------------------------------
+
+@pytest.mark.parametrize("metrics", [0.5, [("loss", 1.0)], None, "loss"])
+def test_report_rejects_metrics_that_are_not_a_dict(tmp_path: Path, driver: FakeDriver,
+                                                    metrics: Any) -> None:
+    session = Session(make_spec(tmp_path), driver.emit)
+    set_session(session)
+    with pytest.raises(TypeError, match=r"tune\.report\(metrics=.*metrics must be a dict"):
+        report(metrics)
+    assert driver.messages == [] and session.iteration == 0
+
+
+@pytest.mark.parametrize("checkpoint", ["/tmp", {"path": "/tmp"}])
+def test_report_rejects_a_checkpoint_that_is_not_a_checkpoint(tmp_path: Path, driver: FakeDriver,
+                                                              checkpoint: Any) -> None:
+    session = Session(make_spec(tmp_path), driver.emit)
+    set_session(session)
+    with pytest.raises(TypeError, match=r"Checkpoint\.from_directory"):
+        report({"loss": 1.0}, checkpoint=checkpoint)
+    assert driver.messages == [] and session.iteration == 0
