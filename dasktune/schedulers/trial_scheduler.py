@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import enum
+from dataclasses import dataclass
 from typing import Any
 
 from dasktune._decision_points import DecisionPoints
@@ -20,6 +21,29 @@ class TrialDecision(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True)
+class TrialUpdate:
+    """A decision about a trial that is not reporting right now (paused, or later).
+
+    Schedulers that act across trials (HyperBand's rounds, PBT's exploits)
+    queue these; the coordinator collects them with
+    :meth:`TrialScheduler.pop_trial_updates` after every event and applies them.
+
+    Args:
+        trial_id: The trial to act on.
+        decision: ``STOP`` ends the trial (running or paused); ``PAUSE`` pauses
+            a running trial at its next report; ``CONTINUE`` makes a paused
+            trial eligible to resume.
+        new_config: Replace the trial's config before it resumes (PBT's explore).
+        checkpoint_from: Resume from this other trial's latest checkpoint (PBT's exploit).
+    """
+
+    trial_id: str
+    decision: TrialDecision
+    new_config: dict[str, Any] | None = None
+    checkpoint_from: str | None = None
 
 
 def validate_mode(mode: str | None, argument: str = "mode") -> None:
@@ -95,6 +119,10 @@ class TrialScheduler:
 
     def on_trial_remove(self, trial: Trial) -> None:
         """A trial was stopped by something other than this scheduler."""
+
+    def pop_trial_updates(self) -> list[TrialUpdate]:
+        """Decisions about other trials made since the last call (default: none)."""
+        return []
 
     def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
         """Pick the next PENDING or PAUSED trial to start; None if none should start."""
