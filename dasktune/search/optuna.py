@@ -1,0 +1,724 @@
+"""Optuna's samplers as a dasktune searcher.
+
+:class:`OptunaSearch` uses Optuna's ask/tell interface: :meth:`suggest` asks
+the study for a trial and samples the space through it, and
+:meth:`on_trial_complete` tells the study the trial's value(s).  Several trials
+may be pending: :meth:`suggest` never waits for results.  Optuna 5's default
+``TPESampler`` steers away from pending trials (``constant_liar``); on older
+Optuna pass ``sampler=TPESampler(constant_liar=True)`` for the same.
+
+The space is a dict of Optuna distributions, a define-by-run function
+``fn(trial) -> dict | None`` or dasktune domains (``tune.uniform`` ...),
+converted parameter by parameter.  Several metrics with one mode each make a
+multi-objective study; :meth:`OptunaSearch.pareto_front` lists its best trials.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import numbers
+from typing import Any, Callable
+
+import cloudpickle
+
+from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune.search.sample import (
+    Categorical,
+    Float,
+    Function,
+    Integer,
+    SamplingKind,
+    _multiples_within,
+    _snap_float,
+    is_grid_search,
+)
+from dasktune.search.searcher import Searcher
+
+try:
+    import optuna
+    from optuna.distributions import (
+        BaseDistribution,
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+    from optuna.trial import TrialState
+except ImportError as _error:  # pragma: no cover - exercised by a test that hides optuna
+    raise ImportError("OptunaSearch needs the optuna package: pip install 'dasktune[optuna]'") from _error
+
+__all__ = ["OptunaSearch"]
+
+logger = logging.getLogger(__name__)
+
+Path = tuple[Any, ...]
+Metric = str | list[str]
+DefineByRun = Callable[["optuna.Trial"], "dict[str, Any] | None"]
+
+_MISSING: Any = object()
+# Values Optuna's CategoricalDistribution stores as they are.
+_OPTUNA_CHOICE_TYPES = (type(None), bool, int, float, str)
+
+
+class OptunaSearch(Searcher):
+    """Suggest configs with an Optuna sampler (Ray Tune's ``OptunaSearch``).
+
+    Args:
+        space: A dict of Optuna distributions (``{"lr":
+            FloatDistribution(1e-4, 1e-1, log=True)}``, nested dicts allowed)
+            or of dasktune domains; or a define-by-run function that calls
+            ``trial.suggest_*`` and returns None or a dict of constants to add
+            to the config.  Leave it out to search the Tuner's ``param_space``.
+        metric: The result key to optimise, or a list of keys for a
+            multi-objective search.
+        mode: ``"min"`` or ``"max"``, or a list of them, one per metric.
+        points_to_evaluate: Configs (full or partial) to try first, in order
+            (Optuna's ``enqueue_trial``).  ``choice`` parameters take the
+            chosen value.  Optuna samples what a point leaves out.
+        sampler: An Optuna sampler; by default ``TPESampler(seed=seed)``.
+        seed: Seed of the default sampler; if None, the Tuner's
+            ``TuneConfig(seed=...)`` is used when given.
+
+    Example:
+        >>> from optuna.distributions import FloatDistribution
+        >>> searcher = OptunaSearch(
+        ...     {"a": FloatDistribution(6, 8), "b": FloatDistribution(1e-4, 1e-2, log=True)},
+        ...     metric="loss", mode="min", seed=0)
+        >>> sorted(searcher.suggest("trial_1"))
+        ['a', 'b']
+        >>> searcher.on_trial_complete("trial_1", {"loss": 0.5})
+    """
+
+    def __init__(
+        self,
+        space: dict[str, Any] | DefineByRun | None = None,
+        metric: Metric | None = None,
+        mode: str | list[str] | None = None,
+        points_to_evaluate: list[dict[str, Any]] | None = None,
+        sampler: optuna.samplers.BaseSampler | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(metric=None, mode=None)
+        _check_objectives(metric, mode)
+        self._metric, self._mode = _copy_list(metric), _copy_list(mode)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if sampler is not None and not isinstance(sampler, optuna.samplers.BaseSampler):
+            raise TypeError(
+                f"The value of `sampler` is {sampler!r}, but it must be an Optuna sampler such as "
+                "optuna.samplers.TPESampler(seed=0), or None for that default."
+            )
+        if sampler is not None and seed is not None:
+            logger.warning(
+                "OptunaSearch ignores seed=%r because a sampler was passed; seed the sampler.", seed
+            )
+        self._sampler = sampler
+        self._seed = _check_seed(seed, "seed")
+        self._points = _check_points(points_to_evaluate)
+        # The space searched, where it came from ("space" or "param_space"),
+        # and constants of the Tuner's param_space added to define-by-run configs.
+        self._space: dict[str, Any] | DefineByRun | None = None
+        self._space_source: str | None = None
+        self._user_space: dict[str, Any] | DefineByRun | None = None
+        self._param_space: dict[str, Any] | None = None
+        self._constants: dict[str, Any] = {}
+        self._study: optuna.Study | None = None
+        # trial_id -> Optuna trial number of suggestions without a result yet.
+        self._live: dict[str, int] = {}
+        # Optuna trial number -> (trial_id, config), for pareto_front().
+        self._suggested: dict[int, tuple[str, dict[str, Any]]] = {}
+        if space is not None:
+            if not callable(space) and not isinstance(space, dict):
+                raise TypeError(
+                    f"The value of `space` is {space!r}, but OptunaSearch takes a dict of Optuna "
+                    "distributions, a define-by-run function fn(trial) -> dict | None, or None to use "
+                    "the Tuner's param_space."
+                )
+            if callable(space) or space:
+                self._user_space = space
+                self._use_space(space, "space")
+
+    @property
+    def metric(self) -> Any:
+        return self._metric
+
+    @property
+    def mode(self) -> Any:
+        return self._mode
+
+    @property
+    def _multi(self) -> bool:
+        return isinstance(self._metric, list)
+
+    # -- configuration ---------------------------------------------------------
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
+    ) -> bool:
+        """Take the Tuner's metric, mode, ``param_space`` and ``seed``.
+
+        For a multi-objective searcher, the Tuner's metric may be one of its
+        metrics (with the same mode).  Returns False on a conflict.
+
+        Raises:
+            ValueError: If both the searcher's ``space`` and ``param_space``
+                define hyperparameters, or ``param_space`` holds something
+                Optuna cannot search (``grid_search``, ``sample_from``, ``randn``).
+        """
+        validate_mode(mode)
+        if not self._compatible(metric, mode):
+            return False
+        param_space = config or {}
+        if not isinstance(param_space, dict):
+            raise TypeError(f"The value of `param_space` is {param_space!r}, but it must be a dict.")
+        if self._space_source == "space":
+            if param_space and _has_searchable(param_space):
+                raise ValueError(
+                    "OptunaSearch got a search space twice: as OptunaSearch(space=...) and as the "
+                    "Tuner's param_space, which defines hyperparameters too. Pass one or the other: "
+                    "either drop `space` and keep param_space, or move the param_space entries into "
+                    "`space` (constants may stay in param_space)."
+                )
+            if param_space:
+                if callable(self._user_space):
+                    self._constants = param_space
+                else:
+                    assert self._user_space is not None
+                    self._use_space(_merge(param_space, self._user_space), "space")
+        elif param_space and self._param_space is not param_space:
+            if self._study is not None:
+                if not _same(param_space, self._param_space):
+                    raise ValueError(
+                        "OptunaSearch already made suggestions for another param_space; its search "
+                        "space cannot change now. Pass the same param_space, or create a new "
+                        "OptunaSearch for the new space."
+                    )
+            else:
+                self._use_space(param_space, "param_space")
+                self._space_source = "param_space"
+                self._param_space = param_space
+        seed = spec.get("seed")
+        if self._seed is None and seed is not None and self._study is None:
+            self._seed = _check_seed(seed, "seed")
+        if metric and not self._metric:
+            self._metric = metric
+        if mode and not self._mode:
+            self._mode = mode
+        return True
+
+    def _compatible(self, metric: str | None, mode: str | None) -> bool:
+        if isinstance(self._metric, list):
+            if metric is None:
+                return True
+            if metric not in self._metric:
+                return False
+            if mode is None or not isinstance(self._mode, list):
+                return True
+            return self._mode[self._metric.index(metric)] == mode
+        if self._metric and metric and metric != self._metric:
+            return False
+        return not (self._mode and mode and mode != self._mode)
+
+    def _use_space(self, space: dict[str, Any] | DefineByRun, argument: str) -> None:
+        """Check ``space`` (and the points against it) and make it the searched space."""
+        if not callable(space):
+            if not _check_space(space, (), argument):
+                raise ValueError(
+                    f"The `{argument}` given to OptunaSearch holds only constants, so there is nothing to "
+                    "search. Add a hyperparameter such as tune.uniform(0, 1), or drop search_alg to run "
+                    "the constants once."
+                )
+            for index, point in enumerate(self._points):
+                _enqueue_params(space, point, (), {}, f"points_to_evaluate[{index}]")
+        self._space = space
+        self._space_source = self._space_source or argument
+
+    # -- suggestions -------------------------------------------------------------
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None | str:
+        """A new config for ``trial_id``, sampled through a new Optuna trial.
+
+        Raises:
+            RuntimeError: If metric, mode or the search space are not set.
+            ValueError: If ``trial_id`` is already live.
+            TypeError: If a define-by-run function returns something else
+                than None or a dict.
+        """
+        self._check_ready()
+        if trial_id in self._live:
+            raise ValueError(
+                f"The value of `trial_id` is {trial_id!r}, but a live trial already has this id; "
+                "trial ids must be unique. Pass a new id for every suggest() call."
+            )
+        study = self._ensure_study()
+        trial = study.ask()
+        try:
+            config = self._sample_config(trial)
+        except BaseException:
+            study.tell(trial.number, state=TrialState.FAIL)
+            raise
+        self._live[trial_id] = trial.number
+        self._suggested[trial.number] = (trial_id, _copy_containers(config))
+        return config
+
+    def _check_ready(self) -> None:
+        if not self._metric or not self._mode:
+            raise RuntimeError(
+                f"OptunaSearch cannot suggest: metric={self._metric!r} and mode={self._mode!r}, but both "
+                "must be set so that results can guide the search. Pass OptunaSearch(metric=..., "
+                "mode=...) or TuneConfig(metric='mean_accuracy', mode='max')."
+            )
+        if self._space is None:
+            raise RuntimeError(
+                "OptunaSearch cannot suggest: it has no search space. Pass OptunaSearch(space=...) or a "
+                "param_space with hyperparameters to the Tuner."
+            )
+
+    def _ensure_study(self) -> optuna.Study:
+        if self._study is None:
+            _check_objectives(self._metric, self._mode)
+            modes = self._mode if isinstance(self._mode, list) else [self._mode]
+            sampler = self._sampler or optuna.samplers.TPESampler(seed=self._seed)
+            self._study = optuna.create_study(
+                directions=["maximize" if mode == "max" else "minimize" for mode in modes], sampler=sampler
+            )
+            for point in self._points:
+                params: dict[str, Any] = {}
+                if callable(self._space):
+                    params = _flatten(point)
+                else:
+                    _enqueue_params(self._space, point, (), params, "points_to_evaluate")
+                self._study.enqueue_trial(params)
+            self._points = []
+        return self._study
+
+    def _sample_config(self, trial: optuna.Trial) -> dict[str, Any]:
+        if not callable(self._space):
+            assert self._space is not None
+            return _sample(self._space, (), trial)
+        returned = self._space(trial)
+        if returned is not None and not isinstance(returned, dict):
+            raise TypeError(
+                f"The define-by-run function {self._space!r} returned {returned!r}, but it must return "
+                "None or a dict of constants to add to the config. Return None, or a dict such as "
+                "{'batch_size': 64}."
+            )
+        return _merge(_copy_containers(self._constants), {**trial.params, **(returned or {})})
+
+    # -- results -----------------------------------------------------------------
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """Tell the study the trial's value(s), or that it failed.
+
+        A trial that errored, or whose result lacks a metric or has NaN, is
+        told as ``TrialState.FAIL``.
+        """
+        number = self._live.pop(trial_id, None)
+        if number is None or self._study is None:
+            return
+        values = None if error else self._values(trial_id, result)
+        if values is None:
+            self._study.tell(number, state=TrialState.FAIL)
+        else:
+            self._study.tell(number, values if self._multi else values[0])
+
+    def _values(self, trial_id: str, result: dict[str, Any] | None) -> list[float] | None:
+        metrics = self._metric if isinstance(self._metric, list) else [self._metric]
+        values = []
+        for metric in metrics:
+            value = (result or {}).get(metric)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
+                logger.warning(
+                    "Trial %s completed with %s=%r, not a number; OptunaSearch records it as failed.",
+                    trial_id,
+                    metric,
+                    value,
+                )
+                return None
+            values.append(float(value))
+        return values
+
+    def pareto_front(self) -> list[dict[str, Any]]:
+        """The best completed trials: the Pareto front, or the best trial for one metric.
+
+        Returns:
+            One dict per trial with ``trial_id``, ``config`` and ``metrics``
+            (metric name -> value), in the order Optuna completed them.
+        """
+        if self._study is None or not any(t.state == TrialState.COMPLETE for t in self._study.trials):
+            return []
+        metrics = self._metric if isinstance(self._metric, list) else [self._metric]
+        best = self._study.best_trials if self._multi else [self._study.best_trial]
+        front = []
+        for trial in best:
+            trial_id, config = self._suggested.get(trial.number, (str(trial.number), dict(trial.params)))
+            front.append(
+                {
+                    "trial_id": trial_id,
+                    "config": _copy_containers(config),
+                    "metrics": dict(zip(metrics, trial.values)),
+                }
+            )
+        return front
+
+    # -- state -------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """The searcher's state: settings, space, the Optuna study and its sampler."""
+        state = dict(self.__dict__)
+        for key in ("_study", "_sampler", "_points", "_live", "_suggested"):
+            state[key] = copy.deepcopy(state[key])
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`get_state`'s output; the search continues where it was."""
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the state to ``checkpoint_path`` (cloudpickle, so a define-by-run lambda is kept)."""
+        with open(checkpoint_path, "wb") as f:
+            cloudpickle.dump(self.get_state(), f)
+
+
+# -- checks of the arguments ------------------------------------------------------------
+
+
+def _copy_list(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _check_objectives(metric: Any, mode: Any) -> None:
+    """Metric and mode are both single (a name, "min"/"max") or lists of one length."""
+    metrics = list(metric) if isinstance(metric, (list, tuple)) else [metric]
+    modes = list(mode) if isinstance(mode, (list, tuple)) else [mode]
+    for name in metrics:
+        if name is not None and not isinstance(name, str):
+            raise ValueError(
+                f"The value of `metric` is {metric!r}, but it must be a result key (a str) or a list of "
+                "them. Pass metric='loss' or metric=['loss', 'latency']."
+            )
+    for single in modes:
+        validate_mode(single)
+    if isinstance(metric, (list, tuple)) or isinstance(mode, (list, tuple)):
+        both_lists = isinstance(metric, (list, tuple)) and isinstance(mode, (list, tuple))
+        if not both_lists or len(metrics) != len(modes):
+            raise ValueError(
+                f"The values of `metric` and `mode` are {metric!r} and {mode!r}, but a multi-objective "
+                "search needs a list of metrics and a list of modes of the same length. Pass, for "
+                "example, metric=['loss', 'latency'], mode=['min', 'min']."
+            )
+        if not metrics or None in metrics or None in modes:
+            raise ValueError(
+                f"The values of `metric` and `mode` are {metric!r} and {mode!r}, but the lists must be "
+                "non-empty and hold no None. Name every metric and give each a mode."
+            )
+
+
+def _check_seed(value: Any, argument: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"The value of `{argument}` is {value!r}, but it must be an int >= 0 or None.")
+    return int(value)
+
+
+def _check_points(points: Any) -> list[dict[str, Any]]:
+    if points is None:
+        return []
+    if not isinstance(points, (list, tuple)) or not all(isinstance(point, dict) for point in points):
+        raise TypeError(
+            f"The value of `points_to_evaluate` is {points!r}, but it must be a list of config dicts, "
+            "such as [{'lr': 0.01, 'activation': 'relu'}]."
+        )
+    return [copy.deepcopy(point) for point in points]
+
+
+# -- the space --------------------------------------------------------------------------
+
+
+def _label(path: Path) -> str:
+    return "/".join(str(key) for key in path)
+
+
+def _where(argument: str, path: Path) -> str:
+    return f"`{argument}` entry {_label(path)!r}"
+
+
+def _has_searchable(obj: Any) -> bool:
+    """Whether ``obj`` holds a domain, a grid search or an Optuna distribution."""
+    if isinstance(obj, (Categorical, Float, Integer, Function, BaseDistribution)) or is_grid_search(obj):
+        return True
+    if isinstance(obj, dict):
+        return any(_has_searchable(value) for value in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_has_searchable(value) for value in obj)
+    return False
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override``'s entries on top, merging nested dicts."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not is_grid_search(value):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # objects whose == is not a bool (arrays)
+        return a is b
+
+
+def _check_space(obj: Any, path: Path, argument: str) -> bool:
+    """Raise for what Optuna cannot search; return whether ``obj`` has a hyperparameter."""
+    if isinstance(obj, Function):
+        raise ValueError(
+            f"OptunaSearch cannot search {_where(argument, path)} = sample_from(...): its value comes from "
+            "your function, which the sampler cannot model. Replace it with a domain such as "
+            "tune.uniform(...) or tune.choice([...]), compute the value inside the trainable, or pass "
+            "OptunaSearch a define-by-run function that derives it."
+        )
+    if is_grid_search(obj):
+        raise ValueError(
+            f"OptunaSearch cannot search {_where(argument, path)} = grid_search({obj['grid_search']!r}): "
+            "the sampler picks every value itself and does not enumerate grids. Use "
+            f"tune.choice({obj['grid_search']!r}) to let it choose among the values, or drop search_alg to "
+            "run the grid with the default BasicVariantGenerator."
+        )
+    if isinstance(obj, Float) and obj.kind is SamplingKind.NORMAL:
+        raise ValueError(
+            f"OptunaSearch cannot search {_where(argument, path)} = randn(mean={obj.mean}, sd={obj.sd}): "
+            "Optuna has no normal distribution. Use tune.uniform(lower, upper) over the range you expect "
+            f"(for example tune.uniform({obj.mean - 3 * obj.sd}, {obj.mean + 3 * obj.sd})), or use "
+            "HyperOptSearch, which supports tune.randn."
+        )
+    if isinstance(obj, Categorical):
+        for i, category in enumerate(obj.categories):
+            _check_space(category, path + (i,), argument)
+        return True
+    if isinstance(obj, (Float, Integer, BaseDistribution)):
+        return True
+    if isinstance(obj, dict):
+        return any([_check_space(value, path + (key,), argument) for key, value in obj.items()])
+    if isinstance(obj, (list, tuple)):
+        return any([_check_space(value, path + (i,), argument) for i, value in enumerate(obj)])
+    return False
+
+
+def _by_value(categorical: Categorical) -> bool:
+    """Whether Optuna can store the categories themselves (else their indices)."""
+    return all(type(c) in _OPTUNA_CHOICE_TYPES for c in categorical.categories) and not any(
+        isinstance(c, (Categorical, Float, Integer)) for c in categorical.categories
+    )
+
+
+def _int_range(domain: Integer) -> tuple[int, int, int]:
+    """The smallest and largest value of ``domain`` and its step."""
+    q = domain.q or 1
+    k_min, k_max = _multiples_within(domain.lower, domain.upper, q, upper_inclusive=False)
+    return k_min * q, k_max * q, q
+
+
+def _quantize(domain: Float | Integer, raw: float) -> int | float:
+    """``raw`` rounded to a multiple of ``domain.q`` inside the domain."""
+    if isinstance(domain, Integer):
+        low, high, q = _int_range(domain)
+        return int(min(max(round(raw / q) * q, low), high))
+    assert domain.q is not None and domain.lower is not None and domain.upper is not None
+    k_min, k_max = _multiples_within(domain.lower, domain.upper, domain.q, upper_inclusive=True)
+    return _snap_float(min(max(round(raw / domain.q), k_min), k_max), domain.q)
+
+
+def _sample(obj: Any, path: Path, trial: optuna.Trial) -> Any:
+    """The config value of the space ``obj``, sampled through ``trial``."""
+    name = _label(path)
+    if isinstance(obj, Categorical):
+        if _by_value(obj):
+            return trial.suggest_categorical(name, obj.categories)
+        index = trial.suggest_categorical(name, list(range(len(obj.categories))))
+        return _sample(obj.categories[index], path + (index,), trial)
+    if isinstance(obj, Float):
+        return _sample_float(obj, name, trial)
+    if isinstance(obj, Integer):
+        low, high, q = _int_range(obj)
+        if obj.kind is SamplingKind.LOGUNIFORM:
+            value = trial.suggest_int(name, obj.lower, obj.upper - 1, log=True)
+            return _quantize(obj, value) if q > 1 else int(value)
+        return int(trial.suggest_int(name, low, high, step=q))
+    if isinstance(obj, BaseDistribution):
+        return _sample_distribution(obj, name, trial)
+    if isinstance(obj, dict):
+        return {key: _sample(value, path + (key,), trial) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_sample(value, path + (i,), trial) for i, value in enumerate(obj)]
+    if isinstance(obj, tuple):
+        return tuple(_sample(value, path + (i,), trial) for i, value in enumerate(obj))
+    return obj
+
+
+def _sample_float(domain: Float, name: str, trial: optuna.Trial) -> float:
+    assert domain.lower is not None and domain.upper is not None
+    if domain.kind is SamplingKind.LOGUNIFORM:
+        # Optuna has no quantized log scale: sample on the log scale, then round.
+        value = trial.suggest_float(name, domain.lower, domain.upper, log=True)
+        return float(value) if domain.q is None else float(_quantize(domain, value))
+    if domain.q is None:
+        return float(trial.suggest_float(name, domain.lower, domain.upper))
+    k_min, k_max = _multiples_within(domain.lower, domain.upper, domain.q, upper_inclusive=True)
+    if k_min == k_max:
+        return _snap_float(k_min, domain.q)
+    low, high = _snap_float(k_min, domain.q), _snap_float(k_max, domain.q)
+    return float(_quantize(domain, trial.suggest_float(name, low, high, step=domain.q)))
+
+
+def _sample_distribution(distribution: BaseDistribution, name: str, trial: optuna.Trial) -> Any:
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    raise TypeError(
+        f"The search space entry {name!r} is {distribution!r}, an Optuna distribution OptunaSearch does "
+        "not know. Use FloatDistribution, IntDistribution or CategoricalDistribution."
+    )
+
+
+def _copy_containers(obj: Any) -> Any:
+    """``obj`` with its dicts, lists and tuples copied; other values shared."""
+    if isinstance(obj, dict):
+        return {key: _copy_containers(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_copy_containers(value) for value in obj]
+    if isinstance(obj, tuple):
+        return tuple(_copy_containers(value) for value in obj)
+    return obj
+
+
+def _flatten(point: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``, as parameters are named."""
+    flat: dict[str, Any] = {}
+    for key, value in point.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name + "/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+# -- points to evaluate -----------------------------------------------------------------
+
+
+def _at(where: str, path: Path) -> str:
+    return where + "".join(f"[{key!r}]" for key in path)
+
+
+def _enqueue_params(obj: Any, value: Any, path: Path, out: dict[str, Any], where: str) -> None:
+    """Fill ``out`` with the Optuna parameters (name -> value) of the point ``value``."""
+    if value is _MISSING:
+        return
+    name = _label(path)
+    if isinstance(obj, Categorical):
+        index = _match(obj.categories, value)
+        if index is None:
+            raise ValueError(
+                f"The value of `{_at(where, path)}` is {value!r}, but it must be one of the categories "
+                f"{obj.categories!r}. Pass the value itself (not its index), or leave the key out to let "
+                "Optuna choose."
+            )
+        if _by_value(obj):
+            out[name] = obj.categories[index]
+        else:
+            out[name] = index
+            _enqueue_params(obj.categories[index], value, path + (index,), out, where)
+    elif isinstance(obj, (Float, Integer)):
+        out[name] = _checked_number(obj, value, _at(where, path))
+    elif isinstance(obj, BaseDistribution):
+        out[name] = value
+    elif isinstance(obj, dict):
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"The value of `{_at(where, path)}` is {value!r}, but the search space has a dict there. "
+                "Pass a dict with the same keys."
+            )
+        unknown = [key for key in value if key not in obj]
+        if unknown:
+            raise ValueError(
+                f"`{_at(where, path)}` has the keys {unknown!r}, which are not in the search space (its "
+                f"keys there are {list(obj)!r}). Fix the spelling or remove them."
+            )
+        for key, item in value.items():
+            _enqueue_params(obj[key], item, path + (key,), out, where)
+    elif isinstance(obj, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or len(value) != len(obj):
+            raise ValueError(
+                f"The value of `{_at(where, path)}` is {value!r}, but the search space has a sequence of "
+                f"{len(obj)} items there. Pass a list of that length."
+            )
+        for i, (child, item) in enumerate(zip(obj, value)):
+            _enqueue_params(child, item, path + (i,), out, where)
+
+
+def _checked_number(domain: Float | Integer, value: Any, where: str) -> int | float:
+    """``value`` if ``domain`` can produce it (integral floats accepted for Integer)."""
+    candidate = value
+    if isinstance(domain, Integer) and isinstance(value, float) and value.is_integer():
+        candidate = int(value)
+    if not domain.contains(candidate):
+        raise ValueError(
+            f"The value of `{where}` is {value!r}, but it is not a value of {domain!r}. Pass a value "
+            "inside the search space, or leave the key out to have it sampled."
+        )
+    return int(candidate) if isinstance(domain, Integer) else float(candidate)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return a is b
+
+
+def _match(categories: list[Any], value: Any) -> int | None:
+    """The index of the first category equal to ``value`` (same type first), else the first that fits."""
+    for i, category in enumerate(categories):
+        if type(category) is type(value) and _equal(category, value):
+            return i
+    for i, category in enumerate(categories):
+        if _fits(category, value):
+            return i
+    return None
+
+
+def _fits(obj: Any, value: Any) -> bool:
+    """Whether the space ``obj`` can produce ``value`` (shape and constants)."""
+    if isinstance(obj, Categorical):
+        return any(_fits(category, value) for category in obj.categories)
+    if isinstance(obj, (Float, Integer, FloatDistribution, IntDistribution)):
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if isinstance(obj, CategoricalDistribution):
+        return any(_equal(choice, value) for choice in obj.choices)
+    if isinstance(obj, dict):
+        return (
+            isinstance(value, dict)
+            and all(key in obj for key in value)
+            and all(_fits(obj[key], item) for key, item in value.items())
+        )
+    if isinstance(obj, (list, tuple)):
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(obj)
+            and all(_fits(o, v) for o, v in zip(obj, value))
+        )
+    return _equal(obj, value)
