@@ -124,6 +124,12 @@ class ResultGrid:
         """
         metric = metric or self._metric
         mode = mode or self._mode
+        if isinstance(metric, (list, tuple)) or isinstance(mode, (list, tuple)):
+            raise ValueError(
+                f"get_best_result(): the experiment has several objectives {metric!r}, so no "
+                "single best. Pass one, get_best_result(metric=..., mode=...), or use "
+                "get_pareto_front()."
+            )
         if not metric or not mode:
             raise ValueError(
                 "get_best_result() needs a metric and a mode: pass get_best_result("
@@ -172,6 +178,33 @@ class ResultGrid:
             f"get_best_result(metric={metric!r}): no trial reported {metric!r}. "
             f"The trials reported: {', '.join(known) or 'nothing'}. Pass one of those as metric=."
         )
+
+    def get_pareto_front(self, metrics: Sequence[str] | None = None,
+                         modes: Sequence[str] | None = None) -> list[Result]:
+        """The trials no other trial beats on every objective (by their last results).
+
+        Defaults to the experiment's metrics and modes when it had several
+        (``OptunaSearch(metric=[...], mode=[...])``).
+        """
+        metrics = list(metrics or (self._metric if isinstance(self._metric, (list, tuple)) else []))
+        modes = list(modes or (self._mode if isinstance(self._mode, (list, tuple)) else []))
+        if not metrics or len(metrics) != len(modes) or any(m not in ("min", "max") for m in modes):
+            raise ValueError(
+                f"get_pareto_front(metrics={metrics!r}, modes={modes!r}): pass one mode ('min' or "
+                "'max') per metric, e.g. get_pareto_front(['loss', 'latency'], ['min', 'min'])."
+            )
+        points = []
+        for result in self._results:
+            values = [result.metrics.get(m) for m in metrics]
+            if all(_is_number(v) and math.isfinite(float(v)) for v in values):
+                signs = [1.0 if mode == "min" else -1.0 for mode in modes]
+                points.append((result, [s * float(v) for s, v in zip(signs, values)]))
+
+        def dominated(a: list[float]) -> bool:
+            return any(all(x <= y for x, y in zip(b, a)) and any(x < y for x, y in zip(b, a))
+                       for _, b in points)
+
+        return [result for result, score in points if not dominated(score)]
 
     def get_dataframe(self, filter_metric: str | None = None,
                       filter_mode: str | None = None) -> pd.DataFrame:

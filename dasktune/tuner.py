@@ -116,6 +116,10 @@ class RunConfig:
     verbose: int = 1
 
 
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def _trainable_name(trainable: Any) -> str:
     return getattr(trainable, "__name__", type(trainable).__name__)
 
@@ -300,7 +304,9 @@ class Tuner:
         resources = resources_of(self.trainable)
         metric = tc.metric or scheduler.metric or searcher.metric
         mode = tc.mode or scheduler.mode or searcher.mode
-        console = ConsoleReporter(rc.verbose, metric, mode, interval=config.get("console.interval"))
+        single = isinstance(metric, str) or metric is None
+        console = ConsoleReporter(rc.verbose, metric if single else None, mode if single else None,
+                                  interval=config.get("console.interval"))
 
         backend = DaskBackend.connect(self.client)
         try:
@@ -317,7 +323,8 @@ class Tuner:
         if type(scheduler) is not FIFOScheduler and scheduler.metric:
             required.append((scheduler.metric, f"{type(scheduler).__name__}(metric=...)"))
         if not isinstance(searcher, BasicVariantGenerator) and searcher.metric:
-            required.append((searcher.metric, f"{type(searcher).__name__}(metric=...)"))
+            for name in _as_list(searcher.metric):  # several for multi-objective search
+                required.append((name, f"{type(searcher).__name__}(metric=...)"))
         settings = ControllerSettings(
             num_samples=tc.num_samples,
             max_concurrent=tc.max_concurrent_trials or 0,

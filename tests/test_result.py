@@ -252,3 +252,19 @@ def test_result_trial_id_and_repr() -> None:
     assert result.trial_id == "a"
     text = repr(result)
     assert text == "Result(metrics={'loss': 1.0, 'training_iteration': 1}, path='/exp/a', error=TrialError)"
+
+
+def test_pareto_front_keeps_the_non_dominated_trials() -> None:
+    def make(loss: float, latency: float) -> Result:
+        return Result(metrics={"loss": loss, "latency": latency}, config={}, path="p",
+                      _rows=[{"loss": loss, "latency": latency}])
+
+    a, b, c, d = make(1.0, 5.0), make(2.0, 2.0), make(3.0, 3.0), make(0.5, 9.0)
+    grid = ResultGrid([a, b, c, d], "exp", ["loss", "latency"], ["min", "min"])
+    assert grid.get_pareto_front() == [a, b, d]  # c is beaten by b on both
+    # With latency maximised, d (lowest loss, highest latency) beats all the others.
+    assert grid.get_pareto_front(["loss", "latency"], ["min", "max"]) == [d]
+    with pytest.raises(ValueError, match="several objectives"):
+        grid.get_best_result()
+    with pytest.raises(ValueError, match="one mode"):
+        grid.get_pareto_front(["loss"], ["min", "max"])

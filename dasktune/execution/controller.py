@@ -54,6 +54,21 @@ class Controller:
 
     def __post_init__(self) -> None:
         self._by_id: dict[str, Trial] = {}
+        self._idle_since: float | None = None
+
+    def check_stalled(self, active_runs: int, limit_s: float) -> None:
+        """Raise if the searcher keeps saying "not now" while nothing runs (it would hang)."""
+        if active_runs or self._idle_since is None or self._search_done:
+            return
+        if any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED) for t in self.trials):
+            return
+        if self.clock() - self._idle_since >= limit_s:
+            raise RuntimeError(
+                f"{type(self.searcher).__name__}.suggest() returned None for {limit_s:.0f} s while "
+                "no trial was running, so the experiment cannot go on. A searcher returns None "
+                "only while it waits for running trials; return Searcher.FINISHED to end the "
+                "search (or raise dasktune.searcher-idle-timeout in dask.config)."
+            )
 
     # -- what to run -----------------------------------------------------
     def start(self) -> None:
@@ -83,7 +98,10 @@ class Controller:
                 self._search_done = True
                 break
             if config is None:
+                if self._idle_since is None:
+                    self._idle_since = self.clock()
                 break
+            self._idle_since = None
             trial = self.make_trial(trial_id, index, config)
             self.trials.append(trial)
             self._by_id[trial.trial_id] = trial

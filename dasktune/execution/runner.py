@@ -105,6 +105,7 @@ class ExperimentRunner:
         self._trainable_ref: Any = None
         self._param_refs: dict[str, Any] = {}
         self._state_written = 0.0
+        self._idle_limit = float(config.get("searcher-idle-timeout"))
 
     # -- the loop ----------------------------------------------------------
     def run(self) -> ResultGrid:
@@ -148,6 +149,7 @@ class ExperimentRunner:
             self._launch()
             if self.controller.is_done(len(self._runs)):
                 return
+            self.controller.check_stalled(len(self._runs), self._idle_limit)
             self._drain(timeout=0.5)
             self._check_deadlines()
             self.console.update(self.controller, self._active_trials())

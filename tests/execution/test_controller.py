@@ -469,3 +469,20 @@ def test_best_trial_with_numpy_metrics() -> None:
     controller.on_result(a, result(1, loss=np.float32(0.5)))
     controller.on_result(b, result(1, loss=np.float32(0.2)))
     assert controller.best_trial("loss", "min") is b
+
+
+def test_a_searcher_that_never_suggests_is_an_error_not_a_hang() -> None:
+    class Stuck(Searcher):
+        def suggest(self, trial_id):
+            return None
+
+    now = [0.0]
+    controller = Controller(Stuck(metric="loss", mode="min"), FIFOScheduler(), None,
+                            ControllerSettings(num_samples=3, searcher_counts_samples=True),
+                            make_trial=lambda tid, i, cfg: Trial(tid, cfg), clock=lambda: now[0])
+    assert controller.new_trials(2) == []
+    controller.check_stalled(active_runs=0, limit_s=30)  # not yet
+    now[0] = 31.0
+    with pytest.raises(RuntimeError, match=r"Stuck.suggest\(\) returned None for 30 s"):
+        controller.check_stalled(active_runs=0, limit_s=30)
+    controller.check_stalled(active_runs=1, limit_s=30)  # fine while a trial runs
