@@ -206,6 +206,16 @@ class ResultGrid:
 
         return [result for result, score in points if not dominated(score)]
 
+    def plot(self, metric: str | None = None, path: str | None = None,
+             title: str | None = None) -> str:
+        """Save the learning curves of ``metric`` as a PNG (needs matplotlib); return its path."""
+        from dasktune.plot import plot_learning_curves
+
+        metric = metric or (self._metric if isinstance(self._metric, str) else None)
+        if not metric:
+            raise ValueError("plot() needs a metric: results.plot('mean_accuracy').")
+        return plot_learning_curves(self, metric, path=path, title=title)
+
     def get_dataframe(self, filter_metric: str | None = None,
                       filter_mode: str | None = None) -> pd.DataFrame:
         """One row per trial: its last result (or its best under ``filter_metric``) and config."""

@@ -315,7 +315,8 @@ class Tuner:
             backend.close()
             raise
         if backend.cluster is not None:
-            console.note(f"dasktune: started a local Dask cluster with "
+            verb = "started" if backend.started_cluster else "reusing"
+            console.note(f"dasktune: {verb} a local Dask cluster with "
                          f"{len(backend.workers())} workers; dashboard: {backend.dashboard_link}")
         console.note(f"dasktune: results go to {path}")
 

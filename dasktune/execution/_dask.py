@@ -59,12 +59,17 @@ def _trial_task(
     return outcome
 
 
+def _warm(trainable: Any, params: dict[str, Any]) -> None:
+    """Runs on a worker: receiving the arguments has already imported what they need."""
+
+
 class DaskBackend:
     """Runs trial runs as Dask futures on one client."""
 
-    def __init__(self, client: Any, cluster: Any | None = None) -> None:
+    def __init__(self, client: Any, cluster: Any | None = None, started: bool = False) -> None:
         self.client = client
-        self.cluster = cluster  # only set when dasktune started it, and so closes it
+        self.cluster = cluster  # only set for the embedded cluster, which dasktune closes
+        self.started_cluster = started  # False when a warm embedded cluster was reused
         self.topic = f"dasktune-{uuid.uuid4().hex[:12]}"
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._futures: dict[str, Any] = {}
@@ -74,7 +79,7 @@ class DaskBackend:
     @classmethod
     def connect(cls, client: Any | None = None, **cluster_kwargs: Any) -> DaskBackend:
         """Use ``client``, else the default Dask client, else an embedded cluster."""
-        from distributed import Client, default_client
+        from distributed import default_client
 
         if client is not None:
             return cls(client)
@@ -82,10 +87,10 @@ class DaskBackend:
             return cls(default_client())
         except ValueError:
             pass
-        from dasktune.execution.cluster import start_local_cluster
+        from dasktune.execution.cluster import embedded
 
-        cluster = start_local_cluster(**cluster_kwargs)
-        return cls(Client(cluster, set_as_default=False), cluster)
+        cluster, client, started = embedded.acquire(**cluster_kwargs)
+        return cls(client, cluster, started)
 
     @property
     def dashboard_link(self) -> str | None:
@@ -176,6 +181,21 @@ class DaskBackend:
         if future is not None:
             future.cancel()
 
+    def warm_up(self, trainable: Any, params: Mapping[str, Any]) -> None:
+        """Load the trainable on every worker now, in parallel, ahead of its first trial.
+
+        Unpickling the trainable imports what it uses (torch, say: seconds); doing it
+        on all workers at once keeps that off the critical path of later trials.
+        Each warm-up is a high-priority task pinned to its worker, so it runs in the
+        worker's thread pool, not its event loop.
+        """
+        for address in self.workers():
+            key = f"dasktune-warm-{uuid.uuid4().hex[:8]}"
+            self._futures[key] = self.client.submit(
+                _warm, trainable, dict(params), key=key, workers=[address],
+                allow_other_workers=False, pure=False, priority=100,
+            )
+
     def deliver(self, worker: str, run_id: str, decision: str) -> None:
         """Send ``decision`` to the run's worker without waiting for it to arrive."""
         coro = self.client.run(
@@ -196,8 +216,9 @@ class DaskBackend:
             except Exception:  # the client may already be closing
                 logger.debug("unsubscribe failed", exc_info=True)
         if self.cluster is not None:
-            self.client.close()
-            self.cluster.close()
+            from dasktune.execution.cluster import embedded
+
+            embedded.release(self.cluster, self.client)
 
 
 def _log_failure(future: Any) -> None:

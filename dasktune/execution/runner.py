@@ -130,6 +130,7 @@ class ExperimentRunner:
         self._capacity = self.spec.max_concurrent or self.backend_slots
         self._trainable_ref = self.backend.ship(self.spec.trainable)
         self._param_refs = {k: self.backend.scatter(v) for k, v in self.spec.params.items()}
+        self.backend.warm_up(self._trainable_ref, self._param_refs)
         self.backend.start()
         self.controller.start()
         self.console.start()

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 from dasktune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandScheduler
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler
+from dasktune.schedulers.hyperband import HyperBandScheduler
+from dasktune.schedulers.median_stopping_rule import MedianStoppingRule
+from dasktune.schedulers.pbt import PopulationBasedTraining, PopulationBasedTrainingReplay
+from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler, TrialUpdate
 
 __all__ = [
     "ASHAScheduler",
     "AsyncHyperBandScheduler",
     "FIFOScheduler",
+    "HyperBandScheduler",
+    "MedianStoppingRule",
+    "PopulationBasedTraining",
+    "PopulationBasedTrainingReplay",
     "TrialDecision",
     "TrialScheduler",
+    "TrialUpdate",
 ]

@@ -124,6 +124,21 @@ class TrialScheduler:
         """Decisions about other trials made since the last call (default: none)."""
         return []
 
+    def on_no_more_trials(self) -> None:
+        """No new trial will be added for now (default: nothing to do).
+
+        The coordinator calls this when it cannot add a trial: the searcher is
+        exhausted, or it offers no trial while no trial is running.  Schedulers
+        that hold paused trials until more trials arrive (HyperBand's rounds,
+        promotion ASHA, PBT's time sharing, the median rule's yielding) release
+        or stop them here, so that an experiment in which every trial is paused
+        cannot hang.  Afterwards the coordinator calls :meth:`pop_trial_updates`
+        and offers its free slots to :meth:`choose_trial_to_run` again.
+
+        The call may be repeated; a trial added afterwards means that more
+        trials did arrive, and schedulers treat later trials as usual.
+        """
+
     def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
         """Pick the next PENDING or PAUSED trial to start; None if none should start."""
         for trial in trials:

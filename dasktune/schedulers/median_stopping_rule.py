@@ -1,0 +1,283 @@
+"""The median stopping rule, making the decisions of Ray Tune's ``MedianStoppingRule``.
+
+From Google Vizier (Golovin et al., 2017): stop a trial whose best result is
+worse than the median of the other trials' running averages.  Ray Tune's
+details, which this module follows:
+
+* a result counts only if it holds both ``time_attr`` and ``metric``; it is
+  recorded before the rule is applied, and results before ``grace_period``
+  are recorded too (the rule only applies from ``grace_period`` on);
+* the trials compared with a trial at time ``t`` are all OTHER trials whose
+  latest recorded result has ``time_attr >= t`` -- finished, stopped, paused
+  or running (Ray's docstring says "completed trials", its code does this);
+* a trial's running average at ``t`` is the mean of its recorded metric values
+  with ``grace_period <= time_attr <= t``; the best result is taken over ALL of
+  the trial's recorded results;
+* the trial is stopped when its best is strictly worse than the median of
+  those running averages and there are at least ``min_samples_required`` of
+  them; with ``hard_stop=False`` it is paused instead, and once resumed it is
+  never judged again (it runs like under FIFO);
+* with fewer samples the trial yields (PAUSE) when more than ``min_time_slice``
+  has passed since it last yielded and other trials are waiting to run;
+* ``on_trial_complete`` records the trial's last result once more.  A trial
+  that ended by itself after its last result has that result recorded twice
+  more: Ray's controller replays it to ``on_trial_result`` (with ``done``)
+  before ``on_trial_complete``, and dasktune's coordinator does not, so this
+  rule adds the replayed copy itself.  A trial stopped by this rule or by a
+  stopper gets its last result recorded once, as in Ray.
+
+dasktune's coordinator creates a trial only when a worker is free, so "other
+trials waiting to run" means: a trial this rule paused, or a trial that may
+still be created (until :meth:`MedianStoppingRule.on_no_more_trials`).  Ray's
+``max_concurrent_trials`` keeps trials from being created while others are
+paused, so that no trial ever yields; ``min_time_slice=math.inf`` gives that
+behaviour here.
+
+NaN differs from Ray on purpose: Python's ``max`` and ``np.median`` make Ray's
+decisions depend on where a NaN falls (a NaN median stops every trial).  Here
+a NaN metric value is the worst value, a running average over values of both
+infinite signs is the worst value too, and a trial with no result in
+``[grace_period, t]`` is left out of the median.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from dasktune._decision_points import DecisionPoints
+from dasktune._util import invalid_argument as _invalid
+from dasktune._util import is_real as _is_real
+from dasktune.schedulers.fifo import FIFOScheduler
+from dasktune.schedulers.trial_scheduler import TrialDecision, validate_mode
+from dasktune.trial import Trial
+
+__all__ = ["MedianStoppingRule"]
+
+
+def _real(value: Any) -> float | None:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+class MedianStoppingRule(FIFOScheduler):
+    """Stop trials that do worse than the median of the others (Ray Tune's ``MedianStoppingRule``).
+
+    Args:
+        time_attr: Result field measuring training progress; it must grow monotonically.
+        metric: Result field to optimise; None to take it from the ``TuneConfig``.
+        mode: ``"min"`` or ``"max"``; None to take it from the ``TuneConfig``.
+        grace_period: Only judge trials at ``time_attr >= grace_period``; running
+            averages start there too.
+        min_samples_required: How many other trials must have reached the same
+            time for the median to be used.
+        min_time_slice: With too few samples, a trial yields to waiting trials
+            at most once per ``min_time_slice`` of ``time_attr``.
+        hard_stop: Stop bad trials (True) or pause them (False); paused ones
+            are resumed once no new trial may start, and never judged again.
+
+    Raises:
+        ValueError: If an argument is invalid; the message names it.
+
+    Example:
+        >>> from dasktune.trial import Trial
+        >>> rule = MedianStoppingRule("training_iteration", "acc", "max",
+        ...                           grace_period=1, min_samples_required=1)
+        >>> a, b = Trial("a", {}), Trial("b", {})
+        >>> rule.on_trial_add(a); rule.on_trial_add(b)
+        >>> rule.on_trial_complete(a, {"training_iteration": 2, "acc": 0.8})
+        >>> str(rule.on_trial_result(b, {"training_iteration": 2, "acc": 0.5}))
+        'STOP'
+    """
+
+    def __init__(
+        self,
+        time_attr: str = "time_total_s",
+        metric: str | None = None,
+        mode: str | None = None,
+        grace_period: float = 60.0,
+        min_samples_required: int = 3,
+        min_time_slice: float = 0,
+        hard_stop: bool = True,
+    ) -> None:
+        _validate(time_attr, metric, grace_period, min_samples_required, min_time_slice, hard_stop)
+        validate_mode(mode)
+        self._time_attr = time_attr
+        self._metric = metric
+        self._mode = mode
+        self._grace_period = grace_period
+        self._min_samples_required = min_samples_required
+        self._min_time_slice = min_time_slice
+        self._hard_stop = hard_stop
+        # trial id -> recorded (time, signed value: higher is better, NaN is -inf)
+        self._results: dict[str, list[tuple[float, float]]] = {}
+        self._stopped: set[str] = set()
+        self._last_pause: dict[str, float] = {}
+        self._paused: set[str] = set()  # yielded or paused by this rule, not resumed yet
+        self._no_more_trials = False
+
+    def decision_points(self) -> DecisionPoints:
+        """``always()``: the rule may act at any result past the grace period."""
+        return DecisionPoints.always()
+
+    def on_trial_add(self, trial: Trial) -> None:
+        self._require_metric_and_mode()
+        self._no_more_trials = False
+
+    def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
+        """Record ``result``, then apply the rule (see the module docstring)."""
+        self._require_metric_and_mode()
+        record = self._record_of(result)
+        if record is None:
+            return TrialDecision.CONTINUE
+        tid = trial.trial_id
+        if tid in self._stopped:  # resumed after a soft stop: FIFO from now on
+            return TrialDecision.CONTINUE if not self._hard_stop else TrialDecision.STOP
+        self._paused.discard(tid)
+        self._results.setdefault(tid, []).append(record)
+        now = record[0]
+        if now < self._grace_period:
+            return TrialDecision.CONTINUE
+        others = [o for o, rs in self._results.items() if o != tid and rs[-1][0] >= now]
+        if len(others) < self._min_samples_required:
+            return self._on_insufficient_samples(tid, now)
+        means = [m for m in (self._running_mean(o, now) for o in others) if m is not None]
+        if not means:
+            return TrialDecision.CONTINUE
+        with np.errstate(invalid="ignore"):  # -inf and inf in the middle: NaN median
+            median = float(np.median(means))
+        best = max(value for _, value in self._results[tid])
+        if median > best:  # strictly worse than the median (NaN median: never)
+            self._stopped.add(tid)
+            if self._hard_stop:
+                return TrialDecision.STOP
+            self._paused.add(tid)
+            return TrialDecision.PAUSE
+        return TrialDecision.CONTINUE
+
+    def on_trial_complete(self, trial: Trial, result: dict[str, Any] | None) -> None:
+        """Record the last result once more (three times for a trial that ended by itself)."""
+        tid = trial.trial_id
+        self._paused.discard(tid)
+        record = self._record_of(result or {})
+        if record is None:
+            return
+        history = self._results.setdefault(tid, [])
+        ended_by_itself = tid not in self._stopped and bool(history) and history[-1] == record
+        history.extend([record, record] if ended_by_itself else [record])
+
+    def on_trial_error(self, trial: Trial) -> None:
+        self._paused.discard(trial.trial_id)
+
+    def on_trial_remove(self, trial: Trial) -> None:
+        self._paused.discard(trial.trial_id)
+
+    def on_no_more_trials(self) -> None:
+        """Paused trials may now resume (no new trial goes first any more)."""
+        self._no_more_trials = True
+
+    def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
+        """Ray's FIFO order: new trials first (None while some may come), then the first paused."""
+        if not self._no_more_trials:
+            return None
+        return trials[0] if trials else None
+
+    def debug_string(self) -> str:
+        return f"Using MedianStoppingRule: num_stopped={len(self._stopped)}."
+
+    # -- the rule ------------------------------------------------------------
+
+    def _on_insufficient_samples(self, tid: str, now: float) -> TrialDecision:
+        since = now - self._last_pause.get(tid, -math.inf)
+        waiting = not self._no_more_trials or any(p != tid for p in self._paused)
+        if since > self._min_time_slice and waiting:
+            self._last_pause[tid] = now
+            self._paused.add(tid)
+            return TrialDecision.PAUSE
+        return TrialDecision.CONTINUE
+
+    def _running_mean(self, tid: str, now: float) -> float | None:
+        window = [v for t, v in self._results[tid] if self._grace_period <= t <= now]
+        if not window:
+            return None
+        with np.errstate(invalid="ignore"):  # inf + -inf
+            mean = float(np.mean(window))
+        return -math.inf if math.isnan(mean) else mean
+
+    def _record_of(self, result: dict[str, Any]) -> tuple[float, float] | None:
+        now = _real(result.get(self._time_attr))
+        value = _real(result.get(self._metric)) if self._metric else None
+        if now is None or value is None or math.isnan(now):
+            return None
+        sign = 1.0 if self._mode == "max" else -1.0
+        return now, -math.inf if math.isnan(value) else sign * value
+
+    def _require_metric_and_mode(self) -> None:
+        if self._metric and self._mode:
+            return
+        raise ValueError(
+            f"{type(self).__name__} needs a `metric` and a `mode`, but metric={self._metric!r} "
+            f"and mode={self._mode!r}. Pass them to {type(self).__name__}(metric=..., mode=...) "
+            "or to tune.TuneConfig(metric=..., mode=...)."
+        )
+
+
+def _validate(
+    time_attr: Any,
+    metric: Any,
+    grace_period: Any,
+    min_samples_required: Any,
+    min_time_slice: Any,
+    hard_stop: Any,
+) -> None:
+    if not isinstance(time_attr, str) or not time_attr:
+        raise _invalid(
+            "time_attr",
+            time_attr,
+            "it must be the non-empty name of a result field",
+            "Pass a field that grows during training, such as 'time_total_s'.",
+        )
+    if metric is not None and (not isinstance(metric, str) or not metric):
+        raise _invalid(
+            "metric",
+            metric,
+            "it must be None or the non-empty name of a result field",
+            "Pass the name of the metric your trainable reports, such as metric='loss'.",
+        )
+    if not _is_real(grace_period) or grace_period < 0:
+        raise _invalid(
+            "grace_period",
+            grace_period,
+            "it must be a finite number >= 0",
+            "Pass the `time_attr` units a trial runs before it can be stopped, such as 60.",
+        )
+    if (
+        not isinstance(min_samples_required, numbers.Integral)
+        or isinstance(min_samples_required, bool)
+        or min_samples_required < 1
+    ):
+        raise _invalid(
+            "min_samples_required",
+            min_samples_required,
+            "it must be an integer >= 1",
+            "Pass min_samples_required=3 (the default).",
+        )
+    is_number = isinstance(min_time_slice, numbers.Real) and not isinstance(min_time_slice, bool)
+    if not is_number or math.isnan(min_time_slice) or min_time_slice < 0:
+        raise _invalid(
+            "min_time_slice",
+            min_time_slice,
+            "it must be a number >= 0 (math.inf: never yield)",
+            "Pass min_time_slice=0 (the default) to yield whenever samples are missing.",
+        )
+    if not isinstance(hard_stop, bool):
+        raise _invalid(
+            "hard_stop",
+            hard_stop,
+            "it must be True or False",
+            "Pass True to stop bad trials or False to pause them.",
+        )

@@ -1,0 +1,749 @@
+"""Population Based Training and its replay, with Ray Tune's rules.
+
+PBT (Jaderberg et al., https://arxiv.org/abs/1711.09846) trains a population
+and periodically makes the worst trials continue from a copy of the best ones
+("exploit") with perturbed hyperparameters ("explore").  As in Ray Tune:
+
+* a trial reaches a perturbation point when ``time_attr >= burn_in_period``
+  and at least ``perturbation_interval`` has passed since its last one; its
+  score there (the metric, negated for ``mode="min"``) is its ``last score``;
+* the trials with a score that have not ended are ranked; the lower and upper
+  quantiles hold ``ceil(n * quantile_fraction)`` trials each (at most
+  ``floor(n / 2)``, none when ``n <= 1``); ties keep the order of addition;
+* a trial in the lower quantile exploits a random trial of the upper one,
+  provided that one was itself in the upper quantile at its last perturbation
+  point (Ray saves a checkpoint only then; otherwise the exploit is skipped);
+  it takes over that trial's config (explored), its checkpoint, its last
+  perturbation time and its last training time;
+* asynchronous mode: each trial is judged alone at its perturbation points,
+  and yields (PAUSE) there when other trials wait to run, so that a population
+  larger than the cluster shares it; the paused trial with the least training
+  time resumes first;
+* synchronous mode (``synch=True``): trials pause at their perturbation point
+  until every live trial is there, then all are judged at once (upper
+  quantile first) and the next synchronisation point becomes
+  ``max(previous + interval, latest training time)``.
+
+The scheduler never touches checkpoints: an exploit returns PAUSE for the
+trial and queues ``TrialUpdate(trial, CONTINUE, new_config=explored,
+checkpoint_from=source)``; the coordinator restores the source trial's latest
+checkpoint.  "Other trials wait to run" means a trial that PBT paused, or a
+trial that may still be created (until :meth:`PopulationBasedTraining.on_no_more_trials`).
+NaN scores rank below every number.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import numbers
+import os
+import random
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from dasktune._decision_points import DecisionPoints
+from dasktune._util import invalid_argument as _invalid
+from dasktune._util import is_real as _is_real
+from dasktune.schedulers.fifo import FIFOScheduler
+from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate, validate_mode
+from dasktune.search.sample import Categorical, Domain, Function, Integer
+from dasktune.trial import Trial
+
+__all__ = ["PopulationBasedTraining", "PopulationBasedTrainingReplay"]
+
+Mutation = Union[Mapping[str, Any], Sequence[Any], Domain, Callable[[], Any]]
+
+
+# --------------------------------------------------------------------- explore
+
+
+def explore(
+    config: dict[str, Any],
+    mutations: Mapping[str, Any],
+    resample_probability: float,
+    perturbation_factors: Sequence[float],
+    custom_explore_fn: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    rng: random.Random,
+    np_rng: np.random.Generator,
+) -> dict[str, Any]:
+    """A perturbed copy of ``config`` (Ray's explore step).
+
+    For each key of ``mutations``: a nested dict is explored recursively; a
+    list or tuple is resampled with ``resample_probability`` (or when the
+    current value is not in it), else the value moves to a neighbouring index
+    (clipped at the ends); a search domain or a callable is resampled with
+    ``resample_probability``, else the value is multiplied by a random
+    perturbation factor.  An int value stays int (truncated, as in Ray); an
+    :class:`~dasktune.search.sample.Integer` domain's value is also clipped to
+    its bounds; a non-numeric ``choice`` value is always resampled.
+    ``custom_explore_fn`` then gets the new config and returns it, changed.
+    """
+    new_config = copy.deepcopy(config)
+    for key, distribution in mutations.items():
+        old = config[key]
+        if isinstance(distribution, Mapping):
+            new_config[key] = explore(
+                old, distribution, resample_probability, perturbation_factors, None, rng, np_rng
+            )
+        elif isinstance(distribution, (list, tuple)):
+            if rng.random() < resample_probability or old not in distribution:
+                new_config[key] = rng.choice(distribution)
+            else:
+                index = distribution.index(old) + rng.choice([-1, 1])
+                new_config[key] = distribution[min(max(index, 0), len(distribution) - 1)]
+        else:
+            new_config[key] = _perturb(
+                old, distribution, resample_probability, perturbation_factors, rng, np_rng
+            )
+    if custom_explore_fn is not None:
+        new_config = custom_explore_fn(new_config)
+        if not isinstance(new_config, dict):
+            raise ValueError(
+                f"`custom_explore_fn` returned {new_config!r}, but it must return the new "
+                "config dict. Change the config it receives and return it."
+            )
+    return new_config
+
+
+def _perturb(
+    old: Any,
+    distribution: Domain | Callable[[], Any],
+    resample_probability: float,
+    factors: Sequence[float],
+    rng: random.Random,
+    np_rng: np.random.Generator,
+) -> Any:
+    numeric = isinstance(old, numbers.Real) and not isinstance(old, bool)
+    if rng.random() < resample_probability or (
+        isinstance(distribution, Categorical) and not numeric
+    ):
+        new = distribution.sample(np_rng) if isinstance(distribution, Domain) else distribution()
+    else:
+        new = old * rng.choice(list(factors))
+    if isinstance(old, int) and not isinstance(old, bool):
+        new = int(new)
+    if isinstance(distribution, Integer):
+        new = min(max(int(new), distribution.lower), distribution.upper - 1)
+    return new
+
+
+def _fill(config: dict[str, Any], mutations: Mapping[str, Any], rng: random.Random,
+          np_rng: np.random.Generator) -> None:
+    """Sample the keys of ``mutations`` that ``config`` lacks (Ray does this on trial add)."""
+    for key, distribution in mutations.items():
+        if isinstance(distribution, Mapping):
+            nested = config.setdefault(key, {})
+            if isinstance(nested, dict):
+                _fill(nested, distribution, rng, np_rng)
+        elif key not in config:
+            if isinstance(distribution, (list, tuple)):
+                config[key] = rng.choice(distribution)
+            elif isinstance(distribution, Domain):
+                config[key] = distribution.sample(np_rng)
+            else:
+                config[key] = distribution()
+
+
+# ------------------------------------------------------------------------- PBT
+
+
+@dataclass
+class _TrialState:
+    config: dict[str, Any]
+    last_score: float | None = None  # signed: higher is better; NaN is -inf
+    last_train_time: float = 0.0
+    last_perturbation_time: float = 0.0
+    last_time: float = 0.0  # time_attr of its latest result: where its latest checkpoint is
+    saved: bool = False  # in the upper quantile at its last perturbation point
+    paused: bool = False  # paused by PBT and not resumed yet
+    finished: bool = False
+    policy: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PopulationBasedTraining(FIFOScheduler):
+    """Population Based Training (Ray Tune's ``PopulationBasedTraining``), see the module docstring.
+
+    Args:
+        time_attr: Result field measuring training progress; it must grow monotonically.
+        metric: Result field to optimise; None to take it from the ``TuneConfig``.
+        mode: ``"min"`` or ``"max"``; None to take it from the ``TuneConfig``.
+        perturbation_interval: ``time_attr`` units between a trial's perturbation points.
+        burn_in_period: No perturbation before ``time_attr`` reaches this.
+        hyperparam_mutations: For each hyperparameter to perturb, a list of
+            values, a search domain (``tune.uniform(...)``...), a function
+            returning a new value, or a dict of those for nested configs.  A key
+            missing from a trial's config is sampled when the trial is added.
+        quantile_fraction: Fraction of the population in each of the lower and
+            upper quantiles, in (0, 0.5].
+        resample_probability: Probability of resampling a value rather than
+            perturbing it.
+        perturbation_factors: Factors a numeric value is multiplied by.
+        custom_explore_fn: ``f(config) -> config``, applied after the mutations.
+        log_config: Keep each trial's policy (see :meth:`policy_log`).
+        require_attrs: Raise if a result lacks ``time_attr`` or ``metric``
+            (False: ignore such results).
+        synch: Synchronous PBT (all trials perturbed together).
+        seed: Seed of the explore and exploit draws (dasktune only); None: random.
+
+    Raises:
+        ValueError: If an argument is invalid; the message names it.
+        TypeError: If a mutation is not a list, dict, domain or callable.
+    """
+
+    # Arguments that are configuration, not state (and may not pickle: lambdas).
+    _CONFIG_ATTRS = frozenset({"_hyperparam_mutations", "_custom_explore_fn"})
+
+    def __init__(
+        self,
+        time_attr: str = "time_total_s",
+        metric: str | None = None,
+        mode: str | None = None,
+        perturbation_interval: float = 60.0,
+        burn_in_period: float = 0.0,
+        hyperparam_mutations: Mapping[str, Mutation] | None = None,
+        quantile_fraction: float = 0.25,
+        resample_probability: float = 0.25,
+        perturbation_factors: Sequence[float] = (1.2, 0.8),
+        custom_explore_fn: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        log_config: bool = True,
+        require_attrs: bool = True,
+        synch: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        mutations = dict(hyperparam_mutations or {})
+        _validate(
+            time_attr, metric, perturbation_interval, burn_in_period, mutations,
+            quantile_fraction, resample_probability, perturbation_factors, custom_explore_fn,
+        )
+        validate_mode(mode)
+        self._time_attr = time_attr
+        self._metric = metric
+        self._mode = mode
+        self._perturbation_interval = perturbation_interval
+        self._burn_in_period = burn_in_period
+        self._hyperparam_mutations = mutations
+        self._quantile_fraction = quantile_fraction
+        self._resample_probability = resample_probability
+        self._perturbation_factors = tuple(perturbation_factors)
+        self._custom_explore_fn = custom_explore_fn
+        self._log_config = log_config
+        self._require_attrs = require_attrs
+        self._synch = synch
+        self._rng = random.Random(seed)
+        self._np_rng = np.random.default_rng(seed)
+        self._state: dict[str, _TrialState] = {}
+        self._updates: list[TrialUpdate] = []
+        self._next_perturbation_sync = max(perturbation_interval, burn_in_period)
+        self._no_more_trials = False
+        self._num_checkpoints = 0
+        self._num_perturbations = 0
+
+    # -- public -------------------------------------------------------------
+
+    def decision_points(self) -> DecisionPoints:
+        """``always()``: perturbation points depend on each trial's history."""
+        return DecisionPoints.always()
+
+    def policy_log(self, trial_id: str) -> list[dict[str, Any]]:
+        """The exploits that made ``trial_id``'s current lineage, oldest first.
+
+        Each entry is a dict: ``trial_id`` (the trial that exploited), ``source``
+        (the trial it copied), ``time_attr``, ``step`` (the exploiting trial's
+        ``time_attr`` value), ``source_step`` (the source's latest ``time_attr``
+        value, where its latest checkpoint is if it checkpoints at every
+        report: the new config takes over from there, as Ray logs it),
+        ``old_config`` (the source's config, which trained that checkpoint)
+        and ``new_config``.  An
+        exploit copies the source's log first, as Ray copies its policy file,
+        so the log is a chain that :class:`PopulationBasedTrainingReplay`
+        replays.  Empty if ``log_config`` is False or the trial never exploited.
+        """
+        state = self._state.get(trial_id)
+        return copy.deepcopy(state.policy) if state is not None else []
+
+    def get_state(self) -> dict[str, Any]:
+        """The scheduler's state, without ``hyperparam_mutations`` and ``custom_explore_fn``."""
+        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k not in self._CONFIG_ATTRS}
+
+    # -- events ----------------------------------------------------------------
+
+    def on_trial_add(self, trial: Trial) -> None:
+        """Track ``trial``; sample the mutated keys its config lacks (in place, as Ray does)."""
+        self._require_metric_and_mode()
+        _fill(trial.config, self._hyperparam_mutations, self._rng, self._np_rng)
+        self._state[trial.trial_id] = _TrialState(config=copy.deepcopy(trial.config))
+        self._no_more_trials = False
+
+    def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
+        """Continue between perturbation points; at one, exploit, yield or wait (synch)."""
+        self._require_metric_and_mode()
+        now, score = self._time_and_score(result)
+        if now is None or score is None:
+            return TrialDecision.CONTINUE
+        tid = trial.trial_id
+        if tid not in self._state:
+            self.on_trial_add(trial)
+        state = self._state[tid]
+        if state.finished:
+            return TrialDecision.CONTINUE
+        state.paused = False
+        state.last_time = now
+        if now < self._burn_in_period:
+            return TrialDecision.CONTINUE
+        if now - state.last_perturbation_time < self._perturbation_interval:
+            return TrialDecision.CONTINUE
+        state.last_score = score
+        state.last_train_time = now
+        if self._synch:
+            state.paused = True
+            if self._sync_ready(exclude=tid):
+                self._synchronize(now)
+            return TrialDecision.PAUSE
+        state.last_perturbation_time = now
+        lower, upper = self._quantiles()
+        waiting = not self._no_more_trials or any(
+            s.paused and not s.finished for other, s in self._state.items() if other != tid
+        )
+        exploited = self._checkpoint_or_exploit(tid, lower, upper, now)
+        if exploited or waiting:
+            state.paused = True
+            return TrialDecision.PAUSE
+        return TrialDecision.CONTINUE
+
+    def on_trial_complete(self, trial: Trial, result: dict[str, Any] | None) -> None:
+        self._finish(trial.trial_id)
+
+    def on_trial_error(self, trial: Trial) -> None:
+        self._finish(trial.trial_id)
+
+    def on_trial_remove(self, trial: Trial) -> None:
+        self._finish(trial.trial_id)
+
+    def on_no_more_trials(self) -> None:
+        """Paused trials may resume now; in synch mode, synchronise if only new trials were missing."""
+        self._no_more_trials = True
+        if self._synch and self._sync_ready(exclude=None):
+            self._synchronize(self._latest_train_time())
+
+    def pop_trial_updates(self) -> list[TrialUpdate]:
+        """CONTINUE updates: with the explored config and ``checkpoint_from`` for exploits."""
+        updates, self._updates = self._updates, []
+        return updates
+
+    def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
+        """The paused trial with the least training time (Ray's fair share).
+
+        None while new trials may still come: Ray starts pending trials (no
+        training time) first.  In synch mode only trials before the next
+        synchronisation point may run.
+        """
+        if not self._no_more_trials:
+            return None
+        candidates = []
+        for trial in trials:
+            state = self._state.get(trial.trial_id)
+            if state is None or state.finished:
+                continue
+            if self._synch and state.last_train_time >= self._next_perturbation_sync:
+                continue
+            candidates.append((state.last_train_time, trial))
+        candidates.sort(key=lambda pair: pair[0])
+        return candidates[0][1] if candidates else None
+
+    def debug_string(self) -> str:
+        return (
+            f"PopulationBasedTraining: {self._num_checkpoints} checkpoints, "
+            f"{self._num_perturbations} perturbs"
+        )
+
+    # -- internals ----------------------------------------------------------------
+
+    def _quantiles(self) -> tuple[list[str], list[str]]:
+        ranked = [
+            tid for tid, s in self._state.items() if s.last_score is not None and not s.finished
+        ]
+        ranked.sort(key=lambda tid: self._state[tid].last_score)  # type: ignore[arg-type, return-value]
+        if len(ranked) <= 1:
+            return [], []
+        count = int(math.ceil(len(ranked) * self._quantile_fraction))
+        if count > len(ranked) / 2:
+            count = int(math.floor(len(ranked) / 2))
+        return ranked[:count], ranked[-count:]
+
+    def _checkpoint_or_exploit(
+        self, tid: str, lower: list[str], upper: list[str], now: float
+    ) -> bool:
+        """Remember whether ``tid`` saved; exploit if it is in the lower quantile."""
+        state = self._state[tid]
+        state.saved = tid in upper
+        if state.saved:
+            self._num_checkpoints += 1
+        if tid not in lower:
+            return False
+        source = self._rng.choice(upper)
+        if not self._state[source].saved:
+            return False  # Ray: "no checkpoint for trial ... Skip exploit"
+        self._exploit(tid, source, now)
+        return True
+
+    def _exploit(self, tid: str, source: str, now: float) -> None:
+        state, source_state = self._state[tid], self._state[source]
+        new_config = explore(
+            source_state.config,
+            self._hyperparam_mutations,
+            self._resample_probability,
+            self._perturbation_factors,
+            self._custom_explore_fn,
+            self._rng,
+            self._np_rng,
+        )
+        if self._log_config:
+            entry = {
+                "trial_id": tid,
+                "source": source,
+                "time_attr": self._time_attr,
+                "step": now,
+                "source_step": source_state.last_time,
+                "old_config": copy.deepcopy(source_state.config),
+                "new_config": copy.deepcopy(new_config),
+            }
+            state.policy = copy.deepcopy(source_state.policy) + [entry]
+        state.config = new_config
+        state.last_perturbation_time = source_state.last_perturbation_time
+        state.last_train_time = source_state.last_train_time
+        state.last_time = source_state.last_time
+        self._num_perturbations += 1
+        self._updates.append(
+            TrialUpdate(
+                tid, TrialDecision.CONTINUE, new_config=copy.deepcopy(new_config),
+                checkpoint_from=source,
+            )
+        )
+
+    def _sync_ready(self, exclude: str | None) -> bool:
+        """Whether every live trial (but ``exclude``) is at the synchronisation point."""
+        if not self._no_more_trials:
+            return False  # a trial not created yet has not reached it
+        live = [(tid, s) for tid, s in self._state.items() if not s.finished]
+        return bool(live) and all(
+            s.last_train_time >= self._next_perturbation_sync
+            for tid, s in live
+            if tid != exclude
+        )
+
+    def _synchronize(self, now: float) -> None:
+        """Judge every live trial at once; the paused ones may then resume."""
+        lower, upper = self._quantiles()
+        live = [tid for tid, s in self._state.items() if not s.finished]
+        middle = [tid for tid in live if tid not in lower and tid not in upper]
+        for tid in upper + middle + lower:
+            self._state[tid].last_perturbation_time = now
+            exploited = self._checkpoint_or_exploit(tid, lower, upper, now)
+            if not exploited and self._state[tid].paused:
+                self._updates.append(TrialUpdate(tid, TrialDecision.CONTINUE))
+        latest = max(s.last_train_time for s in self._state.values())
+        self._next_perturbation_sync = max(
+            self._next_perturbation_sync + self._perturbation_interval, latest
+        )
+
+    def _finish(self, tid: str) -> None:
+        state = self._state.get(tid)
+        if state is None or state.finished:
+            return
+        state.finished = True
+        state.paused = False
+        if self._synch and self._sync_ready(exclude=None):
+            self._synchronize(self._latest_train_time())
+
+    def _latest_train_time(self) -> float:
+        return max((s.last_train_time for s in self._state.values() if not s.finished), default=0.0)
+
+    def _time_and_score(self, result: dict[str, Any]) -> tuple[float | None, float | None]:
+        now, value = result.get(self._time_attr), result.get(self._metric or "")
+        for name, field_value, argument in (
+            (self._time_attr, now, "time_attr"),
+            (self._metric, value, "metric"),
+        ):
+            if isinstance(field_value, numbers.Real) and not isinstance(field_value, bool):
+                continue
+            if self._require_attrs:
+                raise ValueError(
+                    f"PopulationBasedTraining needs the {argument} {name!r} as a number in every "
+                    f"result, but a result has {name}={field_value!r} (keys: {sorted(result)}). "
+                    f"Report it with tune.report({{{name!r}: ...}}), or pass "
+                    "PopulationBasedTraining(require_attrs=False) to ignore such results."
+                )
+            return None, None
+        assert now is not None and value is not None
+        if math.isnan(float(now)):
+            return None, None
+        sign = 1.0 if self._mode == "max" else -1.0
+        return float(now), -math.inf if math.isnan(float(value)) else sign * float(value)
+
+    def _require_metric_and_mode(self) -> None:
+        if self._metric and self._mode:
+            return
+        raise ValueError(
+            f"{type(self).__name__} needs a `metric` and a `mode`, but metric={self._metric!r} "
+            f"and mode={self._mode!r}. Pass them to {type(self).__name__}(metric=..., mode=...) "
+            "or to tune.TuneConfig(metric=..., mode=...)."
+        )
+
+
+# ---------------------------------------------------------------------- replay
+
+
+class PopulationBasedTrainingReplay(FIFOScheduler):
+    """Replay the config schedule that PBT found for one trial (Ray Tune's ``PopulationBasedTrainingReplay``).
+
+    The one trial of the experiment starts with the config of the oldest
+    entry of the policy and, at each recorded step, pauses and resumes from
+    its own checkpoint with the next config (``TrialUpdate(CONTINUE,
+    new_config=...)``, no ``checkpoint_from``).
+
+    Args:
+        policy: A list of entries as returned by
+            :meth:`PopulationBasedTraining.policy_log`, or the path of a JSON-lines
+            file of them.  Rows of Ray's ``pbt_policy_*.txt`` files
+            (``[target tag, source tag, target step, source step, old config,
+            new config]``) are accepted too.  Only the last unbroken chain of
+            entries (each one's source is the previous one's trial) is replayed.
+        time_attr: The result field the steps refer to; by default the one
+            recorded in the policy, else ``"training_iteration"``.
+
+    Raises:
+        ValueError: If the file is missing or unreadable, or an entry is malformed.
+    """
+
+    def __init__(
+        self, policy: Sequence[Mapping[str, Any] | Sequence[Any]] | str | os.PathLike[str],
+        time_attr: str | None = None,
+    ) -> None:
+        entries = [_entry(row) for row in _load_policy(policy)]
+        self._initial_config, self._changes = _chain(entries)
+        recorded = {e["time_attr"] for e in entries if e.get("time_attr")}
+        self._time_attr = time_attr or (recorded.pop() if len(recorded) == 1 else "training_iteration")
+        self._trial_id: str | None = None
+        self._next_change = 0
+        self._num_perturbations = 0
+        self._updates: list[TrialUpdate] = []
+
+    @property
+    def initial_config(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self._initial_config)
+
+    @property
+    def changes(self) -> list[tuple[float, dict[str, Any]]]:
+        """``(step, config)`` pairs: the config that applies from each step on."""
+        return copy.deepcopy(self._changes)
+
+    def decision_points(self) -> DecisionPoints:
+        """The recorded steps: the trial waits only where its config changes."""
+        return DecisionPoints.at(self._time_attr, [step for step, _ in self._changes])
+
+    def on_trial_add(self, trial: Trial) -> None:
+        """Accept the one trial and give it the policy's initial config (in place, as Ray does)."""
+        if self._trial_id is not None and self._trial_id != trial.trial_id:
+            raise ValueError(
+                "PopulationBasedTrainingReplay replays one schedule on one trial, but a second "
+                f"trial ({trial.trial_id}) was added. Pass tune.TuneConfig(num_samples=1)."
+            )
+        self._trial_id = trial.trial_id
+        if self._initial_config is None:
+            if not trial.config:
+                raise ValueError(
+                    "The replay policy is empty and the trial has no config. Pass a param_space "
+                    "to the Tuner, or a non-empty policy."
+                )
+            return
+        if trial.config and trial.config != self._initial_config:
+            warnings.warn(
+                "The trial's config was replaced by the initial config of the replayed policy.",
+                stacklevel=2,
+            )
+        trial.config.clear()
+        trial.config.update(copy.deepcopy(self._initial_config))
+
+    def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
+        """PAUSE at a recorded step, with an update carrying the config from that step on."""
+        step = result.get(self._time_attr)
+        if not isinstance(step, numbers.Real) or isinstance(step, bool):
+            return TrialDecision.CONTINUE
+        config = None
+        while self._next_change < len(self._changes) and step >= self._changes[self._next_change][0]:
+            config = self._changes[self._next_change][1]
+            self._next_change += 1
+        if config is None:
+            return TrialDecision.CONTINUE
+        self._num_perturbations += 1
+        self._updates.append(
+            TrialUpdate(trial.trial_id, TrialDecision.CONTINUE, new_config=copy.deepcopy(config))
+        )
+        return TrialDecision.PAUSE
+
+    def pop_trial_updates(self) -> list[TrialUpdate]:
+        updates, self._updates = self._updates, []
+        return updates
+
+    def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
+        """The replayed trial, whenever it is paused."""
+        return next((t for t in trials if t.trial_id == self._trial_id), None)
+
+    def debug_string(self) -> str:
+        return (
+            f"PopulationBasedTraining replay: {self._num_perturbations} of "
+            f"{len(self._changes)} config changes applied"
+        )
+
+
+def _load_policy(policy: Any) -> list[Any]:
+    if isinstance(policy, (str, os.PathLike)):
+        path = Path(policy).expanduser()
+        if not path.is_file():
+            raise ValueError(
+                f"The PBT policy file {path.as_posix()!r} does not exist. Pass the path of a file "
+                "written from PopulationBasedTraining.policy_log(), one JSON entry per line."
+            )
+        rows = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"Line {number} of the PBT policy file {path.as_posix()!r} is not JSON "
+                    f"({error.msg}). Each line must be one policy entry."
+                ) from None
+        return rows
+    return list(policy)
+
+
+_ENTRY_KEYS = ("trial_id", "source", "step", "source_step", "old_config", "new_config")
+
+
+def _entry(row: Any) -> dict[str, Any]:
+    """A policy entry as a dict, from a dasktune dict or a row of a Ray policy file."""
+    if isinstance(row, Mapping):
+        missing = [key for key in _ENTRY_KEYS if key not in row]
+        if not missing:
+            return dict(row)
+    elif isinstance(row, Sequence) and not isinstance(row, str) and len(row) == 6:
+        return {**dict(zip(_ENTRY_KEYS, row)), "time_attr": "training_iteration"}
+    raise ValueError(
+        f"A PBT policy entry is {row!r}, but it must be a dict with the keys {list(_ENTRY_KEYS)} "
+        "(as PopulationBasedTraining.policy_log() returns) or a 6-item row of a Ray policy file."
+    )
+
+
+def _chain(entries: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[tuple[float, dict[str, Any]]]]:
+    """The initial config and the config changes of the last unbroken chain (Ray's reading)."""
+    changes: list[tuple[float, dict[str, Any]]] = []
+    initial: dict[str, Any] | None = None
+    expected_trial: Any = None
+    for entry in reversed(entries):
+        if expected_trial is not None and entry["trial_id"] != expected_trial:
+            break
+        expected_trial = entry["source"]
+        initial = copy.deepcopy(entry["old_config"])
+        changes.append((float(entry["source_step"]), copy.deepcopy(entry["new_config"])))
+    return initial, list(reversed(changes))
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _validate(
+    time_attr: Any,
+    metric: Any,
+    perturbation_interval: Any,
+    burn_in_period: Any,
+    mutations: dict[str, Any],
+    quantile_fraction: Any,
+    resample_probability: Any,
+    perturbation_factors: Any,
+    custom_explore_fn: Any,
+) -> None:
+    if not isinstance(time_attr, str) or not time_attr:
+        raise _invalid(
+            "time_attr", time_attr, "it must be the non-empty name of a result field",
+            "Pass a field that grows during training, such as 'training_iteration'.",
+        )
+    if metric is not None and (not isinstance(metric, str) or not metric):
+        raise _invalid(
+            "metric", metric, "it must be None or the non-empty name of a result field",
+            "Pass the name of the metric your trainable reports, such as metric='loss'.",
+        )
+    if not _is_real(perturbation_interval) or perturbation_interval <= 0:
+        raise _invalid(
+            "perturbation_interval", perturbation_interval, "it must be a finite number > 0",
+            "Pass the `time_attr` units between perturbations, such as perturbation_interval=5.",
+        )
+    if not _is_real(burn_in_period) or burn_in_period < 0:
+        raise _invalid(
+            "burn_in_period", burn_in_period, "it must be a finite number >= 0",
+            "Pass burn_in_period=0 (the default) to allow perturbations from the start.",
+        )
+    if custom_explore_fn is not None and not callable(custom_explore_fn):
+        raise _invalid(
+            "custom_explore_fn", custom_explore_fn, "it must be None or a function",
+            "Pass a function that takes the new config and returns it.",
+        )
+    if not mutations and custom_explore_fn is None:
+        raise ValueError(
+            "PopulationBasedTraining needs `hyperparam_mutations` or `custom_explore_fn`, but "
+            "neither was given. Pass hyperparam_mutations={'lr': tune.loguniform(1e-4, 1e-1)}, "
+            "for example."
+        )
+    _validate_mutations(mutations, "hyperparam_mutations")
+    if not _is_real(quantile_fraction) or not 0 < quantile_fraction <= 0.5:
+        raise _invalid(
+            "quantile_fraction", quantile_fraction, "it must be in (0, 0.5]",
+            "Pass quantile_fraction=0.25 (the default): the worst quarter copies the best quarter.",
+        )
+    if not _is_real(resample_probability) or not 0 <= resample_probability <= 1:
+        raise _invalid(
+            "resample_probability", resample_probability, "it must be in [0, 1]",
+            "Pass resample_probability=0.25 (the default).",
+        )
+    factors = perturbation_factors
+    if (
+        isinstance(factors, (str, bytes))
+        or not isinstance(factors, Sequence)
+        or not factors
+        or not all(_is_real(f) and f > 0 for f in factors)
+    ):
+        raise _invalid(
+            "perturbation_factors", factors, "it must be a non-empty sequence of numbers > 0",
+            "Pass perturbation_factors=(1.2, 0.8) (the default).",
+        )
+
+
+def _validate_mutations(mutations: Mapping[str, Any], path: str) -> None:
+    for key, value in mutations.items():
+        where = f"{path}[{key!r}]"
+        if isinstance(value, Mapping):
+            _validate_mutations(value, where)
+        elif isinstance(value, Function):
+            raise ValueError(
+                f"The value of `{where}` is a sample_from() domain, which PBT cannot resample. "
+                "Use tune.uniform(), tune.loguniform(), tune.choice() or a plain function."
+            )
+        elif isinstance(value, (list, tuple)):
+            if not value:
+                raise ValueError(
+                    f"The value of `{where}` is an empty list, but it must hold the values to "
+                    "choose from. Pass a list such as [1e-3, 1e-2, 1e-1]."
+                )
+        elif not isinstance(value, Domain) and not callable(value):
+            raise TypeError(
+                f"The value of `{where}` is {value!r}, but it must be a list, a dict, a search "
+                "domain such as tune.uniform(0, 1), or a function returning a value."
+            )
