@@ -59,7 +59,11 @@ from dasktune._decision_points import DecisionPoints
 from dasktune._util import invalid_argument as _invalid
 from dasktune._util import is_real as _is_real
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate, validate_mode
+from dasktune.schedulers.trial_scheduler import (
+    TrialDecision,
+    TrialUpdate,
+    validate_mode,
+)
 from dasktune.trial import Trial
 
 __all__ = ["ASHAScheduler", "AsyncHyperBandScheduler"]
@@ -467,7 +471,7 @@ class AsyncHyperBandScheduler(FIFOScheduler):
     # -- promotion mode --------------------------------------------------------
 
     def _promotion_result(self, trial: Trial, now: float, value: float) -> TrialDecision:
-        """Record ``value`` at the rungs ``trial`` reached; pause there unless it is promoted now."""
+        """Record ``value`` at the rungs ``trial`` reached; pause unless it is promoted now."""
         book, tid = self._promotions, trial.trial_id
         if tid in book.stopped:
             return TrialDecision.STOP
@@ -520,9 +524,9 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         return sorted(recorded, key=lambda tid: -_rank_value(recorded[tid]))
 
     def _promotable(self, index: int, position: int) -> list[str]:
-        """Not yet promoted trials in the top ``floor(n / rf)`` of a rung (or forced), best first."""
+        """Unpromoted trials in the top ``floor(n / rf)`` of a rung (or forced), best first."""
         ranked = self._ranked(index, position)
-        quota = int(math.floor(len(ranked) / self._reduction_factor))
+        quota = math.floor(len(ranked) / self._reduction_factor)
         chosen = set(ranked[:quota]) | self._promotions.forced.get((index, position), set())
         done = self._promotions.promoted.get((index, position), set())
         return [tid for tid in ranked if tid in chosen and tid not in done]

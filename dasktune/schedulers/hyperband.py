@@ -44,7 +44,11 @@ from dasktune._decision_points import DecisionPoints
 from dasktune._util import invalid_argument as _invalid
 from dasktune._util import is_real as _is_real
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate, validate_mode
+from dasktune.schedulers.trial_scheduler import (
+    TrialDecision,
+    TrialUpdate,
+    validate_mode,
+)
 from dasktune.trial import Trial
 
 __all__ = ["HyperBandScheduler"]
@@ -169,7 +173,7 @@ class HyperBandScheduler(FIFOScheduler):
 
     @property
     def brackets(self) -> list[tuple[int, list[int], list[int]]]:
-        """``(s, round sizes, milestones)`` of each bracket kind of a band (kinds with r0 == 0 omitted)."""
+        """``(s, round sizes, milestones)`` of each bracket kind of a band (but r0 == 0 ones)."""
         kinds = []
         for s in range(self._s_max_1):
             milestones = _milestones(self._max_t, self._eta, s)
@@ -364,7 +368,7 @@ class HyperBandScheduler(FIFOScheduler):
         return decision
 
     def _halve(self, bracket: _Bracket) -> tuple[list[str], list[str]]:
-        """Keep the best ``ceil(size / eta)`` live trials; advance the milestone (Ray's formulas)."""
+        """Keep the best ``ceil(size / eta)`` live trials; advance the milestone (as Ray does)."""
         bracket.halvings_left -= 1
         bracket.halvings_done += 1
         bracket.size = int(np.ceil(bracket.size / self._eta))

@@ -135,9 +135,9 @@ class MedianStoppingRule(FIFOScheduler):
         if record is None:
             return TrialDecision.CONTINUE
         tid = trial.trial_id
+        self._paused.discard(tid)  # it runs
         if tid in self._stopped:  # resumed after a soft stop: FIFO from now on
             return TrialDecision.CONTINUE if not self._hard_stop else TrialDecision.STOP
-        self._paused.discard(tid)
         self._results.setdefault(tid, []).append(record)
         now = record[0]
         if now < self._grace_period:

@@ -44,7 +44,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -52,13 +52,17 @@ from dasktune._decision_points import DecisionPoints
 from dasktune._util import invalid_argument as _invalid
 from dasktune._util import is_real as _is_real
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate, validate_mode
+from dasktune.schedulers.trial_scheduler import (
+    TrialDecision,
+    TrialUpdate,
+    validate_mode,
+)
 from dasktune.search.sample import Categorical, Domain, Function, Integer
 from dasktune.trial import Trial
 
 __all__ = ["PopulationBasedTraining", "PopulationBasedTrainingReplay"]
 
-Mutation = Union[Mapping[str, Any], Sequence[Any], Domain, Callable[[], Any]]
+Mutation = Mapping[str, Any] | Sequence[Any] | Domain | Callable[[], Any]
 
 
 # --------------------------------------------------------------------- explore
@@ -270,7 +274,8 @@ class PopulationBasedTraining(FIFOScheduler):
 
     def get_state(self) -> dict[str, Any]:
         """The scheduler's state, without ``hyperparam_mutations`` and ``custom_explore_fn``."""
-        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k not in self._CONFIG_ATTRS}
+        state = {k: v for k, v in self.__dict__.items() if k not in self._CONFIG_ATTRS}
+        return copy.deepcopy(state)
 
     # -- events ----------------------------------------------------------------
 
@@ -327,7 +332,7 @@ class PopulationBasedTraining(FIFOScheduler):
         self._finish(trial.trial_id)
 
     def on_no_more_trials(self) -> None:
-        """Paused trials may resume now; in synch mode, synchronise if only new trials were missing."""
+        """Paused trials may resume now; in synch mode, synchronise if only they were missing."""
         self._no_more_trials = True
         if self._synch and self._sync_ready(exclude=None):
             self._synchronize(self._latest_train_time())
@@ -372,9 +377,9 @@ class PopulationBasedTraining(FIFOScheduler):
         ranked.sort(key=lambda tid: self._state[tid].last_score)  # type: ignore[arg-type, return-value]
         if len(ranked) <= 1:
             return [], []
-        count = int(math.ceil(len(ranked) * self._quantile_fraction))
+        count = math.ceil(len(ranked) * self._quantile_fraction)
         if count > len(ranked) / 2:
-            count = int(math.floor(len(ranked) / 2))
+            count = math.floor(len(ranked) / 2)
         return ranked[:count], ranked[-count:]
 
     def _checkpoint_or_exploit(
@@ -501,7 +506,7 @@ class PopulationBasedTraining(FIFOScheduler):
 
 
 class PopulationBasedTrainingReplay(FIFOScheduler):
-    """Replay the config schedule that PBT found for one trial (Ray Tune's ``PopulationBasedTrainingReplay``).
+    """Replay the config schedule PBT found for one trial (Ray's ``PopulationBasedTrainingReplay``).
 
     The one trial of the experiment starts with the config of the oldest
     entry of the policy and, at each recorded step, pauses and resumes from
@@ -529,7 +534,9 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
         entries = [_entry(row) for row in _load_policy(policy)]
         self._initial_config, self._changes = _chain(entries)
         recorded = {e["time_attr"] for e in entries if e.get("time_attr")}
-        self._time_attr = time_attr or (recorded.pop() if len(recorded) == 1 else "training_iteration")
+        if time_attr is None:
+            time_attr = recorded.pop() if len(recorded) == 1 else "training_iteration"
+        self._time_attr = time_attr
         self._trial_id: str | None = None
         self._next_change = 0
         self._num_perturbations = 0
@@ -577,8 +584,11 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
         if not isinstance(step, numbers.Real) or isinstance(step, bool):
             return TrialDecision.CONTINUE
         config = None
-        while self._next_change < len(self._changes) and step >= self._changes[self._next_change][0]:
-            config = self._changes[self._next_change][1]
+        while self._next_change < len(self._changes):
+            change_at, new_config = self._changes[self._next_change]
+            if step < change_at:
+                break
+            config = new_config
             self._next_change += 1
         if config is None:
             return TrialDecision.CONTINUE
@@ -643,7 +653,9 @@ def _entry(row: Any) -> dict[str, Any]:
     )
 
 
-def _chain(entries: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[tuple[float, dict[str, Any]]]]:
+def _chain(
+    entries: list[dict[str, Any]],
+) -> tuple[dict[str, Any] | None, list[tuple[float, dict[str, Any]]]]:
     """The initial config and the config changes of the last unbroken chain (Ray's reading)."""
     changes: list[tuple[float, dict[str, Any]]] = []
     initial: dict[str, Any] | None = None
@@ -732,7 +744,7 @@ def _validate_mutations(mutations: Mapping[str, Any], path: str) -> None:
         if isinstance(value, Mapping):
             _validate_mutations(value, where)
         elif isinstance(value, Function):
-            raise ValueError(
+            raise TypeError(
                 f"The value of `{where}` is a sample_from() domain, which PBT cannot resample. "
                 "Use tune.uniform(), tune.loguniform(), tune.choice() or a plain function."
             )

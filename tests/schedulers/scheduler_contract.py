@@ -7,9 +7,13 @@ import math
 import pickle
 from typing import Any
 
+import pytest
+
 from dasktune._decision_points import DecisionPoints
-from dasktune.schedulers import TrialDecision, TrialScheduler
+from dasktune.schedulers import TrialDecision, TrialScheduler, TrialUpdate
 from dasktune.trial import Trial, TrialStatus
+
+from .simulator import Simulator, curve_step
 
 
 def make_trial(index: int) -> Trial:
@@ -136,3 +140,60 @@ class SchedulerContract(abc.ABC):
     def test_set_search_properties_keeps_own_values(self) -> None:
         scheduler = self.make_scheduler()
         assert scheduler.set_search_properties(None, None)
+
+    # Whole experiments through the simulator (the coordinator's protocol) --------
+
+    def simulated_curves(self) -> list[list[float]]:
+        """Eight 8-step curves: rising, falling, flat, crossing, with NaN and inf."""
+        return [
+            [0.1 * t for t in range(1, 9)],
+            [0.9 - 0.1 * t for t in range(1, 9)],
+            [0.5] * 8,
+            [0.05 * t * t for t in range(1, 9)],
+            [math.nan, 0.2, 0.4, math.nan, 0.6, 0.7, 0.8, 0.9],
+            [0.3, math.inf, 0.3, 0.3, -math.inf, 0.3, 0.3, 0.3],
+            [1.0 / t for t in range(1, 9)],
+            [0.45 + 0.01 * t for t in range(1, 9)],
+        ]
+
+    @pytest.mark.parametrize("concurrency", [1, 3])
+    def test_simulated_experiment_ends(self, concurrency: int) -> None:
+        """Every trial ends, none stays paused, with a failing trial among them."""
+        configs, step, length = curve_step(self.simulated_curves())
+        outcome = Simulator(
+            self.make_scheduler(),
+            configs,
+            step,
+            length,
+            concurrency=concurrency,
+            errors={3: 2},
+            metric=self.metric,
+            time_attr=self.time_attr,
+        ).run()
+        assert all(trial.status.is_finished for trial in outcome.trials.values())
+        assert len(outcome.trials) == 8
+        assert all(isinstance(update, TrialUpdate) for update in outcome.updates)
+
+    def test_no_more_trials_at_any_time(self) -> None:
+        scheduler = self.make_scheduler()
+        scheduler.on_no_more_trials()
+        trials = self.start(scheduler, 3)
+        self.feed(scheduler, trials, range(1, 3), {i: [0.1 * i] * 2 for i in range(3)})
+        scheduler.on_no_more_trials()
+        scheduler.on_no_more_trials()
+        updates = scheduler.pop_trial_updates()
+        assert all(isinstance(u, TrialUpdate) for u in updates)
+        assert {u.trial_id for u in updates} <= {t.trial_id for t in trials}
+        late = make_trial(50)
+        scheduler.on_trial_add(late)  # more trials after all: accepted
+        assert isinstance(scheduler.on_trial_result(late, self.result(1, 0.3)), TrialDecision)
+        assert all(isinstance(u, TrialUpdate) for u in scheduler.pop_trial_updates())
+
+    def test_choose_trial_to_run_picks_a_paused_trial_or_none(self) -> None:
+        scheduler = self.make_scheduler()
+        trials = self.start(scheduler, 2)
+        for trial in trials:
+            trial.status = TrialStatus.PAUSED
+        choice = scheduler.choose_trial_to_run(trials)
+        assert choice is None or choice in trials
+        assert scheduler.choose_trial_to_run([]) is None
