@@ -6,6 +6,8 @@ prints per stage: wall time, trials, epochs trained, best accuracy, and
 
     efficiency = (pure compute of those epochs, measured in this process on one
                   thread) / (wall time x workers)
+    busy       = (time the workers spent inside trials, from the trials' own
+                  time_total_s) / (wall time x workers)
 
 The training code is the example's own: this script executes the example's
 imports, constants, classes and functions, then runs the stages itself.
@@ -91,7 +93,11 @@ def run_stages(ns: dict, engine: str, storage: str) -> list[dict]:
         wall = time.perf_counter() - start
         epochs = sum(len(r.metrics_dataframe) for r in results)
         best = max(r.metrics.get("mean_accuracy", 0.0) for r in results)
-        rows.append(dict(stage=name, wall=wall, trials=len(results), epochs=epochs, best=best))
+        # Time the workers spent inside trials (from each trial's first to last report,
+        # plus its first epoch), whatever the engine.
+        busy = sum(float(r.metrics_dataframe["time_total_s"].iloc[-1]) for r in results)
+        rows.append(dict(stage=name, wall=wall, trials=len(results), epochs=epochs, best=best,
+                         busy=busy))
     return rows
 
 
@@ -99,11 +105,12 @@ def report(engine: str, rows: list[dict], total: float, epoch_s: float, workers:
     print(f"\n{engine}: whole tutorial as one process (imports and cluster start included): "
           f"{total:.1f} s")
     print(f"{'stage':22s} {'wall s':>7s} {'trials':>6s} {'epochs':>6s} {'best acc':>8s} "
-          f"{'efficiency':>10s}")
+          f"{'efficiency':>10s} {'busy':>5s}")
     for r in rows:
         efficiency = r["epochs"] * epoch_s / (r["wall"] * workers)
+        busy = r["busy"] / (r["wall"] * workers)
         print(f"{r['stage']:22s} {r['wall']:7.2f} {r['trials']:6d} {r['epochs']:6d} "
-              f"{r['best']:8.3f} {efficiency:10.0%}")
+              f"{r['best']:8.3f} {efficiency:10.0%} {busy:5.0%}")
     compute = sum(r["epochs"] for r in rows) * epoch_s
     print(f"pure compute of all epochs: {compute:.1f} s on one thread "
           f"({epoch_s * 1000:.0f} ms per epoch); overall efficiency "

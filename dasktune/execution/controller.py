@@ -13,7 +13,7 @@ from typing import Any
 
 from dasktune._decision_points import DecisionPoints, merge_decision_points
 from dasktune._util import flatten, is_real
-from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler
+from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler, TrialUpdate
 from dasktune.search.searcher import Searcher
 from dasktune.trial import Trial, TrialStatus
 
@@ -55,6 +55,10 @@ class Controller:
     def __post_init__(self) -> None:
         self._by_id: dict[str, Trial] = {}
         self._idle_since: float | None = None
+        # CONTINUE updates for trials that are still on their way to PAUSED.
+        self._held: dict[str, list[TrialUpdate]] = {}
+        self._told_no_more = False
+        self._stuck_since: float | None = None
 
     def check_stalled(self, active_runs: int, limit_s: float) -> None:
         """Raise if the searcher keeps saying "not now" while nothing runs (it would hang)."""
@@ -179,8 +183,51 @@ class Controller:
             self.stop_everything(f"trial {trial} failed and FailureConfig(fail_fast=True)")
         return False
 
-    def on_paused(self, trial: Trial) -> None:
+    def on_paused(self, trial: Trial) -> list[TrialUpdate]:
+        """The trial's run ended at a PAUSE; returns the updates held for it."""
         trial.status = TrialStatus.PAUSED
+        return self._held.pop(trial.trial_id, [])
+
+    def take_updates(self) -> list[tuple[Trial, TrialUpdate]]:
+        """The scheduler's decisions about other trials, ready to carry out now.
+
+        A CONTINUE for a trial that is still running (it was just told to pause)
+        is held until :meth:`on_paused`.
+        """
+        no_more = self.search_finished and not self.count(TrialStatus.PENDING)
+        if no_more and not self._told_no_more:
+            self._told_no_more = True
+            self.scheduler.on_no_more_trials()
+        ready = []
+        for update in self.scheduler.pop_trial_updates():
+            trial = self._by_id.get(update.trial_id)
+            if trial is None or trial.status.is_finished:
+                continue
+            if update.decision == TrialDecision.CONTINUE and trial.status != TrialStatus.PAUSED:
+                self._held.setdefault(trial.trial_id, []).append(update)
+                continue
+            ready.append((trial, update))
+        return ready
+
+    def end_paused(self, trial: Trial) -> None:
+        """A scheduler stopped a trial while it was paused."""
+        self.on_complete(trial)
+
+    def check_stuck(self, active_runs: int, limit_s: float) -> None:
+        """Raise if trials sit PAUSED with nothing running and the scheduler resumes none."""
+        paused = self.count(TrialStatus.PAUSED)
+        if active_runs or not paused or not self.search_finished or self.count(TrialStatus.PENDING):
+            self._stuck_since = None
+            return
+        now = self.clock()
+        if self._stuck_since is None:
+            self._stuck_since = now
+        elif now - self._stuck_since >= limit_s:
+            raise RuntimeError(
+                f"{type(self.scheduler).__name__} keeps {paused} trials PAUSED while none runs "
+                f"and no new trial will come, so the experiment cannot finish. Its "
+                "choose_trial_to_run() should resume one, or pop_trial_updates() stop them."
+            )
 
     # -- the experiment as a whole ---------------------------------------
     def stop_everything(self, reason: str) -> None:

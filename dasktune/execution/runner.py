@@ -22,6 +22,8 @@ from dasktune.result import Result, ResultGrid, TrialError
 from dasktune.schedulers.trial_scheduler import TrialDecision
 from dasktune.storage.experiment import (
     TrialRecorder,
+    append_jsonl,
+    copy_checkpoint,
     delete_checkpoint,
     write_experiment_state,
 )
@@ -151,8 +153,10 @@ class ExperimentRunner:
             if self.controller.is_done(len(self._runs)):
                 return
             self.controller.check_stalled(len(self._runs), self._idle_limit)
+            self.controller.check_stuck(len(self._runs), self._idle_limit)
             self._drain(timeout=0.5)
             self._check_deadlines()
+            self._apply_updates()
             self.console.update(self.controller, self._active_trials())
             self._maybe_write_state()
 
@@ -227,6 +231,40 @@ class ExperimentRunner:
         trial.status = TrialStatus.PENDING
         self._runs[run_id] = _Run(run_id, trial)
 
+    def _run_of(self, trial: Trial) -> _Run | None:
+        return next((r for r in self._runs.values() if r.trial is trial), None)
+
+    def _apply_updates(self) -> None:
+        """Carry out the scheduler's decisions about trials that are not reporting."""
+        for trial, update in self.controller.take_updates():
+            run = self._run_of(trial)
+            if update.decision in (TrialDecision.STOP, TrialDecision.PAUSE) and run is not None:
+                self._request(run, STOP if update.decision == TrialDecision.STOP else PAUSE)
+            elif update.decision == TrialDecision.STOP and trial.status == TrialStatus.PAUSED:
+                self.controller.end_paused(trial)
+                self._books[trial.trial_id].recorder.finish()
+            elif update.decision == TrialDecision.CONTINUE:
+                self._prepare_resume(trial, update)
+
+    def _prepare_resume(self, trial: Trial, update: Any) -> None:
+        """Apply a new config and/or another trial's checkpoint before a paused trial resumes."""
+        book = self._books[trial.trial_id]
+        if update.checkpoint_from is not None:
+            source = self._books.get(update.checkpoint_from)
+            if source is not None and source.checkpoints:
+                target = os.path.join(trial.local_path,
+                                      f"checkpoint_{book.next_checkpoint_index:06d}")
+                copy_checkpoint(source.checkpoints[-1][0], target)
+                # The trial keeps counting its own iterations after taking the clone.
+                self._add_checkpoint(trial, target, dict(trial.last_result))
+        if update.new_config is not None:
+            append_jsonl(os.path.join(trial.local_path, "config_changes.jsonl"), {
+                "training_iteration": trial.last_result.get("training_iteration", 0),
+                "source_trial": update.checkpoint_from,
+                "old_config": trial.config, "new_config": update.new_config,
+            })
+            trial.config = dict(update.new_config)
+
     def _active_trials(self) -> int:
         return sum(1 for r in self._runs.values() if r.worker is not None)
 
@@ -274,6 +312,13 @@ class ExperimentRunner:
         trial, result = run.trial, payload["result"]
         run.results += 1
         book = self._books[trial.trial_id]
+        if book.recorder.rows and result["training_iteration"] <= book.recorder.rows[-1].get(
+                "training_iteration", 0) and run.requested is None:
+            # A resumed trial re-trains iterations after an older checkpoint: they are
+            # already on record, so they are neither recorded twice nor decided again.
+            if payload["wait"]:
+                self.backend.deliver(run.worker, run.run_id, CONTINUE)  # type: ignore[arg-type]
+            return
         if payload["checkpoint"]:
             self._add_checkpoint(trial, payload["checkpoint"], result)
         try:
@@ -372,7 +417,8 @@ class ExperimentRunner:
         self.backend.release(run.run_id)
         trial, status = run.trial, outcome["status"]
         if status == "paused":
-            self.controller.on_paused(trial)
+            for update in self.controller.on_paused(trial):
+                self._prepare_resume(trial, update)
         elif status == "error":
             message = outcome.get("error") or "unknown error"
             self._books[trial.trial_id].recorder.write_error(message)

@@ -143,6 +143,17 @@ def delete_checkpoint(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def copy_checkpoint(source: str, target: str) -> None:
+    """Copy a checkpoint directory (another trial's, for PBT's exploit) to ``target``."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+
+
+def append_jsonl(path: str, record: Mapping[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(to_json(dict(record)) + "\n")
+
+
 def write_experiment_state(experiment_path: str, state: Mapping[str, Any]) -> None:
     """Atomically replace experiment_state.json."""
     target = os.path.join(experiment_path, "experiment_state.json")
