@@ -102,6 +102,7 @@ def MNIST(root: str, train: bool = True, transform: Any = None,  # noqa: N802 - 
         dataset.source = FULL_SOURCE
         return dataset
     if download and not _recently_failed():
+        root_existed = os.path.isdir(root)
         try:
             dataset = cls(root, train=train, transform=transform,
                           target_transform=target_transform, download=True)
@@ -109,6 +110,9 @@ def MNIST(root: str, train: bool = True, transform: Any = None,  # noqa: N802 - 
             return dataset
         except (OSError, RuntimeError) as exc:  # URLError is an OSError
             _remember_failure(exc)
+            # torchvision made root/MNIST/raw before failing: leave no empty folders behind.
+            stop = root if root_existed else os.path.dirname(os.path.abspath(root))
+            _remove_empty_dirs(os.path.join(root, cls.__name__, "raw"), stop=stop)
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     else:
         reason = "it is not on disk and " + ("a recent download failed" if download
@@ -121,13 +125,21 @@ def MNIST(root: str, train: bool = True, transform: Any = None,  # noqa: N802 - 
 
 
 def _deterministic_signature(transform: Any) -> str | None:
-    """A cache key for ``transform`` if its output depends only on its input, else None."""
+    """A cache key for ``transform`` if its output depends only on its input, else None.
+
+    The key holds each step's class and every attribute (torchvision's reprs
+    leave some out, such as ConvertImageDtype's dtype).
+    """
     if transform is None:
         return None
     steps = getattr(transform, "transforms", [transform])
-    if all(type(step).__name__ in _DETERMINISTIC for step in steps):
-        return repr(transform)
-    return None
+    if not all(type(step).__name__ in _DETERMINISTIC for step in steps):
+        return None
+    return "|".join(
+        f"{type(step).__module__}.{type(step).__qualname__}:"
+        f"{sorted((k, repr(v)) for k, v in vars(step).items() if not k.startswith('_'))}"
+        for step in steps
+    )
 
 
 def _vectorized(transform: Any, data: Any) -> list[Any] | None:
@@ -151,6 +163,20 @@ def _vectorized(transform: Any, data: Any) -> list[Any] | None:
         std = torch.as_tensor(step.std, dtype=batch.dtype).view(1, -1, 1, 1)
         batch = batch.sub(mean).div(std)
     return list(batch.unbind(0))
+
+
+def _remove_empty_dirs(path: str, stop: str) -> None:
+    """Remove ``path`` and its parents up to (not including) ``stop`` while they are empty.
+
+    A failed torchvision download leaves ``root/MNIST/raw`` behind, empty.
+    """
+    path, stop = os.path.abspath(path), os.path.abspath(stop)
+    while path.startswith(stop + os.sep):
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty, or already gone
+            return
+        path = os.path.dirname(path)
 
 
 def _marker_path() -> str:

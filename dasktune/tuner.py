@@ -116,6 +116,22 @@ class RunConfig:
     verbose: int = 1
 
 
+def _unused_name(root: str, name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``... if an experiment already lies there.
+
+    Trial directories have deterministic names, so two experiments in one
+    directory would overwrite each other's files.
+    """
+    candidate, n = name, 1
+    while os.path.isdir(os.path.join(root, candidate)) and os.listdir(os.path.join(root, candidate)):
+        n += 1
+        candidate = f"{name}_{n}"
+    if candidate != name:
+        logger.warning("An experiment already lies in %s; this one goes to %s.",
+                       os.path.join(root, name), os.path.join(root, candidate))
+    return candidate
+
+
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -281,6 +297,7 @@ class Tuner:
             _trainable_name(unwrap(self.trainable)[0]),
             datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"),
         )
+        name = _unused_name(root, name)
         path = os.path.join(root, name)
         check_writable(path, f"RunConfig(storage_path={rc.storage_path!r})" if rc.storage_path
                        else "RunConfig(storage_path=None, meaning ~/dasktune_results)")

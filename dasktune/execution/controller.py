@@ -226,7 +226,10 @@ class Controller:
             raise RuntimeError(
                 f"{type(self.scheduler).__name__} keeps {paused} trials PAUSED while none runs "
                 f"and no new trial will come, so the experiment cannot finish. Its "
-                "choose_trial_to_run() should resume one, or pop_trial_updates() stop them."
+                "choose_trial_to_run() should resume one, or pop_trial_updates() stop them. "
+                f"Scheduler state: {self.scheduler.debug_string()}; paused: "
+                + ", ".join(f"{t} at {t.last_result.get('training_iteration')}"
+                            for t in self.trials if t.status == TrialStatus.PAUSED)
             )
 
     # -- the experiment as a whole ---------------------------------------

@@ -149,6 +149,7 @@ class ExperimentRunner:
             if self.controller.stopping:
                 self._wind_down()
                 return
+            self._apply_updates()
             self._launch()
             if self.controller.is_done(len(self._runs)):
                 return
@@ -156,7 +157,6 @@ class ExperimentRunner:
             self.controller.check_stuck(len(self._runs), self._idle_limit)
             self._drain(timeout=0.5)
             self._check_deadlines()
-            self._apply_updates()
             self.console.update(self.controller, self._active_trials())
             self._maybe_write_state()
 
@@ -254,9 +254,10 @@ class ExperimentRunner:
             if source is not None and source.checkpoints:
                 target = os.path.join(trial.local_path,
                                       f"checkpoint_{book.next_checkpoint_index:06d}")
-                copy_checkpoint(source.checkpoints[-1][0], target)
-                # The trial keeps counting its own iterations after taking the clone.
-                self._add_checkpoint(trial, target, dict(trial.last_result))
+                path, metrics = source.checkpoints[-1]
+                copy_checkpoint(path, target)
+                # As in Ray Tune, the iteration count comes with the cloned checkpoint.
+                self._add_checkpoint(trial, target, dict(metrics))
         if update.new_config is not None:
             append_jsonl(os.path.join(trial.local_path, "config_changes.jsonl"), {
                 "training_iteration": trial.last_result.get("training_iteration", 0),
@@ -416,6 +417,8 @@ class ExperimentRunner:
         self._runs.pop(run.run_id, None)
         self.backend.release(run.run_id)
         trial, status = run.trial, outcome["status"]
+        if status == "paused" and run.requested == STOP:
+            status = "stopped"  # a STOP sent while the run was pausing wins
         if status == "paused":
             for update in self.controller.on_paused(trial):
                 self._prepare_resume(trial, update)

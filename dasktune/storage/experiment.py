@@ -87,7 +87,9 @@ class TrialRecorder:
         """Record one result in result.json and progress.csv, at once."""
         if self._json is None:
             os.makedirs(self.trial_dir, exist_ok=True)
-            self._json = open(os.path.join(self.trial_dir, "result.json"), "a")
+            # A trial's first write starts the file afresh; after a pause it appends.
+            mode = "a" if self.rows else "w"
+            self._json = open(os.path.join(self.trial_dir, "result.json"), mode)
         self._last_offset = self._json.tell()
         self._last_result = dict(result)
         self._json.write(to_json(self._last_result) + "\n")
@@ -127,7 +129,8 @@ class TrialRecorder:
             self.rows[-1]["done"] = True
             if self._json is None:
                 self._json = open(os.path.join(self.trial_dir, "result.json"), "a")
-            self._json.truncate(self._last_offset)  # in append mode, writes go to the new end
+            self._json.truncate(self._last_offset)
+            self._json.seek(self._last_offset)  # (in append mode writes go to the end anyway)
             self._json.write(to_json(last) + "\n")
             self._rewrite_csv()
         self.close()

@@ -360,3 +360,14 @@ def test_sample_from_sees_resolved_config(client, storage):
     })
     assert sorted((r.config["x"], r.config["iters"]) for r in grid) == [(1, 2), (2, 3)]
     assert sorted(len(r.metrics_dataframe) for r in grid) == [2, 3]
+
+
+def test_a_second_experiment_with_the_same_name_does_not_overwrite_the_first(client, storage):
+    first = run(linear, client, storage, param_space={"x": 1}, name="same")
+    second = run(linear, client, storage, param_space={"x": 2}, name="same")
+    assert first.experiment_path == os.path.join(storage, "same")
+    assert second.experiment_path == os.path.join(storage, "same_2")
+    with open(os.path.join(first[0].path, "result.json")) as f:
+        assert len(f.read().splitlines()) == 5  # untouched by the second run
+    assert pd.read_csv(os.path.join(first[0].path, "progress.csv"))["score"].tolist() == [
+        1, 2, 3, 4, 5]

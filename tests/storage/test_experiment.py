@@ -249,3 +249,20 @@ def test_to_json_and_is_finite_number() -> None:
     assert not is_finite_number(True)
     assert not is_finite_number(math.inf) and not is_finite_number(math.nan)
     assert not is_finite_number("1")
+
+
+def test_finish_rewrites_the_last_line_in_place(tmp_path):
+    import json
+
+    recorder = TrialRecorder(str(tmp_path / "t"))
+    for i in range(3):
+        recorder.append({"i": i, "done": False})
+    recorder.finish()
+    lines = (tmp_path / "t" / "result.json").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"i": 0, "done": False}, {"i": 1, "done": False}, {"i": 2, "done": True}]
+    # A fresh recorder for the same directory (a new experiment) starts the file afresh.
+    again = TrialRecorder(str(tmp_path / "t"))
+    again.append({"i": 9, "done": False})
+    again.close()
+    assert (tmp_path / "t" / "result.json").read_text().count("\n") == 1

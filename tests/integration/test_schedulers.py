@@ -1,0 +1,164 @@
+"""Schedulers that pause, resume and clone trials, on a real multi-process cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import dask
+
+import dasktune as tune
+from dasktune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+)
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+
+
+def curve(config):
+    """Reports rate * step; resumes from its checkpoint (the step count)."""
+    step = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with open(os.path.join(checkpoint.path, "step")) as f:
+            step = int(f.read())
+    while step < config["steps"]:
+        step += 1
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "step"), "w") as f:
+                f.write(str(step))
+            tune.report({"score": config["rate"] * step, "step": step},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def run(client, storage, scheduler, rates, name, steps=9, verbose=0, **tune_kwargs):
+    return tune.Tuner(
+        curve,
+        param_space={"rate": tune.grid_search(rates), "steps": steps},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler,
+                                    **tune_kwargs),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose),
+        client=client,
+    ).fit()
+
+
+def assert_continuous(result):
+    """Iterations continue across pauses, with no row recorded twice."""
+    df = result.metrics_dataframe
+    assert df["training_iteration"].tolist() == list(range(1, len(df) + 1))
+    assert df["step"].tolist() == df["training_iteration"].tolist()
+
+
+def resumed(result) -> bool:
+    """A new run (resume) restarts iterations_since_restore."""
+    return (result.metrics_dataframe["iterations_since_restore"].diff() < 0).any()
+
+
+def test_hyperband_pauses_and_resumes_from_checkpoints(client, storage, capsys):
+    rates = [0.1, 0.5, 0.2, 0.9, 0.3, 0.7, 0.4, 0.8, 0.6]
+    with dask.config.set({"dasktune.console.interval": 0.05}):
+        grid = run(client, storage, HyperBandScheduler(max_t=9, reduction_factor=3), rates,
+                   "hyperband", verbose=1)
+    assert grid.num_terminated == len(rates) and grid.num_errors == 0
+    for result in grid:
+        assert_continuous(result)
+    assert any(resumed(r) for r in grid), "some trial should have paused and resumed"
+    best = grid.get_best_result()
+    assert best.config["rate"] == 0.9 and best.metrics["training_iteration"] == 9
+    assert "PAUSED" in capsys.readouterr().out
+    # Halving: not every trial trained to max_t.
+    assert sum(len(r.metrics_dataframe) for r in grid) < 9 * len(rates)
+
+
+def test_promotion_asha_pauses_at_rungs_and_promotes(client, storage):
+    rates = [0.1, 0.5, 0.2, 0.9, 0.3, 0.7, 0.4, 0.8]
+    grid = run(client, storage,
+               ASHAScheduler(max_t=9, grace_period=1, reduction_factor=3,
+                             mode_of_operation="promotion"),
+               rates, "promotion", max_concurrent_trials=2)
+    assert grid.num_errors == 0
+    for result in grid:
+        assert_continuous(result)
+    assert any(resumed(r) for r in grid)
+    assert grid.get_best_result().config["rate"] == 0.9
+    assert sum(len(r.metrics_dataframe) for r in grid) < 9 * len(rates)
+
+
+def test_median_stopping_rule_stops_trials_below_the_median(client, storage):
+    rates = [0.9, 0.8, 0.7, 0.1, 0.05]
+    grid = run(client, storage,
+               MedianStoppingRule(time_attr="training_iteration", grace_period=2,
+                                  min_samples_required=2),
+               rates, "median", max_concurrent_trials=1)
+    lengths = {r.config["rate"]: len(r.metrics_dataframe) for r in grid}
+    # Ray's rule: past the grace period, a trial stops when its best score is below the
+    # median of the other trials' mean scores over [grace_period, t]. At t=2 those are
+    # 1.8 (rate 0.9) and 1.6 (rate 0.8), median 1.7: rate 0.7 (best 1.4) stops there.
+    assert lengths == {0.9: 9, 0.8: 9, 0.7: 2, 0.1: 2, 0.05: 2}
+    for result in grid:
+        assert_continuous(result)
+
+
+class Counter(tune.Trainable):
+    def setup(self, config):
+        self.total = 0.0
+
+    def step(self):
+        self.total += self.config["rate"]
+        return {"score": self.total}
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"total": self.total}
+
+    def load_checkpoint(self, state):
+        self.total = state["total"]
+
+
+def test_class_trainable_pauses_with_its_state(client, storage):
+    rates = [0.1, 0.5, 0.2, 0.9, 0.3, 0.7, 0.4, 0.8, 0.6]
+    grid = tune.Tuner(
+        Counter,
+        param_space={"rate": tune.grid_search(rates)},
+        tune_config=tune.TuneConfig(metric="score", mode="max",
+                                    scheduler=HyperBandScheduler(max_t=9, reduction_factor=3)),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
+    assert grid.num_errors == 0
+    for result in grid:
+        df = result.metrics_dataframe
+        n = len(df)
+        # The running total continues across pauses: step k reports k * rate.
+        expected = [round(result.config["rate"] * k, 9) for k in range(1, n + 1)]
+        assert [round(v, 9) for v in df["score"]] == expected
+    assert any(resumed(r) for r in grid)
+
+
+def test_fifo_never_pauses(client, storage):
+    grid = run(client, storage, FIFOScheduler(), [0.1, 0.2], "fifo", steps=3)
+    assert not any(resumed(r) for r in grid)
+
+
+def test_pbt_beats_random_search_on_the_toy_problem(tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "pbt_toy.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env=dict(os.environ, HOME=str(tmp_path)))
+    assert out.returncode == 0, out.stderr[-3000:]
+    scores = {m.group(1): float(m.group(2)) for m in
+              re.finditer(r"^(random search|PBT):\s+best accuracy ([0-9.]+)", out.stdout, re.M)}
+    assert scores["PBT"] > scores["random search"] + 0.1, out.stdout
+    iterations = re.search(r"random search (\d+), PBT (\d+)", out.stdout)
+    assert int(iterations.group(2)) <= int(iterations.group(1))  # no more budget for PBT
+    # Every exploit is logged in the trial's directory.
+    logs = [os.path.join(root, f) for root, _, files in os.walk(tmp_path / "dasktune_results")
+            for f in files if f == "config_changes.jsonl"]
+    assert logs
+    entry = json.loads(open(logs[0]).readline())
+    assert {"training_iteration", "source_trial", "old_config", "new_config"} <= set(entry)
