@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--evals", type=int, default=40, help="evaluations per run (default 40)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0-4)")
     parser.add_argument(
-        "--hyperopt-initial-points", type=int, nargs="+", default=[20],
-        help="n_initial_points of HyperOptSearch; several values run several variants (default 20)",
+        "--hyperopt-initial-points", type=int, nargs="+", default=[10, 20],
+        help="n_initial_points of HyperOptSearch; several values run several variants (default: 10 and 20)",
     )
     args = parser.parse_args(argv)
     if args.evals < 1:

@@ -6,6 +6,7 @@ becomes ``import dasktune as tune``.
 
 from __future__ import annotations
 
+from dasktune.callback import Callback
 from dasktune.result import Result, ResultGrid
 from dasktune.search.sample import (
     choice,
@@ -36,6 +37,7 @@ from dasktune.tuner import CheckpointConfig, FailureConfig, RunConfig, TuneConfi
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
     "Checkpoint",
     "CheckpointConfig",
     "FailureConfig",

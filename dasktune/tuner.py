@@ -14,6 +14,7 @@ from typing import Any
 import cloudpickle
 
 from dasktune import config
+from dasktune.callback import Callback
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller, ControllerSettings
 from dasktune.execution.runner import CheckpointPolicy, ExperimentRunner, ExperimentSpec
@@ -316,6 +317,7 @@ class Tuner:
         searcher = self._searcher()
         scheduler = self._scheduler()
         stopper = as_stopper(rc.stop)
+        callbacks = self._callbacks()
         name, path = self._experiment_path()
         fn, params = unwrap(self.trainable)
         resources = resources_of(self.trainable)
@@ -362,6 +364,7 @@ class Tuner:
                 at_end=bool(ckpt.checkpoint_at_end),
             ),
             max_concurrent=tc.max_concurrent_trials or 0,
+            callbacks=tuple(callbacks),
         )
         runner: ExperimentRunner | None = None
 
@@ -375,6 +378,16 @@ class Tuner:
         if rc.failure_config.fail_fast == "raise" and grid.errors:
             raise grid.errors[0]
         return grid
+
+    def _callbacks(self) -> list[Callback]:
+        callbacks = list(self.run_config.callbacks or [])
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    f"RunConfig(callbacks=[..., {callback!r}, ...]): each callback must be a "
+                    "dasktune.Callback subclass instance (override on_trial_result and so on)."
+                )
+        return callbacks
 
     @staticmethod
     def _check_resources(backend: Any, resources: dict[str, float], trial_slots: Any) -> dict[str, float]:

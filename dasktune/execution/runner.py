@@ -24,6 +24,7 @@ from dasktune.storage.experiment import (
     TrialRecorder,
     append_jsonl,
     copy_checkpoint,
+    write_jsonl,
     delete_checkpoint,
     write_experiment_state,
 )
@@ -88,6 +89,7 @@ class ExperimentSpec:
     checkpoint: CheckpointPolicy
     is_class: bool
     max_concurrent: int = 0
+    callbacks: tuple[Any, ...] = ()
 
 
 class ExperimentRunner:
@@ -108,6 +110,7 @@ class ExperimentRunner:
         self._param_refs: dict[str, Any] = {}
         self._state_written = 0.0
         self._idle_limit = float(config.get("searcher-idle-timeout"))
+        self._turn = 0  # loop turns, the "iteration" callbacks receive
 
     # -- the loop ----------------------------------------------------------
     def run(self) -> ResultGrid:
@@ -121,6 +124,8 @@ class ExperimentRunner:
             self._wind_down()
         finally:
             self._close()
+            for callback in self.spec.callbacks:
+                callback.on_experiment_end(self.controller.trials)
         grid = self.result_grid()
         if failure is not None:
             failure.result_grid = grid  # type: ignore[attr-defined]
@@ -143,8 +148,15 @@ class ExperimentRunner:
 
         return max(1, trial_slots(self.backend.workers(), self.spec.resources))
 
+    def _notify(self, hook: str, *args: Any) -> None:
+        for callback in self.spec.callbacks:
+            getattr(callback, hook)(self._turn, self.controller.trials, *args)
+
     def _loop(self) -> None:
+        for callback in self.spec.callbacks:
+            callback.setup(experiment_path=self.spec.experiment_path)
         while True:
+            self._turn += 1
             self.controller.check_budget()
             if self.controller.stopping:
                 self._wind_down()
@@ -243,6 +255,7 @@ class ExperimentRunner:
             elif update.decision == TrialDecision.STOP and trial.status == TrialStatus.PAUSED:
                 self.controller.end_paused(trial)
                 self._books[trial.trial_id].recorder.finish()
+                self._notify("on_trial_complete", trial)
             elif update.decision == TrialDecision.CONTINUE:
                 self._prepare_resume(trial, update)
 
@@ -265,6 +278,10 @@ class ExperimentRunner:
                 "old_config": trial.config, "new_config": update.new_config,
             })
             trial.config = dict(update.new_config)
+            policy_log = getattr(self.controller.scheduler, "policy_log", None)
+            if callable(policy_log):  # PBT: the lineage that PopulationBasedTrainingReplay replays
+                write_jsonl(os.path.join(trial.local_path, "pbt_policy.jsonl"),
+                            policy_log(trial.trial_id))
 
     def _active_trials(self) -> int:
         return sum(1 for r in self._runs.values() if r.worker is not None)
@@ -298,6 +315,7 @@ class ExperimentRunner:
         if what == "start":
             run.worker = payload["worker"]
             run.trial.status = TrialStatus.RUNNING
+            self._notify("on_trial_start", run.trial)
             if run.requested:
                 self.backend.deliver(run.worker, run.run_id, run.requested)
         elif what == "result":
@@ -337,6 +355,7 @@ class ExperimentRunner:
             if payload["wait"]:
                 self.backend.deliver(run.worker, run.run_id, CONTINUE)  # type: ignore[arg-type]
         self.console.result(trial, result)
+        self._notify("on_trial_result", trial, result)
 
     def _request(self, run: _Run, decision: str) -> None:
         if run.requested == decision:
@@ -429,9 +448,12 @@ class ExperimentRunner:
                 logger.warning("Trial %s failed (%s); retrying it (failure %d).",
                                trial, outcome.get("error_type"), trial.num_failures)
                 self._retry.append(trial)
+            else:
+                self._notify("on_trial_error", trial)
             self.console.error(trial, outcome.get("error_type") or "error")
         else:
             self.controller.on_complete(trial)
+            self._notify("on_trial_complete", trial)
         recorder = self._books[trial.trial_id].recorder
         recorder.finish() if trial.status == TrialStatus.TERMINATED else recorder.close()
 

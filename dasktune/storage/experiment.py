@@ -21,7 +21,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -150,6 +150,14 @@ def copy_checkpoint(source: str, target: str) -> None:
     """Copy a checkpoint directory (another trial's, for PBT's exploit) to ``target``."""
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
+
+
+def write_jsonl(path: str, records: Iterable[Mapping[str, Any]]) -> None:
+    """Replace ``path`` with one JSON line per record, atomically."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.writelines(to_json(dict(r)) + "\n" for r in records)
+    os.replace(tmp, path)
 
 
 def append_jsonl(path: str, record: Mapping[str, Any]) -> None:

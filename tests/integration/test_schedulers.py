@@ -162,3 +162,34 @@ def test_pbt_beats_random_search_on_the_toy_problem(tmp_path):
     assert logs
     entry = json.loads(open(logs[0]).readline())
     assert {"training_iteration", "source_trial", "old_config", "new_config"} <= set(entry)
+
+
+def test_pbt_policy_file_replays_on_a_new_trial(client, storage):
+    from dasktune.schedulers import PopulationBasedTraining, PopulationBasedTrainingReplay
+
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
+                                  hyperparam_mutations={"rate": [0.1, 0.2, 0.4, 0.8]}, seed=1)
+    grid = tune.Tuner(
+        curve, param_space={"rate": tune.choice([0.1, 0.2, 0.4, 0.8]), "steps": 8},
+        tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=6, seed=2,
+                                    scheduler=pbt),
+        run_config=tune.RunConfig(name="pbt", storage_path=storage, verbose=0),
+        client=client).fit()
+    policies = [os.path.join(r.path, "pbt_policy.jsonl") for r in grid
+                if os.path.exists(os.path.join(r.path, "pbt_policy.jsonl"))]
+    assert policies, "some trial should have exploited another"
+    with open(policies[0]) as f:
+        chain = [json.loads(line) for line in f]
+    assert all({"source", "step", "old_config", "new_config"} <= set(e) for e in chain)
+
+    with pytest.warns(UserWarning, match="replaced by the initial config"):
+        replay = tune.Tuner(
+            curve, param_space={"steps": 8},
+            tune_config=tune.TuneConfig(metric="score", mode="max",
+                                        scheduler=PopulationBasedTrainingReplay(policies[0])),
+            run_config=tune.RunConfig(name="replay", storage_path=storage, verbose=0),
+            client=client).fit()
+    (result,) = replay
+    # The replayed trial ends with the config the policy ends with.
+    assert result.config["rate"] == chain[-1]["new_config"]["rate"]
+    assert_continuous(result)

@@ -371,3 +371,43 @@ def test_a_second_experiment_with_the_same_name_does_not_overwrite_the_first(cli
         assert len(f.read().splitlines()) == 5  # untouched by the second run
     assert pd.read_csv(os.path.join(first[0].path, "progress.csv"))["score"].tolist() == [
         1, 2, 3, 4, 5]
+
+
+class Recorder(tune.Callback):
+    def __init__(self):
+        self.events = []
+
+    def setup(self, **info):
+        self.events.append(("setup", os.path.basename(info["experiment_path"])))
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.events.append(("start", trial.config["x"]))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.events.append(("result", trial.config["x"], result["training_iteration"]))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.events.append(("complete", trial.config["x"]))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.events.append(("error", trial.config["x"]))
+
+    def on_experiment_end(self, trials, **info):
+        self.events.append(("end", len(trials)))
+
+
+def test_callbacks_see_every_event(client, storage):
+    recorder = Recorder()
+    tune.Tuner(flaky, param_space={"x": tune.grid_search([1, 2])},
+               run_config=tune.RunConfig(name="cb", storage_path=storage, verbose=0,
+                                         callbacks=[recorder]),
+               client=client).fit()
+    events = recorder.events
+    assert events[0] == ("setup", "cb") and events[-1] == ("end", 2)
+    for x, results, last in ((1, [1, 2], "complete"), (2, [1], "error")):
+        mine = [e for e in events[1:-1] if e[1] == x]
+        assert mine[0] == ("start", x)
+        assert [e[2] for e in mine if e[0] == "result"] == results
+        assert mine[-1] == (last, x)
+    with pytest.raises(TypeError, match="dasktune.Callback"):
+        tune.Tuner(linear, run_config=tune.RunConfig(callbacks=[object()]), client=client).fit()

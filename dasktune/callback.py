@@ -1,0 +1,37 @@
+"""Callbacks: user hooks into an experiment's events, called on the driver (Ray Tune's names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dasktune.trial import Trial
+
+
+class Callback:
+    """Subclass and override the hooks you need; pass instances as ``RunConfig(callbacks=[...])``.
+
+    ``iteration`` counts the coordinator's loop turns; ``trials`` is every trial so
+    far. Hooks run on the driver, between results: keep them quick. An exception in
+    a hook ends the experiment (every result so far is already on disk).
+    """
+
+    def setup(self, **info: Any) -> None:
+        """Called once before the first trial starts."""
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        """A run of ``trial`` began on a worker (again after a pause or a failure)."""
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
+                        result: dict[str, Any], **info: Any) -> None:
+        """``trial`` reported ``result`` (already recorded on disk)."""
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
+                          **info: Any) -> None:
+        """``trial`` finished or was stopped."""
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
+                       **info: Any) -> None:
+        """``trial`` failed for good (no retries left)."""
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        """The experiment is over (also after an error)."""
