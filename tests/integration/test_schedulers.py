@@ -10,6 +10,7 @@ import sys
 import tempfile
 
 import dask
+import pytest
 
 import dasktune as tune
 from dasktune.schedulers import (
