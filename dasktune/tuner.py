@@ -357,7 +357,7 @@ class Tuner:
         ckpt = rc.checkpoint_config
         spec = ExperimentSpec(
             trainable=fn, params=params, resources=resources, experiment_name=name,
-            experiment_path=path, metric=metric, mode=mode, is_class=isinstance(fn, type),
+            experiment_path=path, metric=metric, mode=mode,
             checkpoint=CheckpointPolicy(
                 num_to_keep=ckpt.num_to_keep, score_attribute=ckpt.checkpoint_score_attribute,
                 score_order=ckpt.checkpoint_score_order, frequency=ckpt.checkpoint_frequency,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dasktune import config
-from dasktune.execution._dask import DaskBackend
+from dasktune.execution._dask import DaskBackend, trial_slots
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller
 from dasktune.result import Result, ResultGrid, TrialError
@@ -24,9 +24,10 @@ from dasktune.storage.experiment import (
     TrialRecorder,
     append_jsonl,
     copy_checkpoint,
-    write_jsonl,
     delete_checkpoint,
+    trial_dir_name,
     write_experiment_state,
+    write_jsonl,
 )
 from dasktune.trainable.checkpoint import Checkpoint
 from dasktune.trainable.session import CONTINUE, PAUSE, STOP, RunSpec, TrialContext
@@ -87,7 +88,6 @@ class ExperimentSpec:
     metric: str | None
     mode: str | None
     checkpoint: CheckpointPolicy
-    is_class: bool
     max_concurrent: int = 0
     callbacks: tuple[Any, ...] = ()
 
@@ -114,9 +114,9 @@ class ExperimentRunner:
 
     # -- the loop ----------------------------------------------------------
     def run(self) -> ResultGrid:
-        self._prepare()
         failure: BaseException | None = None
         try:
+            self._prepare()
             self._loop()
         except BaseException as exc:  # a user error or Ctrl-C: stop, save, then raise
             failure = exc
@@ -144,8 +144,6 @@ class ExperimentRunner:
 
     @property
     def backend_slots(self) -> int:
-        from dasktune.execution._dask import trial_slots
-
         return max(1, trial_slots(self.backend.workers(), self.spec.resources))
 
     def _notify(self, hook: str, *args: Any) -> None:
@@ -203,15 +201,12 @@ class ExperimentRunner:
         for trial in self.controller.new_trials(room):
             self._submit(trial)
 
-    def make_trial(self, trial_id: str, index: int, config: dict[str, Any]) -> Trial:
-        name = getattr(self.spec.trainable, "__name__", "trial")
-        from dasktune.storage.experiment import trial_dir_name
-
-        dirname = trial_dir_name(name, index)
-        trial = Trial(trial_id=trial_id, config=config, trial_name=dirname,
+    def make_trial(self, trial_id: str, index: int, trial_config: dict[str, Any]) -> Trial:
+        dirname = trial_dir_name(getattr(self.spec.trainable, "__name__", "trial"), index)
+        trial = Trial(trial_id=trial_id, config=trial_config, trial_name=dirname,
                       local_path=os.path.join(self.spec.experiment_path, dirname))
         book = _Book(TrialRecorder(trial.local_path))
-        book.recorder.write_params(config)
+        book.recorder.write_params(trial_config)
         self._books[trial_id] = book
         return trial
 
