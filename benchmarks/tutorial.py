@@ -32,18 +32,25 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "getting_sta
 def load_example(engine: str) -> dict:
     """The example's definitions (not its stages), with ``tune`` bound to the engine."""
     tree = ast.parse(open(EXAMPLE).read())
-    keep = [node for node in tree.body
-            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))
-            or (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-                and node.targets[0].id in {"EPOCH_SIZE", "TEST_SIZE", "search_space"})]
+
+    def assigns(*names: str) -> list[ast.stmt]:
+        return [node for node in tree.body if isinstance(node, ast.Assign)
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names]
+
+    definitions = [node for node in tree.body if isinstance(
+        node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))]
     namespace: dict = {"__name__": "tutorial_definitions"}
-    exec(compile(ast.Module(body=keep, type_ignores=[]), EXAMPLE, "exec"), namespace)
+    body = definitions + assigns("EPOCH_SIZE", "TEST_SIZE")
+    exec(compile(ast.Module(body=body, type_ignores=[]), EXAMPLE, "exec"), namespace)
     if engine == "ray":
         from ray import tune as ray_tune
         from ray.tune.schedulers import ASHAScheduler
         from ray.tune.search.hyperopt import HyperOptSearch
 
         namespace.update(tune=ray_tune, ASHAScheduler=ASHAScheduler, HyperOptSearch=HyperOptSearch)
+    # The search space is built with the engine's own domains.
+    exec(compile(ast.Module(body=assigns("search_space"), type_ignores=[]), EXAMPLE, "exec"),
+         namespace)
     return namespace
 
 
@@ -95,7 +102,8 @@ def run_stages(ns: dict, engine: str, storage: str) -> list[dict]:
         best = max(r.metrics.get("mean_accuracy", 0.0) for r in results)
         # Time the workers spent inside trials (from each trial's first to last report,
         # plus its first epoch), whatever the engine.
-        busy = sum(float(r.metrics_dataframe["time_total_s"].iloc[-1]) for r in results)
+        frames = [r.metrics_dataframe for r in results]
+        busy = sum(float(df["time_total_s"].iloc[-1]) for df in frames if len(df))
         rows.append(dict(stage=name, wall=wall, trials=len(results), epochs=epochs, best=best,
                          busy=busy))
     return rows

@@ -6,12 +6,14 @@ import math
 import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 
 from dasktune._util import flatten
 from dasktune.trainable.checkpoint import Checkpoint
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _SCOPES = ("last", "all", "avg", "last-5-avg", "last-10-avg")
 
@@ -36,6 +38,8 @@ class Result:
     @property
     def metrics_dataframe(self) -> pd.DataFrame:
         """One row per report of this trial (nested metrics flattened as ``a/b``)."""
+        import pandas as pd  # imported on first use: it costs 0.4 s, in workers too
+
         return pd.DataFrame(self._rows)
 
     @property
@@ -233,6 +237,8 @@ class ResultGrid:
             row.update({f"config/{k}": v for k, v in flatten(result.config).items()})
             row["logdir"] = result.path
             rows.append(row)
+        import pandas as pd
+
         return pd.DataFrame(rows)
 
     @staticmethod
