@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 
+from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_FIELDS
 from dasktune._util import flatten
 from dasktune.trainable.checkpoint import Checkpoint
 
@@ -47,15 +48,11 @@ class Result:
         return self.metrics.get("trial_id")
 
     def __repr__(self) -> str:
-        shown = {k: v for k, v in self.metrics.items() if k not in _AUTO_FIELDS}
+        shown = {k: v for k, v in self.metrics.items()
+                 if k not in _AUTO_FIELDS or k == "training_iteration"}
         error = f", error={type(self.error).__name__}" if self.error else ""
         return f"Result(metrics={shown}, path={self.path!r}{error})"
 
-
-_AUTO_FIELDS = frozenset(
-    {"time_this_iter_s", "time_total_s", "timestamp", "done", "pid", "hostname",
-     "time_since_restore", "iterations_since_restore", "trial_id"}
-)
 
 
 def _score(rows: Sequence[dict[str, Any]], metric: str, scope: str) -> float | None:

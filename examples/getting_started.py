@@ -126,7 +126,7 @@ tuner = tune.Tuner(train_mnist, param_space=search_space)
 results = tuner.fit()
 dfs = {result.path: result.metrics_dataframe for result in results}
 print(f"Stage 1, one trial: final mean_accuracy {results[0].metrics['mean_accuracy']:.3f}")
-results.plot("mean_accuracy", title="Stage 1: one trial")
+print("Learning curves:", results.plot("mean_accuracy", title="Stage 1: one trial"))
 
 # Stage 2: 20 samples, with ASHA stopping the unpromising ones early.
 tuner = tune.Tuner(
@@ -142,7 +142,7 @@ dfs = {result.path: result.metrics_dataframe for result in results}
 print(f"Stage 2, ASHA: best mean_accuracy "
       f"{results.get_best_result('mean_accuracy', 'max').metrics['mean_accuracy']:.3f}, "
       f"{sum(len(d) for d in dfs.values())} epochs trained by {len(dfs)} trials")
-results.plot("mean_accuracy", title="Stage 2: random search with ASHA")
+print("Learning curves:", results.plot("mean_accuracy", title="Stage 2: random search with ASHA"))
 
 # Stage 3: Bayesian optimisation with HyperOpt.
 space = {
@@ -157,7 +157,7 @@ tuner = tune.Tuner(
 results = tuner.fit()
 print(f"Stage 3, HyperOpt: best mean_accuracy "
       f"{results.get_best_result('mean_accuracy', 'max').metrics['mean_accuracy']:.3f}")
-results.plot("mean_accuracy", title="Stage 3: HyperOpt")
+print("Learning curves:", results.plot("mean_accuracy", title="Stage 3: HyperOpt"))
 
 # The best configs, and the best model loaded back from its checkpoint.
 print(results.get_dataframe()

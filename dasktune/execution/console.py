@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
 from dasktune.trial import Trial, TrialStatus
 
 _ORDER = (TrialStatus.RUNNING, TrialStatus.PENDING, TrialStatus.PAUSED,
@@ -104,10 +105,11 @@ class ConsoleReporter:
             ranked.sort(key=key)
         config_keys = sorted({k for t in trials for k, v in t.config.items()
                               if not isinstance(v, (dict, list))})[:6]
-        headers = ["trial", "status", *config_keys, "iter"] + ([self.metric] if self.metric else [])
+        metrics = [self.metric] if self.metric else _reported_metrics(trials)
+        headers = ["trial", "status", *config_keys, "iter", *metrics]
         rows = [[t.trial_name, t.status.value, *(_fmt(t.config.get(k, "")) for k in config_keys),
-                 _fmt(t.last_result.get("training_iteration", ""))]
-                + ([_fmt(t.last_result.get(self.metric, ""))] if self.metric else [])
+                 _fmt(t.last_result.get("training_iteration", "")),
+                 *(_fmt(t.last_result.get(m, "")) for m in metrics)]
                 for t in ranked[:_MAX_ROWS]]
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
                   for i, h in enumerate(headers)]
@@ -118,3 +120,15 @@ class ConsoleReporter:
             lines.append(f"... {len(ranked) - _MAX_ROWS} more trials (ResultGrid.get_dataframe() "
                          "has them all)")
         return "\n".join(lines)
+
+
+def _reported_metrics(trials: Sequence[Trial], limit: int = 3) -> list[str]:
+    """Without a metric to rank by, show the first few numbers the trials reported."""
+    names: list[str] = []
+    for trial in trials:
+        for key, value in trial.last_result.items():
+            if (key not in _AUTO_KEYS and key not in names and isinstance(value, numbers.Real)
+                    and not isinstance(value, bool)):
+                names.append(key)
+    return names[:limit]
+

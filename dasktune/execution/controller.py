@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dasktune._decision_points import DecisionPoints, merge_decision_points
+from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
 from dasktune._util import flatten, is_real
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler, TrialUpdate
 from dasktune.search.searcher import Searcher
@@ -270,9 +271,4 @@ class Controller:
                 best, best_value = trial, value
         return best
 
-
-_AUTO_KEYS = frozenset(
-    {"training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "trial_id", "done",
-     "pid", "hostname", "time_since_restore", "iterations_since_restore"}
-)
 
