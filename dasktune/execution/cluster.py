@@ -69,6 +69,7 @@ def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
         processes=True,
         dashboard_address=config.get("cluster.dashboard-address"),
         silence_logs=logging.ERROR,
+        preload=["dasktune.execution._worker_setup"],
     )
     options.update(kwargs)
     # Dask sets MALLOC_TRIM_THRESHOLD_=65536 in worker processes so that freed memory

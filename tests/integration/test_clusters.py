@@ -116,3 +116,60 @@ def test_cancelling_a_running_trial_future_stops_it_at_its_next_report(tmp_path)
         start = time.monotonic()
         assert c.submit(lambda: 1, pure=False).result(timeout=10) == 1
         assert time.monotonic() - start < 2.0
+
+
+INTERRUPTED_SCRIPT = textwrap.dedent(
+    """
+    import os, time
+    import dasktune as tune
+
+    def slow(config):
+        for i in range(10_000):
+            time.sleep(0.05)
+            tune.report({"i": i})
+
+    try:
+        tune.Tuner(slow, param_space={"x": tune.grid_search([1, 2])},
+                   run_config=tune.RunConfig(storage_path=os.environ["STORAGE"], name="ctrl_c",
+                                             verbose=0)).fit()
+    except KeyboardInterrupt as exc:
+        grid = exc.result_grid
+        print("INTERRUPTED", len(grid), min(len(r.metrics_dataframe) for r in grid))
+    """
+)
+
+
+def test_ctrl_c_stops_the_experiment_promptly_and_keeps_the_results(tmp_path):
+    import signal
+    import time
+
+    storage = tmp_path / "results"
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env=dict(os.environ, STORAGE=str(storage)),
+                            start_new_session=True)  # its own process group, like a terminal's
+    deadline = time.monotonic() + 60
+    results = storage / "ctrl_c"
+    while time.monotonic() < deadline:  # wait until both trials have reported
+        files = list(results.glob("*/result.json")) if results.exists() else []
+        if len(files) == 2 and all(f.stat().st_size > 0 for f in files):
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError("the trials never reported")
+    start = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the driver and its workers alike
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 15, "Ctrl-C took too long"
+    line = next((l for l in out.splitlines() if l.startswith("INTERRUPTED")), None)
+    assert line is not None, err[-3000:]
+    _, trials, rows = line.split()
+    assert int(trials) == 2 and int(rows) >= 1
+    assert "Traceback" not in err, err[-3000:]  # quiet: no worker died of the Ctrl-C
+    # What was computed is on disk, one line per result the ResultGrid holds.
+    for trial_dir in results.iterdir():
+        if trial_dir.is_dir():
+            assert (trial_dir / "result.json").read_text().count("\n") >= 1
