@@ -58,6 +58,12 @@ import numpy as np
 from dasktune._decision_points import DecisionPoints
 from dasktune._util import invalid_argument as _invalid
 from dasktune._util import is_real as _is_real
+from dasktune.schedulers._common import (
+    check_bool,
+    check_metric,
+    check_time_attr,
+    sign_of,
+)
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import (
     TrialDecision,
@@ -174,20 +180,8 @@ def _validate(
     stop_last_trials: Any,
 ) -> None:
     """Raise a ValueError naming the first invalid constructor argument."""
-    if not isinstance(time_attr, str) or not time_attr:
-        raise _invalid(
-            "time_attr",
-            time_attr,
-            "it must be the non-empty name of a result field",
-            "Pass a field that grows during training, such as 'training_iteration'.",
-        )
-    if metric is not None and (not isinstance(metric, str) or not metric):
-        raise _invalid(
-            "metric",
-            metric,
-            "it must be None or the non-empty name of a result field",
-            "Pass the name of the metric your trainable reports, such as metric='loss'.",
-        )
+    check_time_attr(time_attr, 'training_iteration')
+    check_metric(metric)
     if not _is_real(max_t) or max_t <= 0:
         raise _invalid(
             "max_t",
@@ -220,13 +214,7 @@ def _validate(
         raise _invalid(
             "brackets", brackets, "it must be an integer >= 1", "Pass brackets=1 (the usual ASHA)."
         )
-    if not isinstance(stop_last_trials, bool):
-        raise _invalid(
-            "stop_last_trials",
-            stop_last_trials,
-            "it must be True or False",
-            "Pass True to stop trials at max_t or False to let them run on.",
-        )
+    check_bool("stop_last_trials", stop_last_trials, "Pass True to stop trials at max_t or False to let them run on.")
 
 
 class AsyncHyperBandScheduler(FIFOScheduler):
@@ -460,7 +448,7 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         return now, None if value is None else self._sign() * value
 
     def _sign(self) -> float:
-        return 1.0 if self._mode == "max" else -1.0
+        return sign_of(self._mode)
 
     def _bracket_of(self, trial: Trial) -> _Bracket:
         index = self._trial_info.get(trial.trial_id)
@@ -630,14 +618,6 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         generator = self._rng if self._rng is not None else np.random
         return int(generator.choice(len(self._brackets), p=probs / probs.sum()))
 
-    def _require_metric_and_mode(self) -> None:
-        if self._metric and self._mode:
-            return
-        raise ValueError(
-            f"{type(self).__name__} needs a `metric` and a `mode`, but metric={self._metric!r} "
-            f"and mode={self._mode!r}. Pass them to {type(self).__name__}(metric=..., mode=...) "
-            "or to tune.TuneConfig(metric=..., mode=...)."
-        )
 
 
 ASHAScheduler = AsyncHyperBandScheduler

@@ -43,6 +43,13 @@ import numpy as np
 from dasktune._decision_points import DecisionPoints
 from dasktune._util import invalid_argument as _invalid
 from dasktune._util import is_real as _is_real
+from dasktune.schedulers._common import (
+    check_bool,
+    check_metric,
+    check_time_attr,
+    sign_of,
+    signed,
+)
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import (
     TrialDecision,
@@ -106,11 +113,6 @@ def _sizes(s_max_1: int, eta: float, s: int) -> list[int]:
         n = int(np.ceil(n / eta))
         sizes.append(n)
     return sizes
-
-
-def _signed(value: float, sign: float) -> float:
-    """The metric with higher meaning better; NaN ranks below everything."""
-    return -math.inf if math.isnan(value) else sign * value
 
 
 class HyperBandScheduler(FIFOScheduler):
@@ -415,35 +417,15 @@ class HyperBandScheduler(FIFOScheduler):
             return None, None
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
             return None, None
-        return float(now), _signed(float(value), 1.0 if self._mode == "max" else -1.0)
+        return float(now), signed(float(value), sign_of(self._mode))
 
-    def _require_metric_and_mode(self) -> None:
-        if self._metric and self._mode:
-            return
-        raise ValueError(
-            f"{type(self).__name__} needs a `metric` and a `mode`, but metric={self._metric!r} "
-            f"and mode={self._mode!r}. Pass them to {type(self).__name__}(metric=..., mode=...) "
-            "or to tune.TuneConfig(metric=..., mode=...)."
-        )
 
 
 def _validate(
     time_attr: Any, metric: Any, max_t: Any, reduction_factor: Any, stop_last_trials: Any
 ) -> None:
-    if not isinstance(time_attr, str) or not time_attr:
-        raise _invalid(
-            "time_attr",
-            time_attr,
-            "it must be the non-empty name of a result field",
-            "Pass a field that grows during training, such as 'training_iteration'.",
-        )
-    if metric is not None and (not isinstance(metric, str) or not metric):
-        raise _invalid(
-            "metric",
-            metric,
-            "it must be None or the non-empty name of a result field",
-            "Pass the name of the metric your trainable reports, such as metric='loss'.",
-        )
+    check_time_attr(time_attr, 'training_iteration')
+    check_metric(metric)
     if not _is_real(max_t) or max_t < 1:
         raise _invalid(
             "max_t",
@@ -458,10 +440,4 @@ def _validate(
             "it must be a finite number > 1",
             "Pass reduction_factor=3 (keep the best third at each halving).",
         )
-    if not isinstance(stop_last_trials, bool):
-        raise _invalid(
-            "stop_last_trials",
-            stop_last_trials,
-            "it must be True or False",
-            "Pass True to stop trials at max_t or False to let the last ones run on.",
-        )
+    check_bool("stop_last_trials", stop_last_trials, "Pass True to stop trials at max_t or False to let the last ones run on.")

@@ -51,17 +51,19 @@ import numpy as np
 from dasktune._decision_points import DecisionPoints
 from dasktune._util import invalid_argument as _invalid
 from dasktune._util import is_real as _is_real
+from dasktune.schedulers._common import (
+    check_bool,
+    check_metric,
+    check_time_attr,
+    real_or_none,
+    sign_of,
+    signed,
+)
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import TrialDecision, validate_mode
 from dasktune.trial import Trial
 
 __all__ = ["MedianStoppingRule"]
-
-
-def _real(value: Any) -> float | None:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 class MedianStoppingRule(FIFOScheduler):
@@ -209,21 +211,12 @@ class MedianStoppingRule(FIFOScheduler):
         return -math.inf if math.isnan(mean) else mean
 
     def _record_of(self, result: dict[str, Any]) -> tuple[float, float] | None:
-        now = _real(result.get(self._time_attr))
-        value = _real(result.get(self._metric)) if self._metric else None
+        now = real_or_none(result.get(self._time_attr))
+        value = real_or_none(result.get(self._metric)) if self._metric else None
         if now is None or value is None or math.isnan(now):
             return None
-        sign = 1.0 if self._mode == "max" else -1.0
-        return now, -math.inf if math.isnan(value) else sign * value
+        return now, signed(value, sign_of(self._mode))
 
-    def _require_metric_and_mode(self) -> None:
-        if self._metric and self._mode:
-            return
-        raise ValueError(
-            f"{type(self).__name__} needs a `metric` and a `mode`, but metric={self._metric!r} "
-            f"and mode={self._mode!r}. Pass them to {type(self).__name__}(metric=..., mode=...) "
-            "or to tune.TuneConfig(metric=..., mode=...)."
-        )
 
 
 def _validate(
@@ -234,20 +227,8 @@ def _validate(
     min_time_slice: Any,
     hard_stop: Any,
 ) -> None:
-    if not isinstance(time_attr, str) or not time_attr:
-        raise _invalid(
-            "time_attr",
-            time_attr,
-            "it must be the non-empty name of a result field",
-            "Pass a field that grows during training, such as 'time_total_s'.",
-        )
-    if metric is not None and (not isinstance(metric, str) or not metric):
-        raise _invalid(
-            "metric",
-            metric,
-            "it must be None or the non-empty name of a result field",
-            "Pass the name of the metric your trainable reports, such as metric='loss'.",
-        )
+    check_time_attr(time_attr, 'time_total_s')
+    check_metric(metric)
     if not _is_real(grace_period) or grace_period < 0:
         raise _invalid(
             "grace_period",
@@ -274,10 +255,4 @@ def _validate(
             "it must be a number >= 0 (math.inf: never yield)",
             "Pass min_time_slice=0 (the default) to yield whenever samples are missing.",
         )
-    if not isinstance(hard_stop, bool):
-        raise _invalid(
-            "hard_stop",
-            hard_stop,
-            "it must be True or False",
-            "Pass True to stop bad trials or False to pause them.",
-        )
+    check_bool("hard_stop", hard_stop, "Pass True to stop bad trials or False to pause them.")

@@ -51,6 +51,7 @@ import numpy as np
 from dasktune._decision_points import DecisionPoints
 from dasktune._util import invalid_argument as _invalid
 from dasktune._util import is_real as _is_real
+from dasktune.schedulers._common import check_metric, check_time_attr, sign_of, signed
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import (
     TrialDecision,
@@ -489,17 +490,8 @@ class PopulationBasedTraining(FIFOScheduler):
         assert now is not None and value is not None
         if math.isnan(float(now)):
             return None, None
-        sign = 1.0 if self._mode == "max" else -1.0
-        return float(now), -math.inf if math.isnan(float(value)) else sign * float(value)
+        return float(now), signed(float(value), sign_of(self._mode))
 
-    def _require_metric_and_mode(self) -> None:
-        if self._metric and self._mode:
-            return
-        raise ValueError(
-            f"{type(self).__name__} needs a `metric` and a `mode`, but metric={self._metric!r} "
-            f"and mode={self._mode!r}. Pass them to {type(self).__name__}(metric=..., mode=...) "
-            "or to tune.TuneConfig(metric=..., mode=...)."
-        )
 
 
 # ---------------------------------------------------------------------- replay
@@ -683,16 +675,8 @@ def _validate(
     perturbation_factors: Any,
     custom_explore_fn: Any,
 ) -> None:
-    if not isinstance(time_attr, str) or not time_attr:
-        raise _invalid(
-            "time_attr", time_attr, "it must be the non-empty name of a result field",
-            "Pass a field that grows during training, such as 'training_iteration'.",
-        )
-    if metric is not None and (not isinstance(metric, str) or not metric):
-        raise _invalid(
-            "metric", metric, "it must be None or the non-empty name of a result field",
-            "Pass the name of the metric your trainable reports, such as metric='loss'.",
-        )
+    check_time_attr(time_attr, 'training_iteration')
+    check_metric(metric)
     if not _is_real(perturbation_interval) or perturbation_interval <= 0:
         raise _invalid(
             "perturbation_interval", perturbation_interval, "it must be a finite number > 0",

@@ -96,6 +96,16 @@ class TrialScheduler:
             self._mode = mode
         return True
 
+    def _require_metric_and_mode(self) -> None:
+        """Raise unless metric and mode are set (by the constructor or the TuneConfig)."""
+        if self._metric and self._mode:
+            return
+        raise ValueError(
+            f"{type(self).__name__} needs a `metric` and a `mode`, but metric={self._metric!r} "
+            f"and mode={self._mode!r}. Pass them to {type(self).__name__}(metric=..., mode=...) "
+            "or to tune.TuneConfig(metric=..., mode=...)."
+        )
+
     def decision_points(self) -> DecisionPoints:
         """Where trials must wait for this scheduler's decision.
 

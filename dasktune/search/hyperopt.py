@@ -26,14 +26,13 @@ import cloudpickle
 import numpy as np
 
 from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune.search import _space
 from dasktune.search.sample import (
     Categorical,
     Float,
     Function,
     Integer,
     SamplingKind,
-    _multiples_within,
-    _snap_float,
     is_grid_search,
 )
 from dasktune.search.searcher import Searcher
@@ -51,11 +50,11 @@ __all__ = ["HyperOptSearch"]
 
 logger = logging.getLogger(__name__)
 
-Path = tuple[Any, ...]
+Path = _space.Path
 # Draws one raw hyperopt value for a label (a point left it out).
 Draw = Callable[[str], Any]
 
-_MISSING: Any = object()
+_MISSING = _space.MISSING
 # Apply nodes that pass their only argument through unchanged (hp.uniform wraps
 # its parameter in float(), hp.randint in int()).
 _PASS_THROUGH = ("float", "int", "identity")
@@ -110,8 +109,8 @@ class HyperOptSearch(Searcher):
         super().__init__(metric=metric, mode=mode)
         self._n_initial_points = _check_n_initial_points(n_initial_points)
         self._gamma = _check_gamma(gamma)
-        self._seed = _check_seed(random_state_seed, "random_state_seed")
-        self._points = _check_points(points_to_evaluate)
+        self._seed = _space.check_seed(random_state_seed, "random_state_seed")
+        self._points = _space.check_points(points_to_evaluate)
         # The space searched, and where it came from: "space" (the argument)
         # or "param_space" (the Tuner).  _user_space is the argument as given.
         self._space: dict[str, Any] | None = None
@@ -157,31 +156,22 @@ class HyperOptSearch(Searcher):
         if not isinstance(param_space, dict):
             raise TypeError(f"The value of `param_space` is {param_space!r}, but it must be a dict.")
         if self._space_source == "space":
-            if param_space and _has_searchable(param_space):
-                raise ValueError(
-                    "HyperOptSearch got a search space twice: as HyperOptSearch(space=...) and as the "
-                    "Tuner's param_space, which defines hyperparameters too. Pass one or the other: "
-                    "either drop `space` and keep param_space, or move the param_space entries into "
-                    "`space` (constants may stay in param_space)."
-                )
+            if param_space and _space.has_searchable(param_space, pyll.Apply):
+                raise _space.space_twice_error("HyperOptSearch")
             if param_space:
                 assert self._user_space is not None
-                self._use_space(_merge(param_space, self._user_space), "space")
+                self._use_space(_space.merge(param_space, self._user_space), "space")
         elif param_space and self._param_space is not param_space:
             if self._started:
-                if not _same(param_space, self._param_space):
-                    raise ValueError(
-                        "HyperOptSearch already made suggestions for another param_space; its "
-                        "search space cannot change now. Pass the same param_space, or create a "
-                        "new HyperOptSearch for the new space."
-                    )
+                if not _space.equal(param_space, self._param_space):
+                    raise _space.space_changed_error("HyperOptSearch")
             else:
                 self._use_space(param_space, "param_space")
                 self._space_source = "param_space"
                 self._param_space = param_space
         seed = spec.get("seed")
         if self._seed is None and seed is not None and self._rng is None:
-            self._seed = _check_seed(seed, "seed")
+            self._seed = _space.check_seed(seed, "seed")
         if metric and not self._metric:
             self._metric = metric
         if mode and not self._mode:
@@ -216,12 +206,8 @@ class HyperOptSearch(Searcher):
             RuntimeError: If metric, mode or the search space are not set.
             ValueError: If ``trial_id`` is already live.
         """
-        self._check_ready()
-        if trial_id in self._live:
-            raise ValueError(
-                f"The value of `trial_id` is {trial_id!r}, but a live trial already has this id; "
-                "trial ids must be unique. Pass a new id for every suggest() call."
-            )
+        _space.check_ready("HyperOptSearch", self._metric, self._mode, self._space)
+        _space.check_new_trial_id(trial_id, self._live)
         assert self._domain is not None and self._space is not None
         rng = self._generator()
         tid = self._trials.new_trial_ids(1)[0]
@@ -244,19 +230,6 @@ class HyperOptSearch(Searcher):
         stored["state"] = hyperopt.JOB_STATE_RUNNING
         self._live[trial_id] = tid
         return self._config(stored["misc"])
-
-    def _check_ready(self) -> None:
-        if not self._metric or not self._mode:
-            raise RuntimeError(
-                f"HyperOptSearch cannot suggest: metric={self._metric!r} and mode={self._mode!r}, but "
-                "both must be set so that results can guide the search. Pass HyperOptSearch(metric=..., "
-                "mode=...) or TuneConfig(metric='mean_accuracy', mode='max')."
-            )
-        if self._space is None:
-            raise RuntimeError(
-                "HyperOptSearch cannot suggest: it has no search space. Pass HyperOptSearch(space=...) "
-                "or a param_space with hyperparameters to the Tuner."
-            )
 
     def _generator(self) -> np.random.Generator:
         if self._rng is None:
@@ -321,16 +294,10 @@ class HyperOptSearch(Searcher):
 
     def _loss(self, trial_id: str, result: dict[str, Any] | None) -> float | None:
         assert self._metric is not None
-        value = (result or {}).get(self._metric)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
-            logger.warning(
-                "Trial %s completed with %s=%r, not a number; HyperOptSearch records it as failed.",
-                trial_id,
-                self._metric,
-                value,
-            )
+        value = _space.metric_value(trial_id, result, self._metric, "HyperOptSearch", logger)
+        if value is None:
             return None
-        return -float(value) if self._mode == "max" else float(value)
+        return -value if self._mode == "max" else value
 
     # -- state -------------------------------------------------------------------
 
@@ -381,76 +348,20 @@ def _check_gamma(value: Any) -> float:
     return float(value)
 
 
-def _check_seed(value: Any, argument: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"The value of `{argument}` is {value!r}, but it must be an int >= 0 or None.")
-    return int(value)
-
-
-def _check_points(points: Any) -> list[dict[str, Any]]:
-    if points is None:
-        return []
-    if not isinstance(points, (list, tuple)) or not all(isinstance(point, dict) for point in points):
-        raise TypeError(
-            f"The value of `points_to_evaluate` is {points!r}, but it must be a list of config dicts, "
-            "such as [{'lr': 0.01, 'activation': 'relu'}]."
-        )
-    return [copy.deepcopy(point) for point in points]
-
-
 # -- the space --------------------------------------------------------------------------
-
-
-def _label(path: Path) -> str:
-    return "/".join(str(key) for key in path)
-
-
-def _where(argument: str, path: Path) -> str:
-    return f"`{argument}` entry {_label(path)!r}"
-
-
-def _has_searchable(obj: Any) -> bool:
-    """Whether ``obj`` holds a domain, a grid search or a hyperopt expression."""
-    if isinstance(obj, (Categorical, Float, Integer, Function, pyll.Apply)) or is_grid_search(obj):
-        return True
-    if isinstance(obj, dict):
-        return any(_has_searchable(value) for value in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(_has_searchable(value) for value in obj)
-    return False
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override``'s entries on top, merging nested dicts."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not is_grid_search(value):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:  # objects whose == is not a bool (arrays)
-        return a is b
 
 
 def _unsupported(obj: Any, path: Path, argument: str) -> ValueError | None:
     if isinstance(obj, Function):
         return ValueError(
-            f"HyperOptSearch cannot search {_where(argument, path)} = sample_from(...): its value comes "
+            f"HyperOptSearch cannot search {_space.entry(argument, path)} = sample_from(...): its value comes "
             "from your function, which TPE cannot model. Replace it with a domain such as "
             "tune.uniform(...) or tune.choice([...]), or compute the value inside the trainable from "
             "the other hyperparameters."
         )
     if is_grid_search(obj):
         return ValueError(
-            f"HyperOptSearch cannot search {_where(argument, path)} = grid_search({obj['grid_search']!r}): "
+            f"HyperOptSearch cannot search {_space.entry(argument, path)} = grid_search({obj['grid_search']!r}): "
             "TPE picks every value itself and does not enumerate grids. Use "
             f"tune.choice({obj['grid_search']!r}) to let it choose among the values, or drop search_alg "
             "to run the grid with the default BasicVariantGenerator."
@@ -470,9 +381,9 @@ def _skeleton(obj: Any, path: Path, argument: str) -> list[Any]:
         raise error
     if isinstance(obj, Categorical):
         options = [pyll.as_apply(_skeleton(c, path + (i,), argument)) for i, c in enumerate(obj.categories)]
-        return [hp.choice(_label(path), options)]
+        return [hp.choice(_space.label(path), options)]
     if isinstance(obj, (Float, Integer)):
-        return [_hp_parameter(obj, _label(path))]
+        return [_hp_parameter(obj, _space.label(path))]
     if isinstance(obj, pyll.Apply):
         return [obj]
     if isinstance(obj, dict):
@@ -486,8 +397,7 @@ def _hp_parameter(domain: Float | Integer, label: str) -> Any:
     """The hyperopt parameter whose raw values :func:`_finish` turns into ``domain``'s values."""
     if isinstance(domain, Integer):
         # Multiples k*q in range, each owning the interval of width q around it.
-        q = domain.q or 1
-        k_min, k_max = _multiples_within(domain.lower, domain.upper, q, upper_inclusive=False)
+        k_min, k_max, q = _space.int_multiples(domain)
         low, high = (k_min - 0.5) * q, (k_max + 0.5) * q
         if domain.kind is SamplingKind.LOGUNIFORM:
             return hp.qloguniform(label, math.log(low), math.log(high), q)
@@ -525,26 +435,18 @@ def _objective_placeholder(config: Any) -> float:  # pragma: no cover - never ca
 
 def _finish(domain: Float | Integer, raw: Any) -> int | float:
     """``domain``'s value for hyperopt's raw value: rounded, kept in range, cast."""
-    if isinstance(domain, Integer):
-        q = domain.q or 1
-        k_min, k_max = _multiples_within(domain.lower, domain.upper, q, upper_inclusive=False)
-        return int(min(max(round(float(raw) / q), k_min), k_max) * q)
-    if domain.q is None:
+    if isinstance(domain, Float) and domain.q is None:
         return float(raw)
-    k = round(float(raw) / domain.q)
-    if domain.lower is not None and domain.upper is not None:
-        k_min, k_max = _multiples_within(domain.lower, domain.upper, domain.q, upper_inclusive=True)
-        k = min(max(k, k_min), k_max)
-    return _snap_float(k, domain.q)
+    return _space.quantize(domain, raw)
 
 
 def _build(obj: Any, path: Path, values: dict[str, Any], memo: dict[Any, Any]) -> Any:
     """The config for hyperopt's ``values`` (label -> raw value) in the space ``obj``."""
     if isinstance(obj, Categorical):
-        index = int(values[_label(path)])
+        index = int(values[_space.label(path)])
         return _build(obj.categories[index], path + (index,), values, memo)
     if isinstance(obj, (Float, Integer)):
-        return _finish(obj, values[_label(path)])
+        return _finish(obj, values[_space.label(path)])
     if isinstance(obj, pyll.Apply):
         return _plain(pyll.rec_eval(obj, memo=memo))
     if isinstance(obj, dict):
@@ -572,10 +474,6 @@ def _plain(value: Any) -> Any:
 # -- points to evaluate -----------------------------------------------------------------
 
 
-def _at(where: str, path: Path) -> str:
-    return where + "".join(f"[{key!r}]" for key in path)
-
-
 def _assign(obj: Any, value: Any, path: Path, out: dict[str, Any], draw: Draw | None, where: str) -> None:
     """Fill ``out`` (label -> raw value) with the point ``value`` in the space ``obj``.
 
@@ -583,7 +481,7 @@ def _assign(obj: Any, value: Any, path: Path, out: dict[str, Any], draw: Draw | 
     None the point is only checked.
     """
     if isinstance(obj, Categorical):
-        label = _label(path)
+        label = _space.label(path)
         if value is _MISSING:
             if draw is None:
                 return
@@ -592,27 +490,27 @@ def _assign(obj: Any, value: Any, path: Path, out: dict[str, Any], draw: Draw | 
             index = _match(obj.categories, value, _fits)
             if index is None:
                 raise ValueError(
-                    f"The value of `{_at(where, path)}` is {value!r}, but it must be one of the "
+                    f"The value of `{_space.located(where, path)}` is {value!r}, but it must be one of the "
                     f"categories {obj.categories!r}. Pass the value itself (not its index), or leave "
                     "the key out to let HyperOpt choose."
                 )
         out[label] = index
         _assign(obj.categories[index], value, path + (index,), out, draw, where)
     elif isinstance(obj, (Float, Integer)):
-        label = _label(path)
+        label = _space.label(path)
         if value is _MISSING:
             if draw is not None:
                 out[label] = draw(label)
         else:
-            out[label] = float(_checked_number(obj, value, _at(where, path)))
+            out[label] = float(_space.checked_number(obj, value, _space.located(where, path)))
     elif isinstance(obj, pyll.Apply):
         _assign_hyperopt(obj, value, path, out, draw, where)
     elif isinstance(obj, dict):
-        items = _check_container(obj, value, path, where)
+        items = _space.check_container(obj, value, path, where)
         for key, child in obj.items():
             _assign(child, items.get(key, _MISSING), path + (key,), out, draw, where)
     elif isinstance(obj, (list, tuple)):
-        items = _check_sequence(obj, value, path, where)
+        items = _space.check_sequence(obj, value, path, where)
         for i, child in enumerate(obj):
             _assign(child, items[i], path + (i,), out, draw, where)
 
@@ -630,7 +528,7 @@ def _assign_hyperopt(
         if value is not _MISSING:
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(
-                    f"The value of `{_at(where, path)}` is {value!r}, but the hyperopt parameter "
+                    f"The value of `{_space.located(where, path)}` is {value!r}, but the hyperopt parameter "
                     f"{label!r} takes a number. Pass a number in its range, or leave the key out."
                 )
             out[label] = _plain(value)
@@ -647,7 +545,7 @@ def _assign_hyperopt(
             index = _match(options, value, _fits_hyperopt)
             if index is None:
                 raise ValueError(
-                    f"The value of `{_at(where, path)}` is {value!r}, but it is none of the options of "
+                    f"The value of `{_space.located(where, path)}` is {value!r}, but it is none of the options of "
                     f"hp.choice({label!r}, ...). Pass one of the option values (not its index), or "
                     "leave the key out to let HyperOpt choose."
                 )
@@ -655,11 +553,11 @@ def _assign_hyperopt(
         _assign_hyperopt(options[index], value, path, out, draw, where)
     elif node.name == "dict" and not node.pos_args:
         children = dict(node.named_args)
-        items = _check_container(children, value, path, where)
+        items = _space.check_container(children, value, path, where)
         for key, child in children.items():
             _assign_hyperopt(child, items.get(key, _MISSING), path + (key,), out, draw, where)
     elif node.name == "pos_args":
-        items = _check_sequence(node.pos_args, value, path, where)
+        items = _space.check_sequence(node.pos_args, value, path, where)
         for i, child in enumerate(node.pos_args):
             _assign_hyperopt(child, items[i], path + (i,), out, draw, where)
     elif value is _MISSING:
@@ -667,99 +565,30 @@ def _assign_hyperopt(
             _assign_hyperopt(child, _MISSING, path, out, draw, where)
     else:
         raise ValueError(
-            f"`{_at(where, path)}` sets a value for the hyperopt expression {node.name}(...), which "
+            f"`{_space.located(where, path)}` sets a value for the hyperopt expression {node.name}(...), which "
             "HyperOptSearch cannot map back to its parameters. Leave the key out of the point to let "
             "HyperOpt sample it."
         )
 
 
-def _check_container(space: dict[Any, Any], value: Any, path: Path, where: str) -> dict[Any, Any]:
-    if value is _MISSING:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(
-            f"The value of `{_at(where, path)}` is {value!r}, but the search space has "
-            "a dict there. Pass a dict with the same keys."
-        )
-    unknown = [key for key in value if key not in space]
-    if unknown:
-        raise ValueError(
-            f"`{_at(where, path)}` has the keys {unknown!r}, which are not in the "
-            f"search space (its keys there are {list(space)!r}). Fix the spelling or remove them."
-        )
-    return value
-
-
-def _check_sequence(space: Any, value: Any, path: Path, where: str) -> list[Any]:
-    if value is _MISSING:
-        return [_MISSING] * len(space)
-    if not isinstance(value, (list, tuple)) or len(value) != len(space):
-        raise ValueError(
-            f"The value of `{_at(where, path)}` is {value!r}, but the search space has a sequence of "
-            f"{len(space)} items there. Pass a list of that length."
-        )
-    return list(value)
-
-
-def _checked_number(domain: Float | Integer, value: Any, where: str) -> int | float:
-    """``value`` if ``domain`` can produce it (integral floats accepted for Integer)."""
-    candidate = value
-    if isinstance(domain, Integer) and isinstance(value, float) and value.is_integer():
-        candidate = int(value)
-    if not domain.contains(candidate):
-        raise ValueError(
-            f"The value of `{where}` is {value!r}, but it is not a value of {domain!r}. Pass a value "
-            "inside the search space, or leave the key out to have it sampled."
-        )
-    return candidate
-
-
-def _equal(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:
-        return a is b
+def _fits(obj: Any, value: Any) -> bool:
+    """Whether the dasktune space ``obj`` can produce ``value`` (shape and constants)."""
+    return _space.fits(obj, value, pyll.Apply, _fits_hyperopt)
 
 
 def _match(options: list[Any], value: Any, fits: Callable[[Any, Any], bool]) -> int | None:
     """The index of the first option equal to ``value`` (same type first), else the first that fits."""
-    for i, option in enumerate(options):
-        literal = option.obj if isinstance(option, pyll.Literal) else option
-        if type(literal) is type(value) and _equal(literal, value):
-            return i
-    for i, option in enumerate(options):
-        if fits(option, value):
-            return i
-    return None
+    return _space.match(options, value, fits, _literal)
 
 
-def _fits(obj: Any, value: Any) -> bool:
-    """Whether the dasktune space ``obj`` can produce ``value`` (shape and constants)."""
-    if isinstance(obj, Categorical):
-        return any(_fits(category, value) for category in obj.categories)
-    if isinstance(obj, (Float, Integer)):
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if isinstance(obj, pyll.Apply):
-        return _fits_hyperopt(obj, value)
-    if isinstance(obj, dict):
-        return (
-            isinstance(value, dict)
-            and all(key in obj for key in value)
-            and all(_fits(obj[key], item) for key, item in value.items())
-        )
-    if isinstance(obj, (list, tuple)):
-        return (
-            isinstance(value, (list, tuple))
-            and len(value) == len(obj)
-            and all(_fits(o, v) for o, v in zip(obj, value))
-        )
-    return _equal(obj, value)
+def _literal(option: Any) -> Any:
+    return option.obj if isinstance(option, pyll.Literal) else option
 
 
 def _fits_hyperopt(node: Any, value: Any) -> bool:
     """:func:`_fits` for a hyperopt expression."""
     if isinstance(node, pyll.Literal):
-        return _equal(node.obj, value)
+        return _space.equal(node.obj, value)
     if node.name == "switch":
         return any(_fits_hyperopt(option, value) for option in node.pos_args[1:])
     if node.name == "dict" and not node.pos_args:

@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import numbers
 from typing import Any, Callable
 
 import cloudpickle
 
 from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune.search import _space
 from dasktune.search.sample import (
     Categorical,
     Float,
     Function,
     Integer,
     SamplingKind,
-    _multiples_within,
-    _snap_float,
     is_grid_search,
 )
 from dasktune.search.searcher import Searcher
@@ -52,11 +50,11 @@ __all__ = ["OptunaSearch"]
 
 logger = logging.getLogger(__name__)
 
-Path = tuple[Any, ...]
+Path = _space.Path
 Metric = str | list[str]
 DefineByRun = Callable[["optuna.Trial"], "dict[str, Any] | None"]
 
-_MISSING: Any = object()
+_MISSING = _space.MISSING
 # Values Optuna's CategoricalDistribution stores as they are.
 _OPTUNA_CHOICE_TYPES = (type(None), bool, int, float, str)
 
@@ -113,8 +111,8 @@ class OptunaSearch(Searcher):
                 "OptunaSearch ignores seed=%r because a sampler was passed; seed the sampler.", seed
             )
         self._sampler = sampler
-        self._seed = _check_seed(seed, "seed")
-        self._points = _check_points(points_to_evaluate)
+        self._seed = _space.check_seed(seed, "seed")
+        self._points = _space.check_points(points_to_evaluate)
         # The space searched, where it came from ("space" or "param_space"),
         # and constants of the Tuner's param_space added to define-by-run configs.
         self._space: dict[str, Any] | DefineByRun | None = None
@@ -172,34 +170,25 @@ class OptunaSearch(Searcher):
         if not isinstance(param_space, dict):
             raise TypeError(f"The value of `param_space` is {param_space!r}, but it must be a dict.")
         if self._space_source == "space":
-            if param_space and _has_searchable(param_space):
-                raise ValueError(
-                    "OptunaSearch got a search space twice: as OptunaSearch(space=...) and as the "
-                    "Tuner's param_space, which defines hyperparameters too. Pass one or the other: "
-                    "either drop `space` and keep param_space, or move the param_space entries into "
-                    "`space` (constants may stay in param_space)."
-                )
+            if param_space and _space.has_searchable(param_space, BaseDistribution):
+                raise _space.space_twice_error("OptunaSearch")
             if param_space:
                 if callable(self._user_space):
                     self._constants = param_space
                 else:
                     assert self._user_space is not None
-                    self._use_space(_merge(param_space, self._user_space), "space")
+                    self._use_space(_space.merge(param_space, self._user_space), "space")
         elif param_space and self._param_space is not param_space:
             if self._study is not None:
-                if not _same(param_space, self._param_space):
-                    raise ValueError(
-                        "OptunaSearch already made suggestions for another param_space; its search "
-                        "space cannot change now. Pass the same param_space, or create a new "
-                        "OptunaSearch for the new space."
-                    )
+                if not _space.equal(param_space, self._param_space):
+                    raise _space.space_changed_error("OptunaSearch")
             else:
                 self._use_space(param_space, "param_space")
                 self._space_source = "param_space"
                 self._param_space = param_space
         seed = spec.get("seed")
         if self._seed is None and seed is not None and self._study is None:
-            self._seed = _check_seed(seed, "seed")
+            self._seed = _space.check_seed(seed, "seed")
         if metric and not self._metric:
             self._metric = metric
         if mode and not self._mode:
@@ -244,12 +233,8 @@ class OptunaSearch(Searcher):
             TypeError: If a define-by-run function returns something else
                 than None or a dict.
         """
-        self._check_ready()
-        if trial_id in self._live:
-            raise ValueError(
-                f"The value of `trial_id` is {trial_id!r}, but a live trial already has this id; "
-                "trial ids must be unique. Pass a new id for every suggest() call."
-            )
+        _space.check_ready("OptunaSearch", self._metric, self._mode, self._space)
+        _space.check_new_trial_id(trial_id, self._live)
         study = self._ensure_study()
         trial = study.ask()
         try:
@@ -260,19 +245,6 @@ class OptunaSearch(Searcher):
         self._live[trial_id] = trial.number
         self._suggested[trial.number] = (trial_id, _copy_containers(config))
         return config
-
-    def _check_ready(self) -> None:
-        if not self._metric or not self._mode:
-            raise RuntimeError(
-                f"OptunaSearch cannot suggest: metric={self._metric!r} and mode={self._mode!r}, but both "
-                "must be set so that results can guide the search. Pass OptunaSearch(metric=..., "
-                "mode=...) or TuneConfig(metric='mean_accuracy', mode='max')."
-            )
-        if self._space is None:
-            raise RuntimeError(
-                "OptunaSearch cannot suggest: it has no search space. Pass OptunaSearch(space=...) or a "
-                "param_space with hyperparameters to the Tuner."
-            )
 
     def _ensure_study(self) -> optuna.Study:
         if self._study is None:
@@ -303,7 +275,7 @@ class OptunaSearch(Searcher):
                 "None or a dict of constants to add to the config. Return None, or a dict such as "
                 "{'batch_size': 64}."
             )
-        return _merge(_copy_containers(self._constants), {**trial.params, **(returned or {})})
+        return _space.merge(_copy_containers(self._constants), {**trial.params, **(returned or {})})
 
     # -- results -----------------------------------------------------------------
 
@@ -328,16 +300,10 @@ class OptunaSearch(Searcher):
         metrics = self._metric if isinstance(self._metric, list) else [self._metric]
         values = []
         for metric in metrics:
-            value = (result or {}).get(metric)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
-                logger.warning(
-                    "Trial %s completed with %s=%r, not a number; OptunaSearch records it as failed.",
-                    trial_id,
-                    metric,
-                    value,
-                )
+            value = _space.metric_value(trial_id, result, metric, "OptunaSearch", logger)
+            if value is None:
                 return None
-            values.append(float(value))
+            values.append(value)
         return values
 
     def pareto_front(self) -> list[dict[str, Any]]:
@@ -416,84 +382,28 @@ def _check_objectives(metric: Any, mode: Any) -> None:
             )
 
 
-def _check_seed(value: Any, argument: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"The value of `{argument}` is {value!r}, but it must be an int >= 0 or None.")
-    return int(value)
-
-
-def _check_points(points: Any) -> list[dict[str, Any]]:
-    if points is None:
-        return []
-    if not isinstance(points, (list, tuple)) or not all(isinstance(point, dict) for point in points):
-        raise TypeError(
-            f"The value of `points_to_evaluate` is {points!r}, but it must be a list of config dicts, "
-            "such as [{'lr': 0.01, 'activation': 'relu'}]."
-        )
-    return [copy.deepcopy(point) for point in points]
-
-
 # -- the space --------------------------------------------------------------------------
-
-
-def _label(path: Path) -> str:
-    return "/".join(str(key) for key in path)
-
-
-def _where(argument: str, path: Path) -> str:
-    return f"`{argument}` entry {_label(path)!r}"
-
-
-def _has_searchable(obj: Any) -> bool:
-    """Whether ``obj`` holds a domain, a grid search or an Optuna distribution."""
-    if isinstance(obj, (Categorical, Float, Integer, Function, BaseDistribution)) or is_grid_search(obj):
-        return True
-    if isinstance(obj, dict):
-        return any(_has_searchable(value) for value in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(_has_searchable(value) for value in obj)
-    return False
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override``'s entries on top, merging nested dicts."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not is_grid_search(value):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:  # objects whose == is not a bool (arrays)
-        return a is b
 
 
 def _check_space(obj: Any, path: Path, argument: str) -> bool:
     """Raise for what Optuna cannot search; return whether ``obj`` has a hyperparameter."""
     if isinstance(obj, Function):
         raise ValueError(
-            f"OptunaSearch cannot search {_where(argument, path)} = sample_from(...): its value comes from "
+            f"OptunaSearch cannot search {_space.entry(argument, path)} = sample_from(...): its value comes from "
             "your function, which the sampler cannot model. Replace it with a domain such as "
             "tune.uniform(...) or tune.choice([...]), compute the value inside the trainable, or pass "
             "OptunaSearch a define-by-run function that derives it."
         )
     if is_grid_search(obj):
         raise ValueError(
-            f"OptunaSearch cannot search {_where(argument, path)} = grid_search({obj['grid_search']!r}): "
+            f"OptunaSearch cannot search {_space.entry(argument, path)} = grid_search({obj['grid_search']!r}): "
             "the sampler picks every value itself and does not enumerate grids. Use "
             f"tune.choice({obj['grid_search']!r}) to let it choose among the values, or drop search_alg to "
             "run the grid with the default BasicVariantGenerator."
         )
     if isinstance(obj, Float) and obj.kind is SamplingKind.NORMAL:
         raise ValueError(
-            f"OptunaSearch cannot search {_where(argument, path)} = randn(mean={obj.mean}, sd={obj.sd}): "
+            f"OptunaSearch cannot search {_space.entry(argument, path)} = randn(mean={obj.mean}, sd={obj.sd}): "
             "Optuna has no normal distribution. Use tune.uniform(lower, upper) over the range you expect "
             f"(for example tune.uniform({obj.mean - 3 * obj.sd}, {obj.mean + 3 * obj.sd})), or use "
             "HyperOptSearch, which supports tune.randn."
@@ -520,24 +430,13 @@ def _by_value(categorical: Categorical) -> bool:
 
 def _int_range(domain: Integer) -> tuple[int, int, int]:
     """The smallest and largest value of ``domain`` and its step."""
-    q = domain.q or 1
-    k_min, k_max = _multiples_within(domain.lower, domain.upper, q, upper_inclusive=False)
+    k_min, k_max, q = _space.int_multiples(domain)
     return k_min * q, k_max * q, q
-
-
-def _quantize(domain: Float | Integer, raw: float) -> int | float:
-    """``raw`` rounded to a multiple of ``domain.q`` inside the domain."""
-    if isinstance(domain, Integer):
-        low, high, q = _int_range(domain)
-        return int(min(max(round(raw / q) * q, low), high))
-    assert domain.q is not None and domain.lower is not None and domain.upper is not None
-    k_min, k_max = _multiples_within(domain.lower, domain.upper, domain.q, upper_inclusive=True)
-    return _snap_float(min(max(round(raw / domain.q), k_min), k_max), domain.q)
 
 
 def _sample(obj: Any, path: Path, trial: optuna.Trial) -> Any:
     """The config value of the space ``obj``, sampled through ``trial``."""
-    name = _label(path)
+    name = _space.label(path)
     if isinstance(obj, Categorical):
         if _by_value(obj):
             return trial.suggest_categorical(name, obj.categories)
@@ -549,7 +448,7 @@ def _sample(obj: Any, path: Path, trial: optuna.Trial) -> Any:
         low, high, q = _int_range(obj)
         if obj.kind is SamplingKind.LOGUNIFORM:
             value = trial.suggest_int(name, obj.lower, obj.upper - 1, log=True)
-            return _quantize(obj, value) if q > 1 else int(value)
+            return _space.quantize(obj, value) if q > 1 else int(value)
         return int(trial.suggest_int(name, low, high, step=q))
     if isinstance(obj, BaseDistribution):
         return _sample_distribution(obj, name, trial)
@@ -567,14 +466,14 @@ def _sample_float(domain: Float, name: str, trial: optuna.Trial) -> float:
     if domain.kind is SamplingKind.LOGUNIFORM:
         # Optuna has no quantized log scale: sample on the log scale, then round.
         value = trial.suggest_float(name, domain.lower, domain.upper, log=True)
-        return float(value) if domain.q is None else float(_quantize(domain, value))
+        return float(value) if domain.q is None else float(_space.quantize(domain, value))
     if domain.q is None:
         return float(trial.suggest_float(name, domain.lower, domain.upper))
-    k_min, k_max = _multiples_within(domain.lower, domain.upper, domain.q, upper_inclusive=True)
+    k_min, k_max = _space.float_multiples(domain)
     if k_min == k_max:
-        return _snap_float(k_min, domain.q)
-    low, high = _snap_float(k_min, domain.q), _snap_float(k_max, domain.q)
-    return float(_quantize(domain, trial.suggest_float(name, low, high, step=domain.q)))
+        return _space.snap_float(k_min, domain.q)
+    low, high = _space.snap_float(k_min, domain.q), _space.snap_float(k_max, domain.q)
+    return float(_space.quantize(domain, trial.suggest_float(name, low, high, step=domain.q)))
 
 
 def _sample_distribution(distribution: BaseDistribution, name: str, trial: optuna.Trial) -> Any:
@@ -620,20 +519,16 @@ def _flatten(point: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # -- points to evaluate -----------------------------------------------------------------
 
 
-def _at(where: str, path: Path) -> str:
-    return where + "".join(f"[{key!r}]" for key in path)
-
-
 def _enqueue_params(obj: Any, value: Any, path: Path, out: dict[str, Any], where: str) -> None:
     """Fill ``out`` with the Optuna parameters (name -> value) of the point ``value``."""
     if value is _MISSING:
         return
-    name = _label(path)
+    name = _space.label(path)
     if isinstance(obj, Categorical):
         index = _match(obj.categories, value)
         if index is None:
             raise ValueError(
-                f"The value of `{_at(where, path)}` is {value!r}, but it must be one of the categories "
+                f"The value of `{_space.located(where, path)}` is {value!r}, but it must be one of the categories "
                 f"{obj.categories!r}. Pass the value itself (not its index), or leave the key out to let "
                 "Optuna choose."
             )
@@ -643,82 +538,32 @@ def _enqueue_params(obj: Any, value: Any, path: Path, out: dict[str, Any], where
             out[name] = index
             _enqueue_params(obj.categories[index], value, path + (index,), out, where)
     elif isinstance(obj, (Float, Integer)):
-        out[name] = _checked_number(obj, value, _at(where, path))
+        number = _space.checked_number(obj, value, _space.located(where, path))
+        out[name] = int(number) if isinstance(obj, Integer) else float(number)
     elif isinstance(obj, BaseDistribution):
         out[name] = value
     elif isinstance(obj, dict):
-        if not isinstance(value, dict):
-            raise ValueError(
-                f"The value of `{_at(where, path)}` is {value!r}, but the search space has a dict there. "
-                "Pass a dict with the same keys."
-            )
-        unknown = [key for key in value if key not in obj]
-        if unknown:
-            raise ValueError(
-                f"`{_at(where, path)}` has the keys {unknown!r}, which are not in the search space (its "
-                f"keys there are {list(obj)!r}). Fix the spelling or remove them."
-            )
-        for key, item in value.items():
+        for key, item in _space.check_container(obj, value, path, where).items():
             _enqueue_params(obj[key], item, path + (key,), out, where)
     elif isinstance(obj, (list, tuple)):
-        if not isinstance(value, (list, tuple)) or len(value) != len(obj):
-            raise ValueError(
-                f"The value of `{_at(where, path)}` is {value!r}, but the search space has a sequence of "
-                f"{len(obj)} items there. Pass a list of that length."
-            )
-        for i, (child, item) in enumerate(zip(obj, value)):
+        for i, (child, item) in enumerate(zip(obj, _space.check_sequence(obj, value, path, where))):
             _enqueue_params(child, item, path + (i,), out, where)
-
-
-def _checked_number(domain: Float | Integer, value: Any, where: str) -> int | float:
-    """``value`` if ``domain`` can produce it (integral floats accepted for Integer)."""
-    candidate = value
-    if isinstance(domain, Integer) and isinstance(value, float) and value.is_integer():
-        candidate = int(value)
-    if not domain.contains(candidate):
-        raise ValueError(
-            f"The value of `{where}` is {value!r}, but it is not a value of {domain!r}. Pass a value "
-            "inside the search space, or leave the key out to have it sampled."
-        )
-    return int(candidate) if isinstance(domain, Integer) else float(candidate)
-
-
-def _equal(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:
-        return a is b
 
 
 def _match(categories: list[Any], value: Any) -> int | None:
     """The index of the first category equal to ``value`` (same type first), else the first that fits."""
-    for i, category in enumerate(categories):
-        if type(category) is type(value) and _equal(category, value):
-            return i
-    for i, category in enumerate(categories):
-        if _fits(category, value):
-            return i
-    return None
+    return _space.match(categories, value, _fits)
 
 
 def _fits(obj: Any, value: Any) -> bool:
     """Whether the space ``obj`` can produce ``value`` (shape and constants)."""
-    if isinstance(obj, Categorical):
-        return any(_fits(category, value) for category in obj.categories)
-    if isinstance(obj, (Float, Integer, FloatDistribution, IntDistribution)):
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if isinstance(obj, CategoricalDistribution):
-        return any(_equal(choice, value) for choice in obj.choices)
-    if isinstance(obj, dict):
-        return (
-            isinstance(value, dict)
-            and all(key in obj for key in value)
-            and all(_fits(obj[key], item) for key, item in value.items())
-        )
-    if isinstance(obj, (list, tuple)):
-        return (
-            isinstance(value, (list, tuple))
-            and len(value) == len(obj)
-            and all(_fits(o, v) for o, v in zip(obj, value))
-        )
-    return _equal(obj, value)
+    return _space.fits(obj, value, _DISTRIBUTIONS, _fits_distribution)
+
+
+_DISTRIBUTIONS = (FloatDistribution, IntDistribution, CategoricalDistribution)
+
+
+def _fits_distribution(distribution: Any, value: Any) -> bool:
+    if isinstance(distribution, CategoricalDistribution):
+        return any(_space.equal(choice, value) for choice in distribution.choices)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -18,6 +18,7 @@ from hyperopt import hp  # noqa: E402
 from dasktune.search import sample as tune  # noqa: E402
 from dasktune.search.hyperopt import HyperOptSearch  # noqa: E402
 
+from ._space_cases import MARKER, drive, drive_contract  # noqa: E402
 from .searcher_contract import METRIC, SearcherContract, objective, simple_space  # noqa: E402
 
 
@@ -32,16 +33,6 @@ class TestHyperOptSearchContract(SearcherContract):
         return searcher
 
 
-def drive(searcher: HyperOptSearch, count: int, score: Any, prefix: str = "t") -> list[dict[str, Any]]:
-    """Suggest and complete ``count`` trials sequentially, scoring each config with ``score``."""
-    configs = []
-    for i in range(count):
-        config = searcher.suggest(f"{prefix}{i}")
-        assert isinstance(config, dict)
-        searcher.on_trial_complete(f"{prefix}{i}", {"y": score(config)})
-        configs.append(config)
-    return configs
-
 
 def make(space: dict[str, Any], mode: str = "min", **kwargs: Any) -> HyperOptSearch:
     searcher = HyperOptSearch(metric="y", mode=mode, **kwargs)
@@ -50,13 +41,6 @@ def make(space: dict[str, Any], mode: str = "min", **kwargs: Any) -> HyperOptSea
 
 
 # -- conversion of dasktune domains ------------------------------------------------------
-
-
-class Marker:
-    """A constant that must come back as the very same object."""
-
-
-MARKER = Marker()
 
 
 def every_domain_space() -> dict[str, Any]:
@@ -362,14 +346,6 @@ def test_same_seed_same_configs_and_tuner_seed_is_used() -> None:
     assert run(random_state_seed=7) != run(random_state_seed=8)
     assert run(tuner_seed=7) == run(random_state_seed=7)
 
-
-def drive_contract(searcher: HyperOptSearch, count: int, prefix: str = "t") -> list[dict[str, Any]]:
-    configs = []
-    for i in range(count):
-        config = searcher.suggest(f"{prefix}{i}")
-        searcher.on_trial_complete(f"{prefix}{i}", {METRIC: objective(config)})
-        configs.append(config)
-    return configs
 
 
 def test_restore_with_pending_trials_continues_identically(tmp_path: Any) -> None:

@@ -14,12 +14,17 @@ import pytest
 pytest.importorskip("optuna")
 
 import optuna  # noqa: E402
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
+from optuna.distributions import (  # noqa: E402
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState  # noqa: E402
 
 from dasktune.search import sample as tune  # noqa: E402
 from dasktune.search.optuna import OptunaSearch  # noqa: E402
 
+from ._space_cases import MARKER, drive, drive_contract  # noqa: E402
 from .searcher_contract import METRIC, SearcherContract, objective, simple_space  # noqa: E402
 
 
@@ -39,23 +44,6 @@ def make(space: Any, mode: Any = "min", metric: Any = "y", **kwargs: Any) -> Opt
     return searcher
 
 
-def drive(searcher: OptunaSearch, count: int, score: Any, prefix: str = "t") -> list[dict[str, Any]]:
-    configs = []
-    for i in range(count):
-        config = searcher.suggest(f"{prefix}{i}")
-        assert isinstance(config, dict)
-        searcher.on_trial_complete(f"{prefix}{i}", {"y": score(config)})
-        configs.append(config)
-    return configs
-
-
-def drive_contract(searcher: OptunaSearch, count: int, prefix: str = "t") -> list[dict[str, Any]]:
-    configs = []
-    for i in range(count):
-        config = searcher.suggest(f"{prefix}{i}")
-        searcher.on_trial_complete(f"{prefix}{i}", {METRIC: objective(config)})
-        configs.append(config)
-    return configs
 
 
 def states(searcher: OptunaSearch) -> list[TrialState]:
@@ -63,13 +51,6 @@ def states(searcher: OptunaSearch) -> list[TrialState]:
 
 
 # -- conversion of dasktune domains ------------------------------------------------------
-
-
-class Marker:
-    """A constant that must come back as the very same object."""
-
-
-MARKER = Marker()
 
 
 def every_domain_space() -> dict[str, Any]:

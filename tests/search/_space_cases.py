@@ -1,0 +1,37 @@
+"""Helpers shared by the tests of the HyperOpt and Optuna searchers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dasktune.search.searcher import Searcher
+
+from .searcher_contract import METRIC, objective
+
+
+class Marker:
+    """A constant that must come back as the very same object."""
+
+
+MARKER = Marker()
+
+
+def drive(searcher: Searcher, count: int, score: Any, prefix: str = "t") -> list[dict[str, Any]]:
+    """Suggest and complete ``count`` trials sequentially, scoring each config with ``score``."""
+    configs = []
+    for i in range(count):
+        config = searcher.suggest(f"{prefix}{i}")
+        assert isinstance(config, dict)
+        searcher.on_trial_complete(f"{prefix}{i}", {"y": score(config)})
+        configs.append(config)
+    return configs
+
+
+def drive_contract(searcher: Searcher, count: int, prefix: str = "t") -> list[dict[str, Any]]:
+    """Suggest and complete ``count`` trials, scored with the contract's objective."""
+    configs = []
+    for i in range(count):
+        config = searcher.suggest(f"{prefix}{i}")
+        searcher.on_trial_complete(f"{prefix}{i}", {METRIC: objective(config)})
+        configs.append(config)
+    return configs
