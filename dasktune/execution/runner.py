@@ -399,7 +399,8 @@ class ExperimentRunner:
         if run.outcome is None:
             status = self.backend.future_status(run.run_id)
             if status in ("error", "cancelled", "lost"):
-                self._finish_run(run, self._lost_outcome(run, status))
+                cause = self.backend.fetch_outcome(run.run_id) if status == "error" else None
+                self._finish_run(run, self._lost_outcome(run, repr(cause) if cause else status))
             elif run.deadline is None:
                 run.deadline = time.monotonic() + _LATE_EVENT_GRACE_S
             return
@@ -424,8 +425,10 @@ class ExperimentRunner:
         if status == "cancelled" or run.requested == STOP:
             return {"status": "stopped"}
         return {"status": "error", "error_type": "WorkerLost",
-                "error": f"The run's Dask task ended without a result ({status}); its worker "
-                         "may have died (out of memory, or killed)."}
+                "error": f"Trial {run.trial} ended without a result: its Dask task failed with "
+                         f"{status}. Its worker process died while running it (out of memory, a "
+                         "crash in native code, or killed); Dask retries such a task on other "
+                         "workers a few times (distributed.scheduler.allowed-failures).\n"}
 
     def _finish_run(self, run: _Run, outcome: dict[str, Any]) -> None:
         self._runs.pop(run.run_id, None)

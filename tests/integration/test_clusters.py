@@ -173,3 +173,33 @@ def test_ctrl_c_stops_the_experiment_promptly_and_keeps_the_results(tmp_path):
     for trial_dir in results.iterdir():
         if trial_dir.is_dir():
             assert (trial_dir / "result.json").read_text().count("\n") >= 1
+
+
+def crashes_its_worker(config):
+    tune.report({"score": config["x"]})
+    if config["x"] == 2:
+        import time
+
+        time.sleep(0.2)  # dies during its next epoch (results go out in 2 ms batches)
+        os._exit(1)  # a segfault or the OOM killer, as far as Dask can tell
+    tune.report({"score": config["x"] + 10})
+
+
+def test_a_trial_that_kills_its_worker_fails_alone(tmp_path):
+    import time
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as c:
+        start = time.monotonic()
+        grid = tune.Tuner(crashes_its_worker, param_space={"x": tune.grid_search([1, 2, 3])},
+                          run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+                          client=c).fit()
+        assert time.monotonic() - start < 120
+    by_x = {r.config["x"]: r for r in grid}
+    assert by_x[1].metrics["score"] == 11 and by_x[3].metrics["score"] == 13
+    assert by_x[2].status == "ERROR"
+    assert "worker process died" in str(by_x[2].error) and "KilledWorker" in str(by_x[2].error)
+    # Its result before the crash is kept, once, however often Dask re-ran it.
+    assert by_x[2].metrics_dataframe["score"].tolist() == [2]
