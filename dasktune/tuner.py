@@ -347,7 +347,6 @@ class Tuner:
                 required.append((name, f"{type(searcher).__name__}(metric=...)"))
         settings = ControllerSettings(
             num_samples=tc.num_samples,
-            max_concurrent=tc.max_concurrent_trials or 0,
             time_budget_s=tc.time_budget_s,
             max_failures=rc.failure_config.max_failures,
             fail_fast=rc.failure_config.fail_fast,

@@ -28,7 +28,6 @@ class ControllerSettings:
     """The parts of TuneConfig/RunConfig that steer decisions."""
 
     num_samples: int = 1
-    max_concurrent: int = 0  # 0: as many as the cluster fits
     time_budget_s: float | None = None
     max_failures: int = 0
     fail_fast: bool | str = False

@@ -69,8 +69,6 @@ class TrialScheduler:
 
     _metric: str | None = None
     _mode: str | None = None
-    # Whether set_search_properties may fill in metric and mode.
-    _supports_buffered_results = True
 
     @property
     def metric(self) -> str | None:

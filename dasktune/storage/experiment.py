@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dasktune._util import flatten
+from dasktune._util import flatten, is_real
 
 __all__ = ["flatten", "TrialRecorder", "check_writable", "trial_dir_name"]
 
@@ -175,6 +174,5 @@ def write_experiment_state(experiment_path: str, state: Mapping[str, Any]) -> No
 
 
 def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(
-        float(value)
-    )
+    """A finite real number that is not a bool."""
+    return is_real(value)
