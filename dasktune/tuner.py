@@ -6,6 +6,7 @@ import datetime
 import inspect
 import logging
 import os
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -141,6 +142,26 @@ def _trainable_name(trainable: Any) -> str:
     return getattr(trainable, "__name__", type(trainable).__name__)
 
 
+def check_not_being_imported(trainable: Any) -> None:
+    """Refuse a trainable whose module is still being imported: Dask would hang on it.
+
+    Dask sends functions and classes from modules by reference.  The embedded
+    cluster's scheduler, which runs in this process, unpickles them and so
+    waits for the module's import to finish, while the import waits for the
+    experiment; a remote worker would import the module and run the
+    experiment again.
+    """
+    module = getattr(trainable, "__module__", None) or ""
+    spec = getattr(sys.modules.get(module), "__spec__", None)
+    if getattr(spec, "_initializing", False):
+        raise RuntimeError(
+            f"Tuner({_trainable_name(trainable)}) was created while its module `{module}` is "
+            "still being imported, so Dask could not load the trainable and would wait for "
+            f"ever. Run the experiment as a script (python {module.replace('.', '/')}.py), "
+            "or move it into a function that you call after the import."
+        )
+
+
 def check_picklable(trainable: Any, argument: str = "trainable") -> None:
     """Raise a clear error naming what a trainable captures that cannot be pickled."""
     try:
@@ -238,6 +259,7 @@ class Tuner:
                 f"{_trainable_name(fn)} must accept them as keyword arguments, e.g. "
                 f"def {_trainable_name(fn)}(config, {', '.join(params)}): ..."
             )
+        check_not_being_imported(fn)
         check_picklable(fn)
 
     # -- wiring --------------------------------------------------------------

@@ -83,12 +83,14 @@ def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
     if method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
         settings["distributed.worker.multiprocessing-method"] = "forkserver"
         with dask.config.set(settings):
-            _preload_forkserver(config.get("cluster.preload") or [])
+            preload = _preload_forkserver(config.get("cluster.preload") or [])
+            if config.get("cluster.fork-from-driver"):
+                _start_forkserver_from_driver(preload, options["n_workers"])
     with dask.config.set(settings):
         return LocalCluster(**options)
 
 
-def _preload_forkserver(candidates: list[str]) -> None:
+def _preload_forkserver(candidates: list[str]) -> list[str]:
     """Have the forkserver import what the driver already uses, once for all workers.
 
     Worker processes fork from a single-threaded server process that imported
@@ -100,6 +102,116 @@ def _preload_forkserver(candidates: list[str]) -> None:
     context = get_mp_context()  # lets distributed choose its own preloads first
     preload = ["distributed"] + [m for m in candidates if m in sys.modules]
     context.set_forkserver_preload(preload)
+    return preload
+
+
+# The driver's resident memory above which its pages are not shared with the workers, as a
+# fraction of one worker's memory limit: each forked worker reports the pages it shares with
+# the driver as its own memory, and Dask pauses workers that look too big.
+_FORK_MAX_RSS_FRACTION = 0.25
+
+
+def _start_forkserver_from_driver(preload: list[str], n_workers: int) -> bool:
+    """Start multiprocessing's forkserver as a fork of this process, when that is safe.
+
+    A fresh forkserver imports torch and torchvision again (3 s and more on two
+    cores) while the driver, which imported them already, waits.  A fork of the
+    driver has them at no cost.  Forking is only safe in a process that runs no
+    other Python thread (a thread could hold a lock the child then waits for
+    forever) and has not loaded CUDA.  When either holds, when the driver is
+    large (each worker would count the driver's pages as its own memory), or
+    when the forkserver runs already, this does nothing and the standard
+    forkserver starts as usual.  Native thread pools that may run (OpenBLAS,
+    OpenMP) are safe: the forked server runs no numerical code, and trials run
+    in new threads, which build their own OpenMP pools.  If the forked server
+    dies, multiprocessing starts a standard one in its place.
+
+    Returns whether the forked server was started.
+    """
+    reason = _why_not_fork(n_workers)
+    if reason:
+        logger.debug("starting a standard forkserver: %s", reason)
+        return False
+    import gc
+    import socket
+    import warnings
+    from multiprocessing import connection, forkserver, resource_tracker, util
+
+    server = forkserver._forkserver
+    with server._lock:
+        if server._forkserver_pid is not None:
+            return False
+        resource_tracker.ensure_running()
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = connection.arbitrary_address("AF_UNIX")
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            # Every client holds the write end; the server exits when the driver has gone.
+            alive_r, alive_w = os.pipe()
+            for stream in (sys.stdout, sys.stderr):  # or the children print it again
+                try:
+                    stream.flush()
+                except Exception:  # a replaced stream that cannot flush has nothing to repeat
+                    pass
+            with warnings.catch_warnings():  # Python 3.12+ warns of the BLAS threads
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:  # the forkserver: never returns into the driver's code
+                code = 1
+                try:
+                    os.close(alive_w)
+                    # Locks this thread holds in the driver would stay held in every worker.
+                    server._lock = threading.Lock()
+                    embedded._lock = threading.Lock()
+                    # The driver's objects stay as they are: no collection in the server or
+                    # the workers frees (and flushes a second time) the driver's garbage.
+                    gc.freeze()
+                    forkserver.main(listener.detach(), alive_r, preload)
+                except SystemExit:  # the driver has gone
+                    code = 0
+                except BaseException:
+                    sys.excepthook(*sys.exc_info())
+                finally:
+                    os._exit(code)
+            os.close(alive_r)
+        server._forkserver_address = address
+        server._forkserver_alive_fd = alive_w
+        server._forkserver_pid = pid
+    return True
+
+
+def _why_not_fork(n_workers: int) -> str | None:
+    """Why the driver must not be forked into the forkserver now, or None."""
+    import inspect
+    from multiprocessing import forkserver
+
+    if not sys.platform.startswith("linux"):
+        return "forking the driver is only done on Linux"
+    server = getattr(forkserver, "_forkserver", None)
+    expected = ["listener_fd", "alive_r", "preload", "main_path", "sys_path"]
+    if (list(inspect.signature(forkserver.main).parameters) != expected
+            or not all(hasattr(server, a) for a in
+                       ("_lock", "_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd"))):
+        return "this Python's forkserver is not the one dasktune knows how to start"
+    if server._forkserver_pid is not None:
+        return "the forkserver runs already"
+    if threading.active_count() > 1:
+        return f"{threading.active_count() - 1} other Python threads are running"
+    try:
+        from distributed.system import MEMORY_LIMIT
+
+        with open("/proc/self/maps") as maps:
+            if "libcuda.so" in maps.read():  # a forked CUDA context is unusable
+                return "the driver has loaded CUDA"
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return "the driver's memory use is unknown"
+    if rss > _FORK_MAX_RSS_FRACTION * MEMORY_LIMIT / max(1, n_workers):
+        return f"the driver uses {rss / 2**20:.0f} MiB of memory"
+    return None
 
 
 class _Embedded:
