@@ -408,6 +408,11 @@ class Tuner:
                     f"RunConfig(callbacks=[..., {callback!r}, ...]): each callback must be a "
                     "dasktune.Callback subclass instance (override on_trial_result and so on)."
                 )
+        if config.get("tensorboard"):
+            from dasktune.logger import TBXLoggerCallback
+
+            if not any(isinstance(c, TBXLoggerCallback) for c in callbacks):
+                callbacks.append(TBXLoggerCallback())
         return callbacks
 
     @staticmethod
