@@ -333,7 +333,7 @@ class Tuner:
         trainable never reports), the error carries the results gathered so
         far as ``error.result_grid``; every result is also on disk already.
         """
-        from dasktune.execution._dask import DaskBackend, trial_slots
+        from dasktune.execution._dask import DaskBackend
 
         tc, rc = self.tune_config, self.run_config
         searcher = self._searcher()
@@ -351,7 +351,7 @@ class Tuner:
 
         backend = DaskBackend.connect(self.client)
         try:
-            resources = self._check_resources(backend, resources, trial_slots)
+            resources, checked = self._check_workers(backend, resources, console)
         except BaseException:
             backend.close()
             raise
@@ -377,7 +377,8 @@ class Tuner:
         )
         ckpt = rc.checkpoint_config
         spec = ExperimentSpec(
-            trainable=fn, params=params, resources=resources, experiment_name=name,
+            trainable=fn, params=params, resources=resources, resources_checked=checked,
+            experiment_name=name,
             experiment_path=path, metric=metric, mode=mode,
             checkpoint=CheckpointPolicy(
                 num_to_keep=ckpt.num_to_keep, score_attribute=ckpt.checkpoint_score_attribute,
@@ -416,18 +417,27 @@ class Tuner:
         return callbacks
 
     @staticmethod
-    def _check_resources(backend: Any, resources: dict[str, float], trial_slots: Any) -> dict[str, float]:
-        """Drop what Dask cannot express; raise at once if no worker can ever run a trial."""
-        backend.wait_for_workers(timeout=60)
-        workers = backend.workers()
-        advertised = {name for w in workers.values() for name in w["resources"]}
-        request = {k: v for k, v in resources.items() if k != "CPU" or "CPU" in advertised}
-        if trial_slots(workers, request) == 0:
-            have = {addr: w["resources"] or "no resources" for addr, w in workers.items()}
-            raise ValueError(
-                f"with_resources asks for {request} per trial, but no worker of the cluster can "
-                f"provide that; the workers advertise: {have}. Lower the request, or start "
-                "workers that have it (dask worker --resources 'GPU=1', or "
-                "LocalCluster(resources={'GPU': 1}))."
+    def _check_workers(backend: Any, resources: dict[str, float],
+                       console: ConsoleReporter) -> tuple[dict[str, float], bool]:
+        """Wait for a worker, then check the request: (request, whether it was checked).
+
+        A cluster that scales itself to its load (``cluster.adapt``) may have no
+        worker until trials wait for one; its request is checked when the first
+        worker arrives.
+        """
+        from dasktune.execution._dask import usable_request
+
+        if backend.is_adaptive() and not backend.workers():
+            console.note("dasktune: the cluster has no workers yet; it scales up for the waiting "
+                         "trials (cluster.adapt)")
+            return dict(resources), False
+        timeout = float(config.get("worker-timeout"))
+        if not backend.wait_for_workers(timeout):
+            raise RuntimeError(
+                f"No Dask worker joined the cluster within dasktune.worker-timeout = {timeout:g} "
+                "s, so no trial could run. Start workers (cluster.scale(n), or `dask worker "
+                "<scheduler address>`), let the cluster scale itself (cluster.adapt(maximum=n)), "
+                "or, where workers take longer to start (a batch queue), raise "
+                "dasktune.worker-timeout in dask.config."
             )
-        return request
+        return usable_request(backend.workers(), resources), True

@@ -115,8 +115,22 @@ class DaskBackend:
             for addr, w in info.items()
         }
 
-    def wait_for_workers(self, timeout: float) -> None:
-        self.client.wait_for_workers(1, timeout=timeout)
+    def is_adaptive(self) -> bool:
+        """Whether the client's cluster scales itself with its load (``cluster.adapt(...)``)."""
+        adaptive = getattr(getattr(self.client, "cluster", None), "_adaptive", None)
+        return adaptive is not None and getattr(adaptive, "periodic_callback", None) is not None
+
+    def wait_for_workers(self, timeout: float) -> bool:
+        """Wait until a worker is connected; False if none came within ``timeout`` seconds."""
+        try:
+            self.client.wait_for_workers(1, timeout=timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            return False
+        except Exception as exc:  # distributed's WorkerStartTimeoutError, by name across versions
+            if "Timeout" not in type(exc).__name__:
+                raise
+            return False
+        return True
 
     def scatter(self, value: Any) -> Any:
         """Put ``value`` on the cluster once; trials receive the worker-resident object."""
@@ -224,6 +238,25 @@ class DaskBackend:
 def _log_failure(future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.debug("Delivering a decision failed: %r", future.exception())
+
+
+def usable_request(workers: Mapping[str, Mapping[str, Any]],
+                   resources: Mapping[str, float]) -> dict[str, float]:
+    """The per-trial request as Dask can express it; raise if no worker can ever meet it.
+
+    ``CPU`` is dropped unless some worker advertises it: a worker thread is a CPU.
+    """
+    advertised = {name for w in workers.values() for name in w["resources"]}
+    request = {k: v for k, v in resources.items() if k != "CPU" or "CPU" in advertised}
+    if trial_slots(workers, request) == 0:
+        have = {addr: w["resources"] or "no resources" for addr, w in workers.items()}
+        raise ValueError(
+            f"with_resources asks for {request} per trial, but no worker of the cluster can "
+            f"provide that; the workers advertise: {have}. Lower the request, or start "
+            "workers that have it (dask worker --resources 'GPU=1', or "
+            "LocalCluster(resources={'GPU': 1}))."
+        )
+    return request
 
 
 def trial_slots(workers: Mapping[str, Mapping[str, Any]], request: Mapping[str, float]) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dasktune import config
-from dasktune.execution._dask import DaskBackend, trial_slots
+from dasktune.execution._dask import DaskBackend, trial_slots, usable_request
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller
 from dasktune.result import Result, ResultGrid, TrialError
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 _LATE_EVENT_GRACE_S = 2.0
 #: How long trials get to end after the experiment stops them.
 _STOP_GRACE_S = 30.0
+#: How often the runner looks at the cluster's workers to size its queue of trial runs.
+_CAPACITY_REFRESH_S = 1.0
 
 
 @dataclass
@@ -90,6 +92,8 @@ class ExperimentSpec:
     checkpoint: CheckpointPolicy
     max_concurrent: int = 0
     callbacks: tuple[Any, ...] = ()
+    # False while a self-scaling cluster has no worker to check ``resources`` against.
+    resources_checked: bool = True
 
 
 class ExperimentRunner:
@@ -106,6 +110,7 @@ class ExperimentRunner:
         self._retry: list[Trial] = []
         self._points = controller.decision_points()
         self._capacity = 1
+        self._capacity_checked = 0.0
         self._trainable_ref: Any = None
         self._param_refs: dict[str, Any] = {}
         self._state_written = 0.0
@@ -134,7 +139,7 @@ class ExperimentRunner:
         return grid
 
     def _prepare(self) -> None:
-        self._capacity = self.spec.max_concurrent or self.backend_slots
+        self._refresh_capacity(force=True)
         self._trainable_ref = self.backend.ship(self.spec.trainable)
         self._param_refs = {k: self.backend.scatter(v) for k, v in self.spec.params.items()}
         self.backend.warm_up(self._trainable_ref, self._param_refs)
@@ -142,9 +147,19 @@ class ExperimentRunner:
         self.controller.start()
         self.console.start()
 
-    @property
-    def backend_slots(self) -> int:
-        return max(1, trial_slots(self.backend.workers(), self.spec.resources))
+    def _refresh_capacity(self, force: bool = False) -> None:
+        """Follow the cluster's size: workers join (from a batch queue, or by cluster.adapt)
+        and leave while the experiment runs."""
+        now = time.monotonic()
+        if not force and now - self._capacity_checked < _CAPACITY_REFRESH_S:
+            return
+        self._capacity_checked = now
+        workers = self.backend.workers()
+        if not self.spec.resources_checked and workers:
+            self.spec.resources = usable_request(workers, self.spec.resources)
+            self.spec.resources_checked = True
+        # With no worker yet, one queued trial is what asks a self-scaling cluster to grow.
+        self._capacity = self.spec.max_concurrent or max(1, trial_slots(workers, self.spec.resources))
 
     def _notify(self, hook: str, *args: Any) -> None:
         for callback in self.spec.callbacks:
@@ -160,6 +175,7 @@ class ExperimentRunner:
                 self._wind_down()
                 return
             self._apply_updates()
+            self._refresh_capacity()
             self._launch()
             if self.controller.is_done(len(self._runs)):
                 return

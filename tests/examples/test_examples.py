@@ -200,6 +200,18 @@ def test_gpu_resources(user):
     assert {row["device"] for rows in trials.values() for row in rows} == {device}
 
 
+def test_hpc_jobqueue(user):
+    """The adaptive batch-queue recipe, with dask-jobqueue's local processes as the jobs."""
+    pytest.importorskip("dask_jobqueue")
+    output = run_example("hpc_jobqueue.py", user)
+    assert "the cluster has no workers yet; it scales up" in output
+    assert "Trials run: 6" in output
+    # The loss settles at |log10(lr) + 1|: the best of six log-uniform draws gets near it.
+    assert number_after("Best loss:", output) < 1.0
+    (experiment,) = experiment_paths(output, user["home"])
+    assert len(trial_rows(experiment)) == 6
+
+
 # -- the tutorial, as a script and as a notebook --------------------------------------------
 
 
