@@ -123,8 +123,9 @@ def _start_forkserver_from_driver(preload: list[str], n_workers: int) -> bool:
     when the forkserver runs already, this does nothing and the standard
     forkserver starts as usual.  Native thread pools that may run (OpenBLAS,
     OpenMP) are safe: the forked server runs no numerical code, and trials run
-    in new threads, which build their own OpenMP pools.  If the forked server
-    dies, multiprocessing starts a standard one in its place.
+    in new threads, which build their own OpenMP pools.  What a fresh
+    interpreter would not have (the driver's open files, signal handlers and
+    log handlers) is dropped in the server before any worker forks from it.
 
     Returns whether the forked server was started.
     """
@@ -132,7 +133,6 @@ def _start_forkserver_from_driver(preload: list[str], n_workers: int) -> bool:
     if reason:
         logger.debug("starting a standard forkserver: %s", reason)
         return False
-    import gc
     import socket
     import warnings
     from multiprocessing import connection, forkserver, resource_tracker, util
@@ -142,7 +142,9 @@ def _start_forkserver_from_driver(preload: list[str], n_workers: int) -> bool:
         if server._forkserver_pid is not None:
             return False
         resource_tracker.ensure_running()
-        with socket.socket(socket.AF_UNIX) as listener:
+        listener = socket.socket(socket.AF_UNIX)
+        alive_r = alive_w = -1
+        try:
             address = connection.arbitrary_address("AF_UNIX")
             listener.bind(address)
             if not util.is_abstract_socket_namespace(address):
@@ -158,28 +160,74 @@ def _start_forkserver_from_driver(preload: list[str], n_workers: int) -> bool:
             with warnings.catch_warnings():  # Python 3.12+ warns of the BLAS threads
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
-            if pid == 0:  # the forkserver: never returns into the driver's code
-                code = 1
-                try:
-                    os.close(alive_w)
-                    # Locks this thread holds in the driver would stay held in every worker.
-                    server._lock = threading.Lock()
-                    embedded._lock = threading.Lock()
-                    # The driver's objects stay as they are: no collection in the server or
-                    # the workers frees (and flushes a second time) the driver's garbage.
-                    gc.freeze()
-                    forkserver.main(listener.detach(), alive_r, preload)
-                except SystemExit:  # the driver has gone
-                    code = 0
-                except BaseException:
-                    sys.excepthook(*sys.exc_info())
-                finally:
-                    os._exit(code)
-            os.close(alive_r)
+        except OSError as exc:  # no fork after all: the standard forkserver starts instead
+            logger.debug("forking the driver failed: %s", exc)
+            for fd in (alive_r, alive_w):
+                if fd >= 0:
+                    os.close(fd)
+            listener.close()
+            return False
+        if pid == 0:  # the forkserver: never returns into the driver's code
+            code = 1
+            try:
+                os.close(alive_w)
+                listener_fd = listener.detach()
+                _leave_the_driver_behind(keep=(0, 1, 2, listener_fd, alive_r))
+                server._lock = threading.Lock()  # held by this thread in the driver
+                embedded._lock = threading.Lock()
+                forkserver.main(listener_fd, alive_r, preload)
+            except SystemExit:  # the driver has gone
+                code = 0
+            except BaseException:
+                sys.excepthook(*sys.exc_info())
+            finally:
+                os._exit(code)
+        os.close(alive_r)
+        listener.close()
         server._forkserver_address = address
         server._forkserver_alive_fd = alive_w
         server._forkserver_pid = pid
     return True
+
+
+def _leave_the_driver_behind(keep: tuple[int, ...]) -> None:
+    """In the forked server: drop what a fresh interpreter would not have, for every worker.
+
+    - File descriptors: the driver's pipes, sockets and files would stay open in
+      the server and every worker, so a helper process of the driver's would never
+      see end-of-file and a port it listened on would stay bound.  Each is pointed
+      at /dev/null rather than closed: the driver's Python objects still own the
+      numbers, and closing one later must not close a reused descriptor.
+    - Signal handlers: a worker must die of SIGTERM, not run the driver's handler.
+    - Logging: the root logger's handlers would print the workers' Dask logs,
+      or write them into the driver's log file.
+    - Garbage: nothing of the driver's is collected here (and flushed again).
+    """
+    import gc
+    import logging as logging_module
+    import signal
+
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep and fd != devnull:
+            try:
+                os.dup2(devnull, fd)
+            except OSError:  # the descriptor of the listing itself, closed by now
+                pass
+    os.close(devnull)
+    for sig in signal.valid_signals():
+        try:
+            if callable(signal.getsignal(sig)):
+                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
+                              else signal.SIG_DFL)
+        except (OSError, ValueError):  # signals that cannot be caught
+            pass
+    root = logging_module.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging_module.WARNING)
+    gc.freeze()
 
 
 def _why_not_fork(n_workers: int) -> str | None:

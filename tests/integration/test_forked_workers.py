@@ -39,6 +39,7 @@ SCRIPT = textwrap.dedent(
 
     grid = tune.Tuner(train, param_space={{"i": tune.grid_search([0, 1, 2, 3])}},
                       run_config=tune.RunConfig(storage_path=os.environ["STORAGE"], verbose=0)).fit()
+    {epilogue}
     from multiprocessing import forkserver
     print()
     print("RESULT", json.dumps({{"server": forkserver._forkserver._forkserver_pid,
@@ -61,11 +62,13 @@ TORCH_TRAIN = """
 """
 
 
-def run_script(tmp_path, prelude="", train_body="extra = {}", env=None):
+def run_script(tmp_path, prelude="", train_body="extra = {}", epilogue="", env=None):
     script = tmp_path / "experiment.py"
     body = "\n    ".join(textwrap.dedent(train_body).strip().splitlines())  # inside train()
-    script.write_text(SCRIPT.format(prelude=prelude, train_body=body))
-    env = dict(os.environ, STORAGE=str(tmp_path / "results"), **(env or {}))
+    script.write_text(SCRIPT.format(prelude=prelude, train_body=body, epilogue=epilogue))
+    # Two workers, whatever the machine's cores.
+    env = dict(os.environ, STORAGE=str(tmp_path / "results"),
+               DASK_DASKTUNE__CLUSTER__N_WORKERS="2", **(env or {}))
     env.pop("PYTHONUNBUFFERED", None)  # a user's stdout to a pipe is block-buffered
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
                          timeout=180, cwd=tmp_path)
@@ -105,6 +108,36 @@ def test_workers_fork_from_the_driver_after_torch_ran_there(tmp_path):
     assert_exits(result["server"])
 
 
+DRIVER_STATE = """
+import logging, signal, subprocess
+logging.basicConfig(level=logging.INFO)  # the driver's logs, not the workers'
+signal.signal(signal.SIGTERM, lambda *args: None)  # the driver's own SIGTERM handling
+# A helper that runs until its stdin ends: no worker may hold the pipe's write end.
+helper = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                          stdin=subprocess.PIPE)
+"""
+
+HELPER_ENDS = """
+helper.stdin.close()
+helper.wait(timeout=30)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the driver is forked on Linux only")
+def test_the_driver_s_files_signal_handlers_and_log_handlers_stay_behind(tmp_path):
+    train_body = """
+    import signal
+    extra = {"sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}
+    """
+    out, result = run_script(tmp_path, prelude=DRIVER_STATE, train_body=train_body,
+                             epilogue=HELPER_ENDS)
+    trials = result["trials"]
+    assert [t["forked"] for t in trials] == [True] * 4
+    assert [t["sigterm_default"] for t in trials] == [True] * 4  # a worker dies of SIGTERM
+    # The driver logs at INFO; Dask's worker logs stay silenced as in a fresh process.
+    assert "distributed.worker" not in out.stderr and "Start worker at" not in out.stderr
+
+
 def test_a_driver_running_other_threads_starts_a_fresh_forkserver(tmp_path):
     prelude = "threading.Thread(target=threading.Event().wait, daemon=True).start()"
     _, result = run_script(tmp_path, prelude=prelude)
@@ -121,7 +154,7 @@ def test_fork_from_driver_can_be_switched_off(tmp_path):
 def test_an_experiment_run_while_its_module_is_imported_fails_at_once(tmp_path):
     """Dask's scheduler would wait for the import that waits for the experiment: a hang."""
     script = tmp_path / "experiment.py"
-    script.write_text(SCRIPT.format(prelude="", train_body="extra = {}"))
+    script.write_text(SCRIPT.format(prelude="", train_body="extra = {}", epilogue=""))
     start = time.monotonic()
     out = subprocess.run([sys.executable, "-c", "import experiment"], capture_output=True,
                          text=True, timeout=120, cwd=tmp_path,
