@@ -15,6 +15,7 @@ from typing import Any
 import cloudpickle
 
 from dasktune import config
+from dasktune._util import is_real
 from dasktune.callback import Callback
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller, ControllerSettings
@@ -54,16 +55,19 @@ class TuneConfig:
                 "integer (or -1 for no limit, with time_budget_s or a stopper to end the run)."
             )
         if self.max_concurrent_trials is not None and (
-            not isinstance(self.max_concurrent_trials, int) or self.max_concurrent_trials < 1
+            not isinstance(self.max_concurrent_trials, int) or self.max_concurrent_trials < 0
         ):
             raise ValueError(
                 f"TuneConfig(max_concurrent_trials={self.max_concurrent_trials!r}): it must be an "
-                "integer >= 1, or None to run as many trials at once as the cluster fits."
+                "integer >= 1, or None (or 0) to run as many trials at once as the cluster fits."
             )
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
+        if isinstance(self.time_budget_s, datetime.timedelta):
+            self.time_budget_s = self.time_budget_s.total_seconds()
+        if self.time_budget_s is not None and (not is_real(self.time_budget_s)
+                                               or self.time_budget_s <= 0):
             raise ValueError(
                 f"TuneConfig(time_budget_s={self.time_budget_s!r}): the budget must be a positive "
-                "number of seconds, or None for no budget."
+                "number of seconds (or a datetime.timedelta), or None for no budget."
             )
 
 
@@ -284,7 +288,7 @@ class Tuner:
                 f"{type(searcher).__name__}'s own metric={searcher.metric!r}, "
                 f"mode={searcher.mode!r}. Set them in one place only."
             )
-        if not isinstance(searcher, BasicVariantGenerator) and (not searcher.metric or not searcher.mode):
+        if searcher.learns_from_results and (not searcher.metric or not searcher.mode):
             raise ValueError(
                 f"{type(searcher).__name__} needs a metric and a mode to learn from results: pass "
                 "TuneConfig(metric='mean_accuracy', mode='max') or give them to the searcher."
@@ -364,7 +368,7 @@ class Tuner:
         required = []
         if type(scheduler) is not FIFOScheduler and scheduler.metric:
             required.append((scheduler.metric, f"{type(scheduler).__name__}(metric=...)"))
-        if not isinstance(searcher, BasicVariantGenerator) and searcher.metric:
+        if searcher.learns_from_results and searcher.metric:
             for name in _as_list(searcher.metric):  # several for multi-objective search
                 required.append((name, f"{type(searcher).__name__}(metric=...)"))
         settings = ControllerSettings(
@@ -373,7 +377,7 @@ class Tuner:
             max_failures=rc.failure_config.max_failures,
             fail_fast=rc.failure_config.fail_fast,
             required_metrics=tuple(dict.fromkeys(required)),
-            searcher_counts_samples=not isinstance(searcher, BasicVariantGenerator),
+            searcher_counts_samples=not searcher.ends_search_itself,
         )
         ckpt = rc.checkpoint_config
         spec = ExperimentSpec(

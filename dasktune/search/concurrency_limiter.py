@@ -79,6 +79,14 @@ class ConcurrencyLimiter(Searcher):
     # -- delegated properties -------------------------------------------------
 
     @property
+    def ends_search_itself(self) -> bool:  # type: ignore[override]
+        return self.searcher.ends_search_itself
+
+    @property
+    def learns_from_results(self) -> bool:  # type: ignore[override]
+        return self.searcher.learns_from_results
+
+    @property
     def metric(self) -> str | None:
         return self.searcher.metric
 

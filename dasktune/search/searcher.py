@@ -17,6 +17,12 @@ class Searcher:
 
     FINISHED = "FINISHED"
 
+    #: True when the searcher itself decides how many trials there are (a grid times
+    #: ``num_samples``); otherwise the Tuner stops asking after ``num_samples`` trials.
+    ends_search_itself = False
+    #: True when the searcher learns from results, and so needs a metric and a mode.
+    learns_from_results = True
+
     def __init__(self, metric: str | None = None, mode: str | None = None) -> None:
         validate_mode(mode)
         self._metric = metric
@@ -55,6 +61,18 @@ class Searcher:
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         """A trial finished; ``result`` is its last result, ``error`` whether it failed."""
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """Limit the searcher's own concurrency; False if it cannot (ConcurrencyLimiter then does)."""
+        return False
+
+    def add_evaluated_point(self, parameters: dict[str, Any], value: float, error: bool = False,
+                            pruned: bool = False, intermediate_values: Any = None) -> None:
+        """Teach the searcher a config evaluated elsewhere (Ray Tune's interface)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot learn from points evaluated outside the experiment; "
+            "pass them as points_to_evaluate instead."
+        )
 
     def get_state(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -38,6 +38,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
+from dasktune.search._space import space_changed_error
 from dasktune.search.sample import GRID_SEARCH_KEY, Domain, is_grid_search
 from dasktune.search.searcher import Searcher
 
@@ -522,6 +523,10 @@ class BasicVariantGenerator(Searcher):
         [{'a': 1, 'b': 5}, {'a': 2, 'b': 5}, 'FINISHED']
     """
 
+    ends_search_itself = True
+    learns_from_results = False
+
+
     def __init__(
         self,
         points_to_evaluate: list[dict[str, Any]] | None = None,
@@ -571,12 +576,15 @@ class BasicVariantGenerator(Searcher):
                 ``seed`` (int or None; used unless ``random_state`` was given).
 
         Returns:
-            False if suggestions from a different space were already made, else True.
+            True.
+
+        Raises:
+            ValueError: suggestions from a different space were already made.
         """
         super().set_search_properties(metric, mode, config, **spec)
         space = _check_space(config, "config")
         if self._space is not None and self._started() and not _same_space(space, self._space):
-            return False
+            raise space_changed_error(type(self).__name__)
         requested = spec.get("num_samples")
         num_samples = _check_num_samples(1 if requested is None else requested)
         points = [_merge_point(space, p, i) for i, p in enumerate(self._points)]  # validates early

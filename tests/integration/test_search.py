@@ -11,7 +11,7 @@ from hyperopt import hp
 
 import dasktune as tune
 from dasktune.schedulers import ASHAScheduler
-from dasktune.search import ConcurrencyLimiter
+from dasktune.search import BasicVariantGenerator, ConcurrencyLimiter
 from dasktune.search.hyperopt import HyperOptSearch
 from dasktune.search.optuna import OptunaSearch
 
@@ -73,6 +73,23 @@ def test_max_concurrent_trials_limits_a_searcher(client, storage):
     grid = fit(client, storage, "limiter", metric="loss", mode="min", num_samples=5,
                search_alg=ConcurrencyLimiter(OptunaSearch(), max_concurrent=1), param_space=slow)
     assert len(grid) == 5 and not overlapping(grid)
+
+
+def test_a_limited_grid_runs_every_variant_and_needs_no_metric(client, storage):
+    """ConcurrencyLimiter(BasicVariantGenerator()): the grid decides the count, as unwrapped."""
+    space = {**SPACE, "x": tune.grid_search([0.1, 0.2, 0.3]), "sleep": 0.02}
+    grid = fit(client, storage, "limited-grid", num_samples=2, param_space=space,
+               search_alg=ConcurrencyLimiter(BasicVariantGenerator(), max_concurrent=1))
+    assert sorted(r.config["x"] for r in grid) == [0.1, 0.1, 0.2, 0.2, 0.3, 0.3]
+    assert not overlapping(grid)
+
+
+def test_ray_s_spellings_of_no_limit_and_of_a_budget(client, storage):
+    import datetime
+
+    grid = fit(client, storage, "no-limit", num_samples=3, max_concurrent_trials=0,
+               time_budget_s=datetime.timedelta(minutes=5))
+    assert len(grid) == 3
 
 
 def test_native_hyperopt_space_without_param_space(client, storage):

@@ -194,7 +194,16 @@ def test_conflicting_search_properties_are_reported() -> None:
     limiter = ConcurrencyLimiter(searcher, max_concurrent=1)
     limiter.set_search_properties(None, None, {"a": tune.uniform(0, 1)})
     limiter.suggest("t0")
-    assert not limiter.set_search_properties(None, None, {"b": tune.uniform(0, 1)})
+    with pytest.raises(ValueError, match="already made suggestions for another param_space"):
+        limiter.set_search_properties(None, None, {"b": tune.uniform(0, 1)})
+
+
+def test_it_answers_for_the_wrapped_searcher_s_nature() -> None:
+    """A limited grid still ends the search itself and needs no metric (as the Tuner asks)."""
+    grid = ConcurrencyLimiter(BasicVariantGenerator(), max_concurrent=1)
+    assert grid.ends_search_itself and not grid.learns_from_results
+    model = ConcurrencyLimiter(RecordingSearcher(), max_concurrent=1)
+    assert not model.ends_search_itself and model.learns_from_results
 
 
 def test_save_and_restore_delegate_to_the_wrapped_searcher(tmp_path: Any) -> None:
@@ -266,3 +275,11 @@ class TestConcurrencyLimiterContract(SearcherContract):
         limiter = ConcurrencyLimiter(BasicVariantGenerator(random_state=0), max_concurrent=4)
         limiter.set_search_properties(metric, mode, space, num_samples=-1)
         return limiter
+
+
+def test_the_base_searcher_has_ray_s_optional_hooks() -> None:
+    """Ray-style custom searchers call these through super()."""
+    searcher = RecordingSearcher()
+    assert searcher.set_max_concurrency(3) is False  # so a ConcurrencyLimiter does the limiting
+    with pytest.raises(NotImplementedError, match="pass them as points_to_evaluate"):
+        searcher.add_evaluated_point({"x": 1}, 0.5)

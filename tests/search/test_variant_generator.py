@@ -455,7 +455,9 @@ def test_second_space_after_suggestions_is_a_conflict() -> None:
     searcher = make({"a": tune.uniform(0, 1)})
     assert searcher.set_search_properties(None, None, {"a": tune.uniform(0, 1)})  # same space: fine
     searcher.suggest("t0")
-    assert not searcher.set_search_properties(None, None, {"b": tune.uniform(0, 1)})
+    with pytest.raises(ValueError, match="BasicVariantGenerator already made suggestions for "
+                                         "another param_space"):
+        searcher.set_search_properties(None, None, {"b": tune.uniform(0, 1)})
 
 
 def test_mode_is_validated() -> None:
