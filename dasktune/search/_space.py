@@ -296,8 +296,10 @@ def fits(
     """
     if isinstance(obj, Categorical):
         return any(fits(category, value, native, fits_native) for category in obj.categories)
+    if isinstance(obj, Integer) and isinstance(value, float) and value.is_integer():
+        return obj.contains(int(value))  # 11.0 for an integer domain, as JSON may write it
     if isinstance(obj, (Float, Integer)):
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return obj.contains(value)
     if isinstance(obj, native):
         return fits_native(obj, value)
     if isinstance(obj, dict):

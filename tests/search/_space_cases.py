@@ -35,3 +35,16 @@ def drive_contract(searcher: Searcher, count: int, prefix: str = "t") -> list[di
         searcher.on_trial_complete(f"{prefix}{i}", {METRIC: objective(config)})
         configs.append(config)
     return configs
+
+
+def assert_points_pick_the_category_whose_bounds_hold_them(make: Any) -> None:
+    """A point fits the second of two categories that differ only in their bounds."""
+    from dasktune.search import sample as tune
+
+    space = {"m": tune.choice([{"lr": tune.uniform(0, 1)}, {"lr": tune.uniform(5, 10)}]),
+             "k": tune.choice([tune.randint(0, 3), tune.randint(10, 13)])}
+    for point, key in (({"m": {"lr": 7.0}}, "m"), ({"k": 11}, "k"), ({"k": 11.0}, "k")):
+        searcher = make(point)
+        searcher.set_search_properties(None, None, space)
+        config = searcher.suggest("t0")
+        assert config[key] == point[key]

@@ -18,7 +18,12 @@ from hyperopt import hp  # noqa: E402
 from dasktune.search import sample as tune  # noqa: E402
 from dasktune.search.hyperopt import HyperOptSearch  # noqa: E402
 
-from ._space_cases import MARKER, drive, drive_contract  # noqa: E402
+from ._space_cases import (  # noqa: E402
+    MARKER,
+    assert_points_pick_the_category_whose_bounds_hold_them,
+    drive,
+    drive_contract,
+)
 from .searcher_contract import METRIC, SearcherContract, objective, simple_space  # noqa: E402
 
 
@@ -377,3 +382,8 @@ def test_missing_hyperopt_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delitem(sys.modules, "dasktune.search.hyperopt")
     with pytest.raises(ImportError, match=r"pip install 'dasktune\[hyperopt\]'"):
         importlib.import_module("dasktune.search.hyperopt")
+
+
+def test_points_pick_the_category_whose_bounds_hold_them() -> None:
+    assert_points_pick_the_category_whose_bounds_hold_them(
+        lambda point: HyperOptSearch(metric="y", mode="min", points_to_evaluate=[point]))

@@ -24,7 +24,12 @@ from optuna.trial import TrialState  # noqa: E402
 from dasktune.search import sample as tune  # noqa: E402
 from dasktune.search.optuna import OptunaSearch  # noqa: E402
 
-from ._space_cases import MARKER, drive, drive_contract  # noqa: E402
+from ._space_cases import (  # noqa: E402
+    MARKER,
+    assert_points_pick_the_category_whose_bounds_hold_them,
+    drive,
+    drive_contract,
+)
 from .searcher_contract import METRIC, SearcherContract, objective, simple_space  # noqa: E402
 
 
@@ -385,3 +390,8 @@ def test_missing_optuna_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delitem(sys.modules, "dasktune.search.optuna")
     with pytest.raises(ImportError, match=r"pip install 'dasktune\[optuna\]'"):
         importlib.import_module("dasktune.search.optuna")
+
+
+def test_points_pick_the_category_whose_bounds_hold_them() -> None:
+    assert_points_pick_the_category_whose_bounds_hold_them(
+        lambda point: OptunaSearch(metric="y", mode="min", points_to_evaluate=[point]))
