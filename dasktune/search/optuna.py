@@ -422,9 +422,16 @@ def _check_space(obj: Any, path: Path, argument: str) -> bool:
 
 
 def _by_value(categorical: Categorical) -> bool:
-    """Whether Optuna can store the categories themselves (else their indices)."""
-    return all(type(c) in _OPTUNA_CHOICE_TYPES for c in categorical.categories) and not any(
-        isinstance(c, (Categorical, Float, Integer)) for c in categorical.categories
+    """Whether Optuna can store the categories themselves (else their indices).
+
+    Not when two categories compare equal (True, 1 and 1.0): Optuna would record
+    them all as the first one.
+    """
+    categories = categorical.categories
+    return (
+        all(type(c) in _OPTUNA_CHOICE_TYPES for c in categories)
+        and not any(isinstance(c, (Categorical, Float, Integer)) for c in categories)
+        and not any(a == b for i, a in enumerate(categories) for b in categories[i + 1:])
     )
 
 

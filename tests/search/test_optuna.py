@@ -395,3 +395,18 @@ def test_missing_optuna_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch) 
 def test_points_pick_the_category_whose_bounds_hold_them() -> None:
     assert_points_pick_the_category_whose_bounds_hold_them(
         lambda point: OptunaSearch(metric="y", mode="min", points_to_evaluate=[point]))
+
+
+def test_categories_that_compare_equal_are_told_apart() -> None:
+    """choice([True, 1, 1.0]): Optuna would record all three as True; indices keep them apart."""
+    categories = [True, 1, 1.0]
+    searcher = OptunaSearch(metric="y", mode="min", seed=0)
+    searcher.set_search_properties(None, None, {"c": tune.choice(categories)})
+    returned = []
+    for i in range(12):
+        config = searcher.suggest(str(i))
+        searcher.on_trial_complete(str(i), {"y": 0.0})
+        returned.append(config["c"])
+    recorded = [categories[trial.params["c"]] for trial in searcher._study.trials]
+    assert [(type(v), v) for v in recorded] == [(type(v), v) for v in returned]
+    assert len({type(v) for v in returned}) > 1
