@@ -38,8 +38,8 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
-from dasktune.search._space import space_changed_error
-from dasktune.search.sample import GRID_SEARCH_KEY, Domain, is_grid_search
+from dasktune.search._space import fits, space_changed_error
+from dasktune.search.sample import GRID_SEARCH_KEY, Categorical, Domain, is_grid_search
 from dasktune.search.searcher import Searcher
 
 __all__ = ["BasicVariantGenerator", "count_variants", "generate_variants", "resolve"]
@@ -406,6 +406,15 @@ def _merge_point(space: dict[str, Any], point: Any, index: int) -> dict[str, Any
             if isinstance(value, dict) and isinstance(current, dict) and not is_grid_search(current):
                 assign(current, value, path + (key,))
                 continue
+            if isinstance(current, Categorical) and isinstance(value, dict):
+                # A (partial) point for one of a choice of dicts: fix its values inside that
+                # category, whose other keys are then sampled as usual.
+                category = next((c for c in current.categories if isinstance(c, dict)
+                                 and fits(c, value, (), lambda obj, v: False)), None)
+                if category is not None:
+                    target[key] = _copy_containers(category)
+                    assign(target[key], value, path + (key,))
+                    continue
             domain = current
             if is_grid_search(current):
                 if not any(value == v for v in current[GRID_SEARCH_KEY]):

@@ -373,6 +373,16 @@ def test_points_come_first_and_partial_points_are_filled() -> None:
     assert all(c["opt"]["name"] == "adam" for c in configs)
 
 
+def test_a_point_inside_a_choice_of_dicts_keeps_the_category_s_other_keys(caplog) -> None:
+    space = {"ch": tune.choice([{"opt": "sgd", "lr": tune.uniform(0, 1)}, {"opt": "adam"}])}
+    points = [{"ch": {"opt": "sgd", "lr": 0.3}}, {"ch": {"opt": "sgd"}}]
+    with caplog.at_level(logging.WARNING):
+        configs = run_all(make(space, num_samples=2, points_to_evaluate=points))
+    assert configs[0] == {"ch": {"opt": "sgd", "lr": 0.3}}
+    assert configs[1]["ch"]["opt"] == "sgd" and 0 <= configs[1]["ch"]["lr"] < 1
+    assert not caplog.records  # both points are valid: no "outside its domain" warning
+
+
 def test_points_follow_ray_documented_example() -> None:
     space = {"a": tune.grid_search([1, 2]), "b": tune.randint(0, 3)}
     points = [{"a": 2, "b": 2}, {"a": 1}, {"b": 2}]
