@@ -382,6 +382,7 @@ class Tuner:
         ckpt = rc.checkpoint_config
         spec = ExperimentSpec(
             trainable=fn, params=params, resources=resources, resources_checked=checked,
+            worker_timeout=None if backend.is_adaptive() else float(config.get("worker-timeout")),
             experiment_name=name,
             experiment_path=path, metric=metric, mode=mode,
             checkpoint=CheckpointPolicy(
@@ -423,25 +424,25 @@ class Tuner:
     @staticmethod
     def _check_workers(backend: Any, resources: dict[str, float],
                        console: ConsoleReporter) -> tuple[dict[str, float], bool]:
-        """Wait for a worker, then check the request: (request, whether it was checked).
+        """The request as Dask can express it, and whether it was checked against workers.
 
-        A cluster that scales itself to its load (``cluster.adapt``) may have no
-        worker until trials wait for one; its request is checked when the first
-        worker arrives.
+        With no worker yet (batch jobs still queued, a cluster that scales itself
+        to its load), trials are queued at once, since queued work is what makes
+        an autoscaler grow; the request is checked when the first worker arrives,
+        and a cluster that does not scale itself must get one within
+        ``dasktune.worker-timeout`` seconds.
         """
         from dasktune.execution._dask import usable_request
 
-        if backend.is_adaptive() and not backend.workers():
+        workers = backend.workers()
+        if workers:
+            return usable_request(workers, resources), True
+        if backend.is_adaptive():
             console.note("dasktune: the cluster has no workers yet; it scales up for the waiting "
                          "trials (cluster.adapt)")
-            return dict(resources), False
-        timeout = float(config.get("worker-timeout"))
-        if not backend.wait_for_workers(timeout):
-            raise RuntimeError(
-                f"No Dask worker joined the cluster within dasktune.worker-timeout = {timeout:g} "
-                "s, so no trial could run. Start workers (cluster.scale(n), or `dask worker "
-                "<scheduler address>`), let the cluster scale itself (cluster.adapt(maximum=n)), "
-                "or, where workers take longer to start (a batch queue), raise "
-                "dasktune.worker-timeout in dask.config."
-            )
-        return usable_request(backend.workers(), resources), True
+        else:
+            console.note("dasktune: the cluster has no workers yet; trials wait for them (up to "
+                         f"dasktune.worker-timeout = {float(config.get('worker-timeout')):g} s)")
+        # A worker thread is a CPU: queued with a CPU request that no worker advertises,
+        # the first runs would never start.
+        return {k: v for k, v in resources.items() if k != "CPU"}, False

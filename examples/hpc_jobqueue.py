@@ -3,9 +3,15 @@
 Each batch job starts one Dask worker. ``cluster.adapt`` submits jobs while
 trials wait for a worker and cancels them when the work runs out, so the queue
 holds only jobs that have work. dasktune gives trials to workers as their jobs
-start, and checks each trial's resource request against the first worker. A
-job that reaches its walltime takes only its running trial with it; that trial
-starts again from its last checkpoint (``FailureConfig(max_failures=...)``).
+start, and checks each trial's resource request against the first worker.
+
+A job that reaches its walltime takes its running trial with it. Dask runs that
+trial again on another worker, from the checkpoint it had started from (for a
+new trial: from scratch); the iterations trained a second time are not recorded
+twice. Keep the walltime well above one trial's duration. A trial that raises
+is retried from its latest checkpoint (``FailureConfig(max_failures=...)``).
+Adaptive scaling grows with the work it sees queued, which at first it guesses
+short: ``minimum_jobs`` keeps some workers from the start.
 
     python examples/hpc_jobqueue.py            # on a SLURM login node (edit make_cluster first)
     python examples/hpc_jobqueue.py --local    # the same, with local processes as the "jobs"
@@ -29,10 +35,10 @@ STEPS = 30
 
 
 def objective(config):
-    """A training loop that checkpoints, so that a job ending mid-trial loses little."""
+    """A training loop that checkpoints, so that a retried trial resumes where it was."""
     step, loss = 0, 10.0
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a retry after the job that ran this trial ended
+    if checkpoint is not None:  # a retry after the trial raised
         with checkpoint.as_directory() as path, open(os.path.join(path, "state.json")) as f:
             step, loss = json.load(f)
     while step < STEPS:

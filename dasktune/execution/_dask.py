@@ -120,18 +120,6 @@ class DaskBackend:
         adaptive = getattr(getattr(self.client, "cluster", None), "_adaptive", None)
         return adaptive is not None and getattr(adaptive, "periodic_callback", None) is not None
 
-    def wait_for_workers(self, timeout: float) -> bool:
-        """Wait until a worker is connected; False if none came within ``timeout`` seconds."""
-        try:
-            self.client.wait_for_workers(1, timeout=timeout)
-        except (TimeoutError, asyncio.TimeoutError):
-            return False
-        except Exception as exc:  # distributed's WorkerStartTimeoutError, by name across versions
-            if "Timeout" not in type(exc).__name__:
-                raise
-            return False
-        return True
-
     def scatter(self, value: Any) -> Any:
         """Put ``value`` on the cluster once; trials receive the worker-resident object."""
         return self.client.scatter(value, hash=False)
@@ -253,8 +241,9 @@ def usable_request(workers: Mapping[str, Mapping[str, Any]],
         raise ValueError(
             f"with_resources asks for {request} per trial, but no worker of the cluster can "
             f"provide that; the workers advertise: {have}. Lower the request, or start "
-            "workers that have it (dask worker --resources 'GPU=1', or "
-            "LocalCluster(resources={'GPU': 1}))."
+            "workers that have it (dask worker --resources 'GPU=1', "
+            "LocalCluster(resources={'GPU': 1}), or for dask-jobqueue "
+            "worker_extra_args=['--resources', 'GPU=1'])."
         )
     return request
 

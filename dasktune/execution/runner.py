@@ -92,8 +92,10 @@ class ExperimentSpec:
     checkpoint: CheckpointPolicy
     max_concurrent: int = 0
     callbacks: tuple[Any, ...] = ()
-    # False while a self-scaling cluster has no worker to check ``resources`` against.
+    # False while the cluster has had no worker to check ``resources`` against.
     resources_checked: bool = True
+    # How long the cluster may have no worker at all; None: it scales itself, wait.
+    worker_timeout: float | None = None
 
 
 class ExperimentRunner:
@@ -111,6 +113,7 @@ class ExperimentRunner:
         self._points = controller.decision_points()
         self._capacity = 1
         self._capacity_checked = 0.0
+        self._no_worker_since: float | None = None
         self._trainable_ref: Any = None
         self._param_refs: dict[str, Any] = {}
         self._state_written = 0.0
@@ -154,11 +157,29 @@ class ExperimentRunner:
         if not force and now - self._capacity_checked < _CAPACITY_REFRESH_S:
             return
         self._capacity_checked = now
-        workers = self.backend.workers()
+        try:
+            workers = self.backend.workers()
+        except Exception as exc:  # a slow or restarting scheduler: keep the last size
+            logger.debug("Could not read the cluster's workers: %r", exc)
+            return
+        if workers:
+            self._no_worker_since = None
+        elif self._no_worker_since is None:
+            self._no_worker_since = now
+        elif (self.spec.worker_timeout is not None
+              and now - self._no_worker_since > self.spec.worker_timeout):
+            raise RuntimeError(
+                f"The Dask cluster has had no worker for dasktune.worker-timeout = "
+                f"{self.spec.worker_timeout:g} s, so no trial can run. Start workers "
+                "(cluster.scale(n), or `dask worker <scheduler address>`), let the cluster scale "
+                "itself (cluster.adapt(maximum=n)), or, where workers take longer to start (a "
+                "batch queue, an autoscaler dasktune cannot see), raise dasktune.worker-timeout "
+                "in dask.config."
+            )
         if not self.spec.resources_checked and workers:
             self.spec.resources = usable_request(workers, self.spec.resources)
             self.spec.resources_checked = True
-        # With no worker yet, one queued trial is what asks a self-scaling cluster to grow.
+        # With no worker yet, queued trials are what ask a self-scaling cluster to grow.
         self._capacity = self.spec.max_concurrent or max(1, trial_slots(workers, self.spec.resources))
 
     def _notify(self, hook: str, *args: Any) -> None:

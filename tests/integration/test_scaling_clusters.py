@@ -53,7 +53,10 @@ def test_an_adaptive_batch_queue_cluster_scales_up_from_no_workers(storage):
             Client(cluster) as client:
         cluster.adapt(minimum_jobs=0, maximum_jobs=2)
         start = time.monotonic()
-        grid = tune.Tuner(short, param_space={"x": tune.grid_search(list(range(6)))},
+        # Ray's spelling of one CPU per trial: a CPU that no worker advertises must not
+        # keep the first runs waiting for ever.
+        grid = tune.Tuner(tune.with_resources(short, {"cpu": 1}),
+                          param_space={"x": tune.grid_search(list(range(6)))},
                           run_config=tune.RunConfig(storage_path=storage, verbose=0),
                           client=client).fit()
         assert sorted(r.metrics["score"] for r in grid) == [0, 2, 4, 6, 8, 10]
@@ -73,6 +76,21 @@ def test_an_adaptive_cluster_checks_resources_when_its_first_worker_arrives(stor
                        run_config=tune.RunConfig(storage_path=storage, verbose=0),
                        client=client).fit()
         assert time.monotonic() - start < 45
+
+
+def test_a_client_connected_by_address_to_an_autoscaling_cluster(storage):
+    """dasktune cannot see this autoscaler (as with Kubernetes or Gateway): queued trials
+    still make it grow."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster:
+        cluster.adapt(minimum=0, maximum=2)
+        with Client(cluster.scheduler_address) as client:
+            grid = tune.Tuner(short, param_space={"x": tune.grid_search([1, 2, 3])},
+                              run_config=tune.RunConfig(storage_path=storage, verbose=0),
+                              client=client).fit()
+    assert sorted(r.metrics["score"] for r in grid) == [2, 4, 6]
 
 
 class GrowCluster(tune.Callback):
@@ -109,9 +127,10 @@ def test_a_cluster_without_workers_fails_with_the_fix(storage):
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client, \
             dask.config.set({"dasktune.worker-timeout": 1}):
         start = time.monotonic()
-        with pytest.raises(RuntimeError, match=r"No Dask worker joined the cluster within "
-                                               r"dasktune.worker-timeout = 1 s.*cluster.adapt"):
+        with pytest.raises(RuntimeError, match=r"The Dask cluster has had no worker for "
+                                               r"dasktune.worker-timeout = 1 s.*cluster.adapt") as info:
             tune.Tuner(short, param_space={"x": 1},
                        run_config=tune.RunConfig(storage_path=storage, verbose=0),
                        client=client).fit()
         assert time.monotonic() - start < 15
+        assert len(info.value.result_grid) == 1  # the trial that waited is on the record
