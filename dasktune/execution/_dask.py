@@ -42,6 +42,9 @@ def _trial_task(
     """Runs on a worker: one run of one trial."""
     from distributed import get_worker
 
+    from dasktune.execution._worker_setup import limit_native_threads
+
+    limit_native_threads()
     worker = get_worker()
     key = worker.get_current_task()
     topic = spec.topic

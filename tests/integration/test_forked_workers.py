@@ -58,7 +58,9 @@ TORCH_TRAIN = """
         conv = torch.nn.Conv2d(1, 16, 3)
         for _ in range(30):
             conv(x).sum().backward()
-        extra = {"threads": torch.get_num_threads()}
+        from threadpoolctl import threadpool_info
+        extra = {"threads": torch.get_num_threads(),
+                 "native": sorted({(i["internal_api"], i["num_threads"]) for i in threadpool_info()})}
 """
 
 
@@ -97,6 +99,10 @@ def test_workers_fork_from_the_driver_after_torch_ran_there(tmp_path):
     trials = result["trials"]
     assert [t["forked"] for t in trials] == [True] * 4
     assert {t["threads"] for t in trials} == {1}
+    # The driver's OpenMP and BLAS pools read its 2 cores; in a worker they run one thread.
+    for t in trials:
+        assert {api for api, _ in t["native"]} >= {"openmp", "openblas"}
+        assert {n for _, n in t["native"]} == {1}, t["native"]
     # Trials ran in both worker processes, not in the driver or the forkserver.
     assert len({t["pid"] for t in trials}) == 2
     assert result["server"] not in {t["pid"] for t in trials}
