@@ -106,6 +106,7 @@ class Controller:
                     self._idle_since = self.clock()
                 break
             self._idle_since = None
+            self._told_no_more = False  # trials come again: the scheduler may wait for them
             trial = self.make_trial(trial_id, index, config)
             self.trials.append(trial)
             self._by_id[trial.trial_id] = trial
@@ -188,14 +189,19 @@ class Controller:
         trial.status = TrialStatus.PAUSED
         return self._held.pop(trial.trial_id, [])
 
-    def take_updates(self) -> list[tuple[Trial, TrialUpdate]]:
+    def take_updates(self, active_runs: int = 0) -> list[tuple[Trial, TrialUpdate]]:
         """The scheduler's decisions about other trials, ready to carry out now.
 
         A CONTINUE for a trial that is still running (it was just told to pause)
         is held until :meth:`on_paused`.
         """
         no_more = self.search_finished and not self.count(TrialStatus.PENDING)
-        if no_more and not self._told_no_more:
+        # A searcher with nothing to offer now (a ConcurrencyLimiter counts paused trials as
+        # live) while nothing runs and trials wait paused for more to come: the scheduler is
+        # told no more come, or the two would wait for each other for ever.
+        idle = (self._idle_since is not None and not active_runs
+                and not self.count(TrialStatus.PENDING) and bool(self.count(TrialStatus.PAUSED)))
+        if (no_more or idle) and not self._told_no_more:
             self._told_no_more = True
             self.scheduler.on_no_more_trials()
         ready = []
@@ -216,7 +222,8 @@ class Controller:
     def check_stuck(self, active_runs: int, limit_s: float) -> None:
         """Raise if trials sit PAUSED with nothing running and the scheduler resumes none."""
         paused = self.count(TrialStatus.PAUSED)
-        if active_runs or not paused or not self.search_finished or self.count(TrialStatus.PENDING):
+        no_more_now = self.search_finished or self._idle_since is not None
+        if active_runs or not paused or not no_more_now or self.count(TrialStatus.PENDING):
             self._stuck_since = None
             return
         now = self.clock()
@@ -225,7 +232,7 @@ class Controller:
         elif now - self._stuck_since >= limit_s:
             raise RuntimeError(
                 f"{type(self.scheduler).__name__} keeps {paused} trials PAUSED while none runs "
-                f"and no new trial will come, so the experiment cannot finish. Its "
+                f"and no new trial comes, so the experiment cannot finish. Its "
                 "choose_trial_to_run() should resume one, or pop_trial_updates() stop them. "
                 f"Scheduler state: {self.scheduler.debug_string()}; paused: "
                 + ", ".join(f"{t} at {t.last_result.get('training_iteration')}"

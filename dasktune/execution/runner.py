@@ -280,7 +280,7 @@ class ExperimentRunner:
 
     def _apply_updates(self) -> None:
         """Carry out the scheduler's decisions about trials that are not reporting."""
-        for trial, update in self.controller.take_updates():
+        for trial, update in self.controller.take_updates(len(self._runs)):
             run = self._run_of(trial)
             if update.decision in (TrialDecision.STOP, TrialDecision.PAUSE) and run is not None:
                 self._request(run, STOP if update.decision == TrialDecision.STOP else PAUSE)

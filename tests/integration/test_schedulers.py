@@ -194,3 +194,44 @@ def test_pbt_policy_file_replays_on_a_new_trial(client, storage):
     # The replayed trial ends with the config the policy ends with.
     assert result.config["rate"] == chain[-1]["new_config"]["rate"]
     assert_continuous(result)
+
+
+class SixRates(tune.search.Searcher):
+    """A searcher that is not BasicVariantGenerator: six configs, then FINISHED."""
+
+    def __init__(self):
+        super().__init__(metric="score", mode="max")
+        self.made = 0
+
+    def suggest(self, trial_id):
+        if self.made >= 6:
+            return tune.search.Searcher.FINISHED
+        self.made += 1
+        return {"rate": self.made / 10, "steps": 9}
+
+
+PAUSING = {
+    "hyperband": lambda: HyperBandScheduler(max_t=9, reduction_factor=3),
+    "asha-promotion": lambda: ASHAScheduler(max_t=9, grace_period=1, reduction_factor=3,
+                                            mode_of_operation="promotion"),
+    "median": lambda: MedianStoppingRule(grace_period=1, min_samples_required=3, hard_stop=False),
+    "pbt": lambda: tune.schedulers.PopulationBasedTraining(
+        perturbation_interval=3, hyperparam_mutations={"rate": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", sorted(PAUSING))
+def test_a_pausing_scheduler_ends_behind_a_concurrency_limited_searcher(client, storage, name):
+    """The limiter counts paused trials as live and offers no new one; the scheduler keeps
+    them paused for the trials to come. Told that none come, it lets them run on."""
+    grid = tune.Tuner(
+        curve,
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", scheduler=PAUSING[name](), num_samples=6,
+            search_alg=tune.search.ConcurrencyLimiter(SixRates(), max_concurrent=2)),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
+    assert len(grid) == 6 and grid.num_errors == 0
+    assert all(r.status == "TERMINATED" for r in grid)
