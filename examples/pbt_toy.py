@@ -10,7 +10,10 @@ as it goes, following the moving target.
     python examples/pbt_toy.py            # compare PBT with random search
     python examples/pbt_toy.py --smoke    # a smaller run
 
-Both searches get the same budget: the same number of trials and of steps.
+Both searches get the same budget: the same number of trials, each trained to
+the same step. A PBT trial that copies another's checkpoint continues from that
+checkpoint's step, so it may train a few steps again (or skip some): PBT's total
+differs by a few percent.
 """
 
 import json

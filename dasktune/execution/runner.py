@@ -62,6 +62,9 @@ class _Book:
     checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     next_checkpoint_index: int = 0
     runs: int = 0
+    # The last iteration on record of the trial's current lineage: a resumed run that trains
+    # iterations again from an older checkpoint of its own does not record them twice.
+    recorded_through: int = 0
 
 
 @dataclass
@@ -301,8 +304,11 @@ class ExperimentRunner:
                                       f"checkpoint_{book.next_checkpoint_index:06d}")
                 path, metrics = source.checkpoints[-1]
                 copy_checkpoint(path, target)
-                # As in Ray Tune, the iteration count comes with the cloned checkpoint.
+                # As in Ray Tune, the iteration count comes with the cloned checkpoint, and
+                # the iterations after it are the new lineage's, recorded even if they
+                # step back.
                 self._add_checkpoint(trial, target, dict(metrics))
+                book.recorded_through = int(metrics.get("training_iteration", 0))
         if update.new_config is not None:
             append_jsonl(os.path.join(trial.local_path, "config_changes.jsonl"), {
                 "training_iteration": trial.last_result.get("training_iteration", 0),
@@ -363,8 +369,7 @@ class ExperimentRunner:
         trial, result = run.trial, payload["result"]
         run.results += 1
         book = self._books[trial.trial_id]
-        if book.recorder.rows and result["training_iteration"] <= book.recorder.rows[-1].get(
-                "training_iteration", 0) and run.requested is None:
+        if result["training_iteration"] <= book.recorded_through and run.requested is None:
             # A resumed trial re-trains iterations after an older checkpoint: they are
             # already on record, so they are neither recorded twice nor decided again.
             if payload["wait"]:
@@ -376,18 +381,23 @@ class ExperimentRunner:
             decision = (self.controller.on_result(trial, result) if run.requested is None
                         else TrialDecision.STOP)
         except BaseException:
-            book.recorder.append(result)  # keep what was computed, then end the experiment
+            self._record(book, result)  # keep what was computed, then end the experiment
             raise
         if decision in (TrialDecision.STOP, TrialDecision.PAUSE):
             result["done"] = decision == TrialDecision.STOP
-            book.recorder.append(result)
+            self._record(book, result)
             self._request(run, STOP if decision == TrialDecision.STOP else PAUSE)
         else:
-            book.recorder.append(result)
+            self._record(book, result)
             if payload["wait"]:
                 self.backend.deliver(run.worker, run.run_id, CONTINUE)  # type: ignore[arg-type]
         self.console.result(trial, result)
         self._notify("on_trial_result", trial, result)
+
+    @staticmethod
+    def _record(book: _Book, result: dict[str, Any]) -> None:
+        book.recorder.append(result)
+        book.recorded_through = result["training_iteration"]
 
     def _request(self, run: _Run, decision: str) -> None:
         if run.requested == decision:
