@@ -186,7 +186,7 @@ class PopulationBasedTraining(FIFOScheduler):
             returning a new value, or a dict of those for nested configs.  A key
             missing from a trial's config is sampled when the trial is added.
         quantile_fraction: Fraction of the population in each of the lower and
-            upper quantiles, in (0, 0.5].
+            upper quantiles, in [0, 0.5]; 0 turns exploitation off.
         resample_probability: Probability of resampling a value rather than
             perturbing it.
         perturbation_factors: Factors a numeric value is multiplied by.
@@ -222,6 +222,12 @@ class PopulationBasedTraining(FIFOScheduler):
         synch: bool = False,
         seed: int | None = None,
     ) -> None:
+        if hyperparam_mutations is not None and not isinstance(hyperparam_mutations, Mapping):
+            raise _invalid(
+                "hyperparam_mutations", hyperparam_mutations, "it must be a dict",
+                "Map each hyperparameter to its new values, such as "
+                "hyperparam_mutations={'lr': tune.loguniform(1e-4, 1e-1)}.",
+            )
         mutations = dict(hyperparam_mutations or {})
         _validate(
             time_attr, metric, perturbation_interval, burn_in_period, mutations,
@@ -699,9 +705,9 @@ def _validate(
             "for example."
         )
     _validate_mutations(mutations, "hyperparam_mutations")
-    if not _is_real(quantile_fraction) or not 0 < quantile_fraction <= 0.5:
+    if not _is_real(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
         raise _invalid(
-            "quantile_fraction", quantile_fraction, "it must be in (0, 0.5]",
+            "quantile_fraction", quantile_fraction, "it must be in [0, 0.5] (0: no exploitation)",
             "Pass quantile_fraction=0.25 (the default): the worst quarter copies the best quarter.",
         )
     if not _is_real(resample_probability) or not 0 <= resample_probability <= 1:

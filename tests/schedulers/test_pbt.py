@@ -85,6 +85,17 @@ def report(scheduler: TrialScheduler, trial: Trial, t: float, score: float) -> T
 # Asynchronous PBT -------------------------------------------------------------------------
 
 
+def test_quantile_fraction_zero_never_exploits() -> None:
+    """Ray documents 0 as no exploitation: the lower quantile is empty."""
+    scheduler = pbt(quantile_fraction=0)
+    trials = population(scheduler)
+    scheduler.on_no_more_trials()
+    for t in range(1, 9):
+        for i, trial in enumerate(trials):
+            assert report(scheduler, trial, t, (i + 1) * t) is CONTINUE
+    assert scheduler.pop_trial_updates() == []
+
+
 def test_exploit_by_hand() -> None:
     scheduler = pbt(resample_probability=0.0)
     a, b, c, d = population(scheduler)
@@ -400,7 +411,8 @@ MUTATIONS_MISSING = r"needs `hyperparam_mutations` or `custom_explore_fn`"
     ("kwargs", "error", "message"),
     [
         ({"hyperparam_mutations": {}}, ValueError, MUTATIONS_MISSING),
-        ({"quantile_fraction": 0}, ValueError, r"`quantile_fraction` is 0, but it must be in \(0,"),
+        ({"quantile_fraction": -0.1}, ValueError, r"`quantile_fraction` is -0.1, but it must be in \[0,"),
+        ({"hyperparam_mutations": ["lr"]}, ValueError, r"`hyperparam_mutations` is \['lr'\], but it must be a dict"),
         ({"quantile_fraction": 0.6}, ValueError, r"`quantile_fraction` is 0.6"),
         ({"perturbation_interval": 0}, ValueError, r"`perturbation_interval` is 0, but it must"),
         ({"perturbation_interval": -5}, ValueError, r"`perturbation_interval` is -5"),
