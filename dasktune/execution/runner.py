@@ -117,6 +117,7 @@ class ExperimentRunner:
         self._capacity = 1
         self._capacity_checked = 0.0
         self._no_worker_since: float | None = None
+        self._warned_no_checkpoint = False
         self._trainable_ref: Any = None
         self._param_refs: dict[str, Any] = {}
         self._state_written = 0.0
@@ -299,7 +300,19 @@ class ExperimentRunner:
         book = self._books[trial.trial_id]
         if update.checkpoint_from is not None:
             source = self._books.get(update.checkpoint_from)
-            if source is not None and source.checkpoints:
+            if source is None or not source.checkpoints:
+                # Nothing to copy: a new config on top of the trial's own weights would be
+                # neither trial's lineage. As in Ray Tune, the exploit is skipped.
+                if not self._warned_no_checkpoint:
+                    self._warned_no_checkpoint = True
+                    logger.warning(
+                        "%s wanted trial %s to continue from trial %s's checkpoint, but trial "
+                        "%s has reported none, so the trial keeps its own config. Report "
+                        "checkpoints (tune.report(..., checkpoint=...)) for it to copy.",
+                        type(self.controller.scheduler).__name__, trial,
+                        *[self.controller.trial(update.checkpoint_from)] * 2)
+                return
+            if source.checkpoints:
                 target = os.path.join(trial.local_path,
                                       f"checkpoint_{book.next_checkpoint_index:06d}")
                 path, metrics = source.checkpoints[-1]

@@ -285,3 +285,29 @@ def test_a_clone_of_a_trial_that_is_behind_records_its_new_lineage(client, stora
         assert set(new["rate_used"]) == {result.config["rate"]}
         assert result.metrics["rate_used"] == result.config["rate"]
     assert stepped_back  # the case under test happened
+
+
+def no_checkpoints(config):
+    for i in range(8):
+        tune.report({"score": config["rate"] * (i + 1), "rate_used": config["rate"]})
+
+
+def test_pbt_skips_an_exploit_of_a_trial_without_checkpoints(client, storage, caplog):
+    """Nothing to copy: as in Ray, the trial keeps its own config (and says why, once)."""
+    import logging
+
+    from dasktune.schedulers import PopulationBasedTraining
+
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2, seed=0,
+                                  hyperparam_mutations={"rate": [0.1, 0.2, 0.3, 0.4]})
+    with caplog.at_level(logging.WARNING, logger="dasktune.execution.runner"):
+        grid = tune.Tuner(
+            no_checkpoints, param_space={"rate": tune.grid_search([0.1, 0.2, 0.3, 0.4])},
+            tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
+            run_config=tune.RunConfig(name="nockpt", storage_path=storage, verbose=0),
+            client=client).fit()
+    for result in grid:
+        assert set(result.metrics_dataframe["rate_used"]) == {result.config["rate"]}
+        assert not os.path.exists(os.path.join(result.path, "config_changes.jsonl"))
+    warnings = [r.message for r in caplog.records if "has reported none" in r.getMessage()]
+    assert len(warnings) == 1
