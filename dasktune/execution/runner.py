@@ -391,8 +391,12 @@ class ExperimentRunner:
         if payload["checkpoint"]:
             self._add_checkpoint(trial, payload["checkpoint"], result)
         try:
-            decision = (self.controller.on_result(trial, result) if run.requested is None
-                        else TrialDecision.STOP)
+            if run.requested == STOP:
+                decision = TrialDecision.STOP
+            else:  # a trial asked to pause (by a TrialUpdate) still reports, and may be stopped
+                decision = self.controller.on_result(trial, result)
+                if run.requested == PAUSE and decision != TrialDecision.STOP:
+                    decision = TrialDecision.PAUSE
         except BaseException:
             self._record(book, result)  # keep what was computed, then end the experiment
             raise

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 
 import dask
 import pytest
@@ -18,6 +19,7 @@ from dasktune.schedulers import (
     FIFOScheduler,
     HyperBandScheduler,
     MedianStoppingRule,
+    TrialDecision,
 )
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
@@ -32,6 +34,7 @@ def curve(config):
             step = int(f.read())
     while step < config["steps"]:
         step += 1
+        time.sleep(config.get("sleep", 0))
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "step"), "w") as f:
                 f.write(str(step))
@@ -311,3 +314,46 @@ def test_pbt_skips_an_exploit_of_a_trial_without_checkpoints(client, storage, ca
         assert not os.path.exists(os.path.join(result.path, "config_changes.jsonl"))
     warnings = [r.message for r in caplog.records if "has reported none" in r.getMessage()]
     assert len(warnings) == 1
+
+
+class PauseTheFirst(FIFOScheduler):
+    """A custom scheduler: when the second trial reports iteration 2, it pauses the first
+    (a TrialUpdate), which FIFO then resumes."""
+
+    def __init__(self):
+        super().__init__()
+        self.order, self.updates = [], []
+
+    def on_trial_add(self, trial):
+        self.order.append(trial.trial_id)
+
+    def on_trial_result(self, trial, result):
+        if trial.trial_id == self.order[1] and result["training_iteration"] == 2:
+            self.updates = [tune.schedulers.TrialUpdate(self.order[0], TrialDecision.PAUSE)]
+        return TrialDecision.CONTINUE
+
+    def pop_trial_updates(self):
+        updates, self.updates = self.updates, []
+        return updates
+
+
+class Starts(tune.Callback):
+    def __init__(self):
+        self.starts = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.starts[trial.trial_name] = self.starts.get(trial.trial_name, 0) + 1
+
+
+def test_a_trial_update_pauses_a_running_trial_which_resumes(client, storage):
+    starts = Starts()
+    grid = tune.Tuner(
+        curve, param_space={"rate": tune.grid_search([1.0, 2.0]), "steps": 6, "sleep": 0.2},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=PauseTheFirst()),
+        run_config=tune.RunConfig(name="pause-update", storage_path=storage, verbose=0,
+                                  callbacks=[starts]),
+        client=client).fit()
+    first = min(grid, key=lambda r: r.path)
+    assert starts.starts[os.path.basename(first.path)] == 2  # paused, then resumed
+    assert_continuous(first)
+    assert first.metrics_dataframe["done"].tolist() == [False] * 5 + [True]
