@@ -305,23 +305,20 @@ class ExperimentRunner:
                 # neither trial's lineage. As in Ray Tune, the exploit is skipped.
                 if not self._warned_no_checkpoint:
                     self._warned_no_checkpoint = True
+                    other = self.controller.trial(update.checkpoint_from)
                     logger.warning(
                         "%s wanted trial %s to continue from trial %s's checkpoint, but trial "
                         "%s has reported none, so the trial keeps its own config. Report "
                         "checkpoints (tune.report(..., checkpoint=...)) for it to copy.",
-                        type(self.controller.scheduler).__name__, trial,
-                        *[self.controller.trial(update.checkpoint_from)] * 2)
+                        type(self.controller.scheduler).__name__, trial, other, other)
                 return
-            if source.checkpoints:
-                target = os.path.join(trial.local_path,
-                                      f"checkpoint_{book.next_checkpoint_index:06d}")
-                path, metrics = source.checkpoints[-1]
-                copy_checkpoint(path, target)
-                # As in Ray Tune, the iteration count comes with the cloned checkpoint, and
-                # the iterations after it are the new lineage's, recorded even if they
-                # step back.
-                self._add_checkpoint(trial, target, dict(metrics))
-                book.recorded_through = int(metrics.get("training_iteration", 0))
+            target = os.path.join(trial.local_path, f"checkpoint_{book.next_checkpoint_index:06d}")
+            path, metrics = source.checkpoints[-1]
+            copy_checkpoint(path, target)
+            # As in Ray Tune, the iteration count comes with the cloned checkpoint, and the
+            # iterations after it are the new lineage's, recorded even if they step back.
+            self._add_checkpoint(trial, target, dict(metrics))
+            book.recorded_through = int(metrics.get("training_iteration", 0))
         if update.new_config is not None:
             append_jsonl(os.path.join(trial.local_path, "config_changes.jsonl"), {
                 "training_iteration": trial.last_result.get("training_iteration", 0),
