@@ -111,7 +111,7 @@ def test_workers_that_join_during_the_experiment_get_trials(storage):
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-        grid = tune.Tuner(timed, param_space={"i": tune.grid_search(list(range(12)))},
+        grid = tune.Tuner(timed, param_space={"i": tune.grid_search(list(range(18)))},
                           run_config=tune.RunConfig(storage_path=storage, verbose=0,
                                                     callbacks=[GrowCluster(cluster, 3)]),
                           client=client).fit()

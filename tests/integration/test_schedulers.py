@@ -350,7 +350,8 @@ class Starts(tune.Callback):
 def test_a_trial_update_pauses_a_running_trial_which_resumes(client, storage):
     starts = Starts()
     grid = tune.Tuner(
-        curve, param_space={"rate": tune.grid_search([1.0, 2.0]), "steps": 6, "sleep": 0.2},
+        # The first trial runs 3 s; the second asks for its pause after 0.6 s.
+        curve, param_space={"rate": tune.grid_search([1.0, 2.0]), "steps": 10, "sleep": 0.3},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=PauseTheFirst()),
         run_config=tune.RunConfig(name="pause-update", storage_path=storage, verbose=0,
                                   callbacks=[starts]),
@@ -358,4 +359,4 @@ def test_a_trial_update_pauses_a_running_trial_which_resumes(client, storage):
     first = min(grid, key=lambda r: r.path)
     assert starts.starts[os.path.basename(first.path)] == 2  # paused, then resumed
     assert_continuous(first)
-    assert first.metrics_dataframe["done"].tolist() == [False] * 5 + [True]
+    assert first.metrics_dataframe["done"].tolist() == [False] * 9 + [True]
