@@ -18,6 +18,7 @@ from typing import Any
 
 from dasktune.search.sample import (
     Categorical,
+    Domain,
     Float,
     Function,
     Integer,
@@ -173,6 +174,25 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def same_search(a: Any, b: Any) -> bool:
+    """Whether two spaces search the same hyperparameters; their constants may differ.
+
+    A restored searcher holds unpickled copies of the constants, which need not
+    compare equal to the caller's (arrays, plain objects): only the domains and
+    the shape must match, and the caller's space, constants included, is used.
+    """
+    if isinstance(a, Categorical) and isinstance(b, Categorical):
+        return len(a.categories) == len(b.categories) and all(
+            same_search(x, y) for x, y in zip(a.categories, b.categories))
+    if isinstance(a, Domain) or isinstance(b, Domain):
+        return type(a) is type(b) and equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_search(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same_search, a, b))
+    return not isinstance(a, (dict, list, tuple)) and not isinstance(b, (dict, list, tuple))
 
 
 def equal(a: Any, b: Any) -> bool:

@@ -180,8 +180,10 @@ class OptunaSearch(Searcher):
                     self._use_space(_space.merge(param_space, self._user_space), "space")
         elif param_space and self._param_space is not param_space:
             if self._study is not None:
-                if not _space.equal(param_space, self._param_space):
+                if not _space.same_search(param_space, self._param_space):
                     raise _space.space_changed_error("OptunaSearch")
+                # The caller's constants, not the copies a restored searcher holds.
+                self._space = self._param_space = param_space
             else:
                 self._use_space(param_space, "param_space")
                 self._space_source = "param_space"

@@ -48,3 +48,29 @@ def assert_points_pick_the_category_whose_bounds_hold_them(make: Any) -> None:
         searcher.set_search_properties(None, None, space)
         config = searcher.suggest("t0")
         assert config[key] == point[key]
+
+
+def assert_a_restored_searcher_takes_the_caller_s_constants(make: Any, tmp_path: Any) -> None:
+    """After restore, the same space with constants that do not compare equal to the
+    unpickled copies (an array, a plain object) is accepted, and the caller's objects are
+    what trials get; a changed domain is still refused."""
+    import numpy as np
+    import pytest
+
+    from dasktune.search import sample as tune
+
+    for constant in (Marker(), np.arange(3)):
+        space = {"x": tune.uniform(0, 1), "data": constant}
+        first = make()
+        first.set_search_properties(None, None, space)
+        first.on_trial_complete("t0", {"y": 1.0, **first.suggest("t0")})
+        path = str(tmp_path / "state.pkl")
+        first.save(path)
+        restored = make()
+        restored.restore(path)
+        restored.set_search_properties(None, None, space)
+        assert restored.suggest("t1")["data"] is constant
+        again = make()
+        again.restore(path)
+        with pytest.raises(ValueError, match="already made suggestions for another param_space"):
+            again.set_search_properties(None, None, {"x": tune.uniform(0, 2), "data": constant})

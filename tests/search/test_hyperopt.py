@@ -20,6 +20,7 @@ from dasktune.search.hyperopt import HyperOptSearch  # noqa: E402
 
 from ._space_cases import (  # noqa: E402
     MARKER,
+    assert_a_restored_searcher_takes_the_caller_s_constants,
     assert_points_pick_the_category_whose_bounds_hold_them,
     drive,
     drive_contract,
@@ -387,3 +388,8 @@ def test_missing_hyperopt_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch
 def test_points_pick_the_category_whose_bounds_hold_them() -> None:
     assert_points_pick_the_category_whose_bounds_hold_them(
         lambda point: HyperOptSearch(metric="y", mode="min", points_to_evaluate=[point]))
+
+
+def test_a_restored_searcher_takes_the_caller_s_constants(tmp_path) -> None:
+    assert_a_restored_searcher_takes_the_caller_s_constants(
+        lambda: HyperOptSearch(metric="y", mode="min"), tmp_path)

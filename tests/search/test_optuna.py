@@ -26,6 +26,7 @@ from dasktune.search.optuna import OptunaSearch  # noqa: E402
 
 from ._space_cases import (  # noqa: E402
     MARKER,
+    assert_a_restored_searcher_takes_the_caller_s_constants,
     assert_points_pick_the_category_whose_bounds_hold_them,
     drive,
     drive_contract,
@@ -410,3 +411,8 @@ def test_categories_that_compare_equal_are_told_apart() -> None:
     recorded = [categories[trial.params["c"]] for trial in searcher._study.trials]
     assert [(type(v), v) for v in recorded] == [(type(v), v) for v in returned]
     assert len({type(v) for v in returned}) > 1
+
+
+def test_a_restored_searcher_takes_the_caller_s_constants(tmp_path) -> None:
+    assert_a_restored_searcher_takes_the_caller_s_constants(
+        lambda: OptunaSearch(metric="y", mode="min"), tmp_path)
