@@ -51,7 +51,10 @@ def _trial_task(
 
     def emit(message: dict[str, Any]) -> None:
         message["worker"] = worker.address
-        worker.log_event(topic, message)
+        try:
+            worker.log_event(topic, message)
+        except TypeError:  # numpy or torch values, sets...: Dask's events take plain data only
+            worker.log_event(topic, _plain(message))
 
     def cancelled() -> bool:
         task = worker.state.tasks.get(key)
@@ -60,6 +63,23 @@ def _trial_task(
     outcome = run_trial(spec, trainable, params, checkpoint_config, emit, cancelled)
     emit({"kind": "end", "run": spec.run_id, "outcome": outcome.__dict__})
     return outcome
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain Python data: numpy and torch values as numbers and lists."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, (str, int, float)) else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, torch tensors
+    if callable(tolist):
+        try:
+            return _plain(tolist())
+        except Exception:  # not a numeric container after all: fall back to its repr
+            pass
+    return repr(value)
 
 
 def _warm(trainable: Any, params: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dasktune import config
+from dasktune._util import AUTO_RESULT_FIELDS, flatten, is_real
 from dasktune.execution._dask import DaskBackend, trial_slots, usable_request
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller
@@ -118,6 +119,7 @@ class ExperimentRunner:
         self._capacity_checked = 0.0
         self._no_worker_since: float | None = None
         self._warned_no_checkpoint = False
+        self._warned_unscored = False
         self._trainable_ref: Any = None
         self._param_refs: dict[str, Any] = {}
         self._state_written = 0.0
@@ -436,14 +438,19 @@ class ExperimentRunner:
         latest = book.checkpoints[-1]
         attr = self.spec.checkpoint.score_attribute
         if attr:
-            order = self.spec.checkpoint.score_order
-            missing = float("-inf") if order == "max" else float("inf")
+            sign = 1.0 if self.spec.checkpoint.score_order == "max" else -1.0
 
-            def score(entry: tuple[str, dict[str, Any]]) -> float:
-                value = entry[1].get(attr)
-                return float(value) if isinstance(value, (int, float)) else missing
+            def rank(position: int) -> tuple[float, int]:
+                """Best first; a checkpoint without the score counts as the worst; ties: newest."""
+                metrics = book.checkpoints[position][1]
+                value = flatten(metrics).get(attr)
+                if not is_real(value):
+                    self._warn_unscored(attr, metrics)
+                    return float("-inf"), position
+                return sign * float(value), position
 
-            kept = sorted(book.checkpoints, key=score, reverse=order == "max")[:keep]
+            order = sorted(range(len(book.checkpoints)), key=rank, reverse=True)[:keep]
+            kept = [book.checkpoints[i] for i in sorted(order)]
         else:
             kept = book.checkpoints[-keep:]
         if latest not in kept:
@@ -452,6 +459,16 @@ class ExperimentRunner:
             if entry not in kept:
                 delete_checkpoint(entry[0])
         book.checkpoints = [c for c in book.checkpoints if c in kept]
+
+    def _warn_unscored(self, attr: str, metrics: dict[str, Any]) -> None:
+        if self._warned_unscored:
+            return
+        self._warned_unscored = True
+        logger.warning(
+            "CheckpointConfig(checkpoint_score_attribute=%r): a checkpoint's result has no "
+            "number under that name, so it counts as the worst when checkpoints are pruned. "
+            "Its result has: %s.", attr,
+            ", ".join(sorted(k for k in flatten(metrics) if k not in AUTO_RESULT_FIELDS)))
 
     # -- ending runs -------------------------------------------------------
     def _maybe_finish(self, run: _Run) -> None:

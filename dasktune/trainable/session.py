@@ -177,10 +177,12 @@ class Session:
         )
         self._last = now
         checkpoint_path = self._persist(checkpoint) if checkpoint is not None else None
-        # A trial already told to stop or pause has nothing to wait for.
-        wait = self._tracker.needs_decision(result) and self._box.decision not in (STOP, PAUSE)
+        # A trial already told to stop or pause has nothing to wait for. The event is cleared
+        # before the decision is read: a STOP delivered in between must not be erased.
+        wait = self._tracker.needs_decision(result)
         if wait:
             self._box.event.clear()
+            wait = self._box.decision not in (STOP, PAUSE)
         self._emit({"kind": "result", "run": self.spec.run_id, "result": result,
                     "checkpoint": checkpoint_path, "wait": wait})
         self.num_reports += 1

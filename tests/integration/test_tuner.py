@@ -148,6 +148,47 @@ def test_checkpoints_are_copied_into_storage_and_pruned(client, storage):
     assert os.listdir(copy) == ["step.txt"]
 
 
+def scored(config):
+    """Checkpoints scored by a nested numpy value: best at the second of four."""
+    import tempfile
+
+    import numpy as np
+
+    for step, value in enumerate([0.1, 0.9, 0.2, 0.3]):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "step.txt"), "w") as f:
+                f.write(str(step))
+            tune.report({"eval": {"acc": np.float32(value)}},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_checkpoints_kept_by_a_nested_numpy_score(client, storage):
+    grid = run(scored, client, storage, checkpoint_config=tune.CheckpointConfig(
+        num_to_keep=1, checkpoint_score_attribute="eval/acc", checkpoint_score_order="max"))
+    result = grid[0]
+    kept = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
+    # The best (0.9, the second) and the latest, to resume from.
+    assert kept == ["checkpoint_000001", "checkpoint_000003"]
+
+
+def numpy_values(config):
+    import numpy as np
+
+    for i in range(3):
+        tune.report({"f32": np.float32(0.5), "i64": np.int64(i), "flag": np.bool_(True),
+                     "vector": np.arange(3), "tags": {"a"}})
+
+
+def test_numpy_values_in_results_are_recorded_as_plain_numbers(client, storage):
+    grid = run(numpy_values, client, storage)
+    result = grid[0]
+    assert result.status == "TERMINATED" and result.error is None
+    df = result.metrics_dataframe
+    assert df["i64"].tolist() == [0, 1, 2] and df["f32"].tolist() == [0.5] * 3
+    assert list(result.metrics["vector"]) == [0, 1, 2] and list(result.metrics["tags"]) == ["a"]
+    assert result.metrics["flag"] is True
+
+
 def test_failed_trial_retries_from_its_checkpoint(client, storage):
     grid = run(checkpointing, client, storage, param_space={"iters": 5, "fail_at": 3},
                failure_config=tune.FailureConfig(max_failures=1))

@@ -444,3 +444,21 @@ def test_report_rejects_a_checkpoint_that_is_not_a_checkpoint(tmp_path: Path, dr
     with pytest.raises(TypeError, match=r"Checkpoint\.from_directory"):
         report({"loss": 1.0}, checkpoint=checkpoint)
     assert driver.messages == [] and session.iteration == 0
+
+
+def test_a_stop_delivered_while_a_decision_point_begins_is_not_lost(tmp_path: Path) -> None:
+    """The driver's STOP can land between report() reading the mailbox and clearing its
+    event; it must end the wait at once, not after decision_timeout."""
+    spec = make_spec(tmp_path, decision_timeout=5.0)
+    session = Session(spec, emit=lambda message: None)
+    session._tracker.needs_decision = lambda result: True  # every result is a decision point
+    clear = session._box.event.clear
+
+    def stop_lands_then_clear() -> None:
+        session_mod.deliver(spec.run_id, STOP)  # the event-loop thread, at this very moment
+        clear()
+
+    session._box.event.clear = stop_lands_then_clear
+    start = time.monotonic()
+    assert session.report({"a": 1}) == STOP
+    assert time.monotonic() - start < 2.0
