@@ -107,6 +107,12 @@ class FailureConfig:
             raise ValueError(
                 f"FailureConfig(fail_fast={self.fail_fast!r}): use True, False or 'raise'."
             )
+        if (not isinstance(self.max_failures, int) or isinstance(self.max_failures, bool)
+                or self.max_failures < -1):
+            raise ValueError(
+                f"FailureConfig(max_failures={self.max_failures!r}): it must be an integer: how "
+                "many times a failed trial is retried (0: never, -1: without limit)."
+            )
 
 
 @dataclass

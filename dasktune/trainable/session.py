@@ -144,6 +144,7 @@ class Session:
         self._start = time.time()
         self._last = self._start
         self._time_total_offset = spec.start_time_total
+        self._ended: str | None = None  # the STOP or PAUSE that ended the trial's run
         self.num_reports = 0
         self.worker_address = ""
 
@@ -160,6 +161,8 @@ class Session:
                 f"tune.report(checkpoint={checkpoint!r}): expected a dasktune Checkpoint; "
                 "make one with tune.Checkpoint.from_directory(path)."
             )
+        if self._ended is not None:  # a trainable that caught StopTrial and reports on
+            return self._ended
         now = time.time()
         self.iteration += 1
         result = dict(metrics)
@@ -188,8 +191,12 @@ class Session:
         self.num_reports += 1
         if wait:
             self._wait_for_decision()
-            return self._box.decision or CONTINUE
-        return self.pending_decision() or CONTINUE
+            decision = self._box.decision or CONTINUE
+        else:
+            decision = self.pending_decision() or CONTINUE
+        if decision != CONTINUE:
+            self._ended = decision
+        return decision
 
     def _wait_for_decision(self) -> None:
         deadline = time.monotonic() + self.spec.decision_timeout

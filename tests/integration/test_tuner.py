@@ -189,6 +189,27 @@ def test_numpy_values_in_results_are_recorded_as_plain_numbers(client, storage):
     assert result.metrics["flag"] is True
 
 
+def stubborn(config):
+    for i in range(8):
+        try:
+            tune.report({"score": i})
+        except BaseException:  # a trainable that swallows the stop and reports on
+            pass
+
+
+def test_a_trial_that_catches_its_stop_records_nothing_after_it(client, storage):
+    grid = run(stubborn, client, storage, stop={"training_iteration": 3})
+    df = grid[0].metrics_dataframe
+    assert df["training_iteration"].tolist() == [1, 2, 3]
+    assert grid[0].metrics["training_iteration"] == 3 and grid[0].metrics["done"]
+
+
+@pytest.mark.parametrize("value", [None, "2", 1.5, -2, True])
+def test_max_failures_is_checked_where_it_is_given(value):
+    with pytest.raises(ValueError, match=r"FailureConfig\(max_failures="):
+        tune.FailureConfig(max_failures=value)
+
+
 def test_failed_trial_retries_from_its_checkpoint(client, storage):
     grid = run(checkpointing, client, storage, param_space={"iters": 5, "fail_at": 3},
                failure_config=tune.FailureConfig(max_failures=1))
