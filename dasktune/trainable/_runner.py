@@ -29,7 +29,6 @@ class RunOutcome:
     iteration: int
     error: str | None = None
     error_type: str | None = None
-    return_value: Any = None
 
 
 def run_trial(
@@ -45,12 +44,19 @@ def run_trial(
     session = _session.Session(spec, emit, cancelled)
     _session.set_session(session)
     emit({"kind": "start", "run": spec.run_id})
-    status, error, error_type, value = "finished", None, None, None
+    status, error, error_type = "finished", None, None
     try:
         if isinstance(trainable, type) and issubclass(trainable, Trainable):
             _run_class(trainable, spec.config, params, checkpoint_config, session)
         else:
             value = trainable(spec.config, **params)
+            if inspect.isgenerator(value):
+                raise TypeError(
+                    f"{getattr(trainable, '__name__', trainable)!s} yields its results; a "
+                    "dasktune trainable reports them with tune.report(metrics) instead of yield."
+                )
+            if isinstance(value, dict):  # as in Ray Tune: returned metrics are a last result
+                session.report(value)
     except _session.StopTrial as stop:
         status = "paused" if stop.decision == _session.PAUSE else "stopped"
     except Exception as exc:  # the trial's own failure: record it, keep the others running
@@ -59,14 +65,7 @@ def run_trial(
         _session.set_session(None)
         session.close()
     return RunOutcome(spec.run_id, status, session.num_reports, session.iteration,
-                      error, error_type, _small(value))
-
-
-def _small(value: Any) -> Any:
-    """Keep a trainable's return value only if it is a small plain value."""
-    if isinstance(value, dict) and len(value) < 1000:
-        return value
-    return None
+                      error, error_type)
 
 
 def _run_class(

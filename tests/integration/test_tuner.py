@@ -210,6 +210,23 @@ def test_max_failures_is_checked_where_it_is_given(value):
         tune.FailureConfig(max_failures=value)
 
 
+def returns_metrics(config):
+    tune.report({"score": 1})
+    return {"score": 3}
+
+
+def yields_metrics(config):
+    yield {"score": 1}
+
+
+def test_returned_metrics_are_the_last_result_and_yielding_is_an_error(client, storage):
+    grid = run(returns_metrics, client, storage, name="returns")
+    assert grid[0].metrics_dataframe["score"].tolist() == [1, 3]
+    grid = run(yields_metrics, client, storage, name="yields")
+    assert grid[0].status == "ERROR"
+    assert "tune.report(metrics) instead of yield" in str(grid[0].error).replace("\n", " ")
+
+
 def test_failed_trial_retries_from_its_checkpoint(client, storage):
     grid = run(checkpointing, client, storage, param_space={"iters": 5, "fail_at": 3},
                failure_config=tune.FailureConfig(max_failures=1))

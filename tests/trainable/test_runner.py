@@ -88,20 +88,21 @@ def test_function_trainable_finishes(tmp_path: Path, driver: FakeDriver) -> None
 
     outcome = run(tmp_path, train, driver)
     assert outcome.status == "finished"
-    assert (outcome.num_reports, outcome.iteration) == (3, 3)
+    # The returned metrics are the last result, as in Ray Tune.
+    assert (outcome.num_reports, outcome.iteration) == (4, 4)
     assert outcome.error is None and outcome.error_type is None
-    assert outcome.return_value == {"final": True}
-    assert driver.kinds() == ["start", "result", "result", "result"]
-    assert [r["loss"] for r in driver.results()] == [1.0, 0.5, pytest.approx(1 / 3)]
+    assert driver.kinds() == ["start", "result", "result", "result", "result"]
+    assert [r.get("loss") for r in driver.results()] == [1.0, 0.5, pytest.approx(1 / 3), None]
+    assert driver.results()[-1]["final"] is True
     assert os.path.isdir(tmp_path / "trial")
     # The session is gone once the trial ended.
     assert session_mod._current() is None
     assert outcome.run_id not in session_mod._MAILBOXES
 
 
-def test_return_value_that_is_not_a_small_dict_is_dropped(tmp_path: Path, driver: FakeDriver) -> None:
-    assert run(tmp_path, lambda config: [1, 2, 3], driver).return_value is None
-    assert run(tmp_path, lambda config: {i: i for i in range(5000)}, driver).return_value is None
+def test_a_return_value_that_is_not_a_dict_is_ignored(tmp_path: Path, driver: FakeDriver) -> None:
+    outcome = run(tmp_path, lambda config: [1, 2, 3], driver)
+    assert outcome.status == "finished" and outcome.num_reports == 0
 
 
 def test_params_are_passed_as_keywords(tmp_path: Path, driver: FakeDriver) -> None:
