@@ -237,13 +237,30 @@ class Session:
 
 
 _local = threading.local()
+# Every session running in this process, whichever thread runs its trial.
+_RUNNING: list[Session] = []
 
 
 def _current() -> Session | None:
-    return getattr(_local, "session", None)
+    """This thread's trial; from a helper thread of a trial, the process's only trial.
+
+    Ray Tune's session belongs to the process, so ported code may report from a
+    thread it started. A worker with several threads runs several trials at
+    once; a helper thread there cannot tell which one is its own.
+    """
+    session = getattr(_local, "session", None)
+    if session is None and len(_RUNNING) == 1:
+        return _RUNNING[0]
+    return session
 
 
 def set_session(session: Session | None) -> None:
+    with _MAILBOX_LOCK:
+        previous = getattr(_local, "session", None)
+        if previous is not None and previous in _RUNNING:
+            _RUNNING.remove(previous)
+        if session is not None:
+            _RUNNING.append(session)
     _local.session = session
 
 

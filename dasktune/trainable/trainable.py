@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dasktune.trainable import session as _session
+
 
 class Trainable:
     """Base class for trainables written as a class (Ray Tune's interface).
@@ -19,6 +21,27 @@ class Trainable:
         self.config = dict(config or {})
         self._iteration = 0
         self.setup(self.config, **params)
+
+    # Ray Tune's accessors for the trial running this instance.
+    @property
+    def trial_id(self) -> str:
+        return _context().trial_id
+
+    @property
+    def trial_name(self) -> str:
+        return _context().trial_name
+
+    @property
+    def logdir(self) -> str:
+        """The trial's directory."""
+        return _context().trial_dir
+
+    @property
+    def trial_resources(self) -> dict[str, float]:
+        return dict(_context().resources)
+
+    def get_config(self) -> dict[str, Any]:
+        return self.config
 
     @property
     def iteration(self) -> int:
@@ -52,3 +75,7 @@ class Trainable:
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         """Reuse this instance for a new config; return True if supported."""
         return False
+
+
+def _context() -> _session.TrialContext:
+    return _session.get_context()

@@ -227,6 +227,37 @@ def test_returned_metrics_are_the_last_result_and_yielding_is_an_error(client, s
     assert "tune.report(metrics) instead of yield" in str(grid[0].error).replace("\n", " ")
 
 
+def reports_from_a_thread(config):
+    done = threading.Event()
+
+    def work():
+        for i in range(3):
+            tune.report({"score": i})
+        done.set()
+
+    threading.Thread(target=work).start()
+    done.wait(30)
+
+
+class Introspective(tune.Trainable):
+    def setup(self, config):
+        self.seen = {"id": self.trial_id, "name": self.trial_name, "dir": self.logdir,
+                     "config": self.get_config()}
+
+    def step(self):
+        return {"score": 1, "done": True, "name": self.seen["name"], "dir": self.seen["dir"],
+                "lr": self.seen["config"]["lr"], "has_id": bool(self.seen["id"])}
+
+
+def test_ray_s_trial_accessors_and_reports_from_a_helper_thread(client, storage):
+    grid = run(reports_from_a_thread, client, storage, name="thread")
+    assert grid[0].metrics_dataframe["score"].tolist() == [0, 1, 2]
+    grid = run(Introspective, client, storage, name="class", param_space={"lr": 0.1})
+    metrics = grid[0].metrics
+    assert metrics["name"] == os.path.basename(grid[0].path) and metrics["dir"] == grid[0].path
+    assert metrics["lr"] == 0.1 and metrics["has_id"]
+
+
 def test_failed_trial_retries_from_its_checkpoint(client, storage):
     grid = run(checkpointing, client, storage, param_space={"iters": 5, "fail_at": 3},
                failure_config=tune.FailureConfig(max_failures=1))

@@ -415,13 +415,31 @@ def test_get_context_inside_a_session(tmp_path: Path, driver: FakeDriver) -> Non
     assert context.get_trial_resources() == {"GPU": 1.0}, "a copy, not the context's own dict"
 
 
-def test_session_is_per_thread(tmp_path: Path, driver: FakeDriver) -> None:
-    set_session(Session(make_spec(tmp_path), driver.emit))
-    seen: list[Any] = []
-    thread = threading.Thread(target=lambda: seen.append(session_mod._current()))
-    thread.start()
-    thread.join()
-    assert seen == [None]
+def test_session_is_per_thread_and_a_lone_trial_s_helper_threads_share_it(
+        tmp_path: Path, driver: FakeDriver) -> None:
+    """As in Ray Tune, a trial's own helper thread may report; with two trials running in
+    one process (two worker threads), a third thread cannot tell whose it is."""
+    first = Session(make_spec(tmp_path), driver.emit)
+    set_session(first)
+
+    def look() -> Any:
+        seen: list[Any] = []
+        thread = threading.Thread(target=lambda: seen.append(session_mod._current()))
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    try:
+        assert look() is first
+        second = Session(make_spec(tmp_path), driver.emit)
+        other = threading.Thread(target=lambda: set_session(second))
+        other.start()
+        other.join()
+        assert look() is None and session_mod._current() is first
+        session_mod._RUNNING.remove(second)
+    finally:
+        set_session(None)
+    assert look() is None
 
 
 # -- bad input --------------------------------------------------------------
