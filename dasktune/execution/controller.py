@@ -137,7 +137,9 @@ class Controller:
         trial again when it completes).
         """
         if any(isinstance(v, dict) for v in result.values()):
-            result = flatten(result)  # nested metrics are addressed as "a/b"
+            # Nested metrics both ways: result["eval"]["acc"] for Ray-style stoppers and
+            # Result.metrics, result["eval/acc"] for metric names given as "a/b".
+            result = {**result, **flatten(result)}
         self._check_metrics(trial, result)
         trial.last_result = result
         if self.stopper is not None and self.stopper(trial.trial_id, result):

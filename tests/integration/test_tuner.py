@@ -258,6 +258,20 @@ def test_ray_s_trial_accessors_and_reports_from_a_helper_thread(client, storage)
     assert metrics["lr"] == 0.1 and metrics["has_id"]
 
 
+def nested(config):
+    for i in range(6):
+        tune.report({"eval": {"acc": 0.1 * i}, "score": i})
+
+
+def test_nested_metrics_read_both_ways(client, storage):
+    """Ray-style code indexes nested results; metric names may say "eval/acc"."""
+    grid = run(nested, client, storage, stop=lambda trial_id, r: r["eval"]["acc"] >= 0.2,
+               metric="eval/acc", mode="max")
+    result = grid.get_best_result()
+    assert result.metrics["eval"]["acc"] == result.metrics["eval/acc"] == 0.2
+    assert result.metrics_dataframe["eval/acc"].tolist() == [0.0, 0.1, 0.2]
+
+
 def test_failed_trial_retries_from_its_checkpoint(client, storage):
     grid = run(checkpointing, client, storage, param_space={"iters": 5, "fail_at": 3},
                failure_config=tune.FailureConfig(max_failures=1))
