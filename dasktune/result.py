@@ -35,6 +35,7 @@ class Result:
     error: BaseException | None = None
     status: str = "TERMINATED"
     _rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    _exception: bytes | None = field(default=None, repr=False)  # the trial's own, pickled
 
     @property
     def metrics_dataframe(self) -> pd.DataFrame:

@@ -152,6 +152,26 @@ def _trainable_name(trainable: Any) -> str:
     return getattr(trainable, "__name__", type(trainable).__name__)
 
 
+def _trial_exception(grid: ResultGrid) -> BaseException:
+    """The first failed trial's own exception, as Ray Tune's fail_fast='raise' raises it.
+
+    Its cause is the TrialError with the worker's traceback; where the exception
+    cannot be rebuilt here, that TrialError itself. Either carries ``result_grid``.
+    """
+    failed = next(r for r in grid if r.error is not None)
+    error: BaseException = failed.error  # type: ignore[assignment]
+    if failed._exception is not None:
+        try:
+            original = cloudpickle.loads(failed._exception)
+        except Exception:  # a class the driver cannot import: the traceback text will do
+            original = None
+        if isinstance(original, BaseException):
+            original.__cause__ = error
+            error = original
+    error.result_grid = grid  # type: ignore[attr-defined]
+    return error
+
+
 def check_not_being_imported(trainable: Any) -> None:
     """Refuse a trainable whose module is still being imported: Dask would hang on it.
 
@@ -409,7 +429,7 @@ class Tuner:
         runner = ExperimentRunner(backend, controller, spec, console)
         grid = runner.run()
         if rc.failure_config.fail_fast == "raise" and grid.errors:
-            raise grid.errors[0]
+            raise _trial_exception(grid)
         return grid
 
     def _callbacks(self) -> list[Callback]:

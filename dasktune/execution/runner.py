@@ -66,6 +66,7 @@ class _Book:
     # The last iteration on record of the trial's current lineage: a resumed run that trains
     # iterations again from an older checkpoint of its own does not record them twice.
     recorded_through: int = 0
+    exception: bytes | None = None  # the last failure's exception, pickled
 
 
 @dataclass
@@ -520,6 +521,7 @@ class ExperimentRunner:
         elif status == "error":
             message = outcome.get("error") or "unknown error"
             self._books[trial.trial_id].recorder.write_error(message)
+            self._books[trial.trial_id].exception = outcome.get("exception")
             if self.controller.on_error(trial, message):
                 logger.warning("Trial %s failed (%s); retrying it (failure %d).",
                                trial, outcome.get("error_type"), trial.num_failures)
@@ -570,6 +572,7 @@ class ExperimentRunner:
                 checkpoint=Checkpoint(book.checkpoints[-1][0]) if book.checkpoints else None,
                 best_checkpoints=[(Checkpoint(p), m) for p, m in book.checkpoints],
                 error=TrialError(trial.error_msg) if trial.status == TrialStatus.ERROR else None,
+                _exception=book.exception if trial.status == TrialStatus.ERROR else None,
                 status=str(trial.status),
                 _rows=book.recorder.rows,
             ))

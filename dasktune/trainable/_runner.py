@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
+
 from dasktune.trainable import session as _session
 from dasktune.trainable.checkpoint import Checkpoint
 from dasktune.trainable.trainable import Trainable
@@ -29,6 +31,7 @@ class RunOutcome:
     iteration: int
     error: str | None = None
     error_type: str | None = None
+    exception: bytes | None = None  # the trial's exception, pickled, if it could be
 
 
 def run_trial(
@@ -44,7 +47,7 @@ def run_trial(
     session = _session.Session(spec, emit, cancelled)
     _session.set_session(session)
     emit({"kind": "start", "run": spec.run_id})
-    status, error, error_type = "finished", None, None
+    status, error, error_type, exception = "finished", None, None, None
     try:
         if isinstance(trainable, type) and issubclass(trainable, Trainable):
             _run_class(trainable, spec.config, params, checkpoint_config, session)
@@ -61,11 +64,21 @@ def run_trial(
         status = "paused" if stop.decision == _session.PAUSE else "stopped"
     except Exception as exc:  # the trial's own failure: record it, keep the others running
         status, error, error_type = "error", traceback.format_exc(), type(exc).__name__
+        exception = _pickled(exc)
     finally:
         _session.set_session(None)
         session.close()
     return RunOutcome(spec.run_id, status, session.num_reports, session.iteration,
-                      error, error_type)
+                      error, error_type, exception)
+
+
+def _pickled(exc: BaseException) -> bytes | None:
+    """``exc`` pickled for the driver (FailureConfig(fail_fast='raise') raises it), if small."""
+    try:
+        data = cloudpickle.dumps(exc)
+    except Exception:  # an exception that cannot travel: its traceback text still does
+        return None
+    return data if len(data) < 64 * 1024 else None
 
 
 def _run_class(

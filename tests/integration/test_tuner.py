@@ -272,6 +272,24 @@ def test_nested_metrics_read_both_ways(client, storage):
     assert result.metrics_dataframe["eval/acc"].tolist() == [0.0, 0.1, 0.2]
 
 
+class BadConfig(ValueError):
+    """A user's own exception class, defined in the test module."""
+
+
+def rejects(config):
+    tune.report({"score": 1})
+    raise BadConfig(f"lr {config['lr']} is too large")
+
+
+def test_fail_fast_raise_raises_the_trial_s_own_exception(client, storage):
+    with pytest.raises(BadConfig, match="lr 2 is too large") as info:
+        run(rejects, client, storage, param_space={"lr": 2},
+            failure_config=tune.FailureConfig(fail_fast="raise"))
+    # The worker's traceback is the cause; the results so far come with it.
+    assert "Traceback" in str(info.value.__cause__)
+    assert info.value.result_grid[0].metrics["score"] == 1
+
+
 def test_failed_trial_retries_from_its_checkpoint(client, storage):
     grid = run(checkpointing, client, storage, param_space={"iters": 5, "fail_at": 3},
                failure_config=tune.FailureConfig(max_failures=1))
