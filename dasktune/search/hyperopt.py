@@ -162,15 +162,7 @@ class HyperOptSearch(Searcher):
                 assert self._user_space is not None
                 self._use_space(_space.merge(param_space, self._user_space), "space")
         elif param_space and self._param_space is not param_space:
-            if self._started:
-                if not _space.same_search(param_space, self._param_space):
-                    raise _space.space_changed_error("HyperOptSearch")
-                # The caller's constants, not the copies a restored searcher holds.
-                self._space = self._param_space = param_space
-            else:
-                self._use_space(param_space, "param_space")
-                self._space_source = "param_space"
-                self._param_space = param_space
+            _space.take_param_space(self, param_space, self._started, "HyperOptSearch")
         seed = spec.get("seed")
         if self._seed is None and seed is not None and self._rng is None:
             self._seed = _space.check_seed(seed, "seed")
