@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dasktune.trial import Trial
@@ -35,3 +36,23 @@ class Callback:
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         """The experiment is over (also after an error)."""
+
+
+class CallbackList:
+    """The experiment's callbacks, called in order on the driver."""
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        self.callbacks = tuple(callbacks)
+
+    def setup(self, **info: Any) -> None:
+        for callback in self.callbacks:
+            callback.setup(**info)
+
+    def notify(self, hook: str, iteration: int, trials: list[Trial], *args: Any) -> None:
+        """Call ``hook`` (``"on_trial_result"``, ...) on every callback."""
+        for callback in self.callbacks:
+            getattr(callback, hook)(iteration, trials, *args)
+
+    def on_experiment_end(self, trials: list[Trial]) -> None:
+        for callback in self.callbacks:
+            callback.on_experiment_end(trials)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_FIELDS
 from dasktune._util import flatten
 from dasktune.trainable.checkpoint import Checkpoint
+from dasktune.trial import Trial, TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -252,3 +252,34 @@ class ResultGrid:
             return None
         pick = max if mode == "max" else min
         return pick(scored, key=lambda r: float(r[metric]))
+
+
+class _TrialRecord(Protocol):
+    """What :func:`build_result_grid` reads of a trial's stored record."""
+
+    checkpoints: list[tuple[str, dict[str, Any]]]
+    exception: bytes | None
+
+    @property
+    def rows(self) -> list[dict[str, Any]]: ...
+
+
+def build_result_grid(trials: Iterable[Trial], records: Callable[[str], _TrialRecord],
+                      experiment_path: str, metric: str | None, mode: str | None) -> ResultGrid:
+    """The ResultGrid of ``trials``; ``records(trial_id)`` gives each one's stored record."""
+    results = []
+    for trial in trials:
+        record = records(trial.trial_id)
+        failed = trial.status == TrialStatus.ERROR
+        results.append(Result(
+            metrics=dict(trial.last_result),
+            config=trial.config,
+            path=trial.local_path,
+            checkpoint=Checkpoint(record.checkpoints[-1][0]) if record.checkpoints else None,
+            best_checkpoints=[(Checkpoint(p), m) for p, m in record.checkpoints],
+            error=TrialError(trial.error_msg) if failed else None,
+            _exception=record.exception if failed else None,
+            status=str(trial.status),
+            _rows=record.rows,
+        ))
+    return ResultGrid(results, experiment_path, metric, mode)

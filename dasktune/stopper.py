@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dasktune._decision_points import DecisionPoints, merge_decision_points
+from dasktune.decision_points import DecisionPoints, merge_decision_points
 from dasktune._util import invalid_argument as _invalid
 from dasktune._util import is_real as _is_real
 from dasktune.schedulers.trial_scheduler import validate_mode

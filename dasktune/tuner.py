@@ -1,131 +1,37 @@
-"""Tuner and its configuration objects: thin wiring of search, schedulers, execution, storage."""
+"""Tuner: thin wiring of search, schedulers, execution and storage into one experiment."""
 
 from __future__ import annotations
 
 import datetime
-import inspect
 import logging
 import os
-import sys
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import cloudpickle
 
 from dasktune import config
-from dasktune._util import is_real
-from dasktune.callback import Callback
+from dasktune.callback import Callback, CallbackList
+from dasktune.execution.capacity import Capacity, usable_request
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller, ControllerSettings
-from dasktune.execution.runner import CheckpointPolicy, ExperimentRunner, ExperimentSpec
+from dasktune.execution.loop import ExperimentLoop, ExperimentSpec
 from dasktune.result import ResultGrid
 from dasktune.schedulers import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import TrialScheduler, validate_mode
+from dasktune.schedulers.trial_scheduler import TrialScheduler
 from dasktune.search import BasicVariantGenerator, ConcurrencyLimiter
 from dasktune.search.searcher import Searcher
 from dasktune.stopper import as_stopper
-from dasktune.storage.experiment import check_writable
-from dasktune.trainable._runner import accepts_params
-from dasktune.trainable.trainable import Trainable
+from dasktune.storage.experiment import ExperimentStore
+from dasktune.storage.layout import check_writable
+from dasktune.trainable.diagnostics import check_trainable, trainable_name
 from dasktune.trainable.util import resources_of, unwrap
+from dasktune.tune_config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+
+__all__ = ["CheckpointConfig", "FailureConfig", "RunConfig", "TuneConfig", "Tuner"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TuneConfig:
-    """How to search: the metric, how many trials, which searcher and scheduler."""
-
-    metric: str | None = None
-    mode: str | None = None
-    num_samples: int = 1
-    scheduler: TrialScheduler | None = None
-    search_alg: Searcher | None = None
-    max_concurrent_trials: int | None = None
-    time_budget_s: float | None = None
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        validate_mode(self.mode, "TuneConfig(mode=...)")
-        if not isinstance(self.num_samples, int) or self.num_samples == 0 or self.num_samples < -1:
-            raise ValueError(
-                f"TuneConfig(num_samples={self.num_samples!r}): num_samples must be a positive "
-                "integer (or -1 for no limit, with time_budget_s or a stopper to end the run)."
-            )
-        if self.max_concurrent_trials is not None and (
-            not isinstance(self.max_concurrent_trials, int) or self.max_concurrent_trials < 0
-        ):
-            raise ValueError(
-                f"TuneConfig(max_concurrent_trials={self.max_concurrent_trials!r}): it must be an "
-                "integer >= 1, or None (or 0) to run as many trials at once as the cluster fits."
-            )
-        if isinstance(self.time_budget_s, datetime.timedelta):
-            self.time_budget_s = self.time_budget_s.total_seconds()
-        if self.time_budget_s is not None and (not is_real(self.time_budget_s)
-                                               or self.time_budget_s <= 0):
-            raise ValueError(
-                f"TuneConfig(time_budget_s={self.time_budget_s!r}): the budget must be a positive "
-                "number of seconds (or a datetime.timedelta), or None for no budget."
-            )
-
-
-@dataclass
-class CheckpointConfig:
-    """Which checkpoints to keep, and how often class trainables save one."""
-
-    num_to_keep: int | None = None
-    checkpoint_score_attribute: str | None = None
-    checkpoint_score_order: str = "max"
-    checkpoint_frequency: int = 0
-    checkpoint_at_end: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.num_to_keep is not None and (not isinstance(self.num_to_keep, int) or self.num_to_keep < 1):
-            raise ValueError(
-                f"CheckpointConfig(num_to_keep={self.num_to_keep!r}): keep at least 1 checkpoint, "
-                "or pass None to keep them all."
-            )
-        validate_mode(self.checkpoint_score_order, "CheckpointConfig(checkpoint_score_order=...)")
-        if not isinstance(self.checkpoint_frequency, int) or self.checkpoint_frequency < 0:
-            raise ValueError(
-                f"CheckpointConfig(checkpoint_frequency={self.checkpoint_frequency!r}): it must be "
-                "an integer >= 0 (0 turns periodic checkpoints off)."
-            )
-
-
-@dataclass
-class FailureConfig:
-    """What to do when a trial raises: retry it, and/or end the experiment."""
-
-    max_failures: int = 0
-    fail_fast: bool | str = False
-
-    def __post_init__(self) -> None:
-        if self.fail_fast not in (True, False, "raise"):
-            raise ValueError(
-                f"FailureConfig(fail_fast={self.fail_fast!r}): use True, False or 'raise'."
-            )
-        if (not isinstance(self.max_failures, int) or isinstance(self.max_failures, bool)
-                or self.max_failures < -1):
-            raise ValueError(
-                f"FailureConfig(max_failures={self.max_failures!r}): it must be an integer: how "
-                "many times a failed trial is retried (0: never, -1: without limit)."
-            )
-
-
-@dataclass
-class RunConfig:
-    """Where results go, when trials stop, and how much is printed."""
-
-    name: str | None = None
-    storage_path: str | None = None
-    stop: Mapping[str, Any] | Callable[[str, dict[str, Any]], bool] | Any | None = None
-    checkpoint_config: CheckpointConfig = field(default_factory=CheckpointConfig)
-    failure_config: FailureConfig = field(default_factory=FailureConfig)
-    callbacks: list[Any] | None = None
-    verbose: int = 1
 
 
 def _unused_name(root: str, name: str) -> str:
@@ -148,10 +54,6 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _trainable_name(trainable: Any) -> str:
-    return getattr(trainable, "__name__", type(trainable).__name__)
-
-
 def _trial_exception(grid: ResultGrid) -> BaseException:
     """The first failed trial's own exception, as Ray Tune's fail_fast='raise' raises it.
 
@@ -170,68 +72,6 @@ def _trial_exception(grid: ResultGrid) -> BaseException:
             error = original
     error.result_grid = grid  # type: ignore[attr-defined]
     return error
-
-
-def check_not_being_imported(trainable: Any) -> None:
-    """Refuse a trainable whose module is still being imported: Dask would hang on it.
-
-    Dask sends functions and classes from modules by reference.  The embedded
-    cluster's scheduler, which runs in this process, unpickles them and so
-    waits for the module's import to finish, while the import waits for the
-    experiment; a remote worker would import the module and run the
-    experiment again.
-    """
-    module = getattr(trainable, "__module__", None) or ""
-    spec = getattr(sys.modules.get(module), "__spec__", None)
-    if getattr(spec, "_initializing", False):
-        raise RuntimeError(
-            f"Tuner({_trainable_name(trainable)}) was created while its module `{module}` is "
-            "still being imported, so Dask could not load the trainable and would wait for "
-            f"ever. Run the experiment as a script (python {module.replace('.', '/')}.py), "
-            "or move it into a function that you call after the import."
-        )
-
-
-def check_picklable(trainable: Any, argument: str = "trainable") -> None:
-    """Raise a clear error naming what a trainable captures that cannot be pickled."""
-    try:
-        cloudpickle.dumps(trainable)
-        return
-    except Exception as exc:  # cloudpickle raises many types; report the culprit instead
-        original = exc
-    name = _trainable_name(trainable)
-    for var, value in _captured(trainable).items():
-        try:
-            cloudpickle.dumps(value)
-        except Exception as exc:
-            raise TypeError(
-                f"The {argument} `{name}` cannot be sent to Dask workers: it uses `{var}` "
-                f"(a {type(value).__module__}.{type(value).__qualname__}), which cannot be pickled "
-                f"({type(exc).__name__}: {exc}). Create `{var}` inside the trainable instead, or "
-                "pass what it is built from through tune.with_parameters()."
-            ) from None
-    raise TypeError(
-        f"The {argument} `{name}` cannot be pickled to send it to Dask workers "
-        f"({type(original).__name__}: {original})."
-    ) from original
-
-
-def _captured(trainable: Any) -> dict[str, Any]:
-    """The objects a function (or a class's methods) refers to from outside."""
-    functions = [trainable]
-    if isinstance(trainable, type):
-        functions = [v for v in vars(trainable).values() if inspect.isfunction(v)]
-    found: dict[str, Any] = {}
-    for fn in functions:
-        if not inspect.isfunction(fn):
-            continue
-        try:
-            closure = inspect.getclosurevars(fn)
-        except (TypeError, ValueError):
-            continue
-        found.update(closure.nonlocals)
-        found.update(closure.globals)
-    return {k: v for k, v in found.items() if not inspect.ismodule(v)}
 
 
 class Tuner:
@@ -268,29 +108,7 @@ class Tuner:
         self.tune_config = tune_config or TuneConfig()
         self.run_config = run_config or RunConfig()
         self.client = client
-        self._validate_trainable()
-
-    def _validate_trainable(self) -> None:
-        fn, params = unwrap(self.trainable)
-        is_class = isinstance(fn, type)
-        if is_class and not issubclass(fn, Trainable):
-            raise TypeError(
-                f"Tuner(trainable={fn.__name__}): a class trainable must subclass "
-                "dasktune.Trainable (setup/step/save_checkpoint/load_checkpoint)."
-            )
-        if not is_class and not callable(fn):
-            raise TypeError(
-                f"Tuner(trainable={fn!r}): pass a function train(config) that calls "
-                "tune.report(...), or a dasktune.Trainable subclass."
-            )
-        if not is_class and params and not accepts_params(fn, list(params)):
-            raise TypeError(
-                f"tune.with_parameters({_trainable_name(fn)}, {', '.join(params)}=...): "
-                f"{_trainable_name(fn)} must accept them as keyword arguments, e.g. "
-                f"def {_trainable_name(fn)}(config, {', '.join(params)}): ..."
-            )
-        check_not_being_imported(fn)
-        check_picklable(fn)
+        check_trainable(trainable)
 
     # -- wiring --------------------------------------------------------------
     def _searcher(self) -> Searcher:
@@ -347,7 +165,7 @@ class Tuner:
         rc = self.run_config
         root = os.path.abspath(os.path.expanduser(rc.storage_path or config.get("storage-path")))
         name = rc.name or "{}_{}".format(
-            _trainable_name(unwrap(self.trainable)[0]),
+            trainable_name(unwrap(self.trainable)[0]),
             datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"),
         )
         name = _unused_name(root, name)
@@ -395,8 +213,8 @@ class Tuner:
         if type(scheduler) is not FIFOScheduler and scheduler.metric:
             required.append((scheduler.metric, f"{type(scheduler).__name__}(metric=...)"))
         if searcher.learns_from_results and searcher.metric:
-            for name in _as_list(searcher.metric):  # several for multi-objective search
-                required.append((name, f"{type(searcher).__name__}(metric=...)"))
+            for needed in _as_list(searcher.metric):  # several for multi-objective search
+                required.append((needed, f"{type(searcher).__name__}(metric=...)"))
         settings = ControllerSettings(
             num_samples=tc.num_samples,
             time_budget_s=tc.time_budget_s,
@@ -405,29 +223,21 @@ class Tuner:
             required_metrics=tuple(dict.fromkeys(required)),
             searcher_counts_samples=not searcher.ends_search_itself,
         )
+        controller = Controller(searcher, scheduler, stopper, settings,
+                                trial_id_prefix=uuid.uuid4().hex[:5])
         ckpt = rc.checkpoint_config
         spec = ExperimentSpec(
-            trainable=fn, params=params, resources=resources, resources_checked=checked,
-            worker_timeout=None if backend.is_adaptive() else float(config.get("worker-timeout")),
-            experiment_name=name,
-            experiment_path=path, metric=metric, mode=mode,
-            checkpoint=CheckpointPolicy(
-                num_to_keep=ckpt.num_to_keep, score_attribute=ckpt.checkpoint_score_attribute,
-                score_order=ckpt.checkpoint_score_order, frequency=ckpt.checkpoint_frequency,
-                at_end=bool(ckpt.checkpoint_at_end),
-            ),
-            max_concurrent=tc.max_concurrent_trials or 0,
-            callbacks=tuple(callbacks),
+            trainable=fn, params=params, trainable_name=trainable_name(fn),
+            checkpoint_frequency=ckpt.checkpoint_frequency,
+            checkpoint_at_end=bool(ckpt.checkpoint_at_end),
         )
-        runner: ExperimentRunner | None = None
-
-        def make_trial(trial_id: str, index: int, config: dict[str, Any]) -> Any:
-            return runner.make_trial(trial_id, index, config)  # type: ignore[union-attr]
-
-        controller = Controller(searcher, scheduler, stopper, settings, make_trial,
-                                trial_id_prefix=uuid.uuid4().hex[:5])
-        runner = ExperimentRunner(backend, controller, spec, console)
-        grid = runner.run()
+        capacity = Capacity(
+            resources, checked, max_concurrent=tc.max_concurrent_trials or 0,
+            worker_timeout=None if backend.is_adaptive() else float(config.get("worker-timeout")),
+        )
+        loop = ExperimentLoop(backend, controller, spec, ExperimentStore(path, name, ckpt),
+                              capacity, CallbackList(callbacks), console, metric, mode)
+        grid = loop.run()
         if rc.failure_config.fail_fast == "raise" and grid.errors:
             raise _trial_exception(grid)
         return grid
@@ -458,8 +268,6 @@ class Tuner:
         and a cluster that does not scale itself must get one within
         ``dasktune.worker-timeout`` seconds.
         """
-        from dasktune.execution._dask import usable_request
-
         workers = backend.workers()
         if workers:
             return usable_request(workers, resources), True

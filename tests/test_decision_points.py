@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dasktune._decision_points import DecisionPoints, DecisionPointTracker, merge_decision_points
+from dasktune.decision_points import DecisionPoints, DecisionPointTracker, merge_decision_points
 
 
 def waits(points: tuple[DecisionPoints, ...], attr: str, values: list[object]) -> list[bool]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dasktune._decision_points import DecisionPoints, DecisionPointTracker, merge_decision_points
+from dasktune.decision_points import DecisionPoints, DecisionPointTracker, merge_decision_points
 from dasktune.stopper import (
     CombinedStopper,
     DictStopper,

@@ -5,7 +5,7 @@ Data path of a trial run:
 1. :meth:`DaskBackend.submit` sends :func:`_trial_task` to a worker as one future.
 2. On the worker, ``tune.report`` publishes each result with ``Worker.log_event``
    (non-blocking, batched to the scheduler) on the experiment's topic.
-3. The driver's subscription handler puts each event into the runner's inbox;
+3. The driver's subscription handler puts each message into the loop's inbox;
    a done-callback on the future does the same when the run ends.
 4. Decisions go back with :meth:`DaskBackend.deliver`, which runs
    :func:`dasktune.trainable.session.deliver` in the trial's worker process
@@ -16,18 +16,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import queue
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
 
+from dasktune._protocol import Decision, Message, RunEnded, RunOutcome, from_wire, plain_message
 from dasktune.trainable import session as _session
-from dasktune.trainable._runner import RunOutcome, run_trial
+from dasktune.trainable._trial_run import run_trial
 
 logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class RunDone:
+    """The future of run ``run_id`` completed (its 'end' message may still be on its way)."""
+
+    run_id: str
+
 
 #: Objects smaller than this travel with every task instead of being scattered once.
 _SHIP_BY_VALUE_BYTES = 64 * 1024
@@ -49,37 +57,20 @@ def _trial_task(
     key = worker.get_current_task()
     topic = spec.topic
 
-    def emit(message: dict[str, Any]) -> None:
-        message["worker"] = worker.address
+    def emit(message: Message) -> None:
         try:
-            worker.log_event(topic, message)
-        except TypeError:  # numpy or torch values, sets...: Dask's events take plain data only
-            worker.log_event(topic, _plain(message))
+            worker.log_event(topic, message.to_wire())
+        except TypeError:  # numpy or torch values, tuples...: Dask's events take plain data only
+            worker.log_event(topic, plain_message(message))
 
     def cancelled() -> bool:
         task = worker.state.tasks.get(key)
         return task is None or task.state in ("cancelled", "released", "forgotten")
 
-    outcome = run_trial(spec, trainable, params, checkpoint_config, emit, cancelled)
-    emit({"kind": "end", "run": spec.run_id, "outcome": outcome.__dict__})
+    outcome = run_trial(spec, trainable, params, checkpoint_config, emit, cancelled,
+                        worker=worker.address)
+    emit(RunEnded(spec.run_id, worker.address, outcome))
     return outcome
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as plain Python data: numpy and torch values as numbers and lists."""
-    if isinstance(value, dict):
-        return {k if isinstance(k, (str, int, float)) else str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
-        return value
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, torch tensors
-    if callable(tolist):
-        try:
-            return _plain(tolist())
-        except Exception:  # not a numeric container after all: fall back to its repr
-            pass
-    return repr(value)
 
 
 def _warm(trainable: Any, params: dict[str, Any]) -> None:
@@ -94,7 +85,8 @@ class DaskBackend:
         self.cluster = cluster  # only set for the embedded cluster, which dasktune closes
         self.started_cluster = started  # False when a warm embedded cluster was reused
         self.topic = f"dasktune-{uuid.uuid4().hex[:12]}"
-        self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        # Messages from trials, and the run ids of futures that completed.
+        self.inbox: queue.SimpleQueue[Message | RunDone] = queue.SimpleQueue()
         self._futures: dict[str, Any] = {}
         self._subscribed = False
 
@@ -128,7 +120,7 @@ class DaskBackend:
         self._subscribed = True
 
     def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
-        self.inbox.put(("event", event[1]))
+        self.inbox.put(from_wire(event[1]))
 
     def workers(self) -> dict[str, dict[str, Any]]:
         """Address -> {"nthreads", "resources"} of the current workers."""
@@ -181,7 +173,7 @@ class DaskBackend:
             resources=dict(resources) or None,
         )
         self._futures[run_id] = future
-        future.add_done_callback(lambda f, run_id=run_id: self.inbox.put(("done", run_id)))
+        future.add_done_callback(lambda f, run_id=run_id: self.inbox.put(RunDone(run_id)))
 
     def future_status(self, run_id: str) -> str:
         future = self._futures.get(run_id)
@@ -221,7 +213,7 @@ class DaskBackend:
                 allow_other_workers=False, pure=False, priority=100,
             )
 
-    def deliver(self, worker: str, run_id: str, decision: str) -> None:
+    def deliver(self, worker: str, run_id: str, decision: Decision) -> None:
         """Send ``decision`` to the run's worker without waiting for it to arrive."""
         coro = self.client.run(
             _session.deliver, run_id, decision, workers=[worker], on_error="ignore",
@@ -249,36 +241,3 @@ class DaskBackend:
 def _log_failure(future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.debug("Delivering a decision failed: %r", future.exception())
-
-
-def usable_request(workers: Mapping[str, Mapping[str, Any]],
-                   resources: Mapping[str, float]) -> dict[str, float]:
-    """The per-trial request as Dask can express it; raise if no worker can ever meet it.
-
-    ``CPU`` is dropped unless some worker advertises it: a worker thread is a CPU.
-    """
-    advertised = {name for w in workers.values() for name in w["resources"]}
-    request = {k: v for k, v in resources.items() if k != "CPU" or "CPU" in advertised}
-    if trial_slots(workers, request) == 0:
-        have = {addr: w["resources"] or "no resources" for addr, w in workers.items()}
-        raise ValueError(
-            f"with_resources asks for {request} per trial, but no worker of the cluster can "
-            f"provide that; the workers advertise: {have}. Lower the request, or start "
-            "workers that have it (dask worker --resources 'GPU=1', "
-            "LocalCluster(resources={'GPU': 1}), or for dask-jobqueue "
-            "worker_extra_args=['--resources', 'GPU=1'])."
-        )
-    return request
-
-
-def trial_slots(workers: Mapping[str, Mapping[str, Any]], request: Mapping[str, float]) -> int:
-    """How many trials asking for ``request`` fit on ``workers`` at once."""
-    total = 0
-    for info in workers.values():
-        fit = info["nthreads"]
-        for name, amount in request.items():
-            have = info["resources"].get(name, 0)
-            fit = min(fit, math.floor(have / amount + 1e-9))
-        total += max(fit, 0)
-    return total
-

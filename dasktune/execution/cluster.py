@@ -1,4 +1,9 @@
-"""Choosing the Dask cluster: the user's client, the default client, or an embedded one."""
+"""The embedded local cluster, started when the user brings no Dask client.
+
+:meth:`dasktune.execution._dask.DaskBackend.connect` chooses between the user's
+client, the default client and this cluster; here the cluster is started, kept
+warm between experiments and closed.
+"""
 
 from __future__ import annotations
 

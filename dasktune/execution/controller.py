@@ -1,7 +1,9 @@
 """The coordinator's decision core: trial events in, decisions out, no I/O.
 
-The runner (``execution/runner.py``) feeds it what the cluster reports and
-carries out what it decides; everything here can be tested without Dask.
+The loop (``execution/loop.py``) feeds it what the cluster reports and carries
+out what it decides.  The controller knows nothing of the loop, the cluster or
+the storage, so everything here can be tested without Dask (and is driven by a
+fake clock in :mod:`dasktune.testing`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dasktune._decision_points import DecisionPoints, merge_decision_points
+from dasktune.decision_points import DecisionPoints, merge_decision_points
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
 from dasktune._util import flatten, is_real
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler, TrialUpdate
@@ -43,7 +45,6 @@ class Controller:
     scheduler: TrialScheduler
     stopper: Any  # dasktune.stopper.Stopper | None
     settings: ControllerSettings
-    make_trial: Callable[[str, int, dict[str, Any]], Trial]
     trial_id_prefix: str = "t"
     clock: Callable[[], float] = time.monotonic
     trials: list[Trial] = field(default_factory=list)
@@ -89,7 +90,10 @@ class Controller:
         return self._search_done
 
     def new_trials(self, room: int) -> list[Trial]:
-        """Up to ``room`` new trials from the searcher (fewer if it has none now)."""
+        """Up to ``room`` new trials from the searcher (fewer if it has none now).
+
+        The caller names each new trial and gives it its storage before it runs.
+        """
         made: list[Trial] = []
         while room > 0 and not self._search_done and not self._stop_all:
             if self.settings.searcher_counts_samples and 0 <= self.settings.num_samples <= len(self.trials):
@@ -107,7 +111,7 @@ class Controller:
                 break
             self._idle_since = None
             self._told_no_more = False  # trials come again: the scheduler may wait for them
-            trial = self.make_trial(trial_id, index, config)
+            trial = Trial(trial_id, config)
             self.trials.append(trial)
             self._by_id[trial.trial_id] = trial
             self.scheduler.on_trial_add(trial)

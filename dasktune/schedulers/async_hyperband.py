@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from dasktune._decision_points import DecisionPoints
+from dasktune.decision_points import DecisionPoints
 from dasktune._util import invalid_argument as _invalid
 from dasktune._util import is_real as _is_real
 from dasktune.schedulers._common import (

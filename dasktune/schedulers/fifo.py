@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dasktune._decision_points import DecisionPoints
+from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler
 from dasktune.trial import Trial
 

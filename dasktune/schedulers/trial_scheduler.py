@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from dasktune._decision_points import DecisionPoints
+from dasktune.decision_points import DecisionPoints
 from dasktune.trial import Trial
 
 

@@ -1,178 +1,157 @@
-"""The experiment directory: one folder per trial with params, results and checkpoints.
+"""The driver's record of an experiment: one :class:`TrialStore` per trial.
 
-Layout::
-
-    storage_path/name/
-        experiment_state.json
-        <trainable>_<index>/        (one per trial, a short deterministic name)
-            params.json
-            result.json             (JSON lines, one per report)
-            progress.csv            (one row per report; late metrics add columns)
-            checkpoint_000000/ ...
-            error.txt               (on failure)
+Storage is passive: it writes what the coordinator tells it to and decides
+nothing.  Which checkpoints to keep is :meth:`CheckpointConfig.retained`'s
+decision; a store only carries it out.  The directory layout is in
+:mod:`dasktune.storage.layout`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import logging
 import os
-import re
-import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
+from dasktune._util import AUTO_RESULT_FIELDS, flatten
+from dasktune.storage.files import (
+    TrialRecorder,
+    append_jsonl,
+    copy_checkpoint,
+    delete_checkpoint,
+    write_experiment_state,
+    write_jsonl,
+)
+from dasktune.storage.layout import CONFIG_CHANGES_FILE, checkpoint_dir_name, checkpoint_index
+from dasktune.trial import Trial
+from dasktune.tune_config import CheckpointConfig, CheckpointEntry
 
-from dasktune._util import flatten, is_real
-
-__all__ = ["flatten", "TrialRecorder", "check_writable", "trial_dir_name"]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return repr(value)
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, default=_json_default, allow_nan=True)
+logger = logging.getLogger(__name__)
 
 
-def trial_dir_name(trainable_name: str, index: int) -> str:
-    """A short, deterministic, filesystem-safe directory name for a trial."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", trainable_name)[:40] or "trial"
-    return f"{safe}_{index:05d}"
+class TrialStore:
+    """The files and checkpoints of one trial."""
 
-
-def check_writable(path: str, argument: str = "RunConfig(storage_path=...)") -> None:
-    """Raise a clear error unless ``path`` can be created and written."""
-    probe = os.path.join(path, ".dasktune_write_test")
-    try:
-        os.makedirs(path, exist_ok=True)
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as exc:
-        raise ValueError(
-            f"{argument}: cannot write to {path!r} ({type(exc).__name__}: {exc.strerror or exc}). "
-            "Pass storage_path= a directory you can write; on a multi-machine cluster it must "
-            "be a filesystem that every worker can reach."
-        ) from None
-
-
-class TrialRecorder:
-    """Writes one trial's files; keeps rows in memory for its metrics dataframe."""
-
-    def __init__(self, trial_dir: str) -> None:
+    def __init__(self, trial_dir: str, experiment: ExperimentStore) -> None:
         self.trial_dir = trial_dir
-        self.rows: list[dict[str, Any]] = []
-        self._columns: list[str] = []
-        self._json: io.TextIOWrapper | None = None
-        self._csv: io.TextIOWrapper | None = None
-        self._writer: Any = None
-        self._last_offset = 0
-        self._last_result: dict[str, Any] | None = None
+        self._experiment = experiment
+        self.recorder = TrialRecorder(trial_dir)
+        self.checkpoints: list[CheckpointEntry] = []
+        self.next_checkpoint_index = 0
+        # The last iteration on record of the trial's current lineage: a resumed run that
+        # trains iterations again from an older checkpoint of its own does not record them twice.
+        self.recorded_through = 0
+        self.exception: bytes | None = None  # the last failure's exception, pickled
 
-    def write_params(self, config: Mapping[str, Any]) -> None:
-        os.makedirs(self.trial_dir, exist_ok=True)
-        with open(os.path.join(self.trial_dir, "params.json"), "w") as f:
-            f.write(to_json(dict(config)))
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every recorded result, flattened, oldest first."""
+        return self.recorder.rows
 
-    def append(self, result: Mapping[str, Any]) -> None:
-        """Record one result in result.json and progress.csv, at once."""
-        if self._json is None:
-            os.makedirs(self.trial_dir, exist_ok=True)
-            # A trial's first write starts the file afresh; after a pause it appends.
-            mode = "a" if self.rows else "w"
-            self._json = open(os.path.join(self.trial_dir, "result.json"), mode)
-        self._last_offset = self._json.tell()
-        self._last_result = dict(result)
-        self._json.write(to_json(self._last_result) + "\n")
-        self._json.flush()
-        row = flatten(result)
-        self.rows.append(row)
-        new = [k for k in row if k not in self._columns]
-        if new or self._writer is None:
-            self._columns.extend(new)
-            self._rewrite_csv()
-        else:
-            self._writer.writerow(row)
-            self._csv.flush()  # type: ignore[union-attr]
+    @property
+    def latest_checkpoint(self) -> CheckpointEntry | None:
+        return self.checkpoints[-1] if self.checkpoints else None
 
-    def _rewrite_csv(self) -> None:
-        """A metric appeared for the first time: rewrite the CSV with the wider header."""
-        if self._csv is not None:
-            self._csv.close()
-        self._csv = open(os.path.join(self.trial_dir, "progress.csv"), "w", newline="")
-        self._writer = csv.DictWriter(self._csv, fieldnames=self._columns, restval="")
-        self._writer.writeheader()
-        self._writer.writerows(self.rows)
-        self._csv.flush()
+    def record(self, result: dict[str, Any]) -> None:
+        """Append one result to the trial's result files."""
+        self.recorder.append(result)
+        self.recorded_through = result["training_iteration"]
 
-    def write_error(self, text: str) -> str:
-        os.makedirs(self.trial_dir, exist_ok=True)
-        path = os.path.join(self.trial_dir, "error.txt")
-        with open(path, "a") as f:
-            f.write(text)
-        return path
+    def add_checkpoint(self, path: str, metrics: Mapping[str, Any]) -> None:
+        """A checkpoint was stored at ``path``; prune older ones as the policy says."""
+        self.checkpoints.append((path, dict(metrics)))
+        self.next_checkpoint_index = max(self.next_checkpoint_index, checkpoint_index(path) + 1)
+        retention = self._experiment.checkpoint_config.retained(self.checkpoints)
+        if retention.unscored is not None:
+            self._experiment.warn_unscored(retention.unscored)
+        for entry in self.checkpoints:
+            if entry not in retention.kept:
+                delete_checkpoint(entry[0])
+        self.checkpoints = retention.kept
+
+    def clone_checkpoint(self, source: CheckpointEntry) -> None:
+        """Copy another trial's checkpoint (PBT's exploit) in as this trial's newest.
+
+        As in Ray Tune the iteration count comes with the cloned checkpoint, and the
+        iterations after it are the new lineage's, recorded even if they step back.
+        """
+        path, metrics = source
+        target = os.path.join(self.trial_dir, checkpoint_dir_name(self.next_checkpoint_index))
+        copy_checkpoint(path, target)
+        self.add_checkpoint(target, metrics)
+        self.recorded_through = int(metrics.get("training_iteration", 0))
+
+    def record_config_change(self, iteration: int, source_trial: str | None,
+                             old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        append_jsonl(os.path.join(self.trial_dir, CONFIG_CHANGES_FILE), {
+            "training_iteration": iteration, "source_trial": source_trial,
+            "old_config": dict(old), "new_config": dict(new),
+        })
+
+    def write_records(self, records: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
+        """Replace the trial's record files (``TrialScheduler.trial_records``), by file name."""
+        for name, lines in records.items():
+            write_jsonl(os.path.join(self.trial_dir, name), lines)
+
+    def record_error(self, text: str, exception: bytes | None) -> None:
+        self.recorder.write_error(text)
+        self.exception = exception
 
     def finish(self) -> None:
-        """The trial ended normally: mark its last result ``done`` on disk too, then close."""
-        last = self._last_result
-        if last is not None and not last.get("done"):
-            last["done"] = True
-            self.rows[-1]["done"] = True
-            if self._json is None:
-                self._json = open(os.path.join(self.trial_dir, "result.json"), "a")
-            self._json.truncate(self._last_offset)
-            self._json.seek(self._last_offset)  # (in append mode writes go to the end anyway)
-            self._json.write(to_json(last) + "\n")
-            self._rewrite_csv()
-        self.close()
+        """The trial is over: mark its last result done on disk, and close its files."""
+        self.recorder.finish()
 
     def close(self) -> None:
-        for handle in (self._json, self._csv):
-            if handle is not None:
-                handle.close()
-        self._json = self._csv = self._writer = None
+        """The trial's run ended but the trial may run again: close its files."""
+        self.recorder.close()
 
 
-def delete_checkpoint(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+class ExperimentStore:
+    """The experiment directory and a :class:`TrialStore` for each trial."""
 
+    def __init__(self, path: str, name: str, checkpoint_config: CheckpointConfig) -> None:
+        self.path = path
+        self.name = name
+        self.checkpoint_config = checkpoint_config
+        self._trials: dict[str, TrialStore] = {}
+        self._warned_unscored = False
 
-def copy_checkpoint(source: str, target: str) -> None:
-    """Copy a checkpoint directory (another trial's, for PBT's exploit) to ``target``."""
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target)
+    def add_trial(self, trial: Trial) -> TrialStore:
+        """Create the trial's directory and record its config."""
+        store = self._trials[trial.trial_id] = TrialStore(trial.local_path, self)
+        store.recorder.write_params(trial.config)
+        return store
 
+    def trial(self, trial_id: str) -> TrialStore:
+        return self._trials[trial_id]
 
-def write_jsonl(path: str, records: Iterable[Mapping[str, Any]]) -> None:
-    """Replace ``path`` with one JSON line per record, atomically."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.writelines(to_json(dict(r)) + "\n" for r in records)
-    os.replace(tmp, path)
+    def get(self, trial_id: str) -> TrialStore | None:
+        return self._trials.get(trial_id)
 
+    def write_state(self, trials: Iterable[Trial], metric: Any, mode: Any) -> None:
+        """Replace experiment_state.json with the trials as they are now."""
+        write_experiment_state(self.path, {
+            "name": self.name,
+            "metric": metric,
+            "mode": mode,
+            "trials": [
+                {"trial_id": t.trial_id, "status": str(t.status), "dir": t.trial_name,
+                 "config": t.config, "last_result": t.last_result,
+                 "checkpoint": t.checkpoint_path, "num_failures": t.num_failures}
+                for t in trials
+            ],
+        })
 
-def append_jsonl(path: str, record: Mapping[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(to_json(dict(record)) + "\n")
+    def close(self) -> None:
+        for store in self._trials.values():
+            store.close()
 
-
-def write_experiment_state(experiment_path: str, state: Mapping[str, Any]) -> None:
-    """Atomically replace experiment_state.json."""
-    target = os.path.join(experiment_path, "experiment_state.json")
-    tmp = target + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(to_json(dict(state)))
-    os.replace(tmp, target)
-
-
-def is_finite_number(value: Any) -> bool:
-    """A finite real number that is not a bool."""
-    return is_real(value)
+    def warn_unscored(self, metrics: Mapping[str, Any]) -> None:
+        if self._warned_unscored:
+            return
+        self._warned_unscored = True
+        logger.warning(
+            "CheckpointConfig(checkpoint_score_attribute=%r): a checkpoint's result has no "
+            "number under that name, so it counts as the worst when checkpoints are pruned. "
+            "Its result has: %s.", self.checkpoint_config.checkpoint_score_attribute,
+            ", ".join(sorted(k for k in flatten(metrics) if k not in AUTO_RESULT_FIELDS)))

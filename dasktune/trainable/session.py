@@ -19,13 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dasktune._decision_points import DecisionPointTracker
+from dasktune._protocol import (
+    CheckpointStored,
+    Decision,
+    Message,
+    ResultReported,
+)
+from dasktune.decision_points import DecisionPointTracker
+from dasktune.storage.layout import checkpoint_dir_name
 from dasktune.trainable.checkpoint import Checkpoint
 
-#: Decisions as they travel to the worker (plain strings keep the message tiny).
-CONTINUE = "CONTINUE"
-STOP = "STOP"
-PAUSE = "PAUSE"
+CONTINUE, STOP, PAUSE = Decision.CONTINUE, Decision.STOP, Decision.PAUSE
 
 _HOSTNAME = socket.gethostname()
 
@@ -36,7 +40,7 @@ class StopTrial(BaseException):
     A BaseException so that a trainable's ``except Exception`` does not swallow it.
     """
 
-    def __init__(self, decision: str) -> None:
+    def __init__(self, decision: Decision) -> None:
         super().__init__(decision)
         self.decision = decision
 
@@ -48,7 +52,7 @@ class _Mailbox:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.decision: str | None = None
+        self.decision: Decision | None = None
 
 
 _MAILBOXES: dict[str, _Mailbox] = {}
@@ -65,7 +69,7 @@ def _mailbox(run_id: str) -> _Mailbox:
         return box
 
 
-def deliver(run_id: str, decision: str) -> None:
+def deliver(run_id: str, decision: Decision) -> None:
     """Hand ``decision`` to the trial run ``run_id`` in this worker process.
 
     Called on the worker by the driver (through ``Client.run``).  A STOP or
@@ -130,7 +134,7 @@ class RunSpec:
 class Session:
     """The state of one trial run on a worker."""
 
-    def __init__(self, spec: RunSpec, emit: Callable[[dict[str, Any]], None],
+    def __init__(self, spec: RunSpec, emit: Callable[[Message], None],
                  cancelled: Callable[[], bool] = lambda: False) -> None:
         self.spec = spec
         self.context = spec.context
@@ -144,12 +148,12 @@ class Session:
         self._start = time.time()
         self._last = self._start
         self._time_total_offset = spec.start_time_total
-        self._ended: str | None = None  # the STOP or PAUSE that ended the trial's run
+        self._ended: Decision | None = None  # the STOP or PAUSE that ended the trial's run
         self.num_reports = 0
-        self.worker_address = ""
+        self.worker = ""  # the worker's address, set by the task that runs the session
 
     # -- reporting -------------------------------------------------------
-    def report(self, metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> str:
+    def report(self, metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> Decision:
         """Publish one result; return the decision (CONTINUE unless stopped)."""
         if not isinstance(metrics, dict):
             raise TypeError(
@@ -186,9 +190,9 @@ class Session:
         if wait:
             self._box.event.clear()
             wait = self._box.decision not in (STOP, PAUSE)
-        self._emit({"kind": "result", "run": self.spec.run_id, "result": result,
-                    "checkpoint": checkpoint_path, "wait": wait})
         self.num_reports += 1
+        self._emit(ResultReported(self.spec.run_id, self.worker, self.num_reports, result,
+                                  checkpoint_path, wait))
         if wait:
             self._wait_for_decision()
             decision = self._box.decision or CONTINUE
@@ -207,7 +211,7 @@ class Session:
 
     def _persist(self, checkpoint: Checkpoint) -> str:
         """Copy a checkpoint into the trial directory; return the stored path."""
-        target = os.path.join(self.context.trial_dir, f"checkpoint_{self.checkpoint_index:06d}")
+        target = os.path.join(self.context.trial_dir, checkpoint_dir_name(self.checkpoint_index))
         self.checkpoint_index += 1
         if os.path.abspath(checkpoint.path) != os.path.abspath(target):
             shutil.rmtree(target, ignore_errors=True)  # never merge with a stale copy
@@ -218,10 +222,9 @@ class Session:
     def attach_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Store a checkpoint of the last reported result (class trainables' checkpoint_at_end)."""
         path = self._persist(checkpoint)
-        self._emit({"kind": "checkpoint", "run": self.spec.run_id, "checkpoint": path,
-                    "iteration": self.iteration})
+        self._emit(CheckpointStored(self.spec.run_id, self.worker, path, self.iteration))
 
-    def pending_decision(self) -> str | None:
+    def pending_decision(self) -> Decision | None:
         """A STOP or PAUSE sent without a decision point, or a cancelled future."""
         decision = self._box.decision
         if decision in (STOP, PAUSE):

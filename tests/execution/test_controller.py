@@ -8,17 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dasktune._decision_points import DecisionPoints
+from dasktune.decision_points import DecisionPoints
 from dasktune.execution.controller import Controller, ControllerSettings, MetricNotReportedError
 from dasktune.schedulers import ASHAScheduler, FIFOScheduler, TrialDecision, TrialScheduler
 from dasktune.search import BasicVariantGenerator, Searcher
 from dasktune.search.sample import grid_search, uniform
 from dasktune.stopper import MaximumIterationStopper, Stopper
 from dasktune.trial import Trial, TrialStatus
-
-
-def make_trial(trial_id: str, index: int, config: dict[str, Any]) -> Trial:
-    return Trial(trial_id=trial_id, config=config, trial_name=f"train_{index:05d}")
 
 
 def searcher_for(num_samples: int = 1, space: dict[str, Any] | None = None,
@@ -44,7 +40,6 @@ def make_controller(searcher: Searcher | None = None, scheduler: TrialScheduler 
         scheduler=scheduler or FIFOScheduler(),
         stopper=stopper,
         settings=ControllerSettings(**settings),
-        make_trial=make_trial,
         trial_id_prefix="t",
         clock=clock or FakeClock(),
     )
@@ -63,7 +58,7 @@ def test_new_trials_respects_room_and_num_samples() -> None:
     controller = make_controller(searcher=searcher_for(5), num_samples=5)
     first = controller.new_trials(2)
     assert [t.trial_id for t in first] == ["t_00000", "t_00001"]
-    assert [t.trial_name for t in first] == ["train_00000", "train_00001"]
+    assert all(t.trial_name == "" for t in first), "naming is the loop's job, not the controller's"
     assert not controller.search_finished
     rest = controller.new_trials(10)
     assert [t.trial_id for t in rest] == ["t_00002", "t_00003", "t_00004"]
@@ -279,7 +274,7 @@ def test_missing_required_metric_names_the_reported_keys() -> None:
     with pytest.raises(MetricNotReportedError) as info:
         controller.on_result(trial, result(1, loss=0.5, mean_acc=0.9))
     message = str(info.value)
-    assert "Trial train_00000 reported ['loss', 'mean_acc']" in message
+    assert "Trial t_00000 reported ['loss', 'mean_acc']" in message
     assert "ASHAScheduler(metric=...) needs the metric 'accuracy'" in message
     assert "tune.report({'accuracy': value})" in message
     assert "training_iteration" not in message.split("needs")[0], "automatic keys are left out"
@@ -367,7 +362,7 @@ def test_fail_fast_stops_everything() -> None:
     controller.on_error(a, "boom")
     assert controller.on_error(a, "boom") is False
     assert controller.stopping
-    assert controller.stop_reason == "trial train_00000 failed and FailureConfig(fail_fast=True)"
+    assert controller.stop_reason == "trial t_00000 failed and FailureConfig(fail_fast=True)"
     assert controller.new_trials(2) == []
     assert controller.is_done(active_runs=0)
     # Once stopping, a failure is not retried.
@@ -403,7 +398,7 @@ def test_time_budget_with_an_injected_clock() -> None:
 def test_time_budget_counts_from_start() -> None:
     clock = FakeClock()
     controller = Controller(searcher_for(), FIFOScheduler(), None,
-                            ControllerSettings(time_budget_s=5), make_trial, clock=clock)
+                            ControllerSettings(time_budget_s=5), clock=clock)
     clock.now += 100
     controller.check_budget()
     assert not controller.stopping, "no budget is spent before start()"
@@ -479,7 +474,7 @@ def test_a_searcher_that_never_suggests_is_an_error_not_a_hang() -> None:
     now = [0.0]
     controller = Controller(Stuck(metric="loss", mode="min"), FIFOScheduler(), None,
                             ControllerSettings(num_samples=3, searcher_counts_samples=True),
-                            make_trial=lambda tid, i, cfg: Trial(tid, cfg), clock=lambda: now[0])
+                            clock=lambda: now[0])
     assert controller.new_trials(2) == []
     controller.check_stalled(active_runs=0, limit_s=30)  # not yet
     now[0] = 31.0

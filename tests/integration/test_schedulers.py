@@ -305,7 +305,7 @@ def test_pbt_skips_an_exploit_of_a_trial_without_checkpoints(client, storage, ca
 
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2, seed=0,
                                   hyperparam_mutations={"rate": [0.1, 0.2, 0.3, 0.4]})
-    with caplog.at_level(logging.WARNING, logger="dasktune.execution.runner"):
+    with caplog.at_level(logging.WARNING, logger="dasktune.execution.loop"):
         grid = tune.Tuner(
             no_checkpoints, param_space={"rate": tune.grid_search([0.1, 0.2, 0.3, 0.4])},
             tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dasktune._decision_points import DecisionPoints
+from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers import TrialDecision, TrialScheduler, TrialUpdate
 from dasktune.trial import Trial, TrialStatus
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dasktune._decision_points import DecisionPoints, DecisionPointTracker
+from dasktune.decision_points import DecisionPoints, DecisionPointTracker
 from dasktune.schedulers import (
     ASHAScheduler,
     AsyncHyperBandScheduler,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dasktune._decision_points import DecisionPoints, DecisionPointTracker
+from dasktune.decision_points import DecisionPoints, DecisionPointTracker
 from dasktune.schedulers import FIFOScheduler, TrialDecision, TrialScheduler
 
 from .scheduler_contract import SchedulerContract, make_trial

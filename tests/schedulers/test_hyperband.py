@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from dasktune._decision_points import DecisionPoints
+from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers import (
     HyperBandScheduler,
     TrialDecision,

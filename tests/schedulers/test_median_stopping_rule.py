@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from dasktune._decision_points import DecisionPoints
+from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers import MedianStoppingRule, TrialDecision, TrialScheduler
 from dasktune.trial import Trial
 

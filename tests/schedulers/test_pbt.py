@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dasktune._decision_points import DecisionPoints
+from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers import (
     PopulationBasedTraining,
     PopulationBasedTrainingReplay,

@@ -12,16 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dasktune.storage.experiment import (
-    TrialRecorder,
-    check_writable,
-    delete_checkpoint,
-    flatten,
-    is_finite_number,
-    to_json,
-    trial_dir_name,
-    write_experiment_state,
-)
+from dasktune._util import flatten, is_real
+from dasktune.storage.files import TrialRecorder, delete_checkpoint, to_json, write_experiment_state
+from dasktune.storage.layout import check_writable, trial_dir_name
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -243,12 +236,12 @@ def test_write_experiment_state_uses_replace(tmp_path: Path, monkeypatch: pytest
 
 # -- small helpers ----------------------------------------------------------
 
-def test_to_json_and_is_finite_number() -> None:
+def test_to_json_and_is_real() -> None:
     assert json.loads(to_json({"x": np.int32(4)})) == {"x": 4}
-    assert is_finite_number(1) and is_finite_number(np.float32(2.5))
-    assert not is_finite_number(True)
-    assert not is_finite_number(math.inf) and not is_finite_number(math.nan)
-    assert not is_finite_number("1")
+    assert is_real(1) and is_real(np.float32(2.5))
+    assert not is_real(True)
+    assert not is_real(math.inf) and not is_real(math.nan)
+    assert not is_real("1")
 
 
 def test_finish_rewrites_the_last_line_in_place(tmp_path):

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 import dasktune as tune
-from dasktune._decision_points import DecisionPoints
+from dasktune._protocol import Message
+from dasktune.decision_points import DecisionPoints
 from dasktune.trainable import session as session_mod
-from dasktune.trainable._runner import accepts_params, run_trial
+from dasktune.trainable._trial_run import run_trial
+from dasktune.trainable.diagnostics import accepts_params
 from dasktune.trainable.checkpoint import Checkpoint
 from dasktune.trainable.session import CONTINUE, PAUSE, STOP, RunSpec, TrialContext, deliver
 from dasktune.trainable.trainable import Trainable
@@ -42,9 +44,10 @@ class FakeDriver:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
-    def emit(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-        self._inbox.put(message)
+    def emit(self, message: Message) -> None:
+        wire = message.to_wire()  # what travels to the driver
+        self.messages.append(wire)
+        self._inbox.put(wire)
 
     def _serve(self) -> None:
         while (message := self._inbox.get()) is not None:

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from dasktune._decision_points import DecisionPoints
+from dasktune._protocol import Message
+from dasktune.decision_points import DecisionPoints
 from dasktune.trainable import session as session_mod
 from dasktune.trainable.checkpoint import Checkpoint
 from dasktune.trainable.session import (
@@ -62,9 +63,10 @@ class FakeDriver:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
-    def emit(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-        self._inbox.put(message)
+    def emit(self, message: Message) -> None:
+        wire = message.to_wire()  # what travels to the driver
+        self.messages.append(wire)
+        self._inbox.put(wire)
 
     def _serve(self) -> None:
         while (message := self._inbox.get()) is not None:
@@ -344,7 +346,7 @@ def test_attach_checkpoint_emits_a_checkpoint_message(tmp_path: Path, driver: Fa
     session.report({"loss": 1.0})
     session.attach_checkpoint(_make_checkpoint_dir(tmp_path / "tmp", "final"))
     target = os.path.join(spec.context.trial_dir, "checkpoint_000001")
-    assert driver.messages[-1] == {"kind": "checkpoint", "run": spec.run_id,
+    assert driver.messages[-1] == {"kind": "checkpoint", "run": spec.run_id, "worker": "",
                                    "checkpoint": target, "iteration": 1}
     assert Path(target, "state.txt").read_text() == "final"
 

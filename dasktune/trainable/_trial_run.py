@@ -9,11 +9,11 @@ import shutil
 import tempfile
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
 
+from dasktune._protocol import Decision, Message, RunOutcome, RunStarted, RunStatus
 from dasktune.trainable import session as _session
 from dasktune.trainable.checkpoint import Checkpoint
 from dasktune.trainable.trainable import Trainable
@@ -21,33 +21,22 @@ from dasktune.trainable.trainable import Trainable
 _CLASS_STATE_FILE = ".dasktune_trainable_state.pkl"
 
 
-@dataclass
-class RunOutcome:
-    """How a trial run ended, returned as the Dask task's result."""
-
-    run_id: str
-    status: str  # "finished", "stopped", "paused" or "error"
-    num_reports: int
-    iteration: int
-    error: str | None = None
-    error_type: str | None = None
-    exception: bytes | None = None  # the trial's exception, pickled, if it could be
-
-
 def run_trial(
     spec: _session.RunSpec,
     trainable: Any,
     params: dict[str, Any],
     checkpoint_config: tuple[int, bool],
-    emit: Callable[[dict[str, Any]], None],
+    emit: Callable[[Message], None],
     cancelled: Callable[[], bool] = lambda: False,
+    worker: str = "",
 ) -> RunOutcome:
     """Run ``trainable`` for one trial; never raises for the trial's own errors."""
     os.makedirs(spec.context.trial_dir, exist_ok=True)
     session = _session.Session(spec, emit, cancelled)
+    session.worker = worker
     _session.set_session(session)
-    emit({"kind": "start", "run": spec.run_id})
-    status, error, error_type, exception = "finished", None, None, None
+    emit(RunStarted(spec.run_id, worker))
+    status, error, error_type, exception = RunStatus.FINISHED, None, None, None
     try:
         if isinstance(trainable, type) and issubclass(trainable, Trainable):
             _run_class(trainable, spec.config, params, checkpoint_config, session)
@@ -61,9 +50,9 @@ def run_trial(
             if isinstance(value, dict):  # as in Ray Tune: returned metrics are a last result
                 session.report(value)
     except _session.StopTrial as stop:
-        status = "paused" if stop.decision == _session.PAUSE else "stopped"
+        status = RunStatus.PAUSED if stop.decision == Decision.PAUSE else RunStatus.STOPPED
     except Exception as exc:  # the trial's own failure: record it, keep the others running
-        status, error, error_type = "error", traceback.format_exc(), type(exc).__name__
+        status, error, error_type = RunStatus.ERROR, traceback.format_exc(), type(exc).__name__
         exception = _pickled(exc)
     finally:
         _session.set_session(None)
@@ -108,14 +97,14 @@ def _run_class(
                 checkpoint = _save(instance)
             decision = session.report(result, checkpoint)
             _discard(checkpoint)
-            if done or decision != _session.CONTINUE:
+            if done or decision != Decision.CONTINUE:
                 # A paused trial needs its state to resume; a finished one gets
                 # its final checkpoint when CheckpointConfig asks for it.
-                if checkpoint is None and (at_end or decision == _session.PAUSE):
+                if checkpoint is None and (at_end or decision == Decision.PAUSE):
                     final = _save(instance)
                     session.attach_checkpoint(final)
                     _discard(final)
-                if decision != _session.CONTINUE:
+                if decision != Decision.CONTINUE:
                     raise _session.StopTrial(decision)
                 return
     finally:
@@ -147,12 +136,3 @@ def _restore(instance: Trainable, checkpoint: Checkpoint) -> None:
             instance.load_checkpoint(state["extra"])
             return
     instance.load_checkpoint(checkpoint.path)
-
-
-def accepts_params(fn: Callable[..., Any], names: list[str]) -> bool:
-    """Whether ``fn(config, **{name: ...})`` is a valid call."""
-    try:
-        inspect.signature(fn).bind(None, **{n: None for n in names})
-    except TypeError:
-        return False
-    return True

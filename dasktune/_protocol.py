@@ -1,0 +1,251 @@
+"""The messages between a trial running on a worker and the driver's coordinator.
+
+Worker to driver, as Dask events on the experiment's topic (``Worker.log_event``):
+:class:`RunStarted`, :class:`ResultReported`, :class:`CheckpointStored`,
+:class:`AwaitingDecision` and :class:`RunEnded`.  Dask's events carry only
+plain data (``dict``, ``list``, ``str``, ``int``, ``float``, ``bool``, ``None``,
+checked by exact type), so each message travels as a dict made by
+:meth:`to_wire` and is read back with :func:`from_wire`.
+
+Driver to worker: a :class:`Decision` for one run, delivered into the run's
+mailbox on its worker (see :func:`dasktune.trainable.session.deliver`).
+
+A run ends with a :class:`RunOutcome` (the Dask task's return value), whose
+``status`` is a :class:`RunStatus`.
+
+This module is a leaf: both sides import it, and it imports nothing of dasktune.
+"""
+
+from __future__ import annotations
+
+import enum
+import numbers
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cloudpickle
+
+
+class Decision(str, enum.Enum):
+    """What the driver tells a running trial after one of its results."""
+
+    CONTINUE = "CONTINUE"
+    STOP = "STOP"
+    PAUSE = "PAUSE"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunStatus(str, enum.Enum):
+    """How one run of a trial ended on its worker."""
+
+    FINISHED = "finished"  # the trainable returned
+    STOPPED = "stopped"  # a STOP ended it inside tune.report
+    PAUSED = "paused"  # a PAUSE ended it, after its checkpoint was stored
+    ERROR = "error"  # the trainable raised
+    # Dask ran the task a second time (its first worker died): this run was already
+    # claimed, so the second attempt did nothing. The driver treats it as a lost worker.
+    DUPLICATE = "duplicate"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class RunOutcome:
+    """How a trial run ended, returned as the Dask task's result."""
+
+    run_id: str
+    status: RunStatus
+    num_reports: int
+    iteration: int
+    error: str | None = None
+    error_type: str | None = None
+    exception: bytes | None = None  # the trial's exception, pickled, if it could be
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = asdict(self)
+        wire["status"] = self.status.value
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> RunOutcome:
+        return cls(**{**data, "status": RunStatus(data["status"])})
+
+
+@dataclass
+class RunStarted:
+    """The run began on ``worker``."""
+
+    run: str
+    worker: str
+    kind = "start"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.kind, "run": self.run, "worker": self.worker}
+
+
+@dataclass
+class ResultReported:
+    """One ``tune.report``: the ``seq``-th result of the run (from 1).
+
+    ``wait`` says that the trial now waits for a :class:`Decision` about it.
+    ``result`` and ``checkpoint`` (the stored checkpoint's path) are plain data.
+    """
+
+    run: str
+    worker: str
+    seq: int
+    result: dict[str, Any]
+    checkpoint: str | None
+    wait: bool
+    kind = "result"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.kind, "run": self.run, "worker": self.worker, "seq": self.seq,
+                "result": self.result, "checkpoint": self.checkpoint, "wait": self.wait}
+
+
+@dataclass
+class CheckpointStored:
+    """A checkpoint of the run's last result was stored after that result was reported
+    (a class trainable's checkpoint at its end or at a pause)."""
+
+    run: str
+    worker: str
+    checkpoint: str
+    iteration: int
+    kind = "checkpoint"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.kind, "run": self.run, "worker": self.worker,
+                "checkpoint": self.checkpoint, "iteration": self.iteration}
+
+
+@dataclass
+class AwaitingDecision:
+    """The run still waits for the decision about its ``seq``-th result: sent again
+    while it waits, so that a decision (or the result) lost on the way is sent again."""
+
+    run: str
+    worker: str
+    seq: int
+    kind = "waiting"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.kind, "run": self.run, "worker": self.worker, "seq": self.seq}
+
+
+@dataclass
+class RunEnded:
+    """The run ended on its worker with ``outcome``."""
+
+    run: str
+    worker: str
+    outcome: RunOutcome
+    kind = "end"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.kind, "run": self.run, "worker": self.worker,
+                "outcome": self.outcome.to_wire()}
+
+
+Message = RunStarted | ResultReported | CheckpointStored | AwaitingDecision | RunEnded
+
+#: Marks a value that travels pickled because it is not plain data (a datetime, a user object).
+_PICKLED = "__dasktune_pickled__"
+#: Set on a message that :func:`plain` converted, so the driver looks for pickled values.
+_CONVERTED = "converted"
+
+
+def plain(value: Any, where: str = "the message") -> Any:
+    """``value`` as the plain data that Dask's events carry, converting what is not.
+
+    Dask checks types exactly, so subclasses convert too: numpy's and torch's
+    scalars become ``int``/``float``/``bool``, arrays and tensors lists, tuples and
+    sets lists, dict keys strings.  Anything else (a datetime, a Decimal, a user's
+    object) travels pickled and is rebuilt on the driver by :func:`unplain`.
+
+    Raises:
+        TypeError: naming ``where`` the value sits, if it can be neither converted
+            nor pickled.
+
+    Example:
+        >>> import numpy as np
+        >>> plain({"acc": np.float64(0.5), 3: np.arange(2), "ok": np.bool_(True)})
+        {'acc': 0.5, '3': [0, 1], 'ok': True}
+    """
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is float or kind is bool:
+        return value
+    if isinstance(value, Mapping):
+        return {k if type(k) is str else str(k): plain(v, f"{where}[{k!r}]")
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, float):  # np.float64 and other float subclasses
+        return float(value)
+    if isinstance(value, int):  # IntEnum and other int subclasses (bool is exact above)
+        return int(value)
+    if isinstance(value, str):  # np.str_, str enums (whose str() is their name)
+        return str.__str__(value)
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, torch tensors, pandas
+    if callable(tolist):
+        try:
+            converted = tolist()
+        except Exception:  # a tolist that is not numpy's: treat the value as an object
+            converted = value
+        if converted is not value:
+            return plain(converted, where)
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    try:
+        return {_PICKLED: cloudpickle.dumps(value)}
+    except Exception as exc:
+        raise TypeError(
+            f"{where} is a {kind.__module__}.{kind.__qualname__}, which can be neither sent to "
+            f"the driver as plain data nor pickled ({type(exc).__name__}: {exc}). Report a "
+            "number, a string, a list or a dict there instead (for example str(value))."
+        ) from None
+
+
+def unplain(value: Any) -> Any:
+    """Rebuild the pickled values in what :func:`plain` made."""
+    if isinstance(value, dict):
+        if len(value) == 1 and _PICKLED in value:
+            return cloudpickle.loads(value[_PICKLED])
+        return {k: unplain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unplain(v) for v in value]
+    return value
+
+
+def plain_message(message: Message) -> dict[str, Any]:
+    """``message`` as event data, converting values that Dask's events refuse."""
+    data = plain(message.to_wire(), "tune.report's metrics")
+    data[_CONVERTED] = True
+    return data
+
+
+def from_wire(data: dict[str, Any]) -> Message:
+    """The message that :meth:`to_wire` (or :func:`plain_message`) turned into ``data``."""
+    kind = data["kind"]
+    if kind == "result":
+        result = unplain(data["result"]) if data.get(_CONVERTED) else data["result"]
+        return ResultReported(data["run"], data["worker"], data["seq"], result,
+                              data["checkpoint"], data["wait"])
+    if kind == "start":
+        return RunStarted(data["run"], data["worker"])
+    if kind == "checkpoint":
+        return CheckpointStored(data["run"], data["worker"], data["checkpoint"], data["iteration"])
+    if kind == "waiting":
+        return AwaitingDecision(data["run"], data["worker"], data["seq"])
+    if kind == "end":
+        return RunEnded(data["run"], data["worker"], RunOutcome.from_wire(data["outcome"]))
+    raise ValueError(f"Unknown trial message kind {kind!r}: {data!r}")
