@@ -213,14 +213,33 @@ class DaskBackend:
                 allow_other_workers=False, pure=False, priority=100,
             )
 
-    def deliver(self, worker: str, run_id: str, decision: Decision) -> None:
-        """Send ``decision`` to the run's worker without waiting for it to arrive."""
+    def deliver(self, worker: str, run_id: str, decision: Decision, seq: int = 0) -> None:
+        """Send ``decision`` (about the run's result ``seq``) to the run's worker, without
+        waiting for it to arrive: a trial that waits for it asks again if it is lost."""
         coro = self.client.run(
-            _session.deliver, run_id, decision, workers=[worker], on_error="ignore",
+            _session.deliver, run_id, decision, seq, workers=[worker], on_error="ignore",
             asynchronous=True,
         )
         loop = self.client.loop.asyncio_loop
         asyncio.run_coroutine_threadsafe(coro, loop).add_done_callback(_log_failure)
+
+    def resubscribe(self) -> None:
+        """Subscribe again after the client reconnected to the scheduler (which may have
+        dropped the subscription with the old connection); a second subscription of the
+        same topic just replaces the first."""
+        if self._subscribed:
+            self.client.subscribe_topic(self.topic, self._on_event)
+
+    def restart_workers(self, workers: list[str]) -> bool:
+        """Restart worker processes (their nannies start new ones): the way to end a trial
+        that ignores its STOP, since Dask cannot interrupt a running task.  Returns whether
+        it worked; workers without a nanny cannot be restarted."""
+        try:
+            self.client.restart_workers(workers, timeout=30, raise_for_error=True)
+            return True
+        except Exception as exc:
+            logger.warning("Could not restart the Dask workers %s: %r", workers, exc)
+            return False
 
     def close(self) -> None:
         """Release all futures and, if dasktune started the cluster, shut it down."""

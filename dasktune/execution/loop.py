@@ -15,11 +15,12 @@ import logging
 import os
 import queue
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dasktune import config
 from dasktune._protocol import (
+    AwaitingDecision,
     CheckpointStored,
     Decision,
     Message,
@@ -37,16 +38,15 @@ from dasktune.execution.controller import Controller
 from dasktune.result import ResultGrid, build_result_grid
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate
 from dasktune.storage.experiment import ExperimentStore, TrialStore
-from dasktune.storage.layout import trial_dir_name
+from dasktune.storage.layout import spool_file_name, trial_dir_name
+from dasktune.storage.spool import read_spool
 from dasktune.trainable.session import RunSpec, TrialContext
 from dasktune.trial import Trial, TrialStatus
 
 logger = logging.getLogger(__name__)
 
-#: How long to wait for a run's last results after its future completed.
-_LATE_EVENT_GRACE_S = 2.0
-#: How long trials get to end after the experiment stops them.
-_STOP_GRACE_S = 30.0
+#: How long a STOP or PAUSE waits for its trial's next result before it is sent again.
+_RESEND_REQUEST_S = 1.0
 #: How often the loop looks at the cluster's workers to size its queue of trial runs.
 _CAPACITY_REFRESH_S = 1.0
 #: How often the experiment state file is written.
@@ -62,13 +62,16 @@ class _Run:
     run_id: str
     trial: Trial
     store: TrialStore
+    spool: str  # the run's spool file (storage/spool.py)
     worker: str | None = None
     outcome: RunOutcome | None = None
     exception: bytes | None = None
-    future_done: bool = False
-    results: int = 0
+    processed: int = 0  # results handled, by sequence number: 1..processed
+    spool_offset: int = 0  # how far the spool has been read
+    checkpoints_seen: set[str] = field(default_factory=set)
     requested: Decision | None = None  # STOP or PAUSE sent to it
-    deadline: float | None = None
+    requested_sent: float = 0.0  # when it was last sent
+    cancelled_by_us: bool = False  # cancelled before it started (the experiment stopped)
 
 
 @dataclass
@@ -107,6 +110,8 @@ class ExperimentLoop:
         self._state_written = 0.0
         self._idle_limit = float(config.get("searcher-idle-timeout"))
         self._decision_timeout = float(config.get("decision-timeout"))
+        self._decision_resend = float(config.get("decision-resend"))
+        self._stop_grace = float(config.get("stop-grace"))
         self._turn = 0  # loop turns, the "iteration" callbacks receive
 
     # -- the loop ----------------------------------------------------------
@@ -148,6 +153,7 @@ class ExperimentLoop:
         except Exception as exc:  # a slow or restarting scheduler: keep the last size
             logger.debug("Could not read the cluster's workers: %r", exc)
             return
+        self._check_workers_alive(workers)
         self.capacity.update(workers)
 
     def _notify(self, hook: str, *args: Any) -> None:
@@ -169,23 +175,42 @@ class ExperimentLoop:
             self.controller.check_stalled(len(self._runs), self._idle_limit)
             self.controller.check_stuck(len(self._runs), self._idle_limit)
             self._drain(timeout=0.5)
-            self._check_deadlines()
             self.console.update(self.controller, self._active_trials())
             self._maybe_write_state()
 
     def _wind_down(self) -> None:
-        """Stop every run and wait (a bounded time) for their last results."""
+        """Stop every run, and wait (``dasktune.stop-grace`` at most) until they have ended.
+
+        Dask cannot interrupt a running task, so a trial stops at its next report.  One that
+        does not report within the grace period (a hung data loader) is ended by restarting
+        its worker process, so that the cluster is healthy for the next experiment.
+        """
         for run in list(self._runs.values()):
             self._request(run, Decision.STOP)
             if run.worker is None:
+                run.cancelled_by_us = True
                 self.backend.cancel(run.run_id)
-        deadline = time.monotonic() + _STOP_GRACE_S
+        deadline = time.monotonic() + self._stop_grace
         while self._runs and time.monotonic() < deadline:
             self._drain(timeout=0.2)
-            self._check_deadlines()
-        for run in list(self._runs.values()):
-            logger.warning("Trial %s did not stop within %.0f s; leaving it.", run.trial, _STOP_GRACE_S)
-            self._finish_run(run, RunStatus.STOPPED)
+        hung = list(self._runs.values())
+        if not hung:
+            return
+        workers = sorted({run.worker for run in hung if run.worker is not None})
+        restarted = bool(workers) and self.backend.restart_workers(workers)
+        for run in hung:
+            self._recover(run)
+            if run.outcome is not None:
+                self._maybe_finish(run)
+                continue
+            self._finish_run(
+                run, RunStatus.ERROR,
+                f"StopTimeout: Trial {run.trial} did not stop within dasktune.stop-grace = "
+                f"{self._stop_grace:g} s after the experiment stopped it: it did not reach "
+                "tune.report (a hung data loader, an endless loop?). "
+                + ("Its worker process was restarted to end it.\n" if restarted else
+                   "Its worker could not be restarted, so it may still run there.\n"),
+                "StopTimeout")
 
     # -- launching ---------------------------------------------------------
     def _launch(self) -> None:
@@ -232,12 +257,14 @@ class ExperimentLoop:
             start_time_total=float(resume_from.get("time_total_s", 0.0)),
             checkpoint_index=store.next_checkpoint_index,
             decision_timeout=self._decision_timeout,
+            decision_resend=self._decision_resend,
         )
         self.backend.submit(spec, self._trainable_ref, self._param_refs,
                             (self.spec.checkpoint_frequency, self.spec.checkpoint_at_end),
                             self.capacity.request)
         trial.status = TrialStatus.PENDING
-        self._runs[run_id] = _Run(run_id, trial, store)
+        self._runs[run_id] = _Run(run_id, trial, store,
+                                  os.path.join(trial.local_path, spool_file_name(run_id)))
 
     def _run_of(self, trial: Trial) -> _Run | None:
         return next((r for r in self._runs.values() if r.trial is trial), None)
@@ -307,38 +334,74 @@ class ExperimentLoop:
         if isinstance(item, RunDone):
             run = self._runs.get(item.run_id)
             if run is not None:
-                run.future_done = True
-                self._maybe_finish(run)
+                self._on_future_done(run)
             return
         run = self._runs.get(item.run)
         if run is None:
             return  # a late message of a run already finished
         if isinstance(item, ResultReported):
             run.worker = item.worker
-            self._on_result(run, item)
+            self._receive(run, item.seq, item.result, item.checkpoint, item.wait)
         elif isinstance(item, RunStarted):
             run.worker = item.worker
             run.trial.status = TrialStatus.RUNNING
             self._notify("on_trial_start", run.trial)
             if run.requested:
-                self.backend.deliver(run.worker, run.run_id, run.requested)
+                self._send_request(run)
         elif isinstance(item, CheckpointStored):
             self._add_checkpoint(run, item.checkpoint, run.trial.last_result)
+        elif isinstance(item, AwaitingDecision):
+            run.worker = item.worker
+            if item.seq > run.processed:  # the result itself was lost on the way
+                self._recover(run)
+            if item.seq <= run.processed:
+                self._answer(run, item.seq)
         elif isinstance(item, RunEnded):
-            run.outcome = item.outcome
+            if run.outcome is None:
+                run.outcome = item.outcome
             self._maybe_finish(run)
 
-    def _on_result(self, run: _Run, message: ResultReported) -> None:
-        trial, result, store = run.trial, message.result, run.store
-        run.results += 1
+    def _receive(self, run: _Run, seq: int, result: dict[str, Any], checkpoint: str | None,
+                 wait: bool) -> None:
+        """Handle the run's result number ``seq``, exactly once and in order."""
+        if seq <= run.processed:  # already handled (read from the spool): answer again
+            if wait:
+                self._answer(run, seq)
+            return
+        if seq > run.processed + 1:  # results before it were lost on the way: read them back
+            self._recover(run)
+            if seq <= run.processed:
+                if wait:
+                    self._answer(run, seq)
+                return
+        run.processed = seq
+        self._on_result(run, seq, result, checkpoint, wait)
+
+    def _recover(self, run: _Run) -> None:
+        """Handle what the run spooled but the driver has not heard (see storage/spool.py)."""
+        records = read_spool(run.spool, run.spool_offset)
+        run.spool_offset = records.offset
+        for spooled in records.results:
+            if spooled.seq == run.processed + 1:
+                run.processed = spooled.seq
+                self._on_result(run, spooled.seq, spooled.result, spooled.checkpoint,
+                                spooled.wait and run.worker is not None)
+        for path, _ in records.checkpoints:
+            self._add_checkpoint(run, path, run.trial.last_result)
+        if records.end is not None and run.outcome is None:
+            run.outcome = RunOutcome.from_wire(records.end)
+
+    def _on_result(self, run: _Run, seq: int, result: dict[str, Any], checkpoint: str | None,
+                   wait: bool) -> None:
+        trial, store = run.trial, run.store
         if result["training_iteration"] <= store.recorded_through and run.requested is None:
             # A resumed trial re-trains iterations after an older checkpoint: they are
             # already on record, so they are neither recorded twice nor decided again.
-            if message.wait:
-                self.backend.deliver(message.worker, run.run_id, Decision.CONTINUE)
+            if wait:
+                self._answer(run, seq)
             return
-        if message.checkpoint:
-            self._add_checkpoint(run, message.checkpoint, result)
+        if checkpoint:
+            self._add_checkpoint(run, checkpoint, result)
         try:
             if run.requested == Decision.STOP:
                 decision = TrialDecision.STOP
@@ -355,70 +418,112 @@ class ExperimentLoop:
             self._request(run, _STOPPING[decision])
         else:
             store.record(result)
-            if message.wait:
-                self.backend.deliver(message.worker, run.run_id, Decision.CONTINUE)
+            if wait:
+                self._answer(run, seq)
+            elif run.requested and time.monotonic() - run.requested_sent > _RESEND_REQUEST_S:
+                self._send_request(run)  # it reports on, so the request may have been lost
         self.console.result(trial, result)
         self._notify("on_trial_result", trial, result)
 
+    def _answer(self, run: _Run, seq: int) -> None:
+        """Tell the run, waiting at its result ``seq``, what to do."""
+        if run.worker is not None:
+            self.backend.deliver(run.worker, run.run_id, run.requested or Decision.CONTINUE, seq)
+
     def _request(self, run: _Run, decision: Decision) -> None:
-        if run.requested == decision:
+        if run.requested == decision or run.requested == Decision.STOP:
             return
         run.requested = decision
-        if run.worker is not None:
-            self.backend.deliver(run.worker, run.run_id, decision)
+        self._send_request(run)
+
+    def _send_request(self, run: _Run) -> None:
+        if run.worker is not None and run.requested is not None:
+            run.requested_sent = time.monotonic()
+            self.backend.deliver(run.worker, run.run_id, run.requested)
 
     def _add_checkpoint(self, run: _Run, path: str, metrics: dict[str, Any]) -> None:
+        if path in run.checkpoints_seen:
+            return  # heard both as a message and from the spool
+        run.checkpoints_seen.add(path)
         run.store.add_checkpoint(path, metrics)
         run.trial.checkpoint_path = path
 
     # -- ending runs -------------------------------------------------------
-    def _maybe_finish(self, run: _Run) -> None:
-        if not run.future_done:
-            return
-        if run.outcome is None:
-            status = self.backend.future_status(run.run_id)
-            if status in ("error", "cancelled", "lost"):
-                cause = self.backend.fetch_outcome(run.run_id) if status == "error" else None
-                self._finish_lost(run, repr(cause) if cause else status)
-            elif run.deadline is None:
-                run.deadline = time.monotonic() + _LATE_EVENT_GRACE_S
-            return
-        if run.results < run.outcome.num_reports and run.deadline is None:
-            run.deadline = time.monotonic() + _LATE_EVENT_GRACE_S
-            return
-        if run.results >= run.outcome.num_reports or time.monotonic() >= (run.deadline or 0):
-            self._finish_outcome(run, run.outcome)
-
-    def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        for run in list(self._runs.values()):
-            if run.deadline is None or now < run.deadline:
-                continue
+    def _on_future_done(self, run: _Run) -> None:
+        """The run's Dask future completed: with the run's outcome, or lost."""
+        status = self.backend.future_status(run.run_id)
+        if status == "finished":
+            if run.outcome is None:  # its 'end' message is still on its way, or was lost
+                self._recover(run)
             if run.outcome is None:
                 fetched = self.backend.fetch_outcome(run.run_id)
-                if isinstance(fetched, BaseException):
-                    self._finish_lost(run, repr(fetched))
-                    continue
-                run.outcome = fetched
-            self._finish_outcome(run, run.outcome)
+                if isinstance(fetched, RunOutcome):
+                    run.outcome = fetched
+            if run.outcome is not None:
+                self._maybe_finish(run)
+                return
+        if run.cancelled_by_us:
+            self._finish_run(run, RunStatus.STOPPED)
+        elif status == "cancelled":
+            self.backend.resubscribe()  # a reconnected client lost its subscription with Dask
+            self._lose(run, "ConnectionLost", "the driver's connection to the Dask scheduler "
+                       "dropped, and Dask cancelled its tasks")
+        else:
+            cause = self.backend.fetch_outcome(run.run_id)
+            self._lose(run, "WorkerLost", f"its Dask task failed with {cause!r}")
 
-    def _finish_outcome(self, run: _Run, outcome: RunOutcome) -> None:
-        if outcome.status == RunStatus.ERROR:
-            run.exception = outcome.exception
+    def _maybe_finish(self, run: _Run) -> None:
+        """End the run once every result it reported has been handled."""
+        outcome = run.outcome
+        assert outcome is not None
+        if outcome.status == RunStatus.DUPLICATE:
+            # Dask ran the task again after its worker died; the claim made it do nothing.
+            self._lose(run, "WorkerLost", "its worker process died while running it")
+            return
+        if run.processed < outcome.num_reports:
+            self._recover(run)
+        if run.processed < outcome.num_reports:
+            self._finish_run(
+                run, RunStatus.ERROR,
+                f"Trial {run.trial} reported {outcome.num_reports} results in its run "
+                f"{run.run_id}, but only {run.processed} reached the driver and its spool "
+                f"{run.spool} holds no more: the storage path may not be shared between the "
+                "workers and the driver.\n", "ResultsLost")
+        elif outcome.status == RunStatus.ERROR:
+            run.exception = outcome.exception or self._exception_of(run)
             self._finish_run(run, RunStatus.ERROR, outcome.error, outcome.error_type)
         else:
             self._finish_run(run, outcome.status)
 
-    def _finish_lost(self, run: _Run, status: str) -> None:
-        if status == "cancelled" or run.requested == Decision.STOP:
+    def _exception_of(self, run: _Run) -> bytes | None:
+        """The trial's pickled exception, which travels with the future's result."""
+        fetched = self.backend.fetch_outcome(run.run_id)
+        return fetched.exception if isinstance(fetched, RunOutcome) else None
+
+    def _lose(self, run: _Run, error_type: str, why: str) -> None:
+        """The run is gone without an outcome: keep what it spooled, then fail or stop it."""
+        self._recover(run)
+        self.backend.cancel(run.run_id)  # no silent re-run by Dask behind dasktune's back
+        if run.worker is not None:  # it may still run (a dropped connection): stop it there
+            self.backend.deliver(run.worker, run.run_id, Decision.STOP)
+        if run.outcome is not None and run.outcome.status != RunStatus.DUPLICATE:
+            self._maybe_finish(run)  # it had ended after all; its outcome was in its spool
+        elif run.requested == Decision.STOP:
             self._finish_run(run, RunStatus.STOPPED)
-            return
-        self._finish_run(
-            run, RunStatus.ERROR,
-            f"Trial {run.trial} ended without a result: its Dask task failed with {status}. Its "
-            "worker process died while running it (out of memory, a crash in native code, or "
-            "killed); Dask retries such a task on other workers a few times "
-            "(distributed.scheduler.allowed-failures).\n", "WorkerLost")
+        else:
+            self._finish_run(
+                run, RunStatus.ERROR,
+                f"{error_type}: Trial {run.trial} lost its run {run.run_id} after "
+                f"{run.processed} results: "
+                f"{why}. Its results so far are recorded; FailureConfig(max_failures=...) "
+                "decides whether it is retried from its latest checkpoint.\n", error_type)
+
+    def _check_workers_alive(self, workers: Any) -> None:
+        """Runs whose worker left the cluster are lost (noticed within a capacity refresh)."""
+        for run in list(self._runs.values()):
+            if run.worker is not None and run.worker not in workers and run.outcome is None:
+                self._lose(run, "WorkerLost", f"its worker {run.worker} left the cluster: the "
+                           "worker process died or was killed, or its batch job ended")
 
     def _finish_run(self, run: _Run, status: RunStatus, error: str | None = None,
                     error_type: str | None = None) -> None:

@@ -12,6 +12,7 @@ Layout::
             config_changes.jsonl    config changes made by a scheduler (PBT's explore)
             <scheduler records>     e.g. pbt_policy.jsonl (TrialScheduler.trial_records)
             error.txt               on failure
+            .run-<run id>.jsonl     each run's own spool of what it reported (storage/spool.py)
 
 Workers write checkpoints into the trial's directory; the driver writes the rest.
 """
@@ -54,6 +55,11 @@ def checkpoint_index(path: str) -> int:
         12
     """
     return int(os.path.basename(os.path.normpath(path))[len(_CHECKPOINT_PREFIX):])
+
+
+def spool_file_name(run_id: str) -> str:
+    """The file in which run ``run_id`` spools what it reports (see :mod:`dasktune.storage.spool`)."""
+    return f".run-{run_id}.jsonl"
 
 
 def check_writable(path: str, argument: str = "RunConfig(storage_path=...)") -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import cloudpickle
 
 from dasktune._protocol import Decision, Message, RunOutcome, RunStarted, RunStatus
+from dasktune.storage.spool import RunAlreadyClaimed, SpoolWriter
 from dasktune.trainable import session as _session
 from dasktune.trainable.checkpoint import Checkpoint
 from dasktune.trainable.trainable import Trainable
@@ -30,14 +31,49 @@ def run_trial(
     cancelled: Callable[[], bool] = lambda: False,
     worker: str = "",
 ) -> RunOutcome:
-    """Run ``trainable`` for one trial; never raises for the trial's own errors."""
-    os.makedirs(spec.context.trial_dir, exist_ok=True)
-    session = _session.Session(spec, emit, cancelled)
+    """Run ``trainable`` for one trial; never raises for the trial's own errors.
+
+    The run first claims its spool (see :mod:`dasktune.storage.spool`): if Dask
+    runs the same task a second time because its first worker died, the second
+    attempt finds the claim and returns at once with ``RunStatus.DUPLICATE``, and
+    the driver, not Dask, decides whether the trial is retried.
+    """
+    try:
+        spool = SpoolWriter(spec.context.trial_dir, spec.run_id)
+    except RunAlreadyClaimed:
+        return RunOutcome(spec.run_id, RunStatus.DUPLICATE, 0, spec.start_iteration)
+    try:
+        outcome = _run(spec, trainable, params, checkpoint_config, emit, cancelled, worker, spool)
+        spool.end(outcome.to_wire())
+    finally:
+        spool.close()
+    return outcome
+
+
+def _run(
+    spec: _session.RunSpec,
+    trainable: Any,
+    params: dict[str, Any],
+    checkpoint_config: tuple[int, bool],
+    emit: Callable[[Message], None],
+    cancelled: Callable[[], bool],
+    worker: str,
+    spool: SpoolWriter,
+) -> RunOutcome:
+    session = _session.Session(spec, emit, cancelled, spool)
     session.worker = worker
     _session.set_session(session)
     emit(RunStarted(spec.run_id, worker))
     status, error, error_type, exception = RunStatus.FINISHED, None, None, None
     try:
+        if spec.checkpoint_path is not None and not os.path.isdir(spec.checkpoint_path):
+            raise FileNotFoundError(
+                f"Trial {spec.context.trial_name} was to resume from its checkpoint "
+                f"{spec.checkpoint_path}, which is gone: it was deleted outside dasktune, or "
+                f"the storage path is not shared with this worker ({worker or 'this host'}). "
+                "Keep the experiment directory on a filesystem every worker can reach, and "
+                "leave its checkpoints in place while the experiment runs."
+            )
         if isinstance(trainable, type) and issubclass(trainable, Trainable):
             _run_class(trainable, spec.config, params, checkpoint_config, session)
         else:
@@ -51,7 +87,8 @@ def run_trial(
                 session.report(value)
     except _session.StopTrial as stop:
         status = RunStatus.PAUSED if stop.decision == Decision.PAUSE else RunStatus.STOPPED
-    except Exception as exc:  # the trial's own failure: record it, keep the others running
+    except (Exception, _session.DecisionTimeoutError) as exc:
+        # The trial's own failure: record it, keep the others running.
         status, error, error_type = RunStatus.ERROR, traceback.format_exc(), type(exc).__name__
         exception = _pickled(exc)
     finally:
@@ -95,15 +132,19 @@ def _run_class(
             checkpoint = None
             if frequency and instance._iteration % frequency == 0:
                 checkpoint = _save(instance)
-            decision = session.report(result, checkpoint)
-            _discard(checkpoint)
+            try:
+                decision = session.report(result, checkpoint)
+            finally:
+                _discard(checkpoint)
             if done or decision != Decision.CONTINUE:
                 # A paused trial needs its state to resume; a finished one gets
                 # its final checkpoint when CheckpointConfig asks for it.
                 if checkpoint is None and (at_end or decision == Decision.PAUSE):
                     final = _save(instance)
-                    session.attach_checkpoint(final)
-                    _discard(final)
+                    try:
+                        session.attach_checkpoint(final)
+                    finally:
+                        _discard(final)
                 if decision != Decision.CONTINUE:
                     raise _session.StopTrial(decision)
                 return
@@ -112,10 +153,15 @@ def _run_class(
 
 
 def _save(instance: Trainable) -> Checkpoint:
+    """The instance's checkpoint in a temporary directory (removed again if saving fails)."""
     directory = tempfile.mkdtemp(prefix="dasktune-trainable-")
-    extra = instance.save_checkpoint(directory)
-    with open(os.path.join(directory, _CLASS_STATE_FILE), "wb") as f:
-        pickle.dump({"iteration": instance._iteration, "extra": extra}, f)
+    try:
+        extra = instance.save_checkpoint(directory)
+        with open(os.path.join(directory, _CLASS_STATE_FILE), "wb") as f:
+            pickle.dump({"iteration": instance._iteration, "extra": extra}, f)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     return Checkpoint(directory)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dasktune._protocol import (
+    AwaitingDecision,
     CheckpointStored,
     Decision,
     Message,
@@ -27,6 +28,7 @@ from dasktune._protocol import (
 )
 from dasktune.decision_points import DecisionPointTracker
 from dasktune.storage.layout import checkpoint_dir_name
+from dasktune.storage.spool import SpoolWriter
 from dasktune.trainable.checkpoint import Checkpoint
 
 CONTINUE, STOP, PAUSE = Decision.CONTINUE, Decision.STOP, Decision.PAUSE
@@ -45,14 +47,26 @@ class StopTrial(BaseException):
         self.decision = decision
 
 
+class DecisionTimeoutError(BaseException):
+    """No decision reached a waiting trial within ``dasktune.decision-timeout``.
+
+    A BaseException, like :class:`StopTrial`, so that the trainable cannot swallow it.
+    """
+
+
 class _Mailbox:
     """Decisions for one run of a trial, written by :func:`deliver`."""
 
-    __slots__ = ("event", "decision")
+    __slots__ = ("event", "decision", "continued")
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.decision: Decision | None = None
+        self.decision: Decision | None = None  # a STOP or PAUSE, once sent
+        self.continued = 0  # the latest result (by sequence number) told to CONTINUE
+
+    def answered(self, seq: int) -> bool:
+        """Whether the decision about result ``seq`` is here (a STOP or PAUSE answers all)."""
+        return self.decision is not None or self.continued >= seq
 
 
 _MAILBOXES: dict[str, _Mailbox] = {}
@@ -69,19 +83,21 @@ def _mailbox(run_id: str) -> _Mailbox:
         return box
 
 
-def deliver(run_id: str, decision: Decision) -> None:
+def deliver(run_id: str, decision: Decision, seq: int = 0) -> None:
     """Hand ``decision`` to the trial run ``run_id`` in this worker process.
 
-    Called on the worker by the driver (through ``Client.run``).  A STOP or
-    PAUSE sticks: a later CONTINUE cannot undo it.
+    Called on the worker by the driver (through ``Client.run``).  A CONTINUE
+    answers the run's result number ``seq`` (and earlier ones); a STOP or PAUSE
+    answers every result and sticks: a later CONTINUE cannot undo it.  The driver
+    may send a decision twice (when the trial asks again); that is harmless.
     """
     if run_id in _CLOSED:
         return
     box = _mailbox(run_id)
-    if box.decision in (STOP, PAUSE) and decision == CONTINUE:
-        box.event.set()
-        return
-    box.decision = decision
+    if decision == CONTINUE:
+        box.continued = max(box.continued, seq)
+    elif box.decision is None or decision == STOP:  # a STOP overrides a PAUSE on its way
+        box.decision = decision
     box.event.set()
 
 
@@ -129,16 +145,19 @@ class RunSpec:
     start_time_total: float = 0.0
     checkpoint_index: int = 0
     decision_timeout: float = 3600.0
+    decision_resend: float = 2.0  # how often a waiting trial asks again for its decision
 
 
 class Session:
     """The state of one trial run on a worker."""
 
     def __init__(self, spec: RunSpec, emit: Callable[[Message], None],
-                 cancelled: Callable[[], bool] = lambda: False) -> None:
+                 cancelled: Callable[[], bool] = lambda: False,
+                 spool: SpoolWriter | None = None) -> None:
         self.spec = spec
         self.context = spec.context
         self._emit = emit
+        self._spool = spool
         self._cancelled = cancelled
         self._tracker = DecisionPointTracker(tuple(spec.decision_points))
         self._box = _mailbox(spec.run_id)
@@ -189,12 +208,14 @@ class Session:
         wait = self._tracker.needs_decision(result)
         if wait:
             self._box.event.clear()
-            wait = self._box.decision not in (STOP, PAUSE)
+            wait = self._box.decision is None
         self.num_reports += 1
-        self._emit(ResultReported(self.spec.run_id, self.worker, self.num_reports, result,
-                                  checkpoint_path, wait))
+        seq = self.num_reports
+        if self._spool is not None:  # on disk before the driver hears of it: never lost
+            self._spool.result(seq, result, checkpoint_path, wait)
+        self._emit(ResultReported(self.spec.run_id, self.worker, seq, result, checkpoint_path, wait))
         if wait:
-            self._wait_for_decision()
+            self._wait_for_decision(seq)
             decision = self._box.decision or CONTINUE
         else:
             decision = self.pending_decision() or CONTINUE
@@ -202,26 +223,65 @@ class Session:
             self._ended = decision
         return decision
 
-    def _wait_for_decision(self) -> None:
-        deadline = time.monotonic() + self.spec.decision_timeout
-        while not self._box.event.wait(0.5):
-            if self._cancelled() or time.monotonic() > deadline:
+    def _wait_for_decision(self, seq: int) -> None:
+        """Wait for the decision about result ``seq``; ask again while none comes.
+
+        Asking again makes a lost result or a lost decision cost seconds, not the
+        whole ``decision-timeout``, after which the run fails (and FailureConfig
+        decides whether it is retried) rather than passing for stopped.
+        """
+        start = time.monotonic()
+        ask_again = start + self.spec.decision_resend
+        while not self._box.answered(seq):
+            self._box.event.wait(0.5)
+            self._box.event.clear()
+            if self._box.answered(seq):
+                return
+            if self._cancelled():
                 self._box.decision = STOP
                 return
+            now = time.monotonic()
+            if now - start > self.spec.decision_timeout:
+                raise DecisionTimeoutError(
+                    f"Trial {self.context.trial_name} waited {self.spec.decision_timeout:g} s "
+                    f"(dasktune.decision-timeout) for the driver's decision about its result "
+                    f"{seq} and got none: the driver is gone or cannot reach this worker."
+                )
+            if now >= ask_again:
+                ask_again = now + self.spec.decision_resend
+                self._emit(AwaitingDecision(self.spec.run_id, self.worker, seq))
 
     def _persist(self, checkpoint: Checkpoint) -> str:
-        """Copy a checkpoint into the trial directory; return the stored path."""
-        target = os.path.join(self.context.trial_dir, checkpoint_dir_name(self.checkpoint_index))
-        self.checkpoint_index += 1
-        if os.path.abspath(checkpoint.path) != os.path.abspath(target):
-            shutil.rmtree(target, ignore_errors=True)  # never merge with a stale copy
-            shutil.copytree(checkpoint.path, target)
+        """Copy a checkpoint into the trial directory; return the stored path.
+
+        The copy is made under a temporary name and renamed into place, so a
+        checkpoint directory is never half written (a worker killed mid-copy
+        leaves only the temporary), and never written over: if another run of
+        the trial (one the driver lost touch with) took the name, the next is used.
+        """
+        while True:
+            target = os.path.join(self.context.trial_dir, checkpoint_dir_name(self.checkpoint_index))
+            self.checkpoint_index += 1
+            if os.path.abspath(checkpoint.path) == os.path.abspath(target):
+                break  # the trainable saved straight into its place
+            partial = f"{target}.partial-{self.spec.run_id}"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(checkpoint.path, partial)
+            try:
+                os.rename(partial, target)
+                break
+            except OSError:  # the name is taken by a checkpoint of another run
+                shutil.rmtree(partial, ignore_errors=True)
+                if not os.path.isdir(target):
+                    raise
         self.checkpoint = Checkpoint(target)
         return target
 
     def attach_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Store a checkpoint of the last reported result (class trainables' checkpoint_at_end)."""
         path = self._persist(checkpoint)
+        if self._spool is not None:
+            self._spool.checkpoint(path, self.iteration)
         self._emit(CheckpointStored(self.spec.run_id, self.worker, path, self.iteration))
 
     def pending_decision(self) -> Decision | None:

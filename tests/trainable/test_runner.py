@@ -52,7 +52,8 @@ class FakeDriver:
     def _serve(self) -> None:
         while (message := self._inbox.get()) is not None:
             if message.get("wait"):
-                deliver(message["run"], self.answers.pop(0) if self.answers else CONTINUE)
+                deliver(message["run"], self.answers.pop(0) if self.answers else CONTINUE,
+                        message["seq"])
 
     def close(self) -> None:
         self._inbox.put(None)
@@ -408,3 +409,66 @@ def test_accepts_params() -> None:
     assert accepts_params(train, ["data"])
     assert not accepts_params(train, ["other"])
     assert accepts_params(lambda config, **kw: None, ["anything"])
+
+
+# -- reliability -------------------------------------------------------------
+
+def test_a_second_attempt_of_the_same_run_does_nothing(tmp_path: Path, driver: FakeDriver) -> None:
+    """Dask re-runs a task whose worker died; the run's claim makes the re-run a no-op."""
+    calls: list[int] = []
+
+    def train(config: dict[str, Any]) -> None:
+        calls.append(1)
+        tune.report({"loss": 1.0})
+
+    spec = make_spec(tmp_path)
+    first = run_trial(spec, train, {}, (0, False), driver.emit)
+    second = run_trial(spec, train, {}, (0, False), driver.emit)
+    assert first.status == "finished" and second.status == "duplicate"
+    assert calls == [1], "the trainable ran once"
+    assert driver.kinds() == ["start", "result"]
+
+
+def test_the_spool_ends_with_the_outcome(tmp_path: Path, driver: FakeDriver) -> None:
+    from dasktune.storage.layout import spool_file_name
+    from dasktune.storage.spool import read_spool
+
+    def train(config: dict[str, Any]) -> None:
+        for step in range(3):
+            tune.report({"loss": 1.0 / (step + 1)})
+
+    spec = make_spec(tmp_path)
+    outcome = run_trial(spec, train, {}, (0, False), driver.emit)
+    records = read_spool(os.path.join(spec.context.trial_dir, spool_file_name(spec.run_id)))
+    assert [r.seq for r in records.results] == [1, 2, 3]
+    expected = outcome.to_wire()
+    del expected["exception"]  # bytes: only the future carries the pickled exception
+    assert records.end == expected
+    assert records.end["num_reports"] == 3 and records.end["status"] == "finished"
+
+
+def test_a_vanished_checkpoint_is_a_clear_error(tmp_path: Path, driver: FakeDriver) -> None:
+    gone = str(tmp_path / "trial" / "checkpoint_000004")
+    outcome = run(tmp_path, Counter, driver, checkpoint_path=gone)
+    assert outcome.status == "error" and outcome.error_type == "FileNotFoundError"
+    assert f"checkpoint {gone}, which is gone" in outcome.error
+    assert "filesystem every worker can reach" in outcome.error
+
+
+class FailingSave(Counter):
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        with open(os.path.join(checkpoint_dir, "half.txt"), "w") as f:
+            f.write("half")
+        raise OSError("disk trouble")
+
+
+def test_a_failing_save_checkpoint_leaves_no_temporary_directory(
+        tmp_path: Path, driver: FakeDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    outcome = run(tmp_path, FailingSave, driver, checkpoint_config=(1, False))
+    assert outcome.status == "error" and "disk trouble" in outcome.error
+    assert os.listdir(scratch) == []

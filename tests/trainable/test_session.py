@@ -26,6 +26,7 @@ from dasktune.trainable.session import (
     CONTINUE,
     PAUSE,
     STOP,
+    DecisionTimeoutError,
     RunSpec,
     Session,
     StopTrial,
@@ -73,7 +74,7 @@ class FakeDriver:
             if message.get("wait") and self.answers:
                 decision = self.answers.pop(0)
                 self.answered.append((message["run"], decision))
-                deliver(message["run"], decision)
+                deliver(message["run"], decision, message["seq"])
 
     def close(self) -> None:
         self._inbox.put(None)
@@ -257,10 +258,12 @@ def test_cancelled_predicate_ends_a_wait_with_stop(tmp_path: Path, driver: FakeD
     assert session.pending_decision() == STOP
 
 
-def test_decision_timeout_ends_a_wait_with_stop(tmp_path: Path, driver: FakeDriver) -> None:
+def test_decision_timeout_fails_the_run(tmp_path: Path, driver: FakeDriver) -> None:
+    """No decision at all is a failure (FailureConfig decides), never a quiet stop."""
     session = Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),),
                                 decision_timeout=0.0), driver.emit)
-    assert session.report({"loss": 1.0}) == STOP
+    with pytest.raises(DecisionTimeoutError, match="decision-timeout"):
+        session.report({"loss": 1.0})
 
 
 def test_cancelled_run_stops_at_its_next_report(tmp_path: Path, driver: FakeDriver) -> None:
@@ -369,7 +372,9 @@ def test_reused_checkpoint_index_does_not_keep_stale_files(tmp_path: Path,
     (stale / "shard_7.bin").write_text("from a run whose result never reached the driver")
     session = Session(spec, driver.emit)
     session.report({"loss": 1.0}, _make_checkpoint_dir(tmp_path / "tmp", "fresh"))
-    assert sorted(os.listdir(stale)) == ["state.txt"]
+    stored = Path(driver.messages[-1]["checkpoint"])
+    assert sorted(os.listdir(stored)) == ["state.txt"], "never merged with a stale copy"
+    assert (stored / "state.txt").read_text() == "fresh"
 
 
 # -- the module-level API ---------------------------------------------------
@@ -482,3 +487,74 @@ def test_a_stop_delivered_while_a_decision_point_begins_is_not_lost(tmp_path: Pa
     start = time.monotonic()
     assert session.report({"a": 1}) == STOP
     assert time.monotonic() - start < 2.0
+
+
+# -- reliability: sequence numbers, asking again, the spool --------------------------------------
+
+def test_a_continue_answers_only_results_up_to_its_sequence_number(tmp_path: Path) -> None:
+    """A late CONTINUE (sent again for an older result) must not release a newer wait."""
+    messages: list[dict[str, Any]] = []
+    spec = make_spec(tmp_path, decision_points=(DecisionPoints.always(),), decision_timeout=30.0,
+                     decision_resend=60.0)
+    session = Session(spec, lambda m: messages.append(m.to_wire()))
+    deliver(spec.run_id, CONTINUE, 1)
+    assert session.report({"loss": 1.0}) == CONTINUE, "result 1 was answered already"
+    done: list[Any] = []
+    waiter = threading.Thread(target=lambda: done.append(session.report({"loss": 0.5})), daemon=True)
+    waiter.start()
+    deliver(spec.run_id, CONTINUE, 1)  # the old answer again
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive(), "the wait for result 2 ended on the answer for result 1"
+    deliver(spec.run_id, CONTINUE, 2)
+    waiter.join(timeout=5)
+    assert done == [CONTINUE]
+    assert [m["seq"] for m in messages if m["kind"] == "result"] == [1, 2]
+
+
+def test_a_waiting_trial_asks_again_until_answered(tmp_path: Path) -> None:
+    messages: list[dict[str, Any]] = []
+    spec = make_spec(tmp_path, decision_points=(DecisionPoints.always(),), decision_timeout=30.0,
+                     decision_resend=0.2)
+
+    def emit(message: Message) -> None:
+        messages.append(message.to_wire())
+        asked = [m for m in messages if m["kind"] == "waiting"]
+        if len(asked) == 2:  # the result and the first decision were lost; answer now
+            deliver(spec.run_id, CONTINUE, asked[-1]["seq"])
+
+    session = Session(spec, emit)
+    assert session.report({"loss": 1.0}) == CONTINUE
+    assert [m["kind"] for m in messages] == ["result", "waiting", "waiting"]
+    assert all(m["seq"] == 1 for m in messages)
+
+
+def test_results_and_checkpoints_are_spooled_before_they_are_sent(tmp_path: Path) -> None:
+    from dasktune.storage.spool import SpoolWriter, read_spool
+
+    spec = make_spec(tmp_path)
+    spool = SpoolWriter(spec.context.trial_dir, spec.run_id)
+    seen_on_disk: list[int] = []
+
+    def emit(message: Message) -> None:  # the driver hears of it only once it is on disk
+        seen_on_disk.append(len(read_spool(spool.path).results))
+
+    session = Session(spec, emit, spool=spool)
+    session.report({"loss": 1.0})
+    session.report({"loss": 0.5}, _make_checkpoint_dir(tmp_path / "src", "w"))
+    records = read_spool(spool.path)
+    assert seen_on_disk == [1, 2]
+    assert [(r.seq, r.result["loss"]) for r in records.results] == [(1, 1.0), (2, 0.5)]
+    assert records.results[1].checkpoint == os.path.join(spec.context.trial_dir,
+                                                         "checkpoint_000000")
+
+
+def test_a_checkpoint_never_overwrites_another_runs(tmp_path: Path, driver: FakeDriver) -> None:
+    """A run the driver lost touch with may still write checkpoint_000000: take the next name."""
+    spec = make_spec(tmp_path)
+    taken = _make_checkpoint_dir(Path(spec.context.trial_dir) / "checkpoint_000000", "other run")
+    session = Session(spec, driver.emit)
+    session.report({"loss": 1.0}, _make_checkpoint_dir(tmp_path / "src", "mine"))
+    stored = driver.messages[-1]["checkpoint"]
+    assert os.path.basename(stored) == "checkpoint_000001"
+    assert (Path(taken) / "state.txt").read_text() == "other run"
+    assert not [p for p in os.listdir(spec.context.trial_dir) if ".partial-" in p]
