@@ -11,9 +11,12 @@ Each seed draws a pool of configs whose learning curves follow
   independent: some late bloomers win, but early ranks mostly hold.
 
 Every scheduler gets the same
-pool, in the same order, and the same budget of training iterations, run by the
-discrete-event simulator in ``benchmarks/_simulator.py`` (no Dask) with
-``--workers`` concurrent trials, each config at its own speed.  Prints, per
+pool, in the same order, and the same budget of training iterations, run by
+:class:`dasktune.testing.Simulator` (the real coordinator on a fake clock, no
+Dask) with ``--workers`` concurrent trials, each config at its own speed.  When
+the budget is spent the experiment winds down as the loop does: each other
+running trial stops at its next report, so with several workers a run may use
+a few iterations more than the budget.  Prints, per
 scheduler and worker count, the mean over seeds (and standard deviation) of the
 best score reached, the iterations used, the trials started and the trials
 trained to ``max_t``::
@@ -38,7 +41,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks._simulator import RunStats, simulate
 from dasktune.schedulers import (
     AsyncHyperBandScheduler,
     FIFOScheduler,
@@ -46,6 +48,7 @@ from dasktune.schedulers import (
     MedianStoppingRule,
     TrialScheduler,
 )
+from dasktune.testing import Outcome, Simulator, curve_step
 
 LATE_BLOOMER_SHARE = 0.25
 
@@ -90,6 +93,14 @@ def schedulers(max_t: int, rf: int) -> dict[str, Callable[[], TrialScheduler]]:
     }
 
 
+def simulate(scheduler: TrialScheduler, curves: np.ndarray, speeds: np.ndarray, workers: int,
+             budget: int) -> Outcome:
+    """One experiment: trial ``i`` reports ``curves[i][k - 1]`` every ``speeds[i]`` seconds."""
+    configs, step, length = curve_step(curves)
+    return Simulator(scheduler, configs, step, length, concurrency=workers, budget=budget,
+                     speed=lambda config: float(speeds[config["curve"]])).run()
+
+
 def summary(values: list[float]) -> str:
     mean = statistics.fmean(values)
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -125,16 +136,15 @@ def main() -> None:
     for workers in args.workers:
         for name, make in schedulers(args.max_t, args.reduction_factor).items():
             started = time.perf_counter()
-            stats: list[RunStats] = [
-                simulate(make(), curves, speeds, concurrency=workers, budget=args.budget)
-                for curves, speeds in pools
-            ]
+            outcomes = [simulate(make(), curves, speeds, workers, args.budget)
+                         for curves, speeds in pools]
             elapsed = time.perf_counter() - started
+            full = [sum(r.iteration == args.max_t for r in o.reports) for o in outcomes]
             print(
-                f"{name:<18} {workers:>7}  {summary([s.best for s in stats]):>17}  "
-                f"{statistics.fmean(s.iterations for s in stats):>10.1f}  "
-                f"{statistics.fmean(s.trials for s in stats):>7.1f}  "
-                f"{statistics.fmean(s.full for s in stats):>8.1f}  {elapsed:>7.2f}"
+                f"{name:<18} {workers:>7}  {summary([o.best() for o in outcomes]):>17}  "
+                f"{statistics.fmean(o.iterations for o in outcomes):>10.1f}  "
+                f"{statistics.fmean(len(o.trials) for o in outcomes):>7.1f}  "
+                f"{statistics.fmean(full):>8.1f}  {elapsed:>7.2f}"
             )
         print()
 

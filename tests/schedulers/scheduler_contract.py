@@ -13,7 +13,7 @@ from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers import TrialDecision, TrialScheduler, TrialUpdate
 from dasktune.trial import Trial, TrialStatus
 
-from .simulator import Simulator, curve_step
+from dasktune.testing import Simulator, curve_step
 
 
 def make_trial(index: int) -> Trial:
@@ -168,7 +168,6 @@ class SchedulerContract(abc.ABC):
             concurrency=concurrency,
             errors={3: 2},
             metric=self.metric,
-            time_attr=self.time_attr,
         ).run()
         assert all(trial.status.is_finished for trial in outcome.trials.values())
         assert len(outcome.trials) == 8

@@ -27,7 +27,7 @@ from dasktune.schedulers import (
 from dasktune.trial import Trial, TrialStatus
 
 from .scheduler_contract import SchedulerContract
-from .simulator import Simulator, curve_step
+from dasktune.testing import Simulator, curve_step
 
 STOP, PAUSE, CONTINUE = TrialDecision.STOP, TrialDecision.PAUSE, TrialDecision.CONTINUE
 
@@ -89,15 +89,15 @@ def test_promotions_at_concurrency_one() -> None:
     # trial, t2, goes on anyway, and stops at max_t 8.
     scheduler = asha()
     outcome = simulate(scheduler, FOUR)
-    assert outcome.decisions("t0") == [(1, PAUSE)]
-    assert outcome.decisions("t1") == [(1, CONTINUE), (2, PAUSE)]
-    assert outcome.decisions("t3") == [(1, PAUSE)]
-    assert outcome.decisions("t2") == (
+    assert outcome.decisions("t_00000") == [(1, PAUSE)]
+    assert outcome.decisions("t_00001") == [(1, CONTINUE), (2, PAUSE)]
+    assert outcome.decisions("t_00003") == [(1, PAUSE)]
+    assert outcome.decisions("t_00002") == (
         [(1, PAUSE), (2, CONTINUE), (3, CONTINUE), (4, PAUSE)] + [(t, CONTINUE) for t in (5, 6, 7)]
         + [(8, STOP)]
     )
     assert outcome.updates == [
-        TrialUpdate("t0", STOP), TrialUpdate("t3", STOP), TrialUpdate("t1", STOP)
+        TrialUpdate("t_00000", STOP), TrialUpdate("t_00003", STOP), TrialUpdate("t_00001", STOP)
     ]
     assert outcome.iterations == 1 + 2 + 8 + 1
     assert outcome.best() == 11
@@ -105,7 +105,7 @@ def test_promotions_at_concurrency_one() -> None:
     # Stopping ASHA (Ray) on the same curves: t0 passes every empty rung to 8; t1 stops
     # at 4 (3 < 4); t2 passes (2 vs median[1, 3] = 2 is no stop) to 8; t3 stops at 1.
     stopping = simulate(asha("stopping"), FOUR)
-    assert stopping.stopped_at() == {"t0": 8, "t1": 4, "t2": 8, "t3": 1}
+    assert stopping.stopped_at() == {"t_00000": 8, "t_00001": 4, "t_00002": 8, "t_00003": 1}
     assert stopping.iterations == 21
 
 
@@ -134,8 +134,8 @@ def test_promotion_beats_stopping_at_concurrency_one_with_equal_budget() -> None
     assert stopping.iterations == 24 and promotion.iterations <= 24
     assert stopping.best() == 7.0
     assert promotion.best() == 13.0
-    assert promotion.iterations_of("t5") == 8
-    assert [promotion.iterations_of(f"t{i}") for i in range(8)] == [2, 2, 4, 1, 1, 8, 1, 1]
+    assert promotion.iterations_of("t_00005") == 8
+    assert [promotion.iterations_of(f"t_{i:05d}") for i in range(8)] == [2, 2, 4, 1, 1, 8, 1, 1]
 
 
 # choose_trial_to_run ---------------------------------------------------------------------

@@ -32,7 +32,7 @@ from dasktune.schedulers import (
 from dasktune.trial import Trial, TrialStatus
 
 from .scheduler_contract import SchedulerContract
-from .simulator import Simulator, curve_step
+from dasktune.testing import Simulator, curve_step
 
 STOP, PAUSE, CONTINUE = TrialDecision.STOP, TrialDecision.PAUSE, TrialDecision.CONTINUE
 
@@ -150,15 +150,16 @@ def test_one_round_at_concurrency_one() -> None:
     scheduler = hb()
     outcome = simulate(scheduler, s1_curves([4, 2, 5, 1, 3]))
     assert outcome.stopped_at() == {
-        "t0": 9, "t1": 9, "t2": 9, "t3": 9, "t4": None, "t5": 9, "t6": None, "t7": 3,
+        "t_00000": 9, "t_00001": 9, "t_00002": 9, "t_00003": 9,
+        "t_00004": None, "t_00005": 9, "t_00006": None, "t_00007": 3,
     }
     assert outcome.updates == [
-        TrialUpdate("t6", STOP),
-        TrialUpdate("t4", STOP),
-        TrialUpdate("t3", CONTINUE),
-        TrialUpdate("t5", CONTINUE),
+        TrialUpdate("t_00006", STOP),
+        TrialUpdate("t_00004", STOP),
+        TrialUpdate("t_00003", CONTINUE),
+        TrialUpdate("t_00005", CONTINUE),
     ]
-    t3 = [d for _, d in outcome.decisions("t3")]
+    t3 = [d for _, d in outcome.decisions("t_00003")]
     assert t3 == [CONTINUE, CONTINUE, PAUSE] + [CONTINUE] * 5 + [STOP]
     # Budget: 3 * 9 (s=0) + 5 * 3 + 2 * 6 (s=1).
     assert outcome.iterations == 54
@@ -170,13 +171,13 @@ def test_ties_go_to_the_trial_added_later() -> None:
     # Values 2, 1, 2, 1, 2: stable ascending t4, t6, t3, t5, t7 -> keep t5 and t7.
     outcome = simulate(hb(), s1_curves([2, 1, 2, 1, 2]))
     reached_9 = {tid for tid, at in outcome.stopped_at().items() if at == 9}
-    assert reached_9 == {"t0", "t1", "t2", "t5", "t7"}
+    assert reached_9 == {"t_00000", "t_00001", "t_00002", "t_00005", "t_00007"}
 
 
 def test_mode_min_keeps_the_lowest() -> None:
     outcome = simulate(hb(mode="min"), s1_curves([4, 2, 5, 1, 3]))
     reached_9 = {tid for tid, at in outcome.stopped_at().items() if at == 9}
-    assert reached_9 == {"t0", "t1", "t2", "t6", "t4"}
+    assert reached_9 == {"t_00000", "t_00001", "t_00002", "t_00006", "t_00004"}
 
 
 def test_nan_ranks_last_and_inf_first() -> None:
@@ -184,7 +185,7 @@ def test_nan_ranks_last_and_inf_first() -> None:
     # ascending t3 (nan), t6 (-inf), t7 (0), t5 (1), t4 (inf): keep t5 and t4.
     outcome = simulate(hb(), s1_curves([math.nan, math.inf, 1, -math.inf, 0]))
     reached_9 = {tid for tid, at in outcome.stopped_at().items() if at == 9}
-    assert reached_9 == {"t0", "t1", "t2", "t4", "t5"}
+    assert reached_9 == {"t_00000", "t_00001", "t_00002", "t_00004", "t_00005"}
 
 
 def test_concurrency_changes_timing_not_the_budget() -> None:
@@ -204,9 +205,9 @@ def test_errored_trial_leaves_the_round() -> None:
     # t7 fails at iteration 2, before reaching 3: the round holds t3..t6 (4, 2, 5, 1),
     # complete once t7 is gone; keep ceil(5/3)=2 of them: t5 and t3.
     outcome = simulate(hb(), s1_curves([4, 2, 5, 1, 3]), errors={7: 2})
-    assert outcome.trials["t7"].status is TrialStatus.ERROR
+    assert outcome.trials["t_00007"].status is TrialStatus.ERROR
     reached_9 = {tid for tid, at in outcome.stopped_at().items() if at == 9}
-    assert reached_9 == {"t0", "t1", "t2", "t3", "t5"}
+    assert reached_9 == {"t_00000", "t_00001", "t_00002", "t_00003", "t_00005"}
 
 
 def test_trial_ending_early_leaves_the_round() -> None:
@@ -233,12 +234,12 @@ def test_no_more_trials_completes_an_unfilled_round() -> None:
     # coordinator says no trial will come; then the best 2 (t5: 5, t3: 4) go on.
     outcome = simulate(hb(), s1_curves([4, 2, 5, 1]))
     assert outcome.updates == [
-        TrialUpdate("t6", STOP),
-        TrialUpdate("t4", STOP),
-        TrialUpdate("t3", CONTINUE),
-        TrialUpdate("t5", CONTINUE),
+        TrialUpdate("t_00006", STOP),
+        TrialUpdate("t_00004", STOP),
+        TrialUpdate("t_00003", CONTINUE),
+        TrialUpdate("t_00005", CONTINUE),
     ]
-    assert outcome.stopped_at()["t5"] == 9
+    assert outcome.stopped_at()["t_00005"] == 9
 
 
 def test_without_no_more_trials_the_round_waits() -> None:
@@ -302,9 +303,10 @@ def test_stop_last_trials_false_lets_the_final_round_run_on() -> None:
     outcome = simulate(scheduler, s1_curves([4, 2, 5, 1, 3], length=12))
     iterations = {tid: outcome.iterations_of(tid) for tid in outcome.trials}
     assert iterations == {
-        "t0": 12, "t1": 12, "t2": 12, "t3": 12, "t4": 3, "t5": 12, "t6": 3, "t7": 3
+        "t_00000": 12, "t_00001": 12, "t_00002": 12, "t_00003": 12,
+        "t_00004": 3, "t_00005": 12, "t_00006": 3, "t_00007": 3,
     }
-    assert outcome.stopped_at()["t7"] == 3
+    assert outcome.stopped_at()["t_00007"] == 3
 
 
 def test_choose_trial_to_run_only_resumes_winners() -> None:

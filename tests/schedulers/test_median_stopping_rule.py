@@ -28,7 +28,7 @@ from dasktune.schedulers import MedianStoppingRule, TrialDecision, TrialSchedule
 from dasktune.trial import Trial
 
 from .scheduler_contract import SchedulerContract
-from .simulator import Simulator, curve_step
+from dasktune.testing import Simulator, curve_step
 
 STOP, PAUSE, CONTINUE = TrialDecision.STOP, TrialDecision.PAUSE, TrialDecision.CONTINUE
 
@@ -93,7 +93,9 @@ def test_sequential_grid_matches_ray() -> None:
     #   t=5: 4, 4.67, T3 [0,0,0,0,0] 0 -> 4 > 3.5 -> STOP at 5.
     scheduler = msr(grace_period=2, min_samples_required=2, min_time_slice=math.inf)
     outcome = simulate(scheduler, SEQUENTIAL)
-    assert outcome.stopped_at() == {"t0": None, "t1": None, "t2": 2, "t3": 5, "t4": 5}
+    assert outcome.stopped_at() == {
+        "t_00000": None, "t_00001": None, "t_00002": 2, "t_00003": 5, "t_00004": 5,
+    }
     assert not any(r.decision is PAUSE for r in outcome.reports)
     assert scheduler.debug_string() == "Using MedianStoppingRule: num_stopped=3."
 
@@ -140,10 +142,12 @@ def test_yielding_at_concurrency_one_matches_ray() -> None:
     # t1 resumes: t1@3: sample t0: mean over [1, 3] of 1, 1, 1, 1, 1 = 1; best 2 ok.
     scheduler = msr(grace_period=1, min_samples_required=1)
     outcome = simulate(scheduler, [[1, 1, 1], [2, 0, 0], [0, 5, 5]])
-    assert outcome.decisions("t0") == [(1, PAUSE), (2, CONTINUE), (3, PAUSE)]
-    assert outcome.decisions("t1") == [(1, CONTINUE), (2, PAUSE), (3, CONTINUE)]
-    assert outcome.decisions("t2") == [(1, STOP)]
-    assert [r.trial_id for r in outcome.reports] == ["t0", "t1", "t1", "t2", "t0", "t0", "t1"]
+    assert outcome.decisions("t_00000") == [(1, PAUSE), (2, CONTINUE), (3, PAUSE)]
+    assert outcome.decisions("t_00001") == [(1, CONTINUE), (2, PAUSE), (3, CONTINUE)]
+    assert outcome.decisions("t_00002") == [(1, STOP)]
+    assert [r.trial_id for r in outcome.reports] == [
+        "t_00000", "t_00001", "t_00001", "t_00002", "t_00000", "t_00000", "t_00001",
+    ]
 
 
 def test_min_time_slice_limits_yielding() -> None:
@@ -192,7 +196,7 @@ def test_soft_stop_pauses_then_runs_fifo() -> None:
     scheduler = msr(grace_period=1, min_samples_required=1, min_time_slice=math.inf,
                     hard_stop=False)
     outcome = simulate(scheduler, [[1, 1, 1], [0, 0, 0]])
-    assert outcome.decisions("t1") == [(1, PAUSE), (2, CONTINUE), (3, CONTINUE)]
+    assert outcome.decisions("t_00001") == [(1, PAUSE), (2, CONTINUE), (3, CONTINUE)]
     assert scheduler.debug_string() == "Using MedianStoppingRule: num_stopped=1."
 
 
