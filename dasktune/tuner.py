@@ -15,14 +15,14 @@ from typing import Any
 import cloudpickle
 
 from dasktune import config
-from dasktune._util import is_real
+from dasktune._validation import is_finite_number, validate_mode
 from dasktune.callback import Callback
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller, ControllerSettings
 from dasktune.execution.runner import CheckpointPolicy, ExperimentRunner, ExperimentSpec
 from dasktune.result import ResultGrid
 from dasktune.schedulers import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import TrialScheduler, validate_mode
+from dasktune.schedulers.trial_scheduler import TrialScheduler
 from dasktune.search import BasicVariantGenerator, ConcurrencyLimiter
 from dasktune.search.searcher import Searcher
 from dasktune.stopper import as_stopper
@@ -63,7 +63,7 @@ class TuneConfig:
             )
         if isinstance(self.time_budget_s, datetime.timedelta):
             self.time_budget_s = self.time_budget_s.total_seconds()
-        if self.time_budget_s is not None and (not is_real(self.time_budget_s)
+        if self.time_budget_s is not None and (not is_finite_number(self.time_budget_s)
                                                or self.time_budget_s <= 0):
             raise ValueError(
                 f"TuneConfig(time_budget_s={self.time_budget_s!r}): the budget must be a positive "

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dasktune import config
-from dasktune._util import AUTO_RESULT_FIELDS, flatten, is_real
+from dasktune._util import AUTO_RESULT_FIELDS, flatten
+from dasktune._validation import is_finite_number
 from dasktune.execution._dask import DaskBackend, trial_slots, usable_request
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller
@@ -445,7 +446,7 @@ class ExperimentRunner:
                 """Best first; a checkpoint without the score counts as the worst; ties: newest."""
                 metrics = book.checkpoints[position][1]
                 value = flatten(metrics).get(attr)
-                if not is_real(value):
+                if not is_finite_number(value):
                     self._warn_unscored(attr, metrics)
                     return float("-inf"), position
                 return sign * float(value), position

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import enum
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,8 +55,8 @@ from typing import Any
 import numpy as np
 
 from dasktune._decision_points import DecisionPoints
-from dasktune._util import invalid_argument as _invalid
-from dasktune._util import is_real as _is_real
+from dasktune._validation import as_number, is_finite_number, is_integer
+from dasktune._validation import invalid_argument as _invalid
 from dasktune.schedulers._common import (
     check_bool,
     check_metric,
@@ -65,11 +64,7 @@ from dasktune.schedulers._common import (
     sign_of,
 )
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import (
-    TrialDecision,
-    TrialUpdate,
-    validate_mode,
-)
+from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate
 from dasktune.trial import Trial
 
 __all__ = ["ASHAScheduler", "AsyncHyperBandScheduler"]
@@ -161,15 +156,6 @@ def _rank_value(value: float) -> float:
     return -math.inf if math.isnan(value) else value
 
 
-def _as_number(value: Any) -> float | None:
-    """``value`` as a float, or None when it is missing or not a real number."""
-    if isinstance(value, numbers.Real):
-        return float(value)
-    return None
-
-
-
-
 def _validate(
     time_attr: Any,
     metric: Any,
@@ -182,14 +168,14 @@ def _validate(
     """Raise a ValueError naming the first invalid constructor argument."""
     check_time_attr(time_attr, 'training_iteration')
     check_metric(metric)
-    if not _is_real(max_t) or max_t <= 0:
+    if not is_finite_number(max_t) or max_t <= 0:
         raise _invalid(
             "max_t",
             max_t,
             "it must be a finite number > 0",
             "Pass the most `time_attr` units a trial may train, such as max_t=100.",
         )
-    if not _is_real(grace_period) or grace_period <= 0:
+    if not is_finite_number(grace_period) or grace_period <= 0:
         raise _invalid(
             "grace_period",
             grace_period,
@@ -203,14 +189,14 @@ def _validate(
             f"it must be <= max_t ({max_t!r})",
             "Lower grace_period or raise max_t.",
         )
-    if not _is_real(reduction_factor) or reduction_factor <= 1:
+    if not is_finite_number(reduction_factor) or reduction_factor <= 1:
         raise _invalid(
             "reduction_factor",
             reduction_factor,
             "it must be a finite number > 1",
             "Pass reduction_factor=4 (keep the best quarter at each rung) or 2 or 3.",
         )
-    if not isinstance(brackets, numbers.Integral) or isinstance(brackets, bool) or brackets < 1:
+    if not is_integer(brackets) or brackets < 1:
         raise _invalid(
             "brackets", brackets, "it must be an integer >= 1", "Pass brackets=1 (the usual ASHA)."
         )
@@ -278,7 +264,7 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         _validate(
             time_attr, metric, max_t, grace_period, reduction_factor, brackets, stop_last_trials
         )
-        validate_mode(mode)
+        self._set_metric_and_mode(metric, mode)
         if mode_of_operation not in {op.value for op in _Operation}:
             raise _invalid(
                 "mode_of_operation",
@@ -289,8 +275,6 @@ class AsyncHyperBandScheduler(FIFOScheduler):
             )
         self._operation = _Operation(mode_of_operation)
         self._time_attr = time_attr
-        self._metric = metric
-        self._mode = mode
         self._max_t = max_t
         self._reduction_factor = reduction_factor
         self._stop_last_trials = stop_last_trials
@@ -352,8 +336,8 @@ class AsyncHyperBandScheduler(FIFOScheduler):
     def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
         """Stop ``trial`` at ``max_t`` or when it is below the cutoff of a new rung.
 
-        A result without a numeric ``time_attr`` or ``metric`` (missing or None)
-        is ignored: the trial continues.
+        A result without a numeric ``time_attr`` or ``metric`` (missing, None
+        or a bool) is ignored: the trial continues.
         """
         self._require_metric_and_mode()
         now, value = self._progress_and_value(result)
@@ -443,8 +427,8 @@ class AsyncHyperBandScheduler(FIFOScheduler):
 
     def _progress_and_value(self, result: dict[str, Any]) -> tuple[float | None, float | None]:
         """``result[time_attr]`` and the signed metric (higher is better), or None."""
-        now = _as_number(result.get(self._time_attr))
-        value = _as_number(result.get(self._metric)) if self._metric else None
+        now = as_number(result.get(self._time_attr))
+        value = as_number(result.get(self._metric)) if self._metric else None
         return now, None if value is None else self._sign() * value
 
     def _sign(self) -> float:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import numbers
 import os
 import random
 import warnings
@@ -49,15 +48,11 @@ from typing import Any
 import numpy as np
 
 from dasktune._decision_points import DecisionPoints
-from dasktune._util import invalid_argument as _invalid
-from dasktune._util import is_real as _is_real
-from dasktune.schedulers._common import check_metric, check_time_attr, sign_of, signed
+from dasktune._validation import invalid_argument as _invalid
+from dasktune._validation import is_finite_number, is_number
+from dasktune.schedulers._common import check_metric, check_time_attr, time_and_score
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import (
-    TrialDecision,
-    TrialUpdate,
-    validate_mode,
-)
+from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate
 from dasktune.search.sample import Categorical, Domain, Function, Integer
 from dasktune.trial import Trial
 
@@ -125,7 +120,7 @@ def _perturb(
     rng: random.Random,
     np_rng: np.random.Generator,
 ) -> Any:
-    numeric = isinstance(old, numbers.Real) and not isinstance(old, bool)
+    numeric = is_number(old)
     if rng.random() < resample_probability or (
         isinstance(distribution, Categorical) and not numeric
     ):
@@ -233,10 +228,8 @@ class PopulationBasedTraining(FIFOScheduler):
             time_attr, metric, perturbation_interval, burn_in_period, mutations,
             quantile_fraction, resample_probability, perturbation_factors, custom_explore_fn,
         )
-        validate_mode(mode)
+        self._set_metric_and_mode(metric, mode)
         self._time_attr = time_attr
-        self._metric = metric
-        self._mode = mode
         self._perturbation_interval = perturbation_interval
         self._burn_in_period = burn_in_period
         self._hyperparam_mutations = mutations
@@ -296,9 +289,10 @@ class PopulationBasedTraining(FIFOScheduler):
     def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
         """Continue between perturbation points; at one, exploit, yield or wait (synch)."""
         self._require_metric_and_mode()
-        now, score = self._time_and_score(result)
-        if now is None or score is None:
+        progress = self._time_and_score(result)
+        if progress is None:
             return TrialDecision.CONTINUE
+        now, score = progress
         tid = trial.trial_id
         if tid not in self._state:
             self.on_trial_add(trial)
@@ -477,26 +471,18 @@ class PopulationBasedTraining(FIFOScheduler):
     def _latest_train_time(self) -> float:
         return max((s.last_train_time for s in self._state.values() if not s.finished), default=0.0)
 
-    def _time_and_score(self, result: dict[str, Any]) -> tuple[float | None, float | None]:
-        now, value = result.get(self._time_attr), result.get(self._metric or "")
-        for name, field_value, argument in (
-            (self._time_attr, now, "time_attr"),
-            (self._metric, value, "metric"),
-        ):
-            if isinstance(field_value, numbers.Real) and not isinstance(field_value, bool):
-                continue
-            if self._require_attrs:
+    def _time_and_score(self, result: dict[str, Any]) -> tuple[float, float] | None:
+        """:func:`time_and_score`, raising for a missing field if ``require_attrs``."""
+        for name, argument in ((self._time_attr, "time_attr"), (self._metric, "metric")):
+            field_value = result.get(name or "")
+            if self._require_attrs and not is_number(field_value):
                 raise ValueError(
                     f"PopulationBasedTraining needs the {argument} {name!r} as a number in every "
                     f"result, but a result has {name}={field_value!r} (keys: {sorted(result)}). "
                     f"Report it with tune.report({{{name!r}: ...}}), or pass "
                     "PopulationBasedTraining(require_attrs=False) to ignore such results."
                 )
-            return None, None
-        assert now is not None and value is not None
-        if math.isnan(float(now)):
-            return None, None
-        return float(now), signed(float(value), sign_of(self._mode))
+        return time_and_score(result, self._time_attr, self._metric, self._mode)
 
 
 
@@ -579,7 +565,7 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
     def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
         """PAUSE at a recorded step, with an update carrying the config from that step on."""
         step = result.get(self._time_attr)
-        if not isinstance(step, numbers.Real) or isinstance(step, bool):
+        if not is_number(step):
             return TrialDecision.CONTINUE
         config = None
         while self._next_change < len(self._changes):
@@ -683,12 +669,12 @@ def _validate(
 ) -> None:
     check_time_attr(time_attr, 'training_iteration')
     check_metric(metric)
-    if not _is_real(perturbation_interval) or perturbation_interval <= 0:
+    if not is_finite_number(perturbation_interval) or perturbation_interval <= 0:
         raise _invalid(
             "perturbation_interval", perturbation_interval, "it must be a finite number > 0",
             "Pass the `time_attr` units between perturbations, such as perturbation_interval=5.",
         )
-    if not _is_real(burn_in_period) or burn_in_period < 0:
+    if not is_finite_number(burn_in_period) or burn_in_period < 0:
         raise _invalid(
             "burn_in_period", burn_in_period, "it must be a finite number >= 0",
             "Pass burn_in_period=0 (the default) to allow perturbations from the start.",
@@ -705,12 +691,12 @@ def _validate(
             "for example."
         )
     _validate_mutations(mutations, "hyperparam_mutations")
-    if not _is_real(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
+    if not is_finite_number(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
         raise _invalid(
             "quantile_fraction", quantile_fraction, "it must be in [0, 0.5] (0: no exploitation)",
             "Pass quantile_fraction=0.25 (the default): the worst quarter copies the best quarter.",
         )
-    if not _is_real(resample_probability) or not 0 <= resample_probability <= 1:
+    if not is_finite_number(resample_probability) or not 0 <= resample_probability <= 1:
         raise _invalid(
             "resample_probability", resample_probability, "it must be in [0, 1]",
             "Pass resample_probability=0.25 (the default).",
@@ -720,7 +706,7 @@ def _validate(
         isinstance(factors, (str, bytes))
         or not isinstance(factors, Sequence)
         or not factors
-        or not all(_is_real(f) and f > 0 for f in factors)
+        or not all(is_finite_number(f) and f > 0 for f in factors)
     ):
         raise _invalid(
             "perturbation_factors", factors, "it must be a non-empty sequence of numbers > 0",

@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dasktune._validation import is_integer, is_number
 from dasktune.search.sample import (
     Categorical,
     Domain,
@@ -70,7 +70,7 @@ snap_float = _snap_float
 def check_seed(value: Any, argument: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    if not is_integer(value) or value < 0:
         raise ValueError(f"The value of `{argument}` is {value!r}, but it must be an int >= 0 or None.")
     return int(value)
 
@@ -133,7 +133,7 @@ def metric_value(
 ) -> float | None:
     """``result[metric]`` as a float; None (with a warning on ``log``) if it is not a number."""
     value = (result or {}).get(metric)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
+    if not is_number(value) or math.isnan(value):
         log.warning(
             "Trial %s completed with %s=%r, not a number; %s records it as failed.",
             trial_id,

@@ -19,13 +19,12 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import numbers
 from typing import Any, Callable
 
 import cloudpickle
 import numpy as np
 
-from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune._validation import is_integer, is_number, validate_mode
 from dasktune.search import _space
 from dasktune.search.sample import (
     Categorical,
@@ -325,7 +324,7 @@ def _check_metric(metric: Any) -> None:
 
 
 def _check_n_initial_points(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    if not is_integer(value) or value < 0:
         raise ValueError(
             f"The value of `n_initial_points` is {value!r}, but it must be an int >= 0. "
             "Pass the number of random suggestions before TPE starts, such as 20."
@@ -334,7 +333,7 @@ def _check_n_initial_points(value: Any) -> int:
 
 
 def _check_gamma(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
+    if not is_number(value) or not 0 < value <= 1:
         raise ValueError(
             f"The value of `gamma` is {value!r}, but it must be a number in (0, 1]. "
             "Pass the default gamma=0.25 unless you know TPE well."
@@ -520,7 +519,7 @@ def _assign_hyperopt(
     elif node.name == "hyperopt_param":
         label = node.arg["label"].obj
         if value is not _MISSING:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            if not is_number(value):
                 raise ValueError(
                     f"The value of `{_space.located(where, path)}` is {value!r}, but the hyperopt parameter "
                     f"{label!r} takes a number. Pass a number in its range, or leave the key out."

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import copy
 import logging
-import numbers
 from typing import Any, Callable
 
 import cloudpickle
 
-from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune._validation import is_number, validate_mode
 from dasktune.search import _space
 from dasktune.search.sample import (
     Categorical,
@@ -567,4 +566,4 @@ _DISTRIBUTIONS = (FloatDistribution, IntDistribution, CategoricalDistribution)
 def _fits_distribution(distribution: Any, value: Any) -> bool:
     if isinstance(distribution, CategoricalDistribution):
         return any(_space.equal(choice, value) for choice in distribution.choices)
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return is_number(value)

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from dasktune._util import flatten, is_real
+from dasktune._util import flatten
+from dasktune._validation import is_finite_number as _is_finite_number
 
 __all__ = ["flatten", "TrialRecorder", "check_writable", "trial_dir_name"]
 
@@ -175,4 +176,4 @@ def write_experiment_state(experiment_path: str, state: Mapping[str, Any]) -> No
 
 def is_finite_number(value: Any) -> bool:
     """A finite real number that is not a bool."""
-    return is_real(value)
+    return _is_finite_number(value)

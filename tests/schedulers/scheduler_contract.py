@@ -87,6 +87,19 @@ class SchedulerContract(abc.ABC):
         assert scheduler.on_trial_result(trial, {self.time_attr: 1}) is TrialDecision.CONTINUE
         assert scheduler.on_trial_result(trial, {self.metric: 1.0}) is TrialDecision.CONTINUE
 
+    def test_bool_metric_or_time_is_ignored(self) -> None:
+        """A bool is a flag, not a number: such results change no later decision."""
+        plain, flagged = self.make_scheduler(), self.make_scheduler()
+        plain_trials, flagged_trials = self.start(plain, 3), self.start(flagged, 3)
+        for flag in (True, False):
+            for result in (self.result(1, flag), self.result(flag, 0.5)):
+                decision = flagged.on_trial_result(flagged_trials[0], result)
+                assert decision is TrialDecision.CONTINUE
+        values = {i: [0.1 * ((i * 7 + t * 3) % 10) for t in range(8)] for i in range(3)}
+        assert self.feed(flagged, flagged_trials, range(1, 9), values) == self.feed(
+            plain, plain_trials, range(1, 9), values
+        )
+
     def test_errored_trial_does_not_break_the_others(self) -> None:
         scheduler = self.make_scheduler()
         trials = self.start(scheduler, 3)
