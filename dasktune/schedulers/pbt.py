@@ -565,7 +565,7 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
     def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
         """PAUSE at a recorded step, with an update carrying the config from that step on."""
         step = result.get(self._time_attr)
-        if not is_number(step):
+        if not is_number(step) or math.isnan(step):
             return TrialDecision.CONTINUE
         config = None
         while self._next_change < len(self._changes):

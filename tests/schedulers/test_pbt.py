@@ -469,6 +469,18 @@ def test_replay_changes_the_config_at_the_recorded_steps() -> None:
     assert replay.choose_trial_to_run([Trial("other", {}), trial]) is trial
 
 
+def test_replay_ignores_a_step_that_is_not_a_number() -> None:
+    # A NaN step compares below nothing; it used to apply every remaining change at once.
+    replay = PopulationBasedTrainingReplay(POLICY)
+    trial = Trial("t", {})
+    replay.on_trial_add(trial)
+    for step in (math.nan, True, None, "3"):
+        assert replay.on_trial_result(trial, {"training_iteration": step}) is CONTINUE
+    assert replay.pop_trial_updates() == []
+    assert report(replay, trial, 2, 0.0) is PAUSE
+    assert replay.pop_trial_updates() == [TrialUpdate("t", CONTINUE, new_config={"lr": 2})]
+
+
 def test_replay_reads_json_lines_and_ray_rows(tmp_path: Any) -> None:
     path = tmp_path / "pbt_policy_C.txt"
     path.write_text("\n".join(json.dumps(entry) for entry in POLICY) + "\n")
