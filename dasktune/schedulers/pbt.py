@@ -58,6 +58,9 @@ from dasktune.trial import Trial
 
 __all__ = ["PopulationBasedTraining", "PopulationBasedTrainingReplay"]
 
+#: The file of a trial's directory that holds its policy log (:meth:`trial_records`).
+POLICY_FILE = "pbt_policy.jsonl"
+
 Mutation = Mapping[str, Any] | Sequence[Any] | Domain | Callable[[], Any]
 
 
@@ -271,6 +274,14 @@ class PopulationBasedTraining(FIFOScheduler):
         """
         state = self._state.get(trial_id)
         return copy.deepcopy(state.policy) if state is not None else []
+
+    def trial_records(self, trial_id: str) -> dict[str, list[dict[str, Any]]]:
+        """``{"pbt_policy.jsonl": policy_log(trial_id)}``: the lineage a replay needs.
+
+        Written to the trial's directory after each exploit, it is the file
+        :class:`PopulationBasedTrainingReplay` takes as its ``policy``.
+        """
+        return {POLICY_FILE: self.policy_log(trial_id)}
 
     def get_state(self) -> dict[str, Any]:
         """The scheduler's state, without ``hyperparam_mutations`` and ``custom_explore_fn``."""

@@ -89,6 +89,23 @@ class TrialScheduler(MetricModeMixin):
         """Decisions about other trials made since the last call (default: none)."""
         return []
 
+    def trial_records(self, trial_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Records of this scheduler to keep in the directory of ``trial_id``.
+
+        The coordinator asks after applying a :class:`TrialUpdate` that changed
+        the trial's config, and writes each list to the file it is keyed by, in
+        the trial's directory, one JSON object per line, replacing what the
+        file held: the lists are complete, not increments.  The scheduler
+        itself does no I/O.
+
+        Returns:
+            File name -> JSON-serialisable records; the default is ``{}``
+            (nothing to keep).  :class:`PopulationBasedTraining` returns
+            ``{"pbt_policy.jsonl": self.policy_log(trial_id)}``, which
+            :class:`PopulationBasedTrainingReplay` reads back.
+        """
+        return {}
+
     def on_no_more_trials(self) -> None:
         """No new trial will be added for now (default: nothing to do).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import json
 import math
 import pickle
 from typing import Any
@@ -149,6 +150,20 @@ class SchedulerContract(abc.ABC):
 
     def test_decision_points(self) -> None:
         assert isinstance(self.make_scheduler().decision_points(), DecisionPoints)
+
+    def test_trial_records_are_json_lines_by_file_name(self) -> None:
+        """What the coordinator writes for a trial: file name -> JSON-serialisable records."""
+        scheduler = self.make_scheduler()
+        trials = self.start(scheduler, 4)
+        values = {i: [0.1 * ((i * 7 + t * 3) % 10) for t in range(8)] for i in range(4)}
+        self.feed(scheduler, trials, range(1, 9), values)
+        for trial in trials:
+            records = scheduler.trial_records(trial.trial_id)
+            assert isinstance(records, dict)
+            for name, rows in records.items():
+                assert isinstance(name, str) and name and "/" not in name
+                assert all(isinstance(row, dict) for row in rows)
+                json.dumps(rows)
 
     def test_set_search_properties_keeps_own_values(self) -> None:
         scheduler = self.make_scheduler()

@@ -125,6 +125,22 @@ def test_exploit_by_hand() -> None:
     assert report(scheduler, a, 4, 4.5) is CONTINUE  # now in the upper quantile
 
 
+def test_trial_records_hold_the_policy_log_for_the_coordinator() -> None:
+    scheduler = pbt(resample_probability=0.0)
+    a, b, c, d = population(scheduler)
+    scheduler.on_no_more_trials()
+    assert scheduler.trial_records("A") == {"pbt_policy.jsonl": []}
+    for x, s in zip((a, b, c, d), (1, 2, 3, 4)):
+        report(scheduler, x, 2, s)
+    assert report(scheduler, a, 4, 1.5) is PAUSE  # A exploits D (test_exploit_by_hand)
+    records = scheduler.trial_records("A")
+    assert records == {"pbt_policy.jsonl": scheduler.policy_log("A")}
+    assert records["pbt_policy.jsonl"][0]["source"] == "D"
+    records["pbt_policy.jsonl"].clear()  # a copy: the scheduler's log is untouched
+    assert len(scheduler.policy_log("A")) == 1
+    assert scheduler.trial_records("unknown") == {"pbt_policy.jsonl": []}
+
+
 def test_no_exploit_of_a_trial_that_did_not_save() -> None:
     scheduler = pbt()
     a, b, *_ = population(scheduler)
