@@ -4,7 +4,9 @@ Both searchers walk a dasktune space (dicts, lists and tuples of domains and
 constants) the same way: label parameters by their path, merge the Tuner's
 ``param_space`` into the searcher's ``space``, check ``points_to_evaluate``
 against the space and quantize sampled values.  The library-specific parts
-(hyperopt expressions, Optuna distributions) come in as arguments.
+(hyperopt expressions, Optuna distributions) come in as arguments.  The
+searchers' shared state and configuration live in
+:class:`~dasktune.search._library_searcher.LibrarySearcher`.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ __all__ = [
     "snap_float",
     "space_changed_error",
     "space_twice_error",
-    "take_param_space",
 ]
 
 Path = tuple[Any, ...]
@@ -176,23 +177,6 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def take_param_space(searcher: Any, param_space: dict[str, Any], started: bool, name: str) -> None:
-    """Give HyperOptSearch or OptunaSearch the Tuner's ``param_space``.
-
-    Before its first suggestion the searcher converts the space; after it (or
-    after a restore) the space must search the same hyperparameters, and the
-    caller's constants replace the copies a restored searcher holds.
-    """
-    if started:
-        if not same_search(param_space, searcher._param_space):
-            raise space_changed_error(name)
-        searcher._space = searcher._param_space = param_space
-    else:
-        searcher._use_space(param_space, "param_space")
-        searcher._space_source = "param_space"
-        searcher._param_space = param_space
 
 
 def same_search(a: Any, b: Any) -> bool:

@@ -27,11 +27,7 @@ class Searcher(MetricModeMixin):
         self._set_metric_and_mode(metric, mode)
 
     def set_search_properties(
-        self,
-        metric: str | None,
-        mode: str | None,
-        config: dict[str, Any] | None = None,
-        **spec: Any,
+        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
     ) -> bool:
         """Fill in metric, mode and the search space from the Tuner.
 
