@@ -20,6 +20,8 @@ helper                      True for
 
 Bools are never numbers here, although Python counts ``True`` as ``1``: a
 result field or an argument holding ``True`` is a flag, not a measurement.
+For type checkers the predicates narrow to ``float`` and ``int``, which the
+numeric tower stands for (numpy scalars and ``Fraction`` behave alike).
 Where a NaN must be refused but an infinity is fine (progress such as
 ``training_iteration``, a metric a library is told), call sites write
 ``is_number(value) and not math.isnan(value)``.
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = [
     "MetricModeMixin",
@@ -52,7 +54,7 @@ def invalid_argument(argument: str, value: Any, rule: str, fix: str) -> ValueErr
     return ValueError(f"The value of `{argument}` is {value!r}, but {rule}. {fix}")
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
     """A real number that is not a bool; NaN and ±inf included.
 
     Example:
@@ -62,7 +64,7 @@ def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def is_finite_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> TypeGuard[float]:
     """A real number that is not a bool, NaN or ±inf.
 
     Example:
@@ -72,7 +74,7 @@ def is_finite_number(value: Any) -> bool:
     return is_number(value) and math.isfinite(value)
 
 
-def is_integer(value: Any) -> bool:
+def is_integer(value: Any) -> TypeGuard[int]:
     """An integral number (``int``, numpy integers) that is not a bool; ``2.0`` is not one.
 
     Example:

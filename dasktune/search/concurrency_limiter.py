@@ -96,7 +96,7 @@ class ConcurrencyLimiter(Searcher):
         return self.searcher.mode
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
+        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
     ) -> bool:
         """Forward the Tuner's settings to the wrapped searcher."""
         self._limit = not self._searcher_limits_itself()

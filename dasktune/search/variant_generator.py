@@ -572,7 +572,7 @@ class BasicVariantGenerator(Searcher):
     # -- configuration ------------------------------------------------------
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
+        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
     ) -> bool:
         """Receive the param space and run settings from the Tuner.
 
