@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,16 +24,3 @@ def flatten(result: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict
             out[name] = value
     return out
 
-
-def invalid_argument(argument: str, value: Any, rule: str, fix: str) -> ValueError:
-    """An error in Optuna's style: the argument, its value, the rule and the fix."""
-    return ValueError(f"The value of `{argument}` is {value!r}, but {rule}. {fix}")
-
-
-def is_real(value: Any) -> bool:
-    """A finite real number that is not a bool."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )

@@ -19,7 +19,8 @@ import math
 import numbers
 from typing import Any
 
-from dasktune._util import flatten, is_real
+from dasktune._util import flatten
+from dasktune._validation import is_finite_number
 from dasktune.callback import Callback
 from dasktune.trial import Trial
 
@@ -58,7 +59,7 @@ class TBXLoggerCallback(Callback):
             raise ImportError(
                 "TBXLoggerCallback needs tensorboardX: pip install 'dasktune[tensorboard]'"
             ) from exc
-        if not is_real(flush_secs) or flush_secs <= 0:
+        if not is_finite_number(flush_secs) or flush_secs <= 0:
             raise ValueError(
                 f"The value of `TBXLoggerCallback(flush_secs=...)` is {flush_secs!r}, but it must "
                 "be a positive number of seconds. Pass e.g. flush_secs=5."
@@ -76,7 +77,7 @@ class TBXLoggerCallback(Callback):
                 trial.local_path, flush_secs=self._flush_secs)
         step = result.get("training_iteration")
         scalars = {key: value for key, value in flatten(result).items()
-                   if key not in _NOT_LOGGED and is_real(value)}
+                   if key not in _NOT_LOGGED and is_finite_number(value)}
         for key, value in scalars.items():
             writer.add_scalar(f"{_PREFIX}/{key}", float(value), global_step=step)
         self._last[trial.trial_id] = scalars

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_FIELDS
 from dasktune._util import flatten
+from dasktune._validation import is_finite_number, is_number
 from dasktune.trainable.checkpoint import Checkpoint
 from dasktune.trial import Trial, TrialStatus
 
@@ -57,7 +57,7 @@ class Result:
 
 
 def _score(rows: Sequence[dict[str, Any]], metric: str, scope: str) -> float | None:
-    values = [r[metric] for r in rows if metric in r and _is_number(r[metric])]
+    values = [r[metric] for r in rows if metric in r and is_number(r[metric])]
     if not values:
         return None
     if scope == "last":
@@ -69,10 +69,6 @@ def _score(rows: Sequence[dict[str, Any]], metric: str, scope: str) -> float | N
         tail = values[-n:]
         return float(sum(tail) / len(tail))
     return float("nan")  # "all" is handled by the caller (it depends on mode)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class ResultGrid:
@@ -161,7 +157,7 @@ class ResultGrid:
         rows = result._rows or [flatten(result.metrics)]
         if scope != "all":
             return _score(rows, metric, scope)
-        values = [float(r[metric]) for r in rows if metric in r and _is_number(r[metric])]
+        values = [float(r[metric]) for r in rows if metric in r and is_number(r[metric])]
         finite = [v for v in values if math.isfinite(v)] or values
         if not finite:
             return None
@@ -198,7 +194,7 @@ class ResultGrid:
         points = []
         for result in self._results:
             values = [result.metrics.get(m) for m in metrics]
-            if all(_is_number(v) and math.isfinite(float(v)) for v in values):
+            if all(is_finite_number(v) for v in values):
                 signs = [1.0 if mode == "min" else -1.0 for mode in modes]
                 points.append((result, [s * float(v) for s, v in zip(signs, values)]))
 
@@ -246,7 +242,7 @@ class ResultGrid:
             return None
         if metric is None:
             return rows[-1]
-        scored = [r for r in rows if metric in r and _is_number(r[metric])
+        scored = [r for r in rows if metric in r and is_number(r[metric])
                   and not math.isnan(float(r[metric]))]
         if not scored:
             return None

@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from dasktune.decision_points import DecisionPoints, merge_decision_points
-from dasktune._util import invalid_argument as _invalid
-from dasktune._util import is_real as _is_real
-from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune._validation import MetricModeMixin, is_finite_number, is_integer, is_number
+from dasktune._validation import invalid_argument as _invalid
 
 __all__ = [
     "MONOTONIC_RESULT_KEYS",
@@ -57,12 +56,6 @@ MONOTONIC_RESULT_KEYS: frozenset[str] = frozenset(
 )
 
 _ALWAYS: tuple[DecisionPoints, ...] = (DecisionPoints.always(),)
-
-
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_metric_name(metric: Any) -> None:
@@ -122,7 +115,7 @@ class MaximumIterationStopper(Stopper):
     """
 
     def __init__(self, max_iter: int) -> None:
-        if not _is_int(max_iter) or max_iter < 1:
+        if not is_integer(max_iter) or max_iter < 1:
             raise _invalid(
                 "max_iter",
                 max_iter,
@@ -141,7 +134,7 @@ class MaximumIterationStopper(Stopper):
         return (DecisionPoints.at("training_iteration", [self._max_iter]),)
 
 
-class TrialPlateauStopper(Stopper):
+class TrialPlateauStopper(MetricModeMixin, Stopper):
     """Stop a trial when its metric stops changing.
 
     A trial stops when, after at least ``grace_period`` results, the standard
@@ -175,7 +168,7 @@ class TrialPlateauStopper(Stopper):
     ) -> None:
         _check_metric_name(metric)
         _check_plateau_numbers(std, num_results, grace_period, metric_threshold)
-        validate_mode(mode)
+        self._set_metric_and_mode(metric, mode)
         if metric_threshold is not None and mode is None:
             raise _invalid(
                 "mode",
@@ -183,12 +176,10 @@ class TrialPlateauStopper(Stopper):
                 "it must be 'min' or 'max' when `metric_threshold` is given",
                 "Pass mode='min' if the metric must fall below the threshold, 'max' if above.",
             )
-        self._metric = metric
         self._std = float(std)
         self._num_results = int(num_results)
         self._grace_period = int(grace_period)
         self._metric_threshold = metric_threshold
-        self._mode = mode
         self._iter: dict[str, int] = {}
         self._trial_results: dict[str, deque[Any]] = {}
 
@@ -199,7 +190,7 @@ class TrialPlateauStopper(Stopper):
         self._iter[trial_id] = self._iter.get(trial_id, 0) + 1
         if self._iter[trial_id] < self._grace_period or len(window) < self._num_results:
             return False
-        if not all(_is_number(v) for v in window) or not self._past_threshold(float(value)):
+        if not all(is_number(v) for v in window) or not self._past_threshold(float(value)):
             return False
         return bool(np.std(np.asarray(window, dtype=float)) < self._std)
 
@@ -211,35 +202,31 @@ class TrialPlateauStopper(Stopper):
         return value >= self._metric_threshold
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _check_plateau_numbers(
     std: Any, num_results: Any, grace_period: Any, metric_threshold: Any
 ) -> None:
-    if not _is_real(std) or std <= 0:
+    if not is_finite_number(std) or std <= 0:
         raise _invalid(
             "std",
             std,
             "it must be a finite number > 0",
             "Pass the standard deviation under which the metric has plateaued, such as 0.01.",
         )
-    if not _is_int(num_results) or num_results < 1:
+    if not is_integer(num_results) or num_results < 1:
         raise _invalid(
             "num_results",
             num_results,
             "it must be an integer >= 1",
             "Pass how many recent results to compare, such as num_results=4.",
         )
-    if not _is_int(grace_period) or grace_period < 0:
+    if not is_integer(grace_period) or grace_period < 0:
         raise _invalid(
             "grace_period",
             grace_period,
             "it must be an integer >= 0",
             "Pass how many results a trial reports before it may be stopped, such as 4.",
         )
-    if metric_threshold is not None and not _is_real(metric_threshold):
+    if metric_threshold is not None and not is_finite_number(metric_threshold):
         raise _invalid(
             "metric_threshold",
             metric_threshold,
@@ -270,7 +257,7 @@ class TimeoutStopper(Stopper):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         seconds = timeout.total_seconds() if isinstance(timeout, datetime.timedelta) else timeout
-        if not _is_real(seconds) or seconds <= 0:
+        if not is_finite_number(seconds) or seconds <= 0:
             raise _invalid(
                 "timeout",
                 timeout,
@@ -301,7 +288,7 @@ class TimeoutStopper(Stopper):
         self.__dict__.update(state)
 
 
-class ExperimentPlateauStopper(Stopper):
+class ExperimentPlateauStopper(MetricModeMixin, Stopper):
     """Stop the whole experiment when the best results have plateaued.
 
     Keeps the ``top`` best values of ``metric`` over all results of all
@@ -342,38 +329,37 @@ class ExperimentPlateauStopper(Stopper):
                 "it must be 'min' or 'max'",
                 "Pass mode='min' if lower values are better, mode='max' if higher are.",
             )
-        if not _is_int(top) or top < 2:
+        if not is_integer(top) or top < 2:
             raise _invalid(
                 "top",
                 top,
                 "it must be an integer >= 2",
                 "Pass how many of the best results to compare, such as top=10.",
             )
-        if not _is_int(patience) or patience < 0:
+        if not is_integer(patience) or patience < 0:
             raise _invalid(
                 "patience",
                 patience,
                 "it must be an integer >= 0",
                 "Pass how many plateaued results to wait before stopping, such as 0.",
             )
-        if not _is_real(std) or std <= 0:
+        if not is_finite_number(std) or std <= 0:
             raise _invalid(
                 "std",
                 std,
                 "it must be a finite number > 0",
                 "Pass the standard deviation of the top results that counts as a plateau.",
             )
-        self._metric = metric
+        self._set_metric_and_mode(metric, mode)
         self._std = float(std)
         self._top = int(top)
-        self._mode = mode
         self._patience = int(patience)
         self._iterations = 0
         self._top_values: list[float] = []
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         value: Any = result.get(self._metric)
-        if not _is_number(value) or math.isnan(value):
+        if not is_number(value) or math.isnan(value):
             return self.stop_all()
         ranked = sorted([*self._top_values, float(value)])
         self._top_values = ranked[: self._top] if self._mode == "min" else ranked[-self._top :]
@@ -545,6 +531,7 @@ def _flatten_criteria(criteria: Mapping[str, Any], prefix: str = "") -> dict[str
         if isinstance(value, Mapping):
             flat.update(_flatten_criteria(value, prefix=f"{name}/"))
         elif isinstance(value, numbers.Real) and not math.isnan(value):
+            # Bools count, as in Ray: {"solved": True} stops once result["solved"] >= True.
             flat[name] = float(value)
         else:
             raise ValueError(
@@ -567,7 +554,7 @@ def _lookup(result: Mapping[str, Any], key: str) -> Any:
 
 
 def _reached(key: str, value: Any, threshold: float) -> bool:
-    if not isinstance(value, numbers.Real):
+    if not isinstance(value, numbers.Real):  # bools included, as for the criteria
         raise ValueError(
             f"The stop criterion `{key}` needs a number in each result, but the result has "
             f"{key}={value!r}. Report a number for {key!r} or remove it from `stop`."

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dasktune._util import flatten, is_real
-from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune._util import flatten
+from dasktune._validation import is_finite_number, validate_mode
 
 if TYPE_CHECKING:
     from dasktune.schedulers.trial_scheduler import TrialScheduler
@@ -50,7 +50,7 @@ class TuneConfig:
             )
         if isinstance(self.time_budget_s, datetime.timedelta):
             self.time_budget_s = self.time_budget_s.total_seconds()
-        if self.time_budget_s is not None and (not is_real(self.time_budget_s)
+        if self.time_budget_s is not None and (not is_finite_number(self.time_budget_s)
                                                or self.time_budget_s <= 0):
             raise ValueError(
                 f"TuneConfig(time_budget_s={self.time_budget_s!r}): the budget must be a positive "
@@ -106,7 +106,7 @@ class CheckpointConfig:
                 nonlocal unscored
                 metrics = checkpoints[position][1]
                 value = flatten(metrics).get(attr)
-                if not is_real(value):
+                if not is_finite_number(value):
                     unscored = metrics
                     return float("-inf"), position
                 return sign * float(value), position

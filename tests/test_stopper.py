@@ -279,6 +279,18 @@ def test_experiment_plateau_errors(kwargs: dict[str, Any], message: str) -> None
         ExperimentPlateauStopper(**kwargs)
 
 
+def test_plateau_stoppers_share_the_metric_and_mode_interface() -> None:
+    """Like schedulers and searchers: ``metric``/``mode`` readable, TuneConfig values merged."""
+    trial = TrialPlateauStopper("loss")
+    assert (trial.metric, trial.mode) == ("loss", None)
+    assert trial.set_search_properties("loss", "min") and trial.mode == "min"
+    assert not trial.set_search_properties("accuracy", None)
+    experiment = ExperimentPlateauStopper("acc", mode="max")
+    assert (experiment.metric, experiment.mode) == ("acc", "max")
+    assert not experiment.set_search_properties(None, "min")
+    assert experiment.mode == "max"
+
+
 # CombinedStopper ---------------------------------------------------------------------
 
 
@@ -361,6 +373,15 @@ def test_dict_stopper_any_key_reached() -> None:
     assert stopper("a", {"training_iteration": 10, "mean_accuracy": 0.5})  # >= is enough
     assert stopper("b", {"training_iteration": 1, "mean_accuracy": 0.99})
     assert not stopper.stop_all()
+
+
+def test_dict_stopper_counts_bools_as_ray_does() -> None:
+    """Unlike elsewhere in dasktune, a bool criterion or result value compares as 0 or 1."""
+    stopper = DictStopper({"solved": True})
+    assert not stopper("a", {"solved": False})
+    assert stopper("a", {"solved": True})
+    with pytest.raises(ValueError, match="must be a number"):
+        DictStopper({"loss": math.nan})
 
 
 def test_dict_stopper_nested_keys() -> None:

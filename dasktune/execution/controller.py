@@ -15,7 +15,8 @@ from typing import Any
 
 from dasktune.decision_points import DecisionPoints, merge_decision_points
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
-from dasktune._util import flatten, is_real
+from dasktune._util import flatten
+from dasktune._validation import is_finite_number
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler, TrialUpdate
 from dasktune.search.searcher import Searcher
 from dasktune.trial import Trial, TrialStatus
@@ -277,7 +278,7 @@ class Controller:
         best, best_value = None, None
         for trial in self.trials:
             value = trial.last_result.get(metric)
-            if not is_real(value):
+            if not is_finite_number(value):
                 continue
             if best_value is None or (value > best_value if mode == "max" else value < best_value):
                 best, best_value = trial, value

@@ -298,9 +298,7 @@ class ExperimentLoop:
             store.record_config_change(trial.last_result.get("training_iteration", 0),
                                        update.checkpoint_from, trial.config, update.new_config)
             trial.config = dict(update.new_config)
-            policy_log = getattr(self.controller.scheduler, "policy_log", None)
-            if callable(policy_log):  # PBT: the lineage that PopulationBasedTrainingReplay replays
-                store.write_records({"pbt_policy.jsonl": policy_log(trial.trial_id)})
+            store.write_records(self.controller.scheduler.trial_records(trial.trial_id))
 
     def _warn_no_checkpoint(self, trial: Trial, source_id: str) -> None:
         if self._warned_no_checkpoint:

@@ -9,10 +9,8 @@ from dasktune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandSch
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.hyperband import HyperBandScheduler
 from dasktune.schedulers.median_stopping_rule import MedianStoppingRule
-from dasktune.schedulers.pbt import (
-    PopulationBasedTraining,
-    PopulationBasedTrainingReplay,
-)
+from dasktune.schedulers.pbt import PopulationBasedTraining
+from dasktune.schedulers.pbt_replay import PopulationBasedTrainingReplay
 from dasktune.schedulers.trial_scheduler import (
     TrialDecision,
     TrialScheduler,

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
-from dasktune._util import invalid_argument
+from dasktune._validation import as_number, invalid_argument
 
 
 def check_time_attr(time_attr: Any, example: str) -> None:
@@ -37,13 +36,6 @@ def check_bool(argument: str, value: Any, fix: str) -> None:
         raise invalid_argument(argument, value, "it must be True or False", fix)
 
 
-def real_or_none(value: Any) -> float | None:
-    """``value`` as a float if it is a real number (not a bool), else None."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
 def sign_of(mode: str | None) -> float:
     """1 for mode "max", -1 otherwise: a metric times it is higher when better."""
     return 1.0 if mode == "max" else -1.0
@@ -52,3 +44,18 @@ def sign_of(mode: str | None) -> float:
 def signed(value: float, sign: float) -> float:
     """The metric with higher meaning better; NaN ranks below everything."""
     return -math.inf if math.isnan(value) else sign * value
+
+
+def time_and_score(
+    result: dict[str, Any], time_attr: str, metric: str | None, mode: str | None
+) -> tuple[float, float] | None:
+    """``result[time_attr]`` and the metric made higher-is-better (:func:`signed`).
+
+    None when either field is missing or not a number (bools are not), or the
+    time is NaN: schedulers ignore such results.
+    """
+    now = as_number(result.get(time_attr))
+    value = as_number(result.get(metric)) if metric else None
+    if now is None or value is None or math.isnan(now):
+        return None
+    return now, signed(value, sign_of(mode))

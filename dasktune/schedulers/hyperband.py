@@ -33,29 +33,22 @@ choices, where Ray pauses a trial only to stop it later:
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from dasktune.decision_points import DecisionPoints
-from dasktune._util import invalid_argument as _invalid
-from dasktune._util import is_real as _is_real
+from dasktune._validation import is_finite_number
+from dasktune._validation import invalid_argument as _invalid
 from dasktune.schedulers._common import (
     check_bool,
     check_metric,
     check_time_attr,
-    sign_of,
-    signed,
+    time_and_score,
 )
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import (
-    TrialDecision,
-    TrialUpdate,
-    validate_mode,
-)
+from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate
 from dasktune.trial import Trial
 
 __all__ = ["HyperBandScheduler"]
@@ -148,10 +141,8 @@ class HyperBandScheduler(FIFOScheduler):
         stop_last_trials: bool = True,
     ) -> None:
         _validate(time_attr, metric, max_t, reduction_factor, stop_last_trials)
-        validate_mode(mode)
+        self._set_metric_and_mode(metric, mode)
         self._time_attr = time_attr
-        self._metric = metric
-        self._mode = mode
         self._max_t = max_t
         self._eta = reduction_factor
         self._stop_last_trials = stop_last_trials
@@ -210,9 +201,10 @@ class HyperBandScheduler(FIFOScheduler):
         A result without a numeric ``time_attr`` or ``metric`` is ignored.
         """
         self._require_metric_and_mode()
-        now, value = self._progress_and_value(result)
-        if now is None or value is None:
+        progress = time_and_score(result, self._time_attr, self._metric, self._mode)
+        if progress is None:
             return TrialDecision.CONTINUE
+        now, value = progress
         tid = trial.trial_id
         if tid in self._stopped:
             return TrialDecision.STOP
@@ -408,32 +400,20 @@ class HyperBandScheduler(FIFOScheduler):
             bracket.resumable.discard(tid)
             self._process(bracket, current=None)
 
-    # -- helpers -----------------------------------------------------------
-
-    def _progress_and_value(self, result: dict[str, Any]) -> tuple[float | None, float | None]:
-        now = result.get(self._time_attr)
-        value = result.get(self._metric) if self._metric else None
-        if not isinstance(now, numbers.Real) or isinstance(now, bool) or math.isnan(now):
-            return None, None
-        if not isinstance(value, numbers.Real) or isinstance(value, bool):
-            return None, None
-        return float(now), signed(float(value), sign_of(self._mode))
-
-
 
 def _validate(
     time_attr: Any, metric: Any, max_t: Any, reduction_factor: Any, stop_last_trials: Any
 ) -> None:
     check_time_attr(time_attr, 'training_iteration')
     check_metric(metric)
-    if not _is_real(max_t) or max_t < 1:
+    if not is_finite_number(max_t) or max_t < 1:
         raise _invalid(
             "max_t",
             max_t,
             "it must be a finite number >= 1",
             "Pass the most `time_attr` units a trial may train, such as max_t=81.",
         )
-    if not _is_real(reduction_factor) or reduction_factor <= 1:
+    if not is_finite_number(reduction_factor) or reduction_factor <= 1:
         raise _invalid(
             "reduction_factor",
             reduction_factor,

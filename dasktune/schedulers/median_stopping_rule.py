@@ -43,24 +43,21 @@ infinite signs is the worst value too, and a trial with no result in
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 
 from dasktune.decision_points import DecisionPoints
-from dasktune._util import invalid_argument as _invalid
-from dasktune._util import is_real as _is_real
+from dasktune._validation import invalid_argument as _invalid
+from dasktune._validation import is_finite_number, is_integer, is_number
 from dasktune.schedulers._common import (
     check_bool,
     check_metric,
     check_time_attr,
-    real_or_none,
-    sign_of,
-    signed,
+    time_and_score,
 )
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import TrialDecision, validate_mode
+from dasktune.schedulers.trial_scheduler import TrialDecision
 from dasktune.trial import Trial
 
 __all__ = ["MedianStoppingRule"]
@@ -107,10 +104,8 @@ class MedianStoppingRule(FIFOScheduler):
         hard_stop: bool = True,
     ) -> None:
         _validate(time_attr, metric, grace_period, min_samples_required, min_time_slice, hard_stop)
-        validate_mode(mode)
+        self._set_metric_and_mode(metric, mode)
         self._time_attr = time_attr
-        self._metric = metric
-        self._mode = mode
         self._grace_period = grace_period
         self._min_samples_required = min_samples_required
         self._min_time_slice = min_time_slice
@@ -133,7 +128,7 @@ class MedianStoppingRule(FIFOScheduler):
     def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
         """Record ``result``, then apply the rule (see the module docstring)."""
         self._require_metric_and_mode()
-        record = self._record_of(result)
+        record = time_and_score(result, self._time_attr, self._metric, self._mode)
         if record is None:
             return TrialDecision.CONTINUE
         tid = trial.trial_id
@@ -165,7 +160,7 @@ class MedianStoppingRule(FIFOScheduler):
         """Record the last result once more (three times for a trial that ended by itself)."""
         tid = trial.trial_id
         self._paused.discard(tid)
-        record = self._record_of(result or {})
+        record = time_and_score(result or {}, self._time_attr, self._metric, self._mode)
         if record is None:
             return
         history = self._results.setdefault(tid, [])
@@ -210,14 +205,6 @@ class MedianStoppingRule(FIFOScheduler):
             mean = float(np.mean(window))
         return -math.inf if math.isnan(mean) else mean
 
-    def _record_of(self, result: dict[str, Any]) -> tuple[float, float] | None:
-        now = real_or_none(result.get(self._time_attr))
-        value = real_or_none(result.get(self._metric)) if self._metric else None
-        if now is None or value is None or math.isnan(now):
-            return None
-        return now, signed(value, sign_of(self._mode))
-
-
 
 def _validate(
     time_attr: Any,
@@ -229,26 +216,21 @@ def _validate(
 ) -> None:
     check_time_attr(time_attr, 'time_total_s')
     check_metric(metric)
-    if not _is_real(grace_period) or grace_period < 0:
+    if not is_finite_number(grace_period) or grace_period < 0:
         raise _invalid(
             "grace_period",
             grace_period,
             "it must be a finite number >= 0",
             "Pass the `time_attr` units a trial runs before it can be stopped, such as 60.",
         )
-    if (
-        not isinstance(min_samples_required, numbers.Integral)
-        or isinstance(min_samples_required, bool)
-        or min_samples_required < 1
-    ):
+    if not is_integer(min_samples_required) or min_samples_required < 1:
         raise _invalid(
             "min_samples_required",
             min_samples_required,
             "it must be an integer >= 1",
             "Pass min_samples_required=3 (the default).",
         )
-    is_number = isinstance(min_time_slice, numbers.Real) and not isinstance(min_time_slice, bool)
-    if not is_number or math.isnan(min_time_slice) or min_time_slice < 0:
+    if not is_number(min_time_slice) or math.isnan(min_time_slice) or min_time_slice < 0:
         raise _invalid(
             "min_time_slice",
             min_time_slice,

@@ -1,4 +1,4 @@
-"""Population Based Training and its replay, with Ray Tune's rules.
+"""Population Based Training, with Ray Tune's rules.
 
 PBT (Jaderberg et al., https://arxiv.org/abs/1711.09846) trains a population
 and periodically makes the worst trials continue from a copy of the best ones
@@ -35,33 +35,28 @@ NaN scores rank below every number.
 from __future__ import annotations
 
 import copy
-import json
 import math
-import numbers
-import os
 import random
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dasktune.decision_points import DecisionPoints
-from dasktune._util import invalid_argument as _invalid
-from dasktune._util import is_real as _is_real
-from dasktune.schedulers._common import check_metric, check_time_attr, sign_of, signed
+from dasktune._validation import invalid_argument as _invalid
+from dasktune._validation import is_finite_number, is_number
+from dasktune.schedulers._common import check_metric, check_time_attr, time_and_score
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import (
-    TrialDecision,
-    TrialUpdate,
-    validate_mode,
-)
+from dasktune.schedulers.pbt_replay import PopulationBasedTrainingReplay  # Ray's module has both
+from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate
 from dasktune.search.sample import Categorical, Domain, Function, Integer
 from dasktune.trial import Trial
 
 __all__ = ["PopulationBasedTraining", "PopulationBasedTrainingReplay"]
+
+#: The file of a trial's directory that holds its policy log (:meth:`trial_records`).
+POLICY_FILE = "pbt_policy.jsonl"
 
 Mutation = Mapping[str, Any] | Sequence[Any] | Domain | Callable[[], Any]
 
@@ -125,7 +120,7 @@ def _perturb(
     rng: random.Random,
     np_rng: np.random.Generator,
 ) -> Any:
-    numeric = isinstance(old, numbers.Real) and not isinstance(old, bool)
+    numeric = is_number(old)
     if rng.random() < resample_probability or (
         isinstance(distribution, Categorical) and not numeric
     ):
@@ -233,10 +228,8 @@ class PopulationBasedTraining(FIFOScheduler):
             time_attr, metric, perturbation_interval, burn_in_period, mutations,
             quantile_fraction, resample_probability, perturbation_factors, custom_explore_fn,
         )
-        validate_mode(mode)
+        self._set_metric_and_mode(metric, mode)
         self._time_attr = time_attr
-        self._metric = metric
-        self._mode = mode
         self._perturbation_interval = perturbation_interval
         self._burn_in_period = burn_in_period
         self._hyperparam_mutations = mutations
@@ -279,6 +272,14 @@ class PopulationBasedTraining(FIFOScheduler):
         state = self._state.get(trial_id)
         return copy.deepcopy(state.policy) if state is not None else []
 
+    def trial_records(self, trial_id: str) -> dict[str, list[dict[str, Any]]]:
+        """``{"pbt_policy.jsonl": policy_log(trial_id)}``: the lineage a replay needs.
+
+        Written to the trial's directory after each exploit, it is the file
+        :class:`PopulationBasedTrainingReplay` takes as its ``policy``.
+        """
+        return {POLICY_FILE: self.policy_log(trial_id)}
+
     def get_state(self) -> dict[str, Any]:
         """The scheduler's state, without ``hyperparam_mutations`` and ``custom_explore_fn``."""
         state = {k: v for k, v in self.__dict__.items() if k not in self._CONFIG_ATTRS}
@@ -296,9 +297,10 @@ class PopulationBasedTraining(FIFOScheduler):
     def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
         """Continue between perturbation points; at one, exploit, yield or wait (synch)."""
         self._require_metric_and_mode()
-        now, score = self._time_and_score(result)
-        if now is None or score is None:
+        progress = self._time_and_score(result)
+        if progress is None:
             return TrialDecision.CONTINUE
+        now, score = progress
         tid = trial.trial_id
         if tid not in self._state:
             self.on_trial_add(trial)
@@ -477,194 +479,18 @@ class PopulationBasedTraining(FIFOScheduler):
     def _latest_train_time(self) -> float:
         return max((s.last_train_time for s in self._state.values() if not s.finished), default=0.0)
 
-    def _time_and_score(self, result: dict[str, Any]) -> tuple[float | None, float | None]:
-        now, value = result.get(self._time_attr), result.get(self._metric or "")
-        for name, field_value, argument in (
-            (self._time_attr, now, "time_attr"),
-            (self._metric, value, "metric"),
-        ):
-            if isinstance(field_value, numbers.Real) and not isinstance(field_value, bool):
-                continue
-            if self._require_attrs:
+    def _time_and_score(self, result: dict[str, Any]) -> tuple[float, float] | None:
+        """:func:`time_and_score`, raising for a missing field if ``require_attrs``."""
+        for name, argument in ((self._time_attr, "time_attr"), (self._metric, "metric")):
+            field_value = result.get(name or "")
+            if self._require_attrs and not is_number(field_value):
                 raise ValueError(
                     f"PopulationBasedTraining needs the {argument} {name!r} as a number in every "
                     f"result, but a result has {name}={field_value!r} (keys: {sorted(result)}). "
                     f"Report it with tune.report({{{name!r}: ...}}), or pass "
                     "PopulationBasedTraining(require_attrs=False) to ignore such results."
                 )
-            return None, None
-        assert now is not None and value is not None
-        if math.isnan(float(now)):
-            return None, None
-        return float(now), signed(float(value), sign_of(self._mode))
-
-
-
-# ---------------------------------------------------------------------- replay
-
-
-class PopulationBasedTrainingReplay(FIFOScheduler):
-    """Replay the config schedule PBT found for one trial (Ray's ``PopulationBasedTrainingReplay``).
-
-    The one trial of the experiment starts with the config of the oldest
-    entry of the policy and, at each recorded step, pauses and resumes from
-    its own checkpoint with the next config (``TrialUpdate(CONTINUE,
-    new_config=...)``, no ``checkpoint_from``).
-
-    Args:
-        policy: A list of entries as returned by
-            :meth:`PopulationBasedTraining.policy_log`, or the path of a JSON-lines
-            file of them.  Rows of Ray's ``pbt_policy_*.txt`` files
-            (``[target tag, source tag, target step, source step, old config,
-            new config]``) are accepted too.  Only the last unbroken chain of
-            entries (each one's source is the previous one's trial) is replayed.
-        time_attr: The result field the steps refer to; by default the one
-            recorded in the policy, else ``"training_iteration"``.
-
-    Raises:
-        ValueError: If the file is missing or unreadable, or an entry is malformed.
-    """
-
-    def __init__(
-        self, policy: Sequence[Mapping[str, Any] | Sequence[Any]] | str | os.PathLike[str],
-        time_attr: str | None = None,
-    ) -> None:
-        entries = [_entry(row) for row in _load_policy(policy)]
-        self._initial_config, self._changes = _chain(entries)
-        recorded = {e["time_attr"] for e in entries if e.get("time_attr")}
-        if time_attr is None:
-            time_attr = recorded.pop() if len(recorded) == 1 else "training_iteration"
-        self._time_attr = time_attr
-        self._trial_id: str | None = None
-        self._next_change = 0
-        self._num_perturbations = 0
-        self._updates: list[TrialUpdate] = []
-
-    @property
-    def initial_config(self) -> dict[str, Any] | None:
-        return copy.deepcopy(self._initial_config)
-
-    @property
-    def changes(self) -> list[tuple[float, dict[str, Any]]]:
-        """``(step, config)`` pairs: the config that applies from each step on."""
-        return copy.deepcopy(self._changes)
-
-    def decision_points(self) -> DecisionPoints:
-        """The recorded steps: the trial waits only where its config changes."""
-        return DecisionPoints.at(self._time_attr, [step for step, _ in self._changes])
-
-    def on_trial_add(self, trial: Trial) -> None:
-        """Accept the one trial and give it the policy's initial config (in place, as Ray does)."""
-        if self._trial_id is not None and self._trial_id != trial.trial_id:
-            raise ValueError(
-                "PopulationBasedTrainingReplay replays one schedule on one trial, but a second "
-                f"trial ({trial.trial_id}) was added. Pass tune.TuneConfig(num_samples=1)."
-            )
-        self._trial_id = trial.trial_id
-        if self._initial_config is None:
-            if not trial.config:
-                raise ValueError(
-                    "The replay policy is empty and the trial has no config. Pass a param_space "
-                    "to the Tuner, or a non-empty policy."
-                )
-            return
-        if trial.config and trial.config != self._initial_config:
-            warnings.warn(
-                "The trial's config was replaced by the initial config of the replayed policy.",
-                stacklevel=2,
-            )
-        trial.config.clear()
-        trial.config.update(copy.deepcopy(self._initial_config))
-
-    def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
-        """PAUSE at a recorded step, with an update carrying the config from that step on."""
-        step = result.get(self._time_attr)
-        if not isinstance(step, numbers.Real) or isinstance(step, bool):
-            return TrialDecision.CONTINUE
-        config = None
-        while self._next_change < len(self._changes):
-            change_at, new_config = self._changes[self._next_change]
-            if step < change_at:
-                break
-            config = new_config
-            self._next_change += 1
-        if config is None:
-            return TrialDecision.CONTINUE
-        self._num_perturbations += 1
-        self._updates.append(
-            TrialUpdate(trial.trial_id, TrialDecision.CONTINUE, new_config=copy.deepcopy(config))
-        )
-        return TrialDecision.PAUSE
-
-    def pop_trial_updates(self) -> list[TrialUpdate]:
-        updates, self._updates = self._updates, []
-        return updates
-
-    def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
-        """The replayed trial, whenever it is paused."""
-        return next((t for t in trials if t.trial_id == self._trial_id), None)
-
-    def debug_string(self) -> str:
-        return (
-            f"PopulationBasedTraining replay: {self._num_perturbations} of "
-            f"{len(self._changes)} config changes applied"
-        )
-
-
-def _load_policy(policy: Any) -> list[Any]:
-    if isinstance(policy, (str, os.PathLike)):
-        path = Path(policy).expanduser()
-        if not path.is_file():
-            raise ValueError(
-                f"The PBT policy file {path.as_posix()!r} does not exist. Pass the path of a file "
-                "written from PopulationBasedTraining.policy_log(), one JSON entry per line."
-            )
-        rows = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(
-                    f"Line {number} of the PBT policy file {path.as_posix()!r} is not JSON "
-                    f"({error.msg}). Each line must be one policy entry."
-                ) from None
-        return rows
-    return list(policy)
-
-
-_ENTRY_KEYS = ("trial_id", "source", "step", "source_step", "old_config", "new_config")
-
-
-def _entry(row: Any) -> dict[str, Any]:
-    """A policy entry as a dict, from a dasktune dict or a row of a Ray policy file."""
-    if isinstance(row, Mapping):
-        missing = [key for key in _ENTRY_KEYS if key not in row]
-        if not missing:
-            return dict(row)
-    elif isinstance(row, Sequence) and not isinstance(row, str) and len(row) == 6:
-        return {**dict(zip(_ENTRY_KEYS, row)), "time_attr": "training_iteration"}
-    raise ValueError(
-        f"A PBT policy entry is {row!r}, but it must be a dict with the keys {list(_ENTRY_KEYS)} "
-        "(as PopulationBasedTraining.policy_log() returns) or a 6-item row of a Ray policy file."
-    )
-
-
-def _chain(
-    entries: list[dict[str, Any]],
-) -> tuple[dict[str, Any] | None, list[tuple[float, dict[str, Any]]]]:
-    """The initial config and the config changes of the last unbroken chain (Ray's reading)."""
-    changes: list[tuple[float, dict[str, Any]]] = []
-    initial: dict[str, Any] | None = None
-    expected_trial: Any = None
-    for entry in reversed(entries):
-        if expected_trial is not None and entry["trial_id"] != expected_trial:
-            break
-        expected_trial = entry["source"]
-        initial = copy.deepcopy(entry["old_config"])
-        changes.append((float(entry["source_step"]), copy.deepcopy(entry["new_config"])))
-    return initial, list(reversed(changes))
+        return time_and_score(result, self._time_attr, self._metric, self._mode)
 
 
 # ------------------------------------------------------------------ validation
@@ -683,12 +509,12 @@ def _validate(
 ) -> None:
     check_time_attr(time_attr, 'training_iteration')
     check_metric(metric)
-    if not _is_real(perturbation_interval) or perturbation_interval <= 0:
+    if not is_finite_number(perturbation_interval) or perturbation_interval <= 0:
         raise _invalid(
             "perturbation_interval", perturbation_interval, "it must be a finite number > 0",
             "Pass the `time_attr` units between perturbations, such as perturbation_interval=5.",
         )
-    if not _is_real(burn_in_period) or burn_in_period < 0:
+    if not is_finite_number(burn_in_period) or burn_in_period < 0:
         raise _invalid(
             "burn_in_period", burn_in_period, "it must be a finite number >= 0",
             "Pass burn_in_period=0 (the default) to allow perturbations from the start.",
@@ -705,12 +531,12 @@ def _validate(
             "for example."
         )
     _validate_mutations(mutations, "hyperparam_mutations")
-    if not _is_real(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
+    if not is_finite_number(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
         raise _invalid(
             "quantile_fraction", quantile_fraction, "it must be in [0, 0.5] (0: no exploitation)",
             "Pass quantile_fraction=0.25 (the default): the worst quarter copies the best quarter.",
         )
-    if not _is_real(resample_probability) or not 0 <= resample_probability <= 1:
+    if not is_finite_number(resample_probability) or not 0 <= resample_probability <= 1:
         raise _invalid(
             "resample_probability", resample_probability, "it must be in [0, 1]",
             "Pass resample_probability=0.25 (the default).",
@@ -720,7 +546,7 @@ def _validate(
         isinstance(factors, (str, bytes))
         or not isinstance(factors, Sequence)
         or not factors
-        or not all(_is_real(f) and f > 0 for f in factors)
+        or not all(is_finite_number(f) and f > 0 for f in factors)
     ):
         raise _invalid(
             "perturbation_factors", factors, "it must be a non-empty sequence of numbers > 0",

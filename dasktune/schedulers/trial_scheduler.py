@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dasktune.decision_points import DecisionPoints
+from dasktune._validation import MetricModeMixin
 from dasktune.trial import Trial
 
 
@@ -46,63 +47,19 @@ class TrialUpdate:
     checkpoint_from: str | None = None
 
 
-def validate_mode(mode: str | None, argument: str = "mode") -> None:
-    """Raise a clear error unless ``mode`` is None, "min" or "max"."""
-    if mode is not None and mode not in ("min", "max"):
-        raise ValueError(
-            f"The value of `{argument}` is {mode!r}, but it must be 'min' or 'max'. "
-            f"Pass {argument}='max' to maximise the metric or {argument}='min' to minimise it."
-        )
-
-
-class TrialScheduler:
+class TrialScheduler(MetricModeMixin):
     """Base class of trial schedulers.
 
     A scheduler sees trial events and returns decisions.  It never touches the
     cluster, the storage or the Tuner: the coordinator applies its decisions.
+    Its ``metric`` and ``mode`` come from its constructor or from the
+    TuneConfig (:meth:`set_search_properties`, from :class:`MetricModeMixin`).
     """
 
     CONTINUE = TrialDecision.CONTINUE
     PAUSE = TrialDecision.PAUSE
     STOP = TrialDecision.STOP
     NOOP = TrialDecision.NOOP
-
-    _metric: str | None = None
-    _mode: str | None = None
-
-    @property
-    def metric(self) -> str | None:
-        return self._metric
-
-    @property
-    def mode(self) -> str | None:
-        return self._mode
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        """Fill in ``metric`` and ``mode`` from the TuneConfig where not set.
-
-        Returns False if the scheduler already has a different metric or mode.
-        """
-        validate_mode(mode)
-        if self._metric and metric and self._metric != metric:
-            return False
-        if self._mode and mode and self._mode != mode:
-            return False
-        if metric and not self._metric:
-            self._metric = metric
-        if mode and not self._mode:
-            self._mode = mode
-        return True
-
-    def _require_metric_and_mode(self) -> None:
-        """Raise unless metric and mode are set (by the constructor or the TuneConfig)."""
-        if self._metric and self._mode:
-            return
-        raise ValueError(
-            f"{type(self).__name__} needs a `metric` and a `mode`, but metric={self._metric!r} "
-            f"and mode={self._mode!r}. Pass them to {type(self).__name__}(metric=..., mode=...) "
-            "or to tune.TuneConfig(metric=..., mode=...)."
-        )
 
     def decision_points(self) -> DecisionPoints:
         """Where trials must wait for this scheduler's decision.
@@ -131,6 +88,23 @@ class TrialScheduler:
     def pop_trial_updates(self) -> list[TrialUpdate]:
         """Decisions about other trials made since the last call (default: none)."""
         return []
+
+    def trial_records(self, trial_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Records of this scheduler to keep in the directory of ``trial_id``.
+
+        The coordinator asks after applying a :class:`TrialUpdate` that changed
+        the trial's config, and writes each list to the file it is keyed by, in
+        the trial's directory, one JSON object per line, replacing what the
+        file held: the lists are complete, not increments.  The scheduler
+        itself does no I/O.
+
+        Returns:
+            File name -> JSON-serialisable records; the default is ``{}``
+            (nothing to keep).  :class:`PopulationBasedTraining` returns
+            ``{"pbt_policy.jsonl": self.policy_log(trial_id)}``, which
+            :class:`PopulationBasedTrainingReplay` reads back.
+        """
+        return {}
 
     def on_no_more_trials(self) -> None:
         """No new trial will be added for now (default: nothing to do).

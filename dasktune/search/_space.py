@@ -4,7 +4,9 @@ Both searchers walk a dasktune space (dicts, lists and tuples of domains and
 constants) the same way: label parameters by their path, merge the Tuner's
 ``param_space`` into the searcher's ``space``, check ``points_to_evaluate``
 against the space and quantize sampled values.  The library-specific parts
-(hyperopt expressions, Optuna distributions) come in as arguments.
+(hyperopt expressions, Optuna distributions) come in as arguments.  The
+searchers' shared state and configuration live in
+:class:`~dasktune.search._library_searcher.LibrarySearcher`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dasktune._validation import is_integer, is_number
 from dasktune.search.sample import (
     Categorical,
     Domain,
@@ -53,7 +55,6 @@ __all__ = [
     "snap_float",
     "space_changed_error",
     "space_twice_error",
-    "take_param_space",
 ]
 
 Path = tuple[Any, ...]
@@ -70,7 +71,7 @@ snap_float = _snap_float
 def check_seed(value: Any, argument: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    if not is_integer(value) or value < 0:
         raise ValueError(f"The value of `{argument}` is {value!r}, but it must be an int >= 0 or None.")
     return int(value)
 
@@ -133,7 +134,7 @@ def metric_value(
 ) -> float | None:
     """``result[metric]`` as a float; None (with a warning on ``log``) if it is not a number."""
     value = (result or {}).get(metric)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
+    if not is_number(value) or math.isnan(value):
         log.warning(
             "Trial %s completed with %s=%r, not a number; %s records it as failed.",
             trial_id,
@@ -176,23 +177,6 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def take_param_space(searcher: Any, param_space: dict[str, Any], started: bool, name: str) -> None:
-    """Give HyperOptSearch or OptunaSearch the Tuner's ``param_space``.
-
-    Before its first suggestion the searcher converts the space; after it (or
-    after a restore) the space must search the same hyperparameters, and the
-    caller's constants replace the copies a restored searcher holds.
-    """
-    if started:
-        if not same_search(param_space, searcher._param_space):
-            raise space_changed_error(name)
-        searcher._space = searcher._param_space = param_space
-    else:
-        searcher._use_space(param_space, "param_space")
-        searcher._space_source = "param_space"
-        searcher._param_space = param_space
 
 
 def same_search(a: Any, b: Any) -> bool:

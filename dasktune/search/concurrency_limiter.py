@@ -6,6 +6,7 @@ import copy
 import logging
 from typing import Any
 
+from dasktune._validation import is_integer
 from dasktune.search.searcher import Searcher
 
 __all__ = ["ConcurrencyLimiter"]
@@ -52,7 +53,7 @@ class ConcurrencyLimiter(Searcher):
                 "dasktune Searcher objects only. Pass a Searcher such as "
                 "BasicVariantGenerator() or HyperOptSearch()."
             )
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
+        if not is_integer(max_concurrent) or max_concurrent < 1:
             raise ValueError(
                 f"The value of `max_concurrent` is {max_concurrent!r}, but it must be an int >= 1. "
                 "Pass max_concurrent=1 for strictly sequential trials, or leave the searcher "
@@ -60,7 +61,7 @@ class ConcurrencyLimiter(Searcher):
             )
         super().__init__(metric=None, mode=None)
         self.searcher = searcher
-        self.max_concurrent = max_concurrent
+        self.max_concurrent = int(max_concurrent)
         self.batch = bool(batch)
         self._live: set[str] = set()
         self._unfinished = 0
@@ -95,7 +96,7 @@ class ConcurrencyLimiter(Searcher):
         return self.searcher.mode
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
+        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
     ) -> bool:
         """Forward the Tuner's settings to the wrapped searcher."""
         self._limit = not self._searcher_limits_itself()

@@ -16,17 +16,14 @@ the very objects of the space.
 
 from __future__ import annotations
 
-import copy
-import logging
 import math
-import numbers
 from typing import Any, Callable
 
-import cloudpickle
 import numpy as np
 
-from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune._validation import is_integer, is_number
 from dasktune.search import _space
+from dasktune.search._library_searcher import LibrarySearcher
 from dasktune.search.sample import (
     Categorical,
     Float,
@@ -35,7 +32,6 @@ from dasktune.search.sample import (
     SamplingKind,
     is_grid_search,
 )
-from dasktune.search.searcher import Searcher
 
 try:
     import hyperopt
@@ -48,8 +44,6 @@ except ImportError as _error:  # pragma: no cover - exercised by a test that hid
 
 __all__ = ["HyperOptSearch"]
 
-logger = logging.getLogger(__name__)
-
 Path = _space.Path
 # Draws one raw hyperopt value for a label (a point left it out).
 Draw = Callable[[str], Any]
@@ -60,7 +54,7 @@ _MISSING = _space.MISSING
 _PASS_THROUGH = ("float", "int", "identity")
 
 
-class HyperOptSearch(Searcher):
+class HyperOptSearch(LibrarySearcher):
     """Suggest configs with HyperOpt's TPE (Ray Tune's ``HyperOptSearch``).
 
     The first ``n_initial_points`` suggestions are random; later ones come
@@ -95,6 +89,10 @@ class HyperOptSearch(Searcher):
         >>> searcher.on_trial_complete("trial_1", {"mean_accuracy": 0.9})
     """
 
+    _native_space = pyll.Apply
+    _copied_state = ("_trials", "_rng", "_points", "_live")
+    _rebuilt_state = ("_domain",)
+
     def __init__(
         self,
         space: dict[str, Any] | None = None,
@@ -106,22 +104,18 @@ class HyperOptSearch(Searcher):
         gamma: float = 0.25,
     ) -> None:
         _check_metric(metric)
-        super().__init__(metric=metric, mode=mode)
+        super().__init__(
+            metric,
+            mode,
+            points_to_evaluate=points_to_evaluate,
+            seed=random_state_seed,
+            seed_argument="random_state_seed",
+        )
         self._n_initial_points = _check_n_initial_points(n_initial_points)
         self._gamma = _check_gamma(gamma)
-        self._seed = _space.check_seed(random_state_seed, "random_state_seed")
-        self._points = _space.check_points(points_to_evaluate)
-        # The space searched, and where it came from: "space" (the argument)
-        # or "param_space" (the Tuner).  _user_space is the argument as given.
-        self._space: dict[str, Any] | None = None
-        self._space_source: str | None = None
-        self._user_space: dict[str, Any] | None = None
-        self._param_space: dict[str, Any] | None = None
         self._domain: hyperopt.Domain | None = None
         self._rng: np.random.Generator | None = None
         self._trials = hyperopt.Trials()
-        # trial_id -> hyperopt tid of suggestions without a result yet.
-        self._live: dict[str, int] = {}
         if space is not None:
             if not isinstance(space, dict):
                 raise TypeError(
@@ -129,50 +123,22 @@ class HyperOptSearch(Searcher):
                     "expressions such as {'lr': hp.loguniform('lr', -10, -1)}. Wrap the expression "
                     "in a dict, or leave `space` out and pass the Tuner a param_space."
                 )
-            if space:
-                self._user_space = space
-                self._use_space(space, "space")
+            self._take_space_argument(space)
 
     # -- configuration ---------------------------------------------------------
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
+        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
     ) -> bool:
-        """Take the Tuner's metric, mode, ``param_space`` and ``seed``.
+        """Take the Tuner's metric (one name), mode, ``param_space`` and ``seed``.
 
-        Returns False if ``metric`` or ``mode`` differ from the searcher's own.
-
-        Raises:
-            ValueError: If both the searcher's ``space`` and ``param_space``
-                define hyperparameters, or ``param_space`` holds something
-                HyperOpt cannot search (``grid_search``, ``sample_from``).
+        See :meth:`LibrarySearcher.set_search_properties
+        <dasktune.search._library_searcher.LibrarySearcher.set_search_properties>`.
         """
-        validate_mode(mode)
         _check_metric(metric)
-        metric_differs = bool(self._metric and metric and metric != self._metric)
-        if metric_differs or (self._mode and mode and mode != self._mode):
-            return False
-        param_space = config or {}
-        if not isinstance(param_space, dict):
-            raise TypeError(f"The value of `param_space` is {param_space!r}, but it must be a dict.")
-        if self._space_source == "space":
-            if param_space and _space.has_searchable(param_space, pyll.Apply):
-                raise _space.space_twice_error("HyperOptSearch")
-            if param_space:
-                assert self._user_space is not None
-                self._use_space(_space.merge(param_space, self._user_space), "space")
-        elif param_space and self._param_space is not param_space:
-            _space.take_param_space(self, param_space, self._started, "HyperOptSearch")
-        seed = spec.get("seed")
-        if self._seed is None and seed is not None and self._rng is None:
-            self._seed = _space.check_seed(seed, "seed")
-        if metric and not self._metric:
-            self._metric = metric
-        if mode and not self._mode:
-            self._mode = mode
-        return True
+        return super().set_search_properties(metric, mode, config, **spec)
 
-    def _use_space(self, space: dict[str, Any], argument: str) -> None:
+    def _convert_space(self, space: dict[str, Any], argument: str) -> None:
         """Convert ``space``, build the hyperopt Domain, and check the points against it."""
         nodes = _skeleton(space, (), argument)
         if not nodes:
@@ -184,12 +150,15 @@ class HyperOptSearch(Searcher):
         domain = _make_domain(nodes)
         for index, point in enumerate(self._points):
             _assign(space, point, (), {}, None, f"points_to_evaluate[{index}]")
-        self._space, self._domain = space, domain
-        self._space_source = self._space_source or argument
+        self._domain = domain
 
     @property
     def _started(self) -> bool:
         return len(self._trials.trials) > 0
+
+    @property
+    def _seed_used(self) -> bool:
+        return self._rng is not None
 
     # -- suggestions -------------------------------------------------------------
 
@@ -200,8 +169,7 @@ class HyperOptSearch(Searcher):
             RuntimeError: If metric, mode or the search space are not set.
             ValueError: If ``trial_id`` is already live.
         """
-        _space.check_ready("HyperOptSearch", self._metric, self._mode, self._space)
-        _space.check_new_trial_id(trial_id, self._live)
+        self._check_can_suggest(trial_id)
         assert self._domain is not None and self._space is not None
         rng = self._generator()
         tid = self._trials.new_trial_ids(1)[0]
@@ -287,30 +255,17 @@ class HyperOptSearch(Searcher):
         self._trials.refresh()
 
     def _loss(self, trial_id: str, result: dict[str, Any] | None) -> float | None:
-        assert self._metric is not None
-        value = _space.metric_value(trial_id, result, self._metric, "HyperOptSearch", logger)
-        if value is None:
+        values = self._metric_values(trial_id, result)
+        if values is None:
             return None
-        return -value if self._mode == "max" else value
+        return -values[0] if self._mode == "max" else values[0]
 
     # -- state -------------------------------------------------------------------
 
-    def get_state(self) -> dict[str, Any]:
-        """The searcher's state: settings, space, hyperopt trials and random state."""
-        state = {key: value for key, value in self.__dict__.items() if key != "_domain"}
-        for key in ("_trials", "_rng", "_points", "_live"):
-            state[key] = copy.deepcopy(state[key])
-        return state
-
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`get_state`'s output; the search continues where it was."""
-        self.__dict__.update(state)
+        super().set_state(state)
         self._domain = _make_domain(_skeleton(self._space, (), "space")) if self._space is not None else None
-
-    def save(self, checkpoint_path: str) -> None:
-        """Write the state to ``checkpoint_path`` (cloudpickle, so spaces may hold lambdas)."""
-        with open(checkpoint_path, "wb") as f:
-            cloudpickle.dump(self.get_state(), f)
 
 
 # -- checks of the arguments ------------------------------------------------------------
@@ -325,7 +280,7 @@ def _check_metric(metric: Any) -> None:
 
 
 def _check_n_initial_points(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    if not is_integer(value) or value < 0:
         raise ValueError(
             f"The value of `n_initial_points` is {value!r}, but it must be an int >= 0. "
             "Pass the number of random suggestions before TPE starts, such as 20."
@@ -334,7 +289,7 @@ def _check_n_initial_points(value: Any) -> int:
 
 
 def _check_gamma(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
+    if not is_number(value) or not 0 < value <= 1:
         raise ValueError(
             f"The value of `gamma` is {value!r}, but it must be a number in (0, 1]. "
             "Pass the default gamma=0.25 unless you know TPE well."
@@ -520,7 +475,7 @@ def _assign_hyperopt(
     elif node.name == "hyperopt_param":
         label = node.arg["label"].obj
         if value is not _MISSING:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            if not is_number(value):
                 raise ValueError(
                     f"The value of `{_space.located(where, path)}` is {value!r}, but the hyperopt parameter "
                     f"{label!r} takes a number. Pass a number in its range, or leave the key out."

@@ -15,15 +15,12 @@ multi-objective study; :meth:`OptunaSearch.pareto_front` lists its best trials.
 
 from __future__ import annotations
 
-import copy
 import logging
-import numbers
 from typing import Any, Callable
 
-import cloudpickle
-
-from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune._validation import is_number, validate_mode
 from dasktune.search import _space
+from dasktune.search._library_searcher import LibrarySearcher
 from dasktune.search.sample import (
     Categorical,
     Float,
@@ -32,7 +29,6 @@ from dasktune.search.sample import (
     SamplingKind,
     is_grid_search,
 )
-from dasktune.search.searcher import Searcher
 
 try:
     import optuna
@@ -59,7 +55,7 @@ _MISSING = _space.MISSING
 _OPTUNA_CHOICE_TYPES = (type(None), bool, int, float, str)
 
 
-class OptunaSearch(Searcher):
+class OptunaSearch(LibrarySearcher):
     """Suggest configs with an Optuna sampler (Ray Tune's ``OptunaSearch``).
 
     Args:
@@ -88,6 +84,9 @@ class OptunaSearch(Searcher):
         >>> searcher.on_trial_complete("trial_1", {"loss": 0.5})
     """
 
+    _native_space = BaseDistribution
+    _copied_state = ("_study", "_sampler", "_points", "_live", "_suggested")
+
     def __init__(
         self,
         space: dict[str, Any] | DefineByRun | None = None,
@@ -97,10 +96,7 @@ class OptunaSearch(Searcher):
         sampler: optuna.samplers.BaseSampler | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(metric=None, mode=None)
         _check_objectives(metric, mode)
-        self._metric, self._mode = _copy_list(metric), _copy_list(mode)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         if sampler is not None and not isinstance(sampler, optuna.samplers.BaseSampler):
             raise TypeError(
                 f"The value of `sampler` is {sampler!r}, but it must be an Optuna sampler such as "
@@ -110,19 +106,15 @@ class OptunaSearch(Searcher):
             logger.warning(
                 "OptunaSearch ignores seed=%r because a sampler was passed; seed the sampler.", seed
             )
+        super().__init__(
+            None, None, points_to_evaluate=points_to_evaluate, seed=seed, seed_argument="seed"
+        )
+        self._metric, self._mode = _copy_list(metric), _copy_list(mode)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._sampler = sampler
-        self._seed = _space.check_seed(seed, "seed")
-        self._points = _space.check_points(points_to_evaluate)
-        # The space searched, where it came from ("space" or "param_space"),
-        # and constants of the Tuner's param_space added to define-by-run configs.
-        self._space: dict[str, Any] | DefineByRun | None = None
-        self._space_source: str | None = None
-        self._user_space: dict[str, Any] | DefineByRun | None = None
-        self._param_space: dict[str, Any] | None = None
+        # Constants of the Tuner's param_space, added to define-by-run configs.
         self._constants: dict[str, Any] = {}
         self._study: optuna.Study | None = None
-        # trial_id -> Optuna trial number of suggestions without a result yet.
-        self._live: dict[str, int] = {}
         # Optuna trial number -> (trial_id, config), for pareto_front().
         self._suggested: dict[int, tuple[str, dict[str, Any]]] = {}
         if space is not None:
@@ -132,89 +124,61 @@ class OptunaSearch(Searcher):
                     "distributions, a define-by-run function fn(trial) -> dict | None, or None to use "
                     "the Tuner's param_space."
                 )
-            if callable(space) or space:
-                self._user_space = space
-                self._use_space(space, "space")
+            self._take_space_argument(space)
 
     @property
     def metric(self) -> Any:
+        """The metric, or the list of metrics of a multi-objective search."""
         return self._metric
 
     @property
     def mode(self) -> Any:
+        """The mode, or the list of modes of a multi-objective search."""
         return self._mode
 
     @property
     def _multi(self) -> bool:
         return isinstance(self._metric, list)
 
+    @property
+    def _started(self) -> bool:
+        return self._study is not None
+
     # -- configuration ---------------------------------------------------------
 
-    def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
-    ) -> bool:
-        """Take the Tuner's metric, mode, ``param_space`` and ``seed``.
-
-        For a multi-objective searcher, the Tuner's metric may be one of its
-        metrics (with the same mode).  Returns False on a conflict.
-
-        Raises:
-            ValueError: If both the searcher's ``space`` and ``param_space``
-                define hyperparameters, or ``param_space`` holds something
-                Optuna cannot search (``grid_search``, ``sample_from``, ``randn``).
-        """
-        validate_mode(mode)
-        if not self._compatible(metric, mode):
+    def _conflicts_with(self, metric: Any, mode: Any) -> bool:
+        """For a multi-objective searcher, the Tuner's metric may be one of its metrics
+        (with the same mode)."""
+        if not isinstance(self._metric, list):
+            return super()._conflicts_with(metric, mode)
+        if metric is None:
             return False
-        param_space = config or {}
-        if not isinstance(param_space, dict):
-            raise TypeError(f"The value of `param_space` is {param_space!r}, but it must be a dict.")
-        if self._space_source == "space":
-            if param_space and _space.has_searchable(param_space, BaseDistribution):
-                raise _space.space_twice_error("OptunaSearch")
-            if param_space:
-                if callable(self._user_space):
-                    self._constants = param_space
-                else:
-                    assert self._user_space is not None
-                    self._use_space(_space.merge(param_space, self._user_space), "space")
-        elif param_space and self._param_space is not param_space:
-            _space.take_param_space(self, param_space, self._study is not None, "OptunaSearch")
-        seed = spec.get("seed")
-        if self._seed is None and seed is not None and self._study is None:
-            self._seed = _space.check_seed(seed, "seed")
-        if metric and not self._metric:
-            self._metric = metric
-        if mode and not self._mode:
-            self._mode = mode
-        return True
-
-    def _compatible(self, metric: str | None, mode: str | None) -> bool:
-        if isinstance(self._metric, list):
-            if metric is None:
-                return True
-            if metric not in self._metric:
-                return False
-            if mode is None or not isinstance(self._mode, list):
-                return True
-            return self._mode[self._metric.index(metric)] == mode
-        if self._metric and metric and metric != self._metric:
+        if metric not in self._metric:
+            return True
+        if mode is None or not isinstance(self._mode, list):
             return False
-        return not (self._mode and mode and mode != self._mode)
+        return self._mode[self._metric.index(metric)] != mode
 
-    def _use_space(self, space: dict[str, Any] | DefineByRun, argument: str) -> None:
-        """Check ``space`` (and the points against it) and make it the searched space."""
-        if not callable(space):
-            if not _check_space(space, (), argument):
-                raise ValueError(
-                    f"The `{argument}` given to OptunaSearch holds only constants, so there is nothing to "
-                    "search. Add a hyperparameter such as tune.uniform(0, 1), or drop search_alg to run "
-                    "the constants once."
-                )
-            for index, point in enumerate(self._points):
-                _enqueue_params(space, point, (), {}, f"points_to_evaluate[{index}]")
-        self._space = space
-        self._space_source = self._space_source or argument
+    def _add_constants(self, param_space: dict[str, Any]) -> None:
+        """Add the constants of ``param_space`` to the ``space`` dict, or to the configs
+        that a define-by-run function makes."""
+        if callable(self._user_space):
+            self._constants = param_space
+        else:
+            super()._add_constants(param_space)
+
+    def _convert_space(self, space: dict[str, Any] | DefineByRun, argument: str) -> None:
+        """Check ``space`` and the points against it (a define-by-run function is not checked)."""
+        if callable(space):
+            return
+        if not _check_space(space, (), argument):
+            raise ValueError(
+                f"The `{argument}` given to OptunaSearch holds only constants, so there is nothing to "
+                "search. Add a hyperparameter such as tune.uniform(0, 1), or drop search_alg to run "
+                "the constants once."
+            )
+        for index, point in enumerate(self._points):
+            _enqueue_params(space, point, (), {}, f"points_to_evaluate[{index}]")
 
     # -- suggestions -------------------------------------------------------------
 
@@ -227,8 +191,7 @@ class OptunaSearch(Searcher):
             TypeError: If a define-by-run function returns something else
                 than None or a dict.
         """
-        _space.check_ready("OptunaSearch", self._metric, self._mode, self._space)
-        _space.check_new_trial_id(trial_id, self._live)
+        self._check_can_suggest(trial_id)
         study = self._ensure_study()
         trial = study.ask()
         try:
@@ -284,21 +247,11 @@ class OptunaSearch(Searcher):
         number = self._live.pop(trial_id, None)
         if number is None or self._study is None:
             return
-        values = None if error else self._values(trial_id, result)
+        values = None if error else self._metric_values(trial_id, result)
         if values is None:
             self._study.tell(number, state=TrialState.FAIL)
         else:
             self._study.tell(number, values if self._multi else values[0])
-
-    def _values(self, trial_id: str, result: dict[str, Any] | None) -> list[float] | None:
-        metrics = self._metric if isinstance(self._metric, list) else [self._metric]
-        values = []
-        for metric in metrics:
-            value = _space.metric_value(trial_id, result, metric, "OptunaSearch", logger)
-            if value is None:
-                return None
-            values.append(value)
-        return values
 
     def pareto_front(self) -> list[dict[str, Any]]:
         """The best completed trials: the Pareto front, or the best trial for one metric.
@@ -322,24 +275,6 @@ class OptunaSearch(Searcher):
                 }
             )
         return front
-
-    # -- state -------------------------------------------------------------------
-
-    def get_state(self) -> dict[str, Any]:
-        """The searcher's state: settings, space, the Optuna study and its sampler."""
-        state = dict(self.__dict__)
-        for key in ("_study", "_sampler", "_points", "_live", "_suggested"):
-            state[key] = copy.deepcopy(state[key])
-        return state
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`get_state`'s output; the search continues where it was."""
-        self.__dict__.update(state)
-
-    def save(self, checkpoint_path: str) -> None:
-        """Write the state to ``checkpoint_path`` (cloudpickle, so a define-by-run lambda is kept)."""
-        with open(checkpoint_path, "wb") as f:
-            cloudpickle.dump(self.get_state(), f)
 
 
 # -- checks of the arguments ------------------------------------------------------------
@@ -567,4 +502,4 @@ _DISTRIBUTIONS = (FloatDistribution, IntDistribution, CategoricalDistribution)
 def _fits_distribution(distribution: Any, value: Any) -> bool:
     if isinstance(distribution, CategoricalDistribution):
         return any(_space.equal(choice, value) for choice in distribution.choices)
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return is_number(value)

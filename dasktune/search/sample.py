@@ -43,6 +43,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from dasktune._validation import is_integer, is_number
+
 __all__ = [
     "Categorical",
     "Domain",
@@ -127,7 +129,7 @@ def _call_text(name: str, **arguments: Any) -> str:
 
 
 def _check_real(call: str, argument: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_number(value):
         raise _fail(
             call, f"`{argument}` is {value!r}, but it must be a real number", f"pass a number as `{argument}`"
         )
@@ -138,11 +140,11 @@ def _check_real(call: str, argument: str, value: Any) -> float:
 
 
 def _check_integral(call: str, argument: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_number(value):
         raise _fail(
             call, f"`{argument}` is {value!r}, but it must be an integer", f"pass an int as `{argument}`"
         )
-    if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+    if not is_integer(value) and not float(value).is_integer():
         raise _fail(
             call,
             f"`{argument}` is {value!r}, but it must be an integer",
@@ -296,7 +298,7 @@ class Float(Domain):
         return _snap_float(k, self.q)
 
     def contains(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if not is_number(value):
             return False
         if self.q is not None and not math.isclose(value / self.q, round(value / self.q), abs_tol=1e-9):
             return False
@@ -367,7 +369,7 @@ class Integer(Domain):
         return int(k * self.q)
 
     def contains(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if not is_integer(value):
             return False
         if self.q is not None and value % self.q != 0:
             return False

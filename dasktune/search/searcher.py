@@ -5,10 +5,10 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from dasktune.schedulers.trial_scheduler import validate_mode
+from dasktune._validation import MetricModeMixin
 
 
-class Searcher:
+class Searcher(MetricModeMixin):
     """Base class of search algorithms.
 
     ``suggest`` returns a config dict, ``None`` when it cannot suggest one right
@@ -24,32 +24,22 @@ class Searcher:
     learns_from_results = True
 
     def __init__(self, metric: str | None = None, mode: str | None = None) -> None:
-        validate_mode(mode)
-        self._metric = metric
-        self._mode = mode
-
-    @property
-    def metric(self) -> str | None:
-        return self._metric
-
-    @property
-    def mode(self) -> str | None:
-        return self._mode
+        self._set_metric_and_mode(metric, mode)
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
+        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
     ) -> bool:
         """Fill in metric, mode and the search space from the Tuner.
 
-        ``spec`` may hold ``num_samples`` and ``seed``.  Returns False if the
-        searcher already had a conflicting setting (the Tuner then raises).
+        ``metric`` and ``mode`` fill in only what the searcher lacks; ``config``
+        is the Tuner's ``param_space`` (this base class has no use for it) and
+        ``spec`` may hold ``num_samples`` and ``seed``.
+
+        Returns:
+            False, changing nothing, if the searcher already has a different
+            metric or mode (the Tuner then raises); True otherwise.
         """
-        validate_mode(mode)
-        if self._metric is None and metric:
-            self._metric = metric
-        if self._mode is None and mode:
-            self._mode = mode
-        return True
+        return super().set_search_properties(metric, mode, **spec)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None | str:
         raise NotImplementedError

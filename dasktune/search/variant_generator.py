@@ -38,6 +38,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
+from dasktune._validation import is_integer
 from dasktune.search._space import fits, space_changed_error
 from dasktune.search.sample import GRID_SEARCH_KEY, Categorical, Domain, is_grid_search
 from dasktune.search.searcher import Searcher
@@ -475,9 +476,7 @@ def _same_space(a: Any, b: Any) -> bool:
 
 
 def _check_num_samples(num_samples: Any) -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or (
-        num_samples < 1 and num_samples != -1
-    ):
+    if not is_integer(num_samples) or (num_samples < 1 and num_samples != -1):
         raise ValueError(
             f"The value of `num_samples` is {num_samples!r}, but it must be a positive int, "
             "or -1 to sample until the run is stopped. Pass num_samples=1 for one pass "
@@ -489,7 +488,7 @@ def _check_num_samples(num_samples: Any) -> int:
 def _make_rng(random_state: Any, argument: str) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
-    is_seed = isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)
+    is_seed = is_integer(random_state)
     if random_state is None or (is_seed and random_state >= 0):
         return np.random.default_rng(random_state)
     raise ValueError(
@@ -544,7 +543,7 @@ class BasicVariantGenerator(Searcher):
         constant_grid_search: bool = False,
     ) -> None:
         super().__init__(metric=None, mode=None)
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 0:
+        if not is_integer(max_concurrent) or max_concurrent < 0:
             raise ValueError(
                 f"The value of `max_concurrent` is {max_concurrent!r}, but it must be an int >= 0; "
                 "pass 0 for no limit."
@@ -555,7 +554,7 @@ class BasicVariantGenerator(Searcher):
                 "list of config dicts, such as [{'lr': 0.01}]."
             )
         self._points: list[dict[str, Any]] = [copy.deepcopy(p) for p in points_to_evaluate or []]
-        self.max_concurrent = max_concurrent
+        self.max_concurrent = int(max_concurrent)
         self._constant_grid_search = bool(constant_grid_search)
         self._seeded = random_state is not None
         self._rng = _make_rng(random_state, "random_state")
@@ -573,7 +572,7 @@ class BasicVariantGenerator(Searcher):
     # -- configuration ------------------------------------------------------
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
+        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
     ) -> bool:
         """Receive the param space and run settings from the Tuner.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import json
 import math
 import pickle
 from typing import Any
@@ -87,6 +88,19 @@ class SchedulerContract(abc.ABC):
         assert scheduler.on_trial_result(trial, {self.time_attr: 1}) is TrialDecision.CONTINUE
         assert scheduler.on_trial_result(trial, {self.metric: 1.0}) is TrialDecision.CONTINUE
 
+    def test_bool_metric_or_time_is_ignored(self) -> None:
+        """A bool is a flag, not a number: such results change no later decision."""
+        plain, flagged = self.make_scheduler(), self.make_scheduler()
+        plain_trials, flagged_trials = self.start(plain, 3), self.start(flagged, 3)
+        for flag in (True, False):
+            for result in (self.result(1, flag), self.result(flag, 0.5)):
+                decision = flagged.on_trial_result(flagged_trials[0], result)
+                assert decision is TrialDecision.CONTINUE
+        values = {i: [0.1 * ((i * 7 + t * 3) % 10) for t in range(8)] for i in range(3)}
+        assert self.feed(flagged, flagged_trials, range(1, 9), values) == self.feed(
+            plain, plain_trials, range(1, 9), values
+        )
+
     def test_errored_trial_does_not_break_the_others(self) -> None:
         scheduler = self.make_scheduler()
         trials = self.start(scheduler, 3)
@@ -136,6 +150,20 @@ class SchedulerContract(abc.ABC):
 
     def test_decision_points(self) -> None:
         assert isinstance(self.make_scheduler().decision_points(), DecisionPoints)
+
+    def test_trial_records_are_json_lines_by_file_name(self) -> None:
+        """What the coordinator writes for a trial: file name -> JSON-serialisable records."""
+        scheduler = self.make_scheduler()
+        trials = self.start(scheduler, 4)
+        values = {i: [0.1 * ((i * 7 + t * 3) % 10) for t in range(8)] for i in range(4)}
+        self.feed(scheduler, trials, range(1, 9), values)
+        for trial in trials:
+            records = scheduler.trial_records(trial.trial_id)
+            assert isinstance(records, dict)
+            for name, rows in records.items():
+                assert isinstance(name, str) and name and "/" not in name
+                assert all(isinstance(row, dict) for row in rows)
+                json.dumps(rows)
 
     def test_set_search_properties_keeps_own_values(self) -> None:
         scheduler = self.make_scheduler()

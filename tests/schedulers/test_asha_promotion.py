@@ -1,6 +1,6 @@
 """AsyncHyperBandScheduler(mode_of_operation="promotion"): the ASHA paper's promotions.
 
-Rules (Li et al. 2020, Algorithm 2; see the module docstring of async_hyperband):
+Rules (Li et al. 2020, Algorithm 2; see the module docstring of asha_promotion):
 a trial reaching a rung is recorded there and pauses; a paused trial may go on
 (be promoted) when it is among the best ``floor(n / rf)`` of the ``n`` values
 of its rung and was not promoted from it yet, highest rung first; once no
@@ -13,17 +13,21 @@ With ``max_t=8, grace_period=1, reduction_factor=2`` trials pause at rungs
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 from typing import Any
 
 import pytest
 
 from dasktune.schedulers import (
+    ASHAScheduler,
     AsyncHyperBandScheduler,
     TrialDecision,
     TrialScheduler,
     TrialUpdate,
 )
+from dasktune.schedulers.asha_promotion import PromotionASHAScheduler
 from dasktune.trial import Trial, TrialStatus
 
 from .scheduler_contract import SchedulerContract
@@ -292,3 +296,33 @@ def test_mode_of_operation_argument() -> None:
         asha("promote")
     with pytest.raises(TypeError):
         AsyncHyperBandScheduler("training_iteration", "s", "max", 8, 1, 2, 1, True, 0, "promotion")  # type: ignore[misc]
+
+
+def test_promotion_is_a_subclass_that_the_constructor_picks() -> None:
+    """One class per algorithm; Ray's constructor and isinstance checks still work."""
+    for build in (AsyncHyperBandScheduler, ASHAScheduler):
+        scheduler = build(metric="s", mode="max", mode_of_operation="promotion")
+        assert type(scheduler) is PromotionASHAScheduler
+        assert isinstance(scheduler, AsyncHyperBandScheduler)
+        assert type(build(metric="s", mode="max")) is AsyncHyperBandScheduler
+    assert PromotionASHAScheduler(metric="s", mode="max").mode_of_operation == "promotion"
+    scheduler = asha()
+    trials = [Trial(f"t{i}", {}) for i in range(3)]
+    for i, trial in enumerate(trials):
+        scheduler.on_trial_add(trial)
+        report(scheduler, trial, 1, float(i))
+    for copied in (pickle.loads(pickle.dumps(scheduler)), copy.deepcopy(scheduler)):
+        assert type(copied) is PromotionASHAScheduler
+        assert copied.debug_string() == scheduler.debug_string()
+
+
+def test_a_class_runs_only_its_own_algorithm() -> None:
+    with pytest.raises(ValueError, match=r"`mode_of_operation` is 'stopping', but "
+                                         r"PromotionASHAScheduler runs 'promotion' ASHA"):
+        PromotionASHAScheduler(metric="s", mode="max", mode_of_operation="stopping")
+
+    class MyASHA(AsyncHyperBandScheduler):
+        pass
+
+    with pytest.raises(ValueError, match=r"MyASHA runs 'stopping' ASHA.*subclass PromotionASHAScheduler"):
+        MyASHA(metric="s", mode="max", mode_of_operation="promotion")

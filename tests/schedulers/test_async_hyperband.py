@@ -384,6 +384,18 @@ def test_missing_metric_or_time_continues_and_records_nothing() -> None:
     scheduler.on_trial_complete(a, None)
 
 
+def test_bool_metric_or_time_is_ignored_like_a_missing_one() -> None:
+    # Bools are flags, not numbers (dasktune._validation.is_number), as for the other
+    # schedulers; ASHA used to record True as 1.0, which stopped b below.
+    scheduler = asha(max_t=8, reduction_factor=2)
+    a, b = Trial("a", {}), Trial("b", {})
+    scheduler.on_trial_add(a)
+    scheduler.on_trial_add(b)
+    assert scheduler.on_trial_result(a, {"training_iteration": 1, "acc": True}) is CONTINUE
+    assert scheduler.on_trial_result(a, {"training_iteration": True, "acc": 0.9}) is CONTINUE
+    assert scheduler.on_trial_result(b, {"training_iteration": 1, "acc": 0.5}) is CONTINUE
+
+
 def test_missing_metric_then_jump_fills_lower_rung_later() -> None:
     """A trial whose t1 has no metric records at rung 2 at t2, then at rung 1 at t3."""
     scheduler = asha(max_t=8, reduction_factor=2)

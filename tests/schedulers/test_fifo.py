@@ -34,3 +34,11 @@ def test_search_properties_are_filled_in() -> None:
     scheduler = FIFOScheduler()
     assert scheduler.set_search_properties("loss", "min")
     assert (scheduler.metric, scheduler.mode) == ("loss", "min")
+
+
+def test_no_trial_records_by_default() -> None:
+    """TrialScheduler.trial_records: only schedulers with records of their own (PBT) add any."""
+    scheduler = FIFOScheduler()
+    scheduler.on_trial_add(make_trial(0))
+    assert scheduler.trial_records("t0") == {}
+    assert TrialScheduler().trial_records("t0") == {}

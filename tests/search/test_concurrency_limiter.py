@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 import dasktune.search as tune
@@ -256,6 +257,12 @@ def test_a_searcher_that_limits_itself_is_not_limited_twice() -> None:
 def test_max_concurrent_must_be_a_positive_int(bad: Any) -> None:
     with pytest.raises(ValueError, match=rf"`max_concurrent` is {bad!r}, but it must be an int >= 1"):
         ConcurrencyLimiter(RecordingSearcher(), max_concurrent=bad)
+
+
+def test_max_concurrent_may_be_a_numpy_int() -> None:
+    # Integers follow dasktune._validation.is_integer: numpy ints count (they used to be refused).
+    limiter = ConcurrencyLimiter(RecordingSearcher(), max_concurrent=np.int64(2))
+    assert limiter.max_concurrent == 2 and type(limiter.max_concurrent) is int
 
 
 def test_only_searchers_can_be_wrapped() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 from typing import Any, Callable
 
 import numpy as np
@@ -216,6 +217,19 @@ def test_contains() -> None:
     assert tune.randn().contains(-12.0)
     assert tune.choice([1, "a"]).contains("a") and not tune.choice([1, "a"]).contains("b")
     assert tune.sample_from(lambda spec: 1).contains(object())
+
+
+def test_numbers_follow_one_rule() -> None:
+    """Any real number but a bool (dasktune._validation.is_number), numpy scalars included."""
+    assert tune.uniform(0, 1).contains(np.float32(0.5)) and tune.uniform(0, 1).contains(Fraction(1, 2))
+    assert not tune.uniform(0, 1).contains(True) and not tune.randint(0, 3).contains(True)
+    assert tune.randint(0, 3).contains(np.int64(2)) and not tune.randint(0, 3).contains(np.float64(2))
+    assert tune.uniform(Fraction(1, 4), np.float32(1)) == tune.uniform(0.25, 1.0)
+    assert tune.randint(np.int64(1), 4.0) == tune.randint(1, 4)
+    with pytest.raises(ValueError, match="`lower` is True, but it must be a real number"):
+        tune.uniform(True, 2)
+    with pytest.raises(ValueError, match="`upper` is False, but it must be an integer"):
+        tune.randint(0, False)
 
 
 def test_sampling_is_reproducible_with_the_same_generator_seed() -> None:

@@ -438,6 +438,10 @@ def test_max_concurrent_holds_back_until_completion() -> None:
 def test_bad_max_concurrent_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"`max_concurrent` is -1.*>= 0"):
         BasicVariantGenerator(max_concurrent=-1)
+    with pytest.raises(ValueError, match=r"`max_concurrent` is True"):
+        BasicVariantGenerator(max_concurrent=True)
+    # Integers follow dasktune._validation.is_integer: numpy ints count (they used to be refused).
+    assert type(BasicVariantGenerator(max_concurrent=np.int64(2)).max_concurrent) is int
 
 
 def test_save_restore_continues_the_identical_sequence(tmp_path: Any) -> None:
