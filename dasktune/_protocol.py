@@ -45,6 +45,9 @@ class RunStatus(str, enum.Enum):
     STOPPED = "stopped"  # a STOP ended it inside tune.report
     PAUSED = "paused"  # a PAUSE ended it, after its checkpoint was stored
     ERROR = "error"  # the trainable raised
+    # It found its Dask task released (the driver's connection dropped, or the driver left)
+    # and stopped itself: not a STOP the driver asked for.
+    CANCELLED = "cancelled"
     # Dask ran the task a second time (its first worker died): this run was already
     # claimed, so the second attempt did nothing. The driver treats it as a lost worker.
     DUPLICATE = "duplicate"

@@ -164,3 +164,7 @@ class RunConfig:
     failure_config: FailureConfig = field(default_factory=FailureConfig)
     callbacks: list[Any] | None = None
     verbose: int = 1
+    #: "auto": when the same script runs again (a requeued batch job), continue the
+    #: unfinished experiment of the same name (or, without a name, the newest unfinished
+    #: one of the same trainable) instead of starting a new one. Default: dasktune.resume.
+    resume: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import os
@@ -17,6 +18,7 @@ from dasktune.execution.capacity import Capacity, usable_request
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller, ControllerSettings
 from dasktune.execution.loop import ExperimentLoop, ExperimentSpec
+from dasktune.execution.resume import ResumeOptions, resume
 from dasktune.result import ResultGrid
 from dasktune.schedulers import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import TrialScheduler
@@ -24,7 +26,9 @@ from dasktune.search import BasicVariantGenerator, ConcurrencyLimiter
 from dasktune.search.searcher import Searcher
 from dasktune.stopper import as_stopper
 from dasktune.storage.experiment import ExperimentStore
-from dasktune.storage.layout import check_writable
+from dasktune.storage.files import atomic_write
+from dasktune.storage.journal import load_journal
+from dasktune.storage.layout import JOURNAL_FILE, TUNER_FILE
 from dasktune.trainable.diagnostics import check_trainable, trainable_name
 from dasktune.trainable.util import resources_of, unwrap
 from dasktune.tune_config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
@@ -32,22 +36,6 @@ from dasktune.tune_config import CheckpointConfig, FailureConfig, RunConfig, Tun
 __all__ = ["CheckpointConfig", "FailureConfig", "RunConfig", "TuneConfig", "Tuner"]
 
 logger = logging.getLogger(__name__)
-
-
-def _unused_name(root: str, name: str) -> str:
-    """``name``, or ``name_2``, ``name_3``... if an experiment already lies there.
-
-    Trial directories have deterministic names, so two experiments in one
-    directory would overwrite each other's files.
-    """
-    candidate, n = name, 1
-    while os.path.isdir(os.path.join(root, candidate)) and os.listdir(os.path.join(root, candidate)):
-        n += 1
-        candidate = f"{name}_{n}"
-    if candidate != name:
-        logger.warning("An experiment already lies in %s; this one goes to %s.",
-                       os.path.join(root, name), os.path.join(root, candidate))
-    return candidate
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -108,6 +96,7 @@ class Tuner:
         self.tune_config = tune_config or TuneConfig()
         self.run_config = run_config or RunConfig()
         self.client = client
+        self._resume_from: tuple[str, ResumeOptions] | None = None
         check_trainable(trainable)
 
     # -- wiring --------------------------------------------------------------
@@ -161,18 +150,97 @@ class Tuner:
             )
         return scheduler
 
-    def _experiment_path(self) -> tuple[str, str]:
+    # -- resuming ------------------------------------------------------------
+    @classmethod
+    def can_restore(cls, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is an experiment directory that :meth:`restore` can continue."""
+        try:
+            load_journal(os.path.abspath(os.path.expanduser(os.fspath(path))))
+        except (OSError, ValueError):
+            return False
+        return True
+
+    @classmethod
+    def restore(
+        cls,
+        path: str | os.PathLike[str],
+        trainable: Any,
+        *,
+        resume_unfinished: bool = True,
+        resume_errored: bool = False,
+        restart_errored: bool = False,
+        param_space: dict[str, Any] | None = None,
+        client: Any | None = None,
+    ) -> Tuner:
+        """Continue an experiment that was interrupted (the driver killed, Ctrl-C, SIGTERM).
+
+        As in Ray Tune: finished trials are not run again, running and paused trials
+        continue from their latest checkpoints (``resume_unfinished``), failed ones
+        continue (``resume_errored``) or start again (``restart_errored``) if asked, and
+        the searcher and scheduler continue from their saved state, so ``num_samples``
+        counts the trials already drawn.  Results that trials reported while the driver
+        was gone come back from the runs' spools.  Call :meth:`fit` on the result.
+
+        Args:
+            path: The experiment directory, ``<storage_path>/<name>``; it may have moved.
+            trainable: The same trainable (functions cannot be restored from disk).
+            param_space: Only if it could not be saved (it held something unpicklable).
+            client: A ``distributed.Client`` to run on (default: as for a new Tuner).
+        """
+        path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        if not cls.can_restore(path):
+            raise ValueError(
+                f"Tuner.restore(path={path!r}): no experiment to continue there (no readable "
+                f"{JOURNAL_FILE}). Pass the directory of an experiment that dasktune ran, "
+                "<storage_path>/<name>, as printed at the start of fit()."
+            )
+        saved = _load_settings(path)
+        if param_space is None:
+            param_space = saved.get("param_space")
+            if param_space is None and "param_space" not in saved:
+                raise ValueError(
+                    f"Tuner.restore({path!r}): the experiment's param_space could not be saved "
+                    "(it holds something that cannot be pickled); pass it again as "
+                    "Tuner.restore(path, trainable, param_space=...)."
+                )
+        run_config = saved.get("run_config") or RunConfig()
+        run_config = dataclasses.replace(run_config, storage_path=os.path.dirname(path),
+                                         name=os.path.basename(path))
+        tuner = cls(trainable, param_space=param_space, tune_config=saved.get("tune_config"),
+                    run_config=run_config, client=client)
+        tuner._resume_from = (path, ResumeOptions(resume_unfinished, resume_errored,
+                                                  restart_errored))
+        return tuner
+
+    def _resume_target(self, root: str) -> tuple[str, ResumeOptions] | None:
+        """The experiment to continue: from :meth:`restore`, or ``resume="auto"``."""
+        if self._resume_from is not None:
+            return self._resume_from
         rc = self.run_config
-        root = os.path.abspath(os.path.expanduser(rc.storage_path or config.get("storage-path")))
-        name = rc.name or "{}_{}".format(
+        mode = rc.resume if rc.resume is not None else config.get("resume")
+        if mode in (None, False, "never", ""):
+            return None
+        if mode != "auto":
+            raise ValueError(
+                f"RunConfig(resume={mode!r}): use 'auto' to continue an unfinished experiment "
+                "of the same name when the script runs again, or None to start a new one."
+            )
+        candidates = [os.path.join(root, rc.name)] if rc.name else _experiments_of(
+            root, trainable_name(unwrap(self.trainable)[0]))
+        for path in candidates:
+            if self.can_restore(path):
+                if load_journal(path).finished:
+                    logger.info("%s finished already; resume='auto' starts a new experiment.",
+                                path)
+                    return None
+                return path, ResumeOptions()
+        return None
+
+    def _experiment_name(self) -> str:
+        return self.run_config.name or "{}_{}".format(
             trainable_name(unwrap(self.trainable)[0]),
             datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"),
         )
-        name = _unused_name(root, name)
-        path = os.path.join(root, name)
-        check_writable(path, f"RunConfig(storage_path={rc.storage_path!r})" if rc.storage_path
-                       else "RunConfig(storage_path=None, meaning ~/dasktune_results)")
-        return name, path
 
     def fit(self) -> ResultGrid:
         """Run the experiment and return its results.
@@ -180,26 +248,55 @@ class Tuner:
         If the experiment ends with an error (for example a metric that the
         trainable never reports), the error carries the results gathered so
         far as ``error.result_grid``; every result is also on disk already.
+        SIGTERM or SIGUSR1 (a batch system's walltime or preemption) stop it like
+        Ctrl-C and raise :class:`~dasktune.execution.loop.ExperimentInterrupted`,
+        which exits with status 128 + the signal; :meth:`restore` continues it.
         """
-        from dasktune.execution._dask import DaskBackend
-
         tc, rc = self.tune_config, self.run_config
+        settings_data = _pickled_settings(self.param_space, tc, rc)  # before fit changes them
         searcher = self._searcher()
         scheduler = self._scheduler()
         stopper = as_stopper(rc.stop)
         callbacks = self._callbacks()
-        name, path = self._experiment_path()
         fn, params = unwrap(self.trainable)
-        resources = resources_of(self.trainable)
         metric = tc.metric or scheduler.metric or searcher.metric
         mode = tc.mode or scheduler.mode or searcher.mode
+        if tc.num_samples == -1 and rc.stop is None and tc.time_budget_s is None:
+            logger.warning(
+                "TuneConfig(num_samples=-1) with no RunConfig(stop=...) and no time_budget_s: "
+                "the experiment runs until you stop it (Ctrl-C or SIGTERM). Give it a time "
+                "budget or a stopper if that is not what you want.")
+        root = os.path.abspath(os.path.expanduser(rc.storage_path or config.get("storage-path")))
+        target = self._resume_target(root)
+        journaled = None
+        if target is not None:
+            store, journaled = ExperimentStore.reopen(target[0], rc.checkpoint_config)
+            prefix = journaled.trial_id_prefix
+        else:
+            prefix = uuid.uuid4().hex[:5]
+            store = ExperimentStore.create(root, self._experiment_name(), rc.checkpoint_config, {
+                "trainable": trainable_name(fn), "metric": metric, "mode": mode,
+                "trial_id_prefix": prefix})
+            store.guard(atomic_write, os.path.join(store.path, TUNER_FILE), settings_data)
+        try:
+            return self._run(store, journaled, target, prefix, searcher, scheduler, stopper,
+                             callbacks, metric, mode)
+        finally:
+            store.close()
+
+    def _run(self, store: ExperimentStore, journaled: Any, target: Any, prefix: str,
+             searcher: Searcher, scheduler: TrialScheduler, stopper: Any,
+             callbacks: list[Callback], metric: Any, mode: Any) -> ResultGrid:
+        from dasktune.execution._dask import DaskBackend
+
+        tc, rc = self.tune_config, self.run_config
+        fn, params = unwrap(self.trainable)
         single = isinstance(metric, str) or metric is None
         console = ConsoleReporter(rc.verbose, metric if single else None, mode if single else None,
                                   interval=config.get("console.interval"))
-
         backend = DaskBackend.connect(self.client)
         try:
-            resources, checked = self._check_workers(backend, resources, console)
+            resources, checked = self._check_workers(backend, resources_of(self.trainable), console)
         except BaseException:
             backend.close()
             raise
@@ -207,7 +304,7 @@ class Tuner:
             verb = "started" if backend.started_cluster else "reusing"
             console.note(f"dasktune: {verb} a local Dask cluster with "
                          f"{len(backend.workers())} workers; dashboard: {backend.dashboard_link}")
-        console.note(f"dasktune: results go to {path}")
+        console.note(f"dasktune: {'resuming' if journaled else 'results go to'} {store.path}")
 
         required = []
         if type(scheduler) is not FIFOScheduler and scheduler.metric:
@@ -223,8 +320,13 @@ class Tuner:
             required_metrics=tuple(dict.fromkeys(required)),
             searcher_counts_samples=not searcher.ends_search_itself,
         )
-        controller = Controller(searcher, scheduler, stopper, settings,
-                                trial_id_prefix=uuid.uuid4().hex[:5])
+        controller = Controller(searcher, scheduler, stopper, settings, trial_id_prefix=prefix)
+        to_run = None
+        if journaled is not None:
+            resumed = resume(store, journaled, searcher, scheduler, stopper, target[1])
+            controller.stopper = resumed.stopper
+            controller.adopt(resumed.trials, resumed.search_finished)
+            to_run = resumed.to_run
         ckpt = rc.checkpoint_config
         spec = ExperimentSpec(
             trainable=fn, params=params, trainable_name=trainable_name(fn),
@@ -235,8 +337,8 @@ class Tuner:
             resources, checked, max_concurrent=tc.max_concurrent_trials or 0,
             worker_timeout=None if backend.is_adaptive() else float(config.get("worker-timeout")),
         )
-        loop = ExperimentLoop(backend, controller, spec, ExperimentStore(path, name, ckpt),
-                              capacity, CallbackList(callbacks), console, metric, mode)
+        loop = ExperimentLoop(backend, controller, spec, store, capacity, CallbackList(callbacks),
+                              console, metric, mode, resume=to_run)
         grid = loop.run()
         if rc.failure_config.fail_fast == "raise" and grid.errors:
             raise _trial_exception(grid)
@@ -280,3 +382,45 @@ class Tuner:
         # A worker thread is a CPU: queued with a CPU request that no worker advertises,
         # the first runs would never start.
         return {k: v for k, v in resources.items() if k != "CPU"}, False
+
+
+def _pickled_settings(param_space: dict[str, Any], tune_config: TuneConfig,
+                      run_config: RunConfig) -> bytes:
+    """The Tuner's settings for :meth:`Tuner.restore`, leaving out what cannot be pickled."""
+    settings: dict[str, Any] = {}
+    for key, value in (("param_space", param_space), ("tune_config", tune_config),
+                       ("run_config", run_config)):
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            if key != "run_config":
+                logger.info("The experiment's %s cannot be pickled; Tuner.restore will need "
+                            "it passed again.", key)
+                continue
+            value = dataclasses.replace(value, callbacks=None)  # callbacks are the usual culprit
+            try:
+                cloudpickle.dumps(value)
+            except Exception:
+                continue
+        settings[key] = value
+    return cloudpickle.dumps(settings)
+
+
+def _load_settings(path: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(path, TUNER_FILE), "rb") as f:
+            return dict(cloudpickle.load(f))
+    except (OSError, EOFError, AttributeError, ImportError) as exc:
+        logger.warning("Could not read %s (%r); restoring with default settings.",
+                       os.path.join(path, TUNER_FILE), exc)
+        return {}
+
+
+def _experiments_of(root: str, trainable: str) -> list[str]:
+    """Experiment directories of ``trainable`` under ``root`` with default names, newest first."""
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(f"{trainable}_")]
+    except OSError:
+        return []
+    paths = [os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n, JOURNAL_FILE))]
+    return sorted(paths, key=lambda p: os.path.getmtime(os.path.join(p, JOURNAL_FILE)), reverse=True)

@@ -190,13 +190,13 @@ class DaskBackend:
     def release(self, run_id: str) -> None:
         future = self._futures.pop(run_id, None)
         if future is not None:
-            future.release()
+            _quietly(future.release)
 
     def cancel(self, run_id: str) -> None:
         """Cancel a run that has not started (a running one is stopped through ``deliver``)."""
         future = self._futures.get(run_id)
         if future is not None:
-            future.cancel()
+            _quietly(future.cancel)
 
     def warm_up(self, trainable: Any, params: Mapping[str, Any]) -> None:
         """Load the trainable on every worker now, in parallel, ahead of its first trial.
@@ -216,12 +216,21 @@ class DaskBackend:
     def deliver(self, worker: str, run_id: str, decision: Decision, seq: int = 0) -> None:
         """Send ``decision`` (about the run's result ``seq``) to the run's worker, without
         waiting for it to arrive: a trial that waits for it asks again if it is lost."""
+        if self.client.status == "closed":
+            return  # the connection is gone for good; the experiment is stopping
         coro = self.client.run(
             _session.deliver, run_id, decision, seq, workers=[worker], on_error="ignore",
             asynchronous=True,
         )
         loop = self.client.loop.asyncio_loop
         asyncio.run_coroutine_threadsafe(coro, loop).add_done_callback(_log_failure)
+
+    def connected(self) -> bool:
+        """Whether the client's connection to the scheduler is up."""
+        if getattr(self.client, "status", "running") != "running":
+            return False
+        comm = getattr(self.client, "scheduler_comm", None)
+        return comm is not None and not comm.closed()
 
     def resubscribe(self) -> None:
         """Subscribe again after the client reconnected to the scheduler (which may have
@@ -255,6 +264,15 @@ class DaskBackend:
             from dasktune.execution.cluster import embedded
 
             embedded.release(self.cluster, self.client)
+
+
+def _quietly(call: Any) -> None:
+    """Release or cancel a future; a client that lost its scheduler for good cannot, and
+    then there is nothing left to release."""
+    try:
+        call()
+    except Exception as exc:
+        logger.debug("%s failed: %r", getattr(call, "__name__", call), exc)
 
 
 def _log_failure(future: Any) -> None:

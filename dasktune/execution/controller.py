@@ -120,6 +120,16 @@ class Controller:
             room -= 1
         return made
 
+    def adopt(self, trials: list[Trial], search_finished: bool) -> None:
+        """Take over the trials of an experiment being resumed, in their order of creation.
+
+        The searcher and scheduler already know them (from their saved state, or
+        told by the caller); new trials continue the numbering.
+        """
+        self.trials = list(trials)
+        self._by_id = {trial.trial_id: trial for trial in trials}
+        self._search_done = search_finished
+
     def trial(self, trial_id: str) -> Trial:
         return self._by_id[trial_id]
 

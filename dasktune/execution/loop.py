@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,10 +37,11 @@ from dasktune.execution._dask import DaskBackend, RunDone
 from dasktune.execution.capacity import Capacity
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller
+from dasktune.execution.resume import scheduler_state, search_state
 from dasktune.result import ResultGrid, build_result_grid
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate
 from dasktune.storage.experiment import ExperimentStore, TrialStore
-from dasktune.storage.layout import spool_file_name, trial_dir_name
+from dasktune.storage.layout import spool_file_name
 from dasktune.storage.spool import read_spool
 from dasktune.trainable.session import RunSpec, TrialContext
 from dasktune.trial import Trial, TrialStatus
@@ -72,6 +75,8 @@ class _Run:
     requested: Decision | None = None  # STOP or PAUSE sent to it
     requested_sent: float = 0.0  # when it was last sent
     cancelled_by_us: bool = False  # cancelled before it started (the experiment stopped)
+    wound_down: bool = False  # stopped because the whole experiment stopped
+    lost: tuple[str, str] | None = None  # lost while the connection was down: (type, why)
 
 
 @dataclass
@@ -90,7 +95,8 @@ class ExperimentLoop:
 
     def __init__(self, backend: DaskBackend, controller: Controller, spec: ExperimentSpec,
                  store: ExperimentStore, capacity: Capacity, callbacks: CallbackList,
-                 console: ConsoleReporter, metric: Any, mode: Any) -> None:
+                 console: ConsoleReporter, metric: Any, mode: Any,
+                 resume: list[Trial] | None = None) -> None:
         self.backend = backend
         self.controller = controller
         self.spec = spec
@@ -100,8 +106,9 @@ class ExperimentLoop:
         self.console = console
         self.metric, self.mode = metric, mode
         self._runs: dict[str, _Run] = {}
-        self._run_counts: dict[str, int] = {}
-        self._retry: list[Trial] = []
+        self._retry: list[Trial] = list(resume or [])  # trials to run (again) first
+        self._interrupted: str | None = None  # why the experiment was cut short, if it was
+        self._signal: int | None = None  # the SIGTERM or SIGUSR1 that stopped it
         self._points = controller.decision_points()
         self._capacity_checked = 0.0
         self._warned_no_checkpoint = False
@@ -112,27 +119,47 @@ class ExperimentLoop:
         self._decision_timeout = float(config.get("decision-timeout"))
         self._decision_resend = float(config.get("decision-resend"))
         self._stop_grace = float(config.get("stop-grace"))
+        self._reconnect_timeout = float(config.get("reconnect-timeout"))
+        self._disconnected_since: float | None = None
         self._turn = 0  # loop turns, the "iteration" callbacks receive
 
     # -- the loop ----------------------------------------------------------
     def run(self) -> ResultGrid:
+        """Run the experiment; on an error, Ctrl-C or SIGTERM stop it, save it, and raise.
+
+        Whatever ends it, every result so far is on disk and in the ResultGrid (on the
+        exception as ``result_grid``), the journal says how it ended, callbacks hear
+        ``on_experiment_end``, and the cluster is left without a running trial.
+        """
         failure: BaseException | None = None
-        try:
-            self._prepare()
-            self._loop()
-        except BaseException as exc:  # a user error or Ctrl-C: stop, save, then raise
-            failure = exc
-            self.controller.stop_everything(f"{type(exc).__name__}: {exc}")
-            self._wind_down()
-        finally:
-            self._close()
-            self.callbacks.on_experiment_end(self.controller.trials)
+        with _StopSignals(self._on_signal):
+            try:
+                self._prepare()
+                self._loop()
+            except BaseException as exc:  # a user error or Ctrl-C: stop, save, then raise
+                failure = exc
+                self._interrupted = f"{type(exc).__name__}: {exc}"
+                self.controller.stop_everything(self._interrupted)
+                self._wind_down()
+            finally:
+                self._close(failure)
+                self.callbacks.on_experiment_end(self.controller.trials)
         grid = self.result_grid()
+        if failure is None and self._signal is not None:
+            failure = ExperimentInterrupted(self._signal, self.store.path)
+            self.console.note(str(failure))
         if failure is not None:
             failure.result_grid = grid  # type: ignore[attr-defined]
             raise failure
         self.console.summary(self.controller.trials)
         return grid
+
+    def _on_signal(self, signum: int) -> None:
+        """SIGTERM or SIGUSR1 (a batch system's walltime or preemption): wind down like a
+        first Ctrl-C; :class:`_StopSignals` makes a second one end the process at once."""
+        self._signal = signum
+        self._interrupted = f"received {signal.Signals(signum).name}"
+        self.controller.stop_everything(self._interrupted)
 
     def _prepare(self) -> None:
         self._refresh_capacity(force=True)
@@ -148,6 +175,9 @@ class ExperimentLoop:
         if not force and now - self._capacity_checked < _CAPACITY_REFRESH_S:
             return
         self._capacity_checked = now
+        self._check_connection(now)
+        if self._disconnected_since is not None:
+            return  # asking the scheduler would block until Dask's connect timeout
         try:
             workers = self.backend.workers()
         except Exception as exc:  # a slow or restarting scheduler: keep the last size
@@ -155,6 +185,23 @@ class ExperimentLoop:
             return
         self._check_workers_alive(workers)
         self.capacity.update(workers)
+
+    def _check_connection(self, now: float) -> None:
+        """A Dask client whose connection dropped and never came back would wait for ever."""
+        if self.backend.connected():
+            self._disconnected_since = None
+            for run in [r for r in self._runs.values() if r.lost is not None]:
+                self._lose(run, *run.lost)  # type: ignore[misc]
+            return
+        if self._disconnected_since is None:
+            self._disconnected_since = now
+        elif now - self._disconnected_since > self._reconnect_timeout:
+            raise ConnectionError(
+                f"The driver lost its connection to the Dask scheduler and it did not come back "
+                f"within dasktune.reconnect-timeout = {self._reconnect_timeout:g} s. The "
+                f"experiment stopped and is saved in {self.store.path}: continue it with "
+                "Tuner.restore(path, trainable) once the scheduler can be reached."
+            )
 
     def _notify(self, hook: str, *args: Any) -> None:
         self.callbacks.notify(hook, self._turn, self.controller.trials, *args)
@@ -177,6 +224,7 @@ class ExperimentLoop:
             self._drain(timeout=0.5)
             self.console.update(self.controller, self._active_trials())
             self._maybe_write_state()
+            self.store.sync()
 
     def _wind_down(self) -> None:
         """Stop every run, and wait (``dasktune.stop-grace`` at most) until they have ended.
@@ -186,6 +234,7 @@ class ExperimentLoop:
         its worker process, so that the cluster is healthy for the next experiment.
         """
         for run in list(self._runs.values()):
+            run.wound_down = run.requested != Decision.STOP
             self._request(run, Decision.STOP)
             if run.worker is None:
                 run.cancelled_by_us = True
@@ -202,6 +251,9 @@ class ExperimentLoop:
             self._recover(run)
             if run.outcome is not None:
                 self._maybe_finish(run)
+                continue
+            if self._interrupted is not None and run.wound_down:
+                self._finish_run(run, RunStatus.STOPPED)  # resumable, like the others
                 continue
             self._finish_run(
                 run, RunStatus.ERROR,
@@ -224,22 +276,28 @@ class ExperimentLoop:
                 break
             self._submit(trial)
             room -= 1
+        finished = self.controller.search_finished
         new = self.controller.new_trials(room)
+        if not new and finished == self.controller.search_finished:
+            return
         first_index = len(self.controller.trials) - len(new)
+        drawn = [(t.trial_id, i, t.config) for i, t in enumerate(new, start=first_index)]
+        # Saved before the trials are journaled: a resumed searcher knows every trial there is.
+        self.store.save_search_state(search_state(self.controller.searcher,
+                                                  self.controller.search_finished, drawn))
         for index, trial in enumerate(new, start=first_index):
             self._add_trial(trial, index)
             self._submit(trial)
 
     def _add_trial(self, trial: Trial, index: int) -> None:
         """Name a new trial and give it its place in storage."""
-        trial.trial_name = trial_dir_name(self.spec.trainable_name, index)
-        trial.local_path = os.path.join(self.store.path, trial.trial_name)
-        self.store.add_trial(trial)
+        trial.trial_name, trial.local_path = self.store.name_trial(index)
+        self.store.add_trial(trial, index)
 
     def _submit(self, trial: Trial) -> None:
         store = self.store.trial(trial.trial_id)
-        runs = self._run_counts[trial.trial_id] = self._run_counts.get(trial.trial_id, 0) + 1
-        run_id = f"{trial.trial_id}-{runs}"
+        store.runs += 1
+        run_id = f"{trial.trial_id}-{store.runs}"
         latest = store.latest_checkpoint
         resume_from = latest[1] if latest else {}
         spec = RunSpec(
@@ -277,6 +335,7 @@ class ExperimentLoop:
                 self._request(run, _STOPPING[update.decision])
             elif update.decision == TrialDecision.STOP and trial.status == TrialStatus.PAUSED:
                 self.controller.end_paused(trial)
+                self.store.trial_status(trial)
                 self.store.trial(trial.trial_id).finish()
                 self._notify("on_trial_complete", trial)
             elif update.decision == TrialDecision.CONTINUE:
@@ -460,12 +519,17 @@ class ExperimentLoop:
             if run.outcome is not None:
                 self._maybe_finish(run)
                 return
-        if run.cancelled_by_us:
+        if run.cancelled_by_us or (run.outcome is not None
+                                   and run.outcome.status == RunStatus.CANCELLED
+                                   and run.requested == Decision.STOP):
             self._finish_run(run, RunStatus.STOPPED)
         elif status == "cancelled":
-            self.backend.resubscribe()  # a reconnected client lost its subscription with Dask
+            self.backend.resubscribe()  # a reconnected client may have lost its subscription
             self._lose(run, "ConnectionLost", "the driver's connection to the Dask scheduler "
                        "dropped, and Dask cancelled its tasks")
+        elif not self.backend.connected():
+            self._lose(run, "ConnectionLost", "the driver's connection to the Dask scheduler "
+                       "dropped")
         else:
             cause = self.backend.fetch_outcome(run.run_id)
             self._lose(run, "WorkerLost", f"its Dask task failed with {cause!r}")
@@ -478,6 +542,13 @@ class ExperimentLoop:
             # Dask ran the task again after its worker died; the claim made it do nothing.
             self._lose(run, "WorkerLost", "its worker process died while running it")
             return
+        if outcome.status == RunStatus.CANCELLED:
+            # It saw its Dask task released and stopped itself: as asked, or after a drop.
+            if not run.cancelled_by_us and run.requested != Decision.STOP:
+                self._lose(run, "ConnectionLost", "Dask released its task (the driver's "
+                           "connection to the scheduler dropped)")
+                return
+            outcome.status = RunStatus.STOPPED
         if run.processed < outcome.num_reports:
             self._recover(run)
         if run.processed < outcome.num_reports:
@@ -499,12 +570,21 @@ class ExperimentLoop:
         return fetched.exception if isinstance(fetched, RunOutcome) else None
 
     def _lose(self, run: _Run, error_type: str, why: str) -> None:
-        """The run is gone without an outcome: keep what it spooled, then fail or stop it."""
+        """The run is gone without an outcome: keep what it spooled, then fail or stop it.
+
+        While the connection to the scheduler is down, the run waits: once it is back
+        the run fails (and FailureConfig may retry it); if it never comes back the
+        experiment stops, saved, with the trial still to run (see _check_connection).
+        """
+        if not self.backend.connected():
+            run.lost = (error_type, why)
+            return
         self._recover(run)
         self.backend.cancel(run.run_id)  # no silent re-run by Dask behind dasktune's back
         if run.worker is not None:  # it may still run (a dropped connection): stop it there
             self.backend.deliver(run.worker, run.run_id, Decision.STOP)
-        if run.outcome is not None and run.outcome.status != RunStatus.DUPLICATE:
+        if run.outcome is not None and run.outcome.status not in (RunStatus.DUPLICATE,
+                                                                  RunStatus.CANCELLED):
             self._maybe_finish(run)  # it had ended after all; its outcome was in its spool
         elif run.requested == Decision.STOP:
             self._finish_run(run, RunStatus.STOPPED)
@@ -530,7 +610,12 @@ class ExperimentLoop:
         trial, store = run.trial, run.store
         if status == RunStatus.PAUSED and run.requested == Decision.STOP:
             status = RunStatus.STOPPED  # a STOP sent while the run was pausing wins
-        if status == RunStatus.PAUSED:
+        message = None
+        if status == RunStatus.STOPPED and run.wound_down and self._interrupted is not None:
+            # Cut short by Ctrl-C, a signal or an error: not finished, so a restored
+            # experiment runs it on from its latest checkpoint.
+            trial.status = TrialStatus.PENDING
+        elif status == RunStatus.PAUSED:
             for update in self.controller.on_paused(trial):
                 self._prepare_resume(trial, update)
         elif status == RunStatus.ERROR:
@@ -546,6 +631,7 @@ class ExperimentLoop:
         else:
             self.controller.on_complete(trial)
             self._notify("on_trial_complete", trial)
+        self.store.trial_status(trial, message)
         store.finish() if trial.status == TrialStatus.TERMINATED else store.close()
 
     # -- the record ----------------------------------------------------------
@@ -555,14 +641,76 @@ class ExperimentLoop:
             return
         self._state_written = now
         self.store.write_state(self.controller.trials, self.metric, self.mode)
+        self._save_scheduler_state()
 
-    def _close(self) -> None:
-        self.store.close()
+    def _save_scheduler_state(self) -> None:
+        self.store.save_scheduler_state(scheduler_state(
+            self.controller.scheduler, self.controller.stopper, self.controller.trials))
+
+    def _close(self, failure: BaseException | None) -> None:
+        """Save the state, say in the journal how the experiment ended, release the cluster."""
         try:
             self._maybe_write_state(force=True)
+            if self._interrupted is None:
+                self.store.end("finished", self.controller.stop_reason)
+            else:
+                self.store.end("interrupted", self._interrupted)
+        except Exception as exc:  # a full disk: the first error is the one that counts
+            logger.debug("Could not save the experiment's state at its end: %r", exc)
         finally:
+            self.store.close()
             self.backend.close()
 
     def result_grid(self) -> ResultGrid:
         return build_result_grid(self.controller.trials, self.store.trial, self.store.path,
                                  self.metric, self.mode)
+
+
+class ExperimentInterrupted(SystemExit):
+    """The experiment was stopped by SIGTERM or SIGUSR1 and saved.
+
+    A ``SystemExit`` with code 128 + the signal's number: a script that does not
+    catch it exits quietly with the status a batch system reads as "killed by the
+    signal", and requeues.  It carries ``result_grid`` like any error of ``fit``.
+    """
+
+    def __init__(self, signum: int, experiment_path: str) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+        self.experiment_path = experiment_path
+
+    def __str__(self) -> str:
+        return (f"dasktune: stopped by {signal.Signals(self.signum).name}; the experiment is "
+                f"saved in {self.experiment_path}. Continue it with Tuner.restore(path, "
+                "trainable), or run the same script again with RunConfig(resume='auto').")
+
+
+class _StopSignals:
+    """While the experiment runs: SIGTERM and SIGUSR1 call ``on_signal`` the first time
+    and end the process at once the second time. Only in the main thread (the only one
+    Python delivers signals to); the previous handlers come back afterwards."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+    def __init__(self, on_signal: Any) -> None:
+        self._on_signal = on_signal
+        self._previous: dict[int, Any] = {}
+        self._received = False
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._received:  # a second signal: no more winding down
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self._received = True
+        self._on_signal(signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)

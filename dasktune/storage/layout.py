@@ -3,7 +3,11 @@
 Layout::
 
     storage_path/name/
-        experiment_state.json       the trials and their status (replaced atomically)
+        journal.jsonl               every state change, appended as it happens (storage/journal.py)
+        experiment_state.json       the trials and their status (replaced atomically, for people)
+        tuner.pkl                   the Tuner's settings, for Tuner.restore
+        searcher-state.pkl          the searcher's state, saved whenever it draws trials
+        scheduler-state.pkl         the scheduler's and stopper's state, saved every few seconds
         <trainable>_<index>/        one per trial, a short deterministic name
             params.json
             result.json             JSON lines, one per report
@@ -23,6 +27,10 @@ import os
 import re
 
 STATE_FILE = "experiment_state.json"
+JOURNAL_FILE = "journal.jsonl"
+TUNER_FILE = "tuner.pkl"
+SEARCHER_STATE_FILE = "searcher-state.pkl"
+SCHEDULER_STATE_FILE = "scheduler-state.pkl"
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.csv"

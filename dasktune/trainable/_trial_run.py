@@ -86,7 +86,10 @@ def _run(
             if isinstance(value, dict):  # as in Ray Tune: returned metrics are a last result
                 session.report(value)
     except _session.StopTrial as stop:
-        status = RunStatus.PAUSED if stop.decision == Decision.PAUSE else RunStatus.STOPPED
+        if stop.decision == Decision.PAUSE:
+            status = RunStatus.PAUSED
+        else:
+            status = RunStatus.CANCELLED if session.task_released else RunStatus.STOPPED
     except (Exception, _session.DecisionTimeoutError) as exc:
         # The trial's own failure: record it, keep the others running.
         status, error, error_type = RunStatus.ERROR, traceback.format_exc(), type(exc).__name__

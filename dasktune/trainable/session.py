@@ -170,6 +170,9 @@ class Session:
         self._ended: Decision | None = None  # the STOP or PAUSE that ended the trial's run
         self.num_reports = 0
         self.worker = ""  # the worker's address, set by the task that runs the session
+        # Whether the run stopped because its Dask task was released (cancelled), rather
+        # than because the driver sent a STOP: the driver tells the two apart.
+        self.task_released = False
 
     # -- reporting -------------------------------------------------------
     def report(self, metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> Decision:
@@ -238,6 +241,7 @@ class Session:
             if self._box.answered(seq):
                 return
             if self._cancelled():
+                self.task_released = True
                 self._box.decision = STOP
                 return
             now = time.monotonic()
@@ -290,6 +294,7 @@ class Session:
         if decision in (STOP, PAUSE):
             return decision
         if self._cancelled():
+            self.task_released = True
             return STOP
         return None
 

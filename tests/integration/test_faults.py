@@ -6,6 +6,7 @@ missing rows, and that the experiment went on (or failed) through FailureConfig.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -109,7 +110,11 @@ class CutConnection(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if not self.done and result["training_iteration"] == 10:
             self.done = True
-            self.client.scheduler_comm.comm.abort()
+            # As a network blip does it: the connection breaks under the client's own
+            # event loop (closing the socket from this thread instead can leave a Dask
+            # client that never reconnects, which the next test covers).
+            comm = self.client.scheduler_comm.comm
+            self.client.loop.add_callback(comm.abort)
 
 
 def test_a_dropped_connection_retries_the_trials_and_loses_no_row(cluster_client, tmp_path):
@@ -190,3 +195,50 @@ def test_a_lost_decision_is_asked_for_again(cluster_client, tmp_path):
     assert_rows_exactly_once(result, 5)
     # The trial asked again after dasktune.decision-resend (2 s), not decision-timeout (1 h).
     assert time.monotonic() - start < 30
+
+
+class KillScheduler(Callback):
+    """The scheduler dies (its node crashed): the client's connection never comes back."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.done = False
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self.done and result["training_iteration"] == 3:
+            self.done = True
+            cluster = self.client.cluster
+            cluster.sync(cluster.scheduler.close)
+
+
+def test_a_connection_that_never_comes_back_stops_the_experiment_saved(tmp_path):
+    import dask
+    from distributed import Client, LocalCluster
+
+    storage = str(tmp_path / "results")
+    start = time.monotonic()
+    settings = {"dasktune.reconnect-timeout": 3, "dasktune.stop-grace": 2,
+                "distributed.comm.timeouts.connect": "3s"}  # the client's own reconnect tries
+    with dask.config.set(settings):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.CRITICAL)
+        client = Client(cluster, set_as_default=False)
+        try:
+            with pytest.raises(ConnectionError, match="reconnect-timeout = 3 s.*Tuner.restore") as info:
+                fit(checkpointed, client, storage,
+                    param_space={"iters": 2000, "sleep": 0.05},  # 100 s: it cannot end first
+                    callbacks=[KillScheduler(client)])
+        finally:  # the scheduler is gone: tear the rest down without waiting for it
+            client.close(timeout=3)
+            for process in [w.process.process for w in cluster.workers.values()
+                            if getattr(w, "process", None) and w.process.process]:
+                process.kill()
+            with contextlib.suppress(TimeoutError, OSError):
+                cluster.close(timeout=3)
+    assert time.monotonic() - start < 60
+    [result] = list(info.value.result_grid)
+    journal = open(os.path.join(storage, "faults", "journal.jsonl")).read()
+    assert result.status == "PENDING", f"cut short, so a restore runs it on; journal:\n{journal}"
+    frame = result.metrics_dataframe
+    assert frame["it"].tolist() == list(range(1, len(frame) + 1))
+    assert tune.Tuner.can_restore(os.path.join(storage, "faults"))
