@@ -32,6 +32,7 @@ from dasktune.trainable import (
     with_parameters,
     with_resources,
 )
+from dasktune.tune_config import SyncConfig
 from dasktune.tuner import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
 __version__ = "0.1.0"
@@ -44,6 +45,7 @@ __all__ = [
     "Result",
     "ResultGrid",
     "RunConfig",
+    "SyncConfig",
     "Trainable",
     "TuneConfig",
     "Tuner",
