@@ -23,6 +23,7 @@ from dasktune.search.sample import (
     sample_from,
     uniform,
 )
+from dasktune.stopper import Stopper
 from dasktune.trainable import (
     Checkpoint,
     Trainable,
@@ -45,6 +46,7 @@ __all__ = [
     "Result",
     "ResultGrid",
     "RunConfig",
+    "Stopper",
     "SyncConfig",
     "Trainable",
     "TuneConfig",
