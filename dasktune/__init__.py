@@ -6,6 +6,8 @@ becomes ``import dasktune as tune``.
 
 from __future__ import annotations
 
+from dasktune._run import TuneError, run
+from dasktune.analysis import ExperimentAnalysis
 from dasktune.callback import Callback
 from dasktune.result import Result, ResultGrid
 from dasktune.search.sample import (
@@ -42,6 +44,7 @@ __all__ = [
     "Callback",
     "Checkpoint",
     "CheckpointConfig",
+    "ExperimentAnalysis",
     "FailureConfig",
     "Result",
     "ResultGrid",
@@ -50,6 +53,7 @@ __all__ = [
     "SyncConfig",
     "Trainable",
     "TuneConfig",
+    "TuneError",
     "Tuner",
     "choice",
     "get_checkpoint",
@@ -65,6 +69,7 @@ __all__ = [
     "randint",
     "randn",
     "report",
+    "run",
     "sample_from",
     "uniform",
     "with_parameters",
