@@ -19,7 +19,9 @@ What it rewrites:
   the default ``distributed.Client``), or ``distributed.Client(address)``
   when it had an address; ``ray.shutdown()``: removed;
 * ``ray.tune.examples.<module>`` helpers: imported from ``<module>`` beside the
-  script (port that example too).
+  script (port that example too);
+* ``from torchvision import datasets``, where only its MNIST is used:
+  ``from dasktune import datasets`` (the same MNIST, with an offline fallback).
 
 What it cannot port is listed as a :class:`Problem` and left as it was: Ray's
 tasks and actors (``ray.remote``, ``ray.get``), Ray Datasets, placement groups,
@@ -428,6 +430,7 @@ class _Porter:
         self._rewrite_uses()
         self._rewrite_imports()
         self._fill_emptied_blocks()
+        self._offline_datasets()
         self.problems.sort(key=lambda p: p.line)
         self.notes.sort()
         return PortResult(self.text.source, self.text.result(), self.problems, self.notes)
@@ -685,6 +688,26 @@ class _Porter:
                     if start is not None:
                         self.text.replace(start[0], start[0],
                                           f"{self.text.indent(first)}pass\n")
+
+    def _offline_datasets(self) -> None:
+        """``from torchvision import datasets`` -> ``from dasktune import datasets``.
+
+        Only where the script uses nothing of it but MNIST, which dasktune's module
+        offers as torchvision's own, with an offline fallback.
+        """
+        for node in self.tree.body:
+            if not (isinstance(node, ast.ImportFrom) and node.module == "torchvision"
+                    and [a.name for a in node.names] == ["datasets"]):
+                continue
+            name = node.names[0].asname or "datasets"
+            uses = [n for n in ast.walk(self.tree) if isinstance(n, ast.Attribute)
+                    and isinstance(n.value, ast.Name) and n.value.id == name]
+            bare = sum(1 for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id == name)
+            if uses and bare == len(uses) and all(u.attr == "MNIST" for u in uses):
+                self._rename_module(node, "dasktune")
+                self._note(node.lineno, "torchvision's datasets became dasktune.datasets: its "
+                           "MNIST is torchvision's, with a fallback to a real 5,000-image "
+                           "subset (said loudly) where MNIST cannot be downloaded")
 
     # -- imports ----------------------------------------------------------------
     def _rewrite_imports(self) -> None:

@@ -295,7 +295,7 @@ class RunConfig:
         checkpoint_config, failure_config: See those classes (None: defaults).
         callbacks: :class:`~dasktune.Callback` instances, called on the driver.
         verbose: 0 silent, 1 status lines and a final table (the default, also
-            for None), 2 and 3 also a line per result.
+            for None), 2 and 3 also a line per result; False and True are 0 and 1.
         log_to_file: Write what each trial prints into files in its directory:
             True for ``stdout`` and ``stderr``, a file name for both streams
             together, or a ``(stdout_name, stderr_name)`` pair; False writes
@@ -329,8 +329,9 @@ class RunConfig:
         self.failure_config = _config_object(self.failure_config, FailureConfig, "failure_config")
         if self.verbose is None:
             self.verbose = 1
-        if (not isinstance(self.verbose, int) or isinstance(self.verbose, bool)
-                or not 0 <= self.verbose <= 3):
+        if isinstance(self.verbose, bool):  # Ray's examples pass verbose=False
+            self.verbose = int(self.verbose)
+        if not isinstance(self.verbose, int) or not 0 <= self.verbose <= 3:
             raise ValueError(
                 f"The value of `RunConfig(verbose=...)` is {self.verbose!r}, but it must be 0 "
                 "(silent), 1 (status lines, the default), 2 or 3 (also a line per result)."

@@ -380,3 +380,28 @@ def test_the_diff_shows_only_the_changed_lines():
 def test_invalid_python_raises_syntax_error():
     with pytest.raises(SyntaxError):
         port_source("from ray import tune\nif x\n")
+
+
+def test_torchvision_mnist_gets_the_offline_fallback_and_nothing_else_does():
+    result = port("""
+        from ray import tune
+        from torchvision import datasets, transforms
+
+        data = datasets.MNIST("~/data", train=True, download=True)
+    """)
+    assert "from torchvision import datasets, transforms" in result.ported, "two names: kept"
+    result = port("""
+        from ray import tune
+        from torchvision import datasets
+
+        data = datasets.MNIST("~/data", train=True, download=True)
+    """)
+    assert "from dasktune import datasets\n" in result.ported
+    assert any("fallback" in note for _, note in result.notes)
+    result = port("""
+        from ray import tune
+        from torchvision import datasets
+
+        data = datasets.CIFAR10("~/data", download=True)
+    """)
+    assert "from torchvision import datasets\n" in result.ported

@@ -139,7 +139,12 @@ def test_bad_log_to_file_is_refused(value) -> None:
         RunConfig(log_to_file=value)
 
 
-@pytest.mark.parametrize("value", [-1, 4, "1", True])
+@pytest.mark.parametrize("value, level", [(None, 1), (False, 0), (True, 1), (3, 3)])
+def test_verbose_levels(value, level) -> None:
+    assert RunConfig(verbose=value).verbose == level
+
+
+@pytest.mark.parametrize("value", [-1, 4, "1", 1.5])
 def test_bad_verbose_is_refused(value) -> None:
     with pytest.raises(ValueError, match=r"`RunConfig\(verbose=...\)` is .* must be 0"):
         RunConfig(verbose=value)
