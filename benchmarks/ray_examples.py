@@ -59,7 +59,9 @@ class Run:
 def imports_of(path: str) -> set[str]:
     """Every module a script imports, anywhere in it (dotted names for ray's)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(open(path).read())):
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -203,8 +205,8 @@ def main() -> None:
     examples_dir = args.examples_dir
     if examples_dir is None and args.ray_python:
         examples_dir = subprocess.run(
-            [args.ray_python, "-c", "import os, ray.tune.examples as e; "
-             "print(os.path.dirname(e.__file__))"],
+            [args.ray_python, "-c",
+             "import os, ray.tune.examples as e; print(os.path.dirname(e.__file__))"],
             capture_output=True, text=True, check=True).stdout.strip()
     if not examples_dir:
         parser.error("pass --ray-python (a Python with Ray Tune) or --examples-dir")
