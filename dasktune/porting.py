@@ -523,6 +523,11 @@ class _Porter:
             self._sibling_note(line, shown, target.module)
         if isinstance(target, _Literal) and target.caveat:
             self._problem(line, shown, target.caveat)
+        if isinstance(target, _Module) and not target.aliased and not self._aliased(parts[0]):
+            self._problem(line, shown, f"{shown} is used as an object, and dasktune has no "
+                          "module of that name: use the names in it instead "
+                          f"({self.handle}.report, {self.handle}.RunConfig...).", parts[0])
+            return
         new = self._expression(parts[0], target)
         if new is None:
             return
@@ -548,8 +553,8 @@ class _Porter:
             if target.module == own:
                 return f"{root}.{target.expression}"
             return self._qualified(target.module, target.expression)
-        if isinstance(target, _Module):
-            return None  # a namespace on its own: nothing to say until it is used
+        if isinstance(target, _Module):  # ray.tune through import ray, say
+            return self._qualified(target.target, None)
         return self._qualified(target.module, target.expression)
 
     def _qualified(self, module: str, expression: str | None) -> str:
@@ -715,19 +720,19 @@ class _Porter:
                       if isinstance(statement, ast.Import)
                       else self._rewrite_import_from(statement))
                      for statement in self.ray_imports]
-        top = set(map(id, self.tree.body))
+        for statement, lines in rewritten:
+            self._put(statement, lines)
         # The imports the rewritten uses need go where the first module-level ray import was.
         added = [line for line in self.new_imports
                  if not any(line in (lines or ()) for _, lines in rewritten)]
-        for position, (statement, lines) in enumerate(rewritten):
-            if added and id(statement) in top:
-                unchanged = [self.text.segment(statement)] if lines is None else lines
-                rewritten[position] = (statement, added + unchanged)
-                added = []
-        for statement, lines in rewritten:
-            self._put(statement, lines)
-        if added:  # no module-level ray import to put them in place of
+        if not added:
+            return
+        first = next((s for s in self.ray_imports if s in self.tree.body), None)
+        if first is None:  # no module-level ray import to put them in place of
             self._insert_at_top(added)
+            return
+        line_start = self.text.offset(first.lineno, 0)
+        self.text.replace(line_start, line_start, "".join(f"{line}\n" for line in added))
 
     def _put(self, statement: ast.stmt, lines: list[str] | None) -> None:
         """Replace an import statement by ``lines`` (None: leave it as it is)."""

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 
 import dasktune
 from dasktune.cli import build_parser, main
@@ -156,6 +155,7 @@ def test_a_ported_script_runs_under_dasktune(tmp_path, script, expected):
 
 
 def test_the_console_script_points_at_main():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
     with open(Path(ROOT) / "pyproject.toml", "rb") as f:
         entry = tomllib.load(f)["project"]["scripts"]["dasktune"]
     module, _, function = entry.partition(":")

@@ -405,3 +405,34 @@ def test_torchvision_mnist_gets_the_offline_fallback_and_nothing_else_does():
         data = datasets.CIFAR10("~/data", download=True)
     """)
     assert "from torchvision import datasets\n" in result.ported
+
+
+def test_imports_the_rewritten_code_needs_go_before_the_first_ray_import():
+    text = ported("""
+        import os
+        from ray.tune.schedulers import (  # a comment
+            ASHAScheduler,
+        )
+        from ray import train
+
+        def f(config):
+            train.report({"a": 1})
+    """)
+    assert text.startswith("import os\nimport dasktune as tune\nfrom dasktune.schedulers import ("
+                           "  # a comment\n    ASHAScheduler,\n)\n\ndef f(config):\n")
+    assert 'tune.report({"a": 1})' in text
+
+
+def test_modules_used_as_objects():
+    text = ported("""
+        import ray
+        tuning = ray.tune
+        tuning.run(f)
+    """)
+    assert "tuning = tune\n" in text and text.startswith("import dasktune as tune\n")
+    result = port("""
+        from ray import train
+        helpers = [train]
+    """)
+    assert constructs(result) == ["train"]
+    assert "dasktune has no module of that name" in result.problems[0].reason
