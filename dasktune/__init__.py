@@ -6,6 +6,8 @@ becomes ``import dasktune as tune``.
 
 from __future__ import annotations
 
+from dasktune._run import TuneError, run
+from dasktune.analysis import ExperimentAnalysis
 from dasktune.callback import Callback
 from dasktune.result import Result, ResultGrid
 from dasktune.search.sample import (
@@ -23,6 +25,7 @@ from dasktune.search.sample import (
     sample_from,
     uniform,
 )
+from dasktune.stopper import Stopper
 from dasktune.trainable import (
     Checkpoint,
     Trainable,
@@ -32,6 +35,7 @@ from dasktune.trainable import (
     with_parameters,
     with_resources,
 )
+from dasktune.tune_config import SyncConfig
 from dasktune.tuner import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
 __version__ = "0.1.0"
@@ -40,12 +44,16 @@ __all__ = [
     "Callback",
     "Checkpoint",
     "CheckpointConfig",
+    "ExperimentAnalysis",
     "FailureConfig",
     "Result",
     "ResultGrid",
     "RunConfig",
+    "Stopper",
+    "SyncConfig",
     "Trainable",
     "TuneConfig",
+    "TuneError",
     "Tuner",
     "choice",
     "get_checkpoint",
@@ -61,6 +69,7 @@ __all__ = [
     "randint",
     "randn",
     "report",
+    "run",
     "sample_from",
     "uniform",
     "with_parameters",

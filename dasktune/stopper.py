@@ -35,6 +35,7 @@ __all__ = [
     "ExperimentPlateauStopper",
     "FunctionStopper",
     "MaximumIterationStopper",
+    "NoopStopper",
     "Stopper",
     "TimeoutStopper",
     "TrialPlateauStopper",
@@ -97,6 +98,22 @@ class Stopper(abc.ABC):
         any of them.  An empty tuple means the stopper never stops a trial.
         """
         return _ALWAYS
+
+
+class NoopStopper(Stopper):
+    """Never stops anything (Ray Tune's placeholder stopper).
+
+    Example:
+        >>> NoopStopper()("t0", {"loss": 0.0}), NoopStopper().stop_all()
+        (False, False)
+    """
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def decision_points(self) -> tuple[DecisionPoints, ...]:
+        """None: it never stops a trial, so no trial waits for it."""
+        return ()
 
 
 class MaximumIterationStopper(Stopper):

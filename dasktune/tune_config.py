@@ -5,11 +5,18 @@ stop, ``CheckpointConfig`` which checkpoints to keep and ``FailureConfig`` what 
 do when a trial fails.  All are plain data checked on creation; the retention
 policy (:meth:`CheckpointConfig.retained`) is a pure function of a trial's
 checkpoints, applied by the storage layer.
+
+Every argument of Ray Tune 2.x's classes of the same names is accepted, so that
+a ported script runs unchanged.  Those that mean nothing on Dask are listed in
+each class's docstring; passing one logs, once per process, that it has no
+effect here.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,10 +27,61 @@ from dasktune._validation import is_finite_number, validate_mode
 if TYPE_CHECKING:
     from dasktune.schedulers.trial_scheduler import TrialScheduler
     from dasktune.search.searcher import Searcher
+    from dasktune.trial import Trial
+
+logger = logging.getLogger(__name__)
+
+#: The arguments already reported as having no effect in this process.
+_NOTED: set[str] = set()
+
+
+def note_no_effect(argument: str, why: str, level: int = logging.INFO) -> None:
+    """Log once per process that ``argument`` (e.g. ``"RunConfig(sync_config)"``) does nothing here."""
+    if argument in _NOTED:
+        return
+    _NOTED.add(argument)
+    logger.log(level, "%s has no effect in dasktune: %s", argument, why)
+
+
+def _check_callable(value: Any, argument: str, example: str) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"The value of `{argument}` is {value!r}, but it must be a function that takes "
+            f"the Trial and returns a string, such as {example}, or None."
+        )
+
+
+def _check_optional_bool(value: Any, argument: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"The value of `{argument}` is {value!r}, but it must be True, False or None.")
 
 @dataclass
 class TuneConfig:
-    """How to search: the metric, how many trials, which searcher and scheduler."""
+    """How to search: the metric, how many trials, which searcher and scheduler.
+
+    Args:
+        metric, mode: The metric to optimise and whether to minimise (``"min"``)
+            or maximise (``"max"``) it; passed on to the searcher and scheduler.
+        num_samples: How many configurations to try (a grid is repeated this
+            many times); -1 for no limit, with ``time_budget_s`` or a stopper.
+        scheduler: A :class:`~dasktune.schedulers.TrialScheduler` (FIFO by default).
+        search_alg: A :class:`~dasktune.search.Searcher` (random and grid search by default).
+        max_concurrent_trials: At most this many trials at once; None or 0 for
+            as many as the cluster fits.
+        time_budget_s: Seconds (or a ``datetime.timedelta``) after which every
+            trial is stopped.
+        seed: Makes the sampled configs reproducible (dasktune's addition).
+        reuse_actors: A hint that trials may share a trainable instance
+            (Ray's actors). Dask's worker processes run trial after trial
+            anyway, so nothing is started per trial.
+        trial_name_creator: ``f(trial) -> str``: the trial's name, as shown in
+            the console and the results.
+        trial_dirname_creator: ``f(trial) -> str``: the name of the trial's
+            directory under the experiment (a name, not a path).
+        chdir_to_trial_dir: Whether a trial runs with its directory as the
+            working directory (None: dasktune's default). Ray 2.8 deprecated
+            this argument for the ``RAY_CHDIR_TO_TRIAL_DIR`` variable.
+    """
 
     metric: str | None = None
     mode: str | None = None
@@ -33,9 +91,19 @@ class TuneConfig:
     max_concurrent_trials: int | None = None
     time_budget_s: float | None = None
     seed: int | None = None
+    reuse_actors: bool | None = None
+    trial_name_creator: Callable[[Trial], str] | None = None
+    trial_dirname_creator: Callable[[Trial], str] | None = None
+    chdir_to_trial_dir: bool | None = None
 
     def __post_init__(self) -> None:
         validate_mode(self.mode, "TuneConfig(mode=...)")
+        _check_optional_bool(self.reuse_actors, "TuneConfig(reuse_actors=...)")
+        _check_optional_bool(self.chdir_to_trial_dir, "TuneConfig(chdir_to_trial_dir=...)")
+        _check_callable(self.trial_name_creator, "TuneConfig(trial_name_creator=...)",
+                        "lambda trial: f'{trial.trial_id}_lr'")
+        _check_callable(self.trial_dirname_creator, "TuneConfig(trial_dirname_creator=...)",
+                        "lambda trial: f'trial_{trial.trial_id}'")
         if not isinstance(self.num_samples, int) or self.num_samples == 0 or self.num_samples < -1:
             raise ValueError(
                 f"TuneConfig(num_samples={self.num_samples!r}): num_samples must be a positive "
@@ -60,15 +128,37 @@ class TuneConfig:
 
 @dataclass
 class CheckpointConfig:
-    """Which checkpoints to keep, and how often class trainables save one."""
+    """Which checkpoints to keep, and how often class trainables save one.
+
+    Args:
+        num_to_keep: Keep at most this many checkpoints per trial (None: all);
+            the newest is always kept as well.
+        checkpoint_score_attribute: Rank checkpoints by this metric of the
+            result they came with (default: keep the newest).
+        checkpoint_score_order: ``"max"`` or ``"min"``: which scores are best.
+        checkpoint_frequency: A class trainable saves a checkpoint every this
+            many iterations (0: never).
+        checkpoint_at_end: A class trainable saves one when it ends.
+
+    Accepted for Ray's sake, with no effect here: ``_checkpoint_keep_all_ranks``
+    and ``_checkpoint_upload_from_workers`` (Ray Train's multi-worker options;
+    a trial here is one process, and workers write checkpoints themselves).
+    """
 
     num_to_keep: int | None = None
     checkpoint_score_attribute: str | None = None
     checkpoint_score_order: str = "max"
     checkpoint_frequency: int = 0
     checkpoint_at_end: bool | None = None
+    _checkpoint_keep_all_ranks: bool | None = None
+    _checkpoint_upload_from_workers: bool | None = None
 
     def __post_init__(self) -> None:
+        for name in ("_checkpoint_keep_all_ranks", "_checkpoint_upload_from_workers"):
+            if getattr(self, name) is not None:
+                note_no_effect(f"CheckpointConfig({name})",
+                               "a trial is a single process that stores its own checkpoints.")
+        _check_optional_bool(self.checkpoint_at_end, "CheckpointConfig(checkpoint_at_end=...)")
         if self.num_to_keep is not None and (not isinstance(self.num_to_keep, int) or self.num_to_keep < 1):
             raise ValueError(
                 f"CheckpointConfig(num_to_keep={self.num_to_keep!r}): keep at least 1 checkpoint, "
@@ -135,12 +225,23 @@ class Retention:
 
 @dataclass
 class FailureConfig:
-    """What to do when a trial raises: retry it, and/or end the experiment."""
+    """What to do when a trial raises: retry it, and/or end the experiment.
+
+    Args:
+        max_failures: Retry a failed trial this many times, from its latest
+            checkpoint (0: never, -1: without limit).
+        fail_fast: True ends the experiment when a trial has failed for good;
+            ``"raise"`` also raises that trial's own exception from ``fit()``.
+            Unlike Ray, it may be combined with ``max_failures``: it applies
+            once the retries are spent.
+    """
 
     max_failures: int = 0
     fail_fast: bool | str = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.fail_fast, str) and self.fail_fast.lower() == "raise":
+            self.fail_fast = "raise"  # Ray accepts any case
         if self.fail_fast not in (True, False, "raise"):
             raise ValueError(
                 f"FailureConfig(fail_fast={self.fail_fast!r}): use True, False or 'raise'."
@@ -153,18 +254,157 @@ class FailureConfig:
             )
 
 
+_NO_SYNC = ("trials write straight to storage_path; on a multi-machine cluster make it a "
+            "filesystem every worker can reach.")
+
+
+@dataclass
+class SyncConfig:
+    """Accepted so that Ray scripts run; dasktune has nothing to synchronise.
+
+    Ray copies trial directories from its nodes to ``storage_path``; dasktune's
+    driver and workers write straight to ``storage_path``, which on a
+    multi-machine cluster must be a filesystem every worker reaches. Every
+    argument of Ray's ``SyncConfig`` is accepted and ignored.
+    """
+
+    upload_dir: str | None = None
+    syncer: Any = None
+    sync_period: float = 300
+    sync_timeout: float = 1800
+    sync_artifacts: bool = False
+    sync_artifacts_on_checkpoint: bool = True
+    sync_on_checkpoint: bool | None = None
+
+    def __post_init__(self) -> None:
+        note_no_effect("SyncConfig", _NO_SYNC)
+
+
 @dataclass
 class RunConfig:
-    """Where results go, when trials stop, and how much is printed."""
+    """Where results go, when trials stop, and how much is printed.
+
+    Args:
+        name: The experiment's directory under ``storage_path`` (default: the
+            trainable's name and the time).
+        storage_path: Where experiments go (default ``~/dasktune_results``, the
+            setting ``dasktune.storage-path``). On a multi-machine cluster, a
+            filesystem every worker can reach.
+        stop: When trials stop: a dict of thresholds, a function
+            ``f(trial_id, result) -> bool``, or a :class:`~dasktune.stopper.Stopper`.
+        checkpoint_config, failure_config: See those classes (None: defaults).
+        callbacks: :class:`~dasktune.Callback` instances, called on the driver.
+        verbose: 0 silent, 1 status lines and a final table (the default, also
+            for None), 2 and 3 also a line per result; False and True are 0 and 1.
+        log_to_file: Write what each trial prints into files in its directory:
+            True for ``stdout`` and ``stderr``, a file name for both streams
+            together, or a ``(stdout_name, stderr_name)`` pair; False writes
+            nothing. See :meth:`log_file_names`.
+        local_dir: Ray's older name for ``storage_path``, used when
+            ``storage_path`` is not given.
+
+    Accepted for Ray's sake, with no effect here (each logs so, once):
+    ``storage_filesystem`` (results go to ``storage_path`` on the local or
+    shared filesystem), ``sync_config`` (nothing to synchronise, see
+    :class:`SyncConfig`), ``progress_reporter`` (dasktune prints its own
+    status lines; ``verbose`` sets how much).
+    """
 
     name: str | None = None
     storage_path: str | None = None
     stop: Mapping[str, Any] | Callable[[str, dict[str, Any]], bool] | Any | None = None
-    checkpoint_config: CheckpointConfig = field(default_factory=CheckpointConfig)
-    failure_config: FailureConfig = field(default_factory=FailureConfig)
+    checkpoint_config: CheckpointConfig | None = field(default_factory=CheckpointConfig)
+    failure_config: FailureConfig | None = field(default_factory=FailureConfig)
     callbacks: list[Any] | None = None
-    verbose: int = 1
+    verbose: int | None = 1
+    log_to_file: bool | str | tuple[str, str] = False
+    storage_filesystem: Any = None
+    sync_config: Any = None
+    progress_reporter: Any = None
+    local_dir: str | None = None
     #: "auto": when the same script runs again (a requeued batch job), continue the
     #: unfinished experiment of the same name (or, without a name, the newest unfinished
     #: one of the same trainable) instead of starting a new one. Default: dasktune.resume.
     resume: str | None = None
+
+    def __post_init__(self) -> None:
+        self.checkpoint_config = _config_object(self.checkpoint_config, CheckpointConfig,
+                                                "checkpoint_config")
+        self.failure_config = _config_object(self.failure_config, FailureConfig, "failure_config")
+        if self.verbose is None:
+            self.verbose = 1
+        if isinstance(self.verbose, bool):  # Ray's examples pass verbose=False
+            self.verbose = int(self.verbose)
+        if not isinstance(self.verbose, int) or not 0 <= self.verbose <= 3:
+            raise ValueError(
+                f"The value of `RunConfig(verbose=...)` is {self.verbose!r}, but it must be 0 "
+                "(silent), 1 (status lines, the default), 2 or 3 (also a line per result)."
+            )
+        if isinstance(self.storage_path, os.PathLike):
+            self.storage_path = os.fspath(self.storage_path)
+        if self.local_dir is not None:
+            local_dir = os.fspath(self.local_dir)
+            if self.storage_path is not None and self.storage_path != local_dir:
+                raise ValueError(
+                    f"RunConfig(storage_path={self.storage_path!r}, local_dir={local_dir!r}): "
+                    "local_dir is Ray's older name for storage_path. Pass storage_path only."
+                )
+            self.storage_path = local_dir
+        self.log_file_names()  # checks log_to_file
+        if self.storage_filesystem is not None:
+            note_no_effect("RunConfig(storage_filesystem)",
+                           "results go to storage_path on a filesystem the driver and workers "
+                           "share (a mounted bucket, NFS...).", logging.WARNING)
+        if self.sync_config is not None:
+            note_no_effect("RunConfig(sync_config)", _NO_SYNC)
+        if self.progress_reporter is not None:
+            note_no_effect("RunConfig(progress_reporter)",
+                           "dasktune prints its own status lines; RunConfig(verbose=0..3) sets "
+                           "how much.")
+
+    def log_file_names(self) -> tuple[str, str] | None:
+        """The files (relative to the trial directory) for a trial's stdout and stderr, if any.
+
+        Example:
+            >>> RunConfig(log_to_file=True).log_file_names()
+            ('stdout', 'stderr')
+            >>> RunConfig(log_to_file="output.log").log_file_names()
+            ('output.log', 'output.log')
+        """
+        value = self.log_to_file
+        if value is False or value is None:
+            return None
+        if value is True:
+            return ("stdout", "stderr")
+        if isinstance(value, (str, os.PathLike)):
+            names: tuple[Any, ...] = (value, value)
+        elif isinstance(value, Sequence) and len(value) == 2:
+            names = tuple(value)
+        else:
+            names = ()
+        if not names or not all(isinstance(n, (str, os.PathLike)) and os.fspath(n) for n in names):
+            raise ValueError(
+                f"The value of `RunConfig(log_to_file=...)` is {value!r}, but it must be True, "
+                "False, a file name for stdout and stderr together, or a (stdout_name, "
+                "stderr_name) pair, such as ('out.txt', 'err.txt')."
+            )
+        stdout, stderr = (os.fspath(n) for n in names)
+        for name in (stdout, stderr):
+            if os.path.isabs(name) or os.path.normpath(name).startswith(os.pardir):
+                raise ValueError(
+                    f"RunConfig(log_to_file={value!r}): {name!r} must be a name inside the trial's "
+                    "directory, not an absolute path or one that leaves it. Pass e.g. 'out.txt'."
+                )
+        return stdout, stderr
+
+
+def _config_object(value: Any, cls: type, argument: str) -> Any:
+    """``value`` if it is a ``cls``, a default ``cls()`` for None, else a clear error."""
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise TypeError(
+            f"The value of `RunConfig({argument}=...)` is {value!r}, but it must be a "
+            f"{cls.__name__}, such as tune.{cls.__name__}(...), or None for the defaults."
+        )
+    return value

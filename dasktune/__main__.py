@@ -1,0 +1,5 @@
+"""``python -m dasktune``: the ``dasktune`` command."""
+
+from dasktune.cli import main
+
+raise SystemExit(main())

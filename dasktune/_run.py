@@ -1,0 +1,292 @@
+"""``tune.run``: Ray Tune's older entry point, mapped onto :class:`~dasktune.Tuner`.
+
+Ray Tune 2.x keeps ``tune.run`` for older scripts and recommends
+``Tuner(...).fit()`` for new code.  dasktune's :func:`run` takes the same
+arguments, builds the Tuner's configuration objects from them, runs
+``Tuner.fit()`` and returns an :class:`~dasktune.analysis.ExperimentAnalysis`.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dasktune.analysis import ExperimentAnalysis
+from dasktune.callback import Callback
+from dasktune.trainable.util import with_resources
+from dasktune.trial import TrialStatus
+from dasktune.tune_config import (
+    CheckpointConfig,
+    FailureConfig,
+    RunConfig,
+    TuneConfig,
+    note_no_effect,
+)
+
+__all__ = ["TuneError", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+class TuneError(Exception):
+    """Trials failed (``tune.run(raise_on_failed_trial=True)``), as Ray Tune's TuneError says.
+
+    ``failed_trials`` are the trials that ended in ERROR; ``analysis`` is the
+    experiment's :class:`ExperimentAnalysis`, for the results of the others.
+    """
+
+    def __init__(self, message: str, failed_trials: Sequence[Any] = (),
+                 analysis: ExperimentAnalysis | None = None) -> None:
+        super().__init__(message)
+        self.failed_trials = list(failed_trials)
+        self.analysis = analysis
+
+
+#: Ray's names of schedulers and searchers (``create_scheduler``, ``create_searcher``)
+#: that dasktune has: module, class.
+_SCHEDULERS = {
+    "fifo": ("dasktune.schedulers", "FIFOScheduler"),
+    "async_hyperband": ("dasktune.schedulers", "AsyncHyperBandScheduler"),
+    "asynchyperband": ("dasktune.schedulers", "AsyncHyperBandScheduler"),
+    "median_stopping_rule": ("dasktune.schedulers", "MedianStoppingRule"),
+    "medianstopping": ("dasktune.schedulers", "MedianStoppingRule"),
+    "hyperband": ("dasktune.schedulers", "HyperBandScheduler"),
+    "pbt": ("dasktune.schedulers", "PopulationBasedTraining"),
+}
+_SEARCHERS = {
+    "variant_generator": ("dasktune.search", "BasicVariantGenerator"),
+    "random": ("dasktune.search", "BasicVariantGenerator"),
+    "hyperopt": ("dasktune.search.hyperopt", "HyperOptSearch"),
+    "optuna": ("dasktune.search.optuna", "OptunaSearch"),
+}
+
+
+def _by_name(value: Any, table: Mapping[str, tuple[str, str]], argument: str) -> Any:
+    """A scheduler or searcher given by Ray's name, made with its defaults."""
+    if not isinstance(value, str):
+        return value
+    if value not in table:
+        raise ValueError(
+            f"The value of `tune.run({argument}=...)` is {value!r}, which dasktune does not "
+            f"have. Pass one of {', '.join(sorted(table))}, or an instance."
+        )
+    import importlib
+
+    module, name = table[value]
+    return getattr(importlib.import_module(module), name)()
+
+
+def _checkpoint_config(config: CheckpointConfig | None, keep_checkpoints_num: int | None,
+                       checkpoint_score_attr: str | None, checkpoint_freq: int,
+                       checkpoint_at_end: bool) -> CheckpointConfig:
+    """``checkpoint_config`` with Ray's older checkpoint arguments applied over it."""
+    config = copy.copy(config) if config is not None else CheckpointConfig()
+    if not isinstance(config, CheckpointConfig):
+        raise TypeError(
+            f"The value of `tune.run(checkpoint_config=...)` is {config!r}, but it must be a "
+            "tune.CheckpointConfig(...) or None."
+        )
+    if keep_checkpoints_num is not None:
+        config.num_to_keep = keep_checkpoints_num
+    if checkpoint_score_attr is not None:
+        # Ray's older spelling: "min-loss" keeps the lowest loss.
+        descending = checkpoint_score_attr.startswith("min-")
+        config.checkpoint_score_attribute = checkpoint_score_attr[4:] if descending \
+            else checkpoint_score_attr
+        config.checkpoint_score_order = "min" if descending else "max"
+    if checkpoint_freq:
+        config.checkpoint_frequency = checkpoint_freq
+    if checkpoint_at_end:
+        config.checkpoint_at_end = True
+    config.__post_init__()  # the same checks as CheckpointConfig(...) itself
+    return config
+
+
+def _check_trainable(run_or_experiment: Any) -> None:
+    if isinstance(run_or_experiment, str):
+        raise TypeError(
+            f"tune.run({run_or_experiment!r}): dasktune has no registry of trainables by name "
+            "(tune.register_trainable). Pass the function or Trainable class itself."
+        )
+    if isinstance(run_or_experiment, (list, tuple)) or not callable(run_or_experiment):
+        raise TypeError(
+            f"tune.run(run_or_experiment={run_or_experiment!r}): pass one trainable, a function "
+            "that calls tune.report or a tune.Trainable subclass (several experiments at once, "
+            "or tune.Experiment objects, are not supported)."
+        )
+
+
+def _check_resume(resume: Any, resume_config: Any, path: str | None) -> None:
+    """Start afresh where Ray would; refuse where it would resume, which dasktune cannot yet."""
+    if resume in (None, False) and resume_config is None:
+        return
+    text = str(resume).upper()
+    if text.startswith(("AUTO", "PROMPT")) and not (path and os.path.isdir(path)
+                                                    and os.listdir(path)):
+        return  # "AUTO": resume if there is something to resume, else start afresh
+    raise ValueError(
+        f"tune.run(resume={resume!r}{', resume_config=...' if resume_config else ''}): dasktune "
+        "cannot resume an experiment yet. Remove the argument to start afresh (under a new "
+        "name), or keep results apart with tune.run(..., name='another_name')."
+    )
+
+
+def run(
+    run_or_experiment: Callable[..., Any] | type,
+    *,
+    name: str | None = None,
+    metric: str | None = None,
+    mode: str | None = None,
+    stop: Any = None,
+    time_budget_s: float | datetime.timedelta | None = None,
+    config: dict[str, Any] | None = None,
+    resources_per_trial: Mapping[str, float] | None = None,
+    num_samples: int = 1,
+    storage_path: str | os.PathLike[str] | None = None,
+    storage_filesystem: Any = None,
+    search_alg: Any = None,
+    scheduler: Any = None,
+    checkpoint_config: CheckpointConfig | None = None,
+    verbose: int | None = None,
+    progress_reporter: Any = None,
+    log_to_file: bool | str | tuple[str, str] = False,
+    trial_name_creator: Callable[[Any], str] | None = None,
+    trial_dirname_creator: Callable[[Any], str] | None = None,
+    sync_config: Any = None,
+    export_formats: Sequence[str] | None = None,
+    max_failures: int = 0,
+    fail_fast: bool | str = False,
+    restore: str | None = None,
+    resume: bool | str | None = None,
+    resume_config: Any = None,
+    reuse_actors: bool | None = None,
+    raise_on_failed_trial: bool = True,
+    callbacks: Sequence[Callback] | None = None,
+    max_concurrent_trials: int | None = None,
+    keep_checkpoints_num: int | None = None,
+    checkpoint_score_attr: str | None = None,
+    checkpoint_freq: int = 0,
+    checkpoint_at_end: bool = False,
+    chdir_to_trial_dir: bool | None = None,
+    local_dir: str | os.PathLike[str] | None = None,
+    server_port: int | None = None,
+    trial_executor: Any = None,
+    client: Any = None,
+) -> ExperimentAnalysis:
+    """Run an experiment the way Ray Tune's ``tune.run`` does; return its analysis.
+
+    Ray Tune 2.x keeps ``tune.run`` for older scripts and recommends
+    ``tune.Tuner(trainable, param_space=..., tune_config=..., run_config=...).fit()``
+    for new code. dasktune does the same: this function builds a
+    :class:`~dasktune.Tuner` from its arguments and prints nothing about it.
+
+    The arguments are Ray Tune's; where they go:
+
+    * ``config`` is the Tuner's ``param_space``; ``resources_per_trial`` (a dict
+      such as ``{"cpu": 1, "gpu": 1}``) is :func:`~dasktune.with_resources`.
+    * ``metric, mode, num_samples, search_alg, scheduler, time_budget_s,
+      max_concurrent_trials, reuse_actors, trial_name_creator,
+      trial_dirname_creator, chdir_to_trial_dir`` go to :class:`~dasktune.TuneConfig`.
+      ``search_alg`` and ``scheduler`` may also be Ray's names: ``"random"``,
+      ``"hyperopt"``, ``"optuna"``; ``"fifo"``, ``"async_hyperband"``,
+      ``"hyperband"``, ``"median_stopping_rule"``, ``"pbt"``.
+    * ``name, storage_path`` (or Ray's older ``local_dir``), ``stop, verbose,
+      callbacks, log_to_file`` and the ignored ``storage_filesystem, sync_config,
+      progress_reporter`` go to :class:`~dasktune.RunConfig`.
+    * ``checkpoint_config`` with Ray's older ``keep_checkpoints_num``,
+      ``checkpoint_score_attr`` (``"min-loss"`` keeps the lowest loss),
+      ``checkpoint_freq`` and ``checkpoint_at_end`` applied over it.
+    * ``max_failures, fail_fast`` go to :class:`~dasktune.FailureConfig`.
+    * ``raise_on_failed_trial`` (True by default, as in Ray): when trials end in
+      ERROR, raise :class:`TuneError` naming them, after the others finished.
+    * ``resume``: None or False start afresh; ``"AUTO"`` starts afresh when there
+      is nothing to resume. Resuming itself, and ``restore`` (starting from a
+      checkpoint), are not supported yet and raise a ValueError.
+    * Accepted, with no effect (logged once): ``export_formats``, ``server_port``,
+      ``trial_executor``.
+    * ``client``: dasktune's addition, the ``distributed.Client`` to run on (as
+      ``Tuner(client=...)``).
+    """
+    from dasktune.tuner import Tuner
+
+    _check_trainable(run_or_experiment)
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(
+            f"The value of `tune.run(config=...)` is {config!r}, but it must be a dict, the "
+            "search space, such as {'lr': tune.loguniform(1e-4, 1e-1)}."
+        )
+    if restore is not None:
+        raise ValueError(
+            f"tune.run(restore={restore!r}): dasktune cannot start a trial from a checkpoint "
+            "path yet. Load the checkpoint in your trainable instead (a path in config)."
+        )
+    for argument, value in (("export_formats", export_formats), ("server_port", server_port),
+                            ("trial_executor", trial_executor)):
+        if value:
+            note_no_effect(f"tune.run({argument})", "dasktune has no such facility.",
+                           logging.WARNING)
+    trainable = run_or_experiment
+    if resources_per_trial is not None:
+        if not isinstance(resources_per_trial, Mapping):
+            raise TypeError(
+                f"The value of `tune.run(resources_per_trial=...)` is {resources_per_trial!r}, "
+                "but dasktune takes a dict such as {'cpu': 1, 'gpu': 1} (placement groups do "
+                "not exist on Dask: each trial runs in one worker process)."
+            )
+        trainable = with_resources(trainable, resources_per_trial)
+
+    tune_config = TuneConfig(
+        metric=metric, mode=mode, num_samples=num_samples,
+        search_alg=_by_name(search_alg, _SEARCHERS, "search_alg"),
+        scheduler=_by_name(scheduler, _SCHEDULERS, "scheduler"),
+        max_concurrent_trials=max_concurrent_trials, time_budget_s=time_budget_s,
+        reuse_actors=reuse_actors, trial_name_creator=trial_name_creator,
+        trial_dirname_creator=trial_dirname_creator, chdir_to_trial_dir=chdir_to_trial_dir,
+    )
+    run_config = RunConfig(
+        name=name, storage_path=storage_path, local_dir=local_dir, stop=stop,
+        checkpoint_config=_checkpoint_config(checkpoint_config, keep_checkpoints_num,
+                                             checkpoint_score_attr, checkpoint_freq,
+                                             checkpoint_at_end),
+        failure_config=FailureConfig(max_failures=max_failures, fail_fast=fail_fast),
+        callbacks=list(callbacks) if callbacks is not None else None, verbose=verbose,
+        log_to_file=log_to_file, storage_filesystem=storage_filesystem,
+        sync_config=sync_config, progress_reporter=progress_reporter,
+    )
+    _check_resume(resume, resume_config, _named_path(run_config))
+    tuner = Tuner(trainable, param_space=dict(config or {}), tune_config=tune_config,
+                  run_config=run_config, client=client)
+    grid = tuner.fit()
+    # Without metric and mode here, the analysis takes the experiment's (a scheduler's, say).
+    analysis = ExperimentAnalysis(grid.experiment_path, default_metric=metric,
+                                  default_mode=mode, _result_grid=grid)
+    failed = [t for t in analysis.trials if t.status == TrialStatus.ERROR]
+    if failed and raise_on_failed_trial:
+        lines = [f"  {t.trial_name} ({t.trial_id}): {_error_line(t.error_msg)}" for t in failed]
+        raise TuneError(
+            f"Trials did not complete: {len(failed)} of {len(analysis.trials)} failed. Their "
+            f"errors are in error.txt in each trial's directory under {analysis.experiment_path}; "
+            "pass raise_on_failed_trial=False to get the analysis instead.\n" + "\n".join(lines),
+            failed, analysis,
+        )
+    return analysis
+
+
+def _named_path(run_config: RunConfig) -> str | None:
+    """The experiment's directory when it is named (where "AUTO" would look to resume)."""
+    if not run_config.name:
+        return None
+    from dasktune import config
+
+    root = run_config.storage_path or config.get("storage-path")
+    return os.path.join(os.path.abspath(os.path.expanduser(root)), run_config.name)
+
+
+def _error_line(text: str | None) -> str:
+    """The last non-empty line of a traceback: the exception and its message."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"

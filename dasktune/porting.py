@@ -1,0 +1,870 @@
+"""Port a Ray Tune script to dasktune: rewrite its imports and Ray calls, keep the rest.
+
+Pure: source text in, :class:`PortResult` out (the ported text, what could
+not be ported and why, notes); the ``dasktune port`` command
+(:mod:`dasktune.cli`) reads and writes the files.  The script is read with
+:mod:`ast`, and only the spans that change are edited in the text, so the
+user's formatting and comments survive on every other line.
+
+What it rewrites:
+
+* imports of ``ray.tune`` and its modules (schedulers, search, hyperopt,
+  optuna, stopper, logger...), ``ray.train`` and ``ray.air`` (``report``,
+  ``Checkpoint``, ``get_checkpoint``, the configs, ``session``), and uses of
+  them through ``import ray`` (``ray.tune.Tuner``, ``ray.train.report``);
+* ``session.get_trial_id()`` and friends to ``tune.get_context().get_trial_id()``,
+  the older ``tune.report(loss=...)`` to ``tune.report({"loss": ...})``, the
+  constants of ``ray.tune.result`` to their strings;
+* ``ray.init(...)``: removed (dasktune starts a local Dask cluster, or uses
+  the default ``distributed.Client``), or ``distributed.Client(address)``
+  when it had an address; ``ray.shutdown()``: removed;
+* ``ray.tune.examples.<module>`` helpers: imported from ``<module>`` beside the
+  script (port that example too);
+* ``from torchvision import datasets``, where only its MNIST is used:
+  ``from dasktune import datasets`` (the same MNIST, with an offline fallback).
+
+What it cannot port is listed as a :class:`Problem` and left as it was: Ray's
+tasks and actors (``ray.remote``, ``ray.get``), Ray Datasets, placement groups,
+Ray Train's trainers (``TorchTrainer``), searchers and integrations dasktune
+does not have.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+__all__ = ["PortResult", "Problem", "port_source"]
+
+COMMENT = "# dasktune port:"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A construct that could not be ported: where, what, and why (with the way out)."""
+
+    line: int
+    construct: str
+    reason: str
+
+
+@dataclass
+class PortResult:
+    """The outcome of :func:`port_source`."""
+
+    original: str
+    ported: str
+    problems: list[Problem] = field(default_factory=list)
+    #: Changes the user should know of, ``(line, text)``; they need no action to run.
+    notes: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.ported != self.original
+
+    def diff(self, path: str = "script.py", ported_path: str | None = None) -> str:
+        """A unified diff from the original to the ported text."""
+        return "".join(difflib.unified_diff(
+            self.original.splitlines(keepends=True), self.ported.splitlines(keepends=True),
+            fromfile=path, tofile=ported_path or f"{path} (ported to dasktune)"))
+
+
+# -- where Ray's names are in dasktune -----------------------------------------------------
+
+@dataclass(frozen=True)
+class _Module:
+    """A Ray module; ``target`` is the dasktune module its names go to."""
+
+    target: str
+    #: Whether an alias of it becomes an alias of ``target`` (the names keep their spelling);
+    #: otherwise each use is rewritten (``train.report`` -> ``tune.report``).
+    aliased: bool = False
+
+
+@dataclass(frozen=True)
+class _Name:
+    """A Ray name that dasktune has: ``module.expression``, e.g. ``dasktune``, ``report``."""
+
+    module: str
+    expression: str
+
+
+@dataclass(frozen=True)
+class _Literal:
+    """A constant of Ray's: its string value, and why it may not do here what it does in Ray."""
+
+    value: str
+    caveat: str = ""
+
+
+@dataclass(frozen=True)
+class _Sibling:
+    """A helper module of Ray's examples, expected beside the ported script."""
+
+    module: str
+
+
+@dataclass(frozen=True)
+class _Unportable:
+    reason: str
+
+
+_Target = _Module | _Name | _Literal | _Sibling | _Unportable
+
+_MODULES: dict[str, _Module] = {
+    "ray.tune": _Module("dasktune", aliased=True),
+    "ray.tune.schedulers": _Module("dasktune.schedulers", aliased=True),
+    "ray.tune.search": _Module("dasktune.search", aliased=True),
+    "ray.tune.search.hyperopt": _Module("dasktune.search.hyperopt", aliased=True),
+    "ray.tune.search.optuna": _Module("dasktune.search.optuna", aliased=True),
+    "ray.tune.stopper": _Module("dasktune.stopper", aliased=True),
+    "ray.tune.logger": _Module("dasktune.logger", aliased=True),
+    **{f"ray.tune.schedulers.{m}": _Module("dasktune.schedulers") for m in (
+        "async_hyperband", "hyperband", "median_stopping_rule", "pbt", "trial_scheduler")},
+    **{f"ray.tune.search.{m}": _Module("dasktune.search") for m in (
+        "basic_variant", "concurrency_limiter", "searcher", "sample", "variant_generator")},
+    "ray.tune.callback": _Module("dasktune"),
+    "ray.tune.error": _Module("dasktune"),
+    "ray.tune.analysis": _Module("dasktune"),
+    "ray.tune.result_grid": _Module("dasktune"),
+    "ray.tune.trainable": _Module("dasktune"),
+    "ray.tune.experiment": _Module("dasktune.trial"),
+    "ray.tune.result": _Module("dasktune"),
+    "ray.train": _Module("dasktune"),
+    "ray.air": _Module("dasktune"),
+    "ray.air.config": _Module("dasktune"),
+    "ray.air.result": _Module("dasktune"),
+    "ray.air.session": _Module("dasktune"),
+    "ray": _Module("dasktune"),
+}
+
+#: What each dasktune module offers under Ray's names (tests check these against the modules).
+AVAILABLE: dict[str, frozenset[str]] = {
+    "dasktune": frozenset({
+        "Callback", "Checkpoint", "CheckpointConfig", "ExperimentAnalysis", "FailureConfig",
+        "Result", "ResultGrid", "RunConfig", "Stopper", "SyncConfig", "Trainable",
+        "TuneConfig", "TuneError", "Tuner", "choice", "get_checkpoint", "get_context",
+        "grid_search", "lograndint", "loguniform", "qlograndint", "qloguniform", "qrandint",
+        "qrandn", "quniform", "randint", "randn", "report", "run", "sample_from", "uniform",
+        "with_parameters", "with_resources",
+    }),
+    "dasktune.schedulers": frozenset({
+        "ASHAScheduler", "AsyncHyperBandScheduler", "FIFOScheduler", "HyperBandScheduler",
+        "MedianStoppingRule", "PopulationBasedTraining", "PopulationBasedTrainingReplay",
+        "TrialScheduler",
+    }),
+    "dasktune.search": frozenset({
+        "BasicVariantGenerator", "ConcurrencyLimiter", "Searcher", "choice", "grid_search",
+        "lograndint", "loguniform", "qlograndint", "qloguniform", "qrandint", "qrandn",
+        "quniform", "randint", "randn", "sample_from", "uniform", "Categorical", "Domain",
+        "Float", "Function", "Integer",
+    }),
+    "dasktune.search.hyperopt": frozenset({"HyperOptSearch"}),
+    "dasktune.search.optuna": frozenset({"OptunaSearch"}),
+    "dasktune.stopper": frozenset({
+        "Stopper", "CombinedStopper", "ExperimentPlateauStopper", "FunctionStopper",
+        "MaximumIterationStopper", "NoopStopper", "TimeoutStopper", "TrialPlateauStopper",
+    }),
+    "dasktune.logger": frozenset({
+        "LoggerCallback", "CSVLoggerCallback", "JsonLoggerCallback", "TBXLoggerCallback",
+        "pretty_print",
+    }),
+    "dasktune.trial": frozenset({"Trial"}),
+}
+
+_ACTORS = ("Ray tasks and actors have no dasktune counterpart: on Dask, run functions with "
+           "distributed.Client.submit, or do the work inside the trainable.")
+_RUNTIME = "a query of the Ray runtime; dasktune runs on Dask (see distributed.Client)."
+_TRAINERS = ("Ray Train's distributed trainers run a training loop on several workers; "
+             "dasktune tunes a function that trains in one worker process: call your training "
+             "loop from a function trainable.")
+_CONTEXT = {f"get_{what}": f"get_context().get_{what}" for what in (
+    "trial_id", "trial_name", "trial_dir", "trial_resources", "experiment_name")}
+_RESULT_KEYS = {
+    "DONE": "done", "HOSTNAME": "hostname", "TRIAL_ID": "trial_id", "PID": "pid",
+    "TIME_TOTAL_S": "time_total_s", "TIME_THIS_ITER_S": "time_this_iter_s",
+    "TIMESTAMP": "timestamp", "TRAINING_ITERATION": "training_iteration",
+    "MEAN_LOSS": "mean_loss", "MEAN_ACCURACY": "mean_accuracy",
+    "EPISODE_REWARD_MEAN": "episode_reward_mean", "TIMESTEPS_TOTAL": "timesteps_total",
+    "EPISODES_TOTAL": "episodes_total", "TIMESTEPS_THIS_ITER": "timesteps_this_iter",
+    "EPISODES_THIS_ITER": "episodes_this_iter",
+}
+
+#: Names that need more than the module's mapping, by their full Ray path.
+_SPECIAL: dict[str, _Target] = {
+    **{f"ray.air.session.{name}": _Name("dasktune", expr) for name, expr in _CONTEXT.items()},
+    **{f"ray.tune.{name}": _Name("dasktune", expr) for name, expr in _CONTEXT.items()},
+    **{f"ray.tune.result.{name}": _Literal(value) for name, value in _RESULT_KEYS.items()},
+    "ray.tune.result.SHOULD_CHECKPOINT": _Literal("should_checkpoint", (
+        "replaced by its string, but a result with it does not make the trial checkpoint in "
+        "dasktune: report a checkpoint with tune.report(..., checkpoint=...), or use "
+        "CheckpointConfig(checkpoint_frequency=...).")),
+    **{f"ray.{m}.get_world_{w}": _Unportable(_TRAINERS) for m in ("air.session", "train")
+       for w in ("size", "rank")},
+    "ray.air.session.get_local_rank": _Unportable(_TRAINERS),
+    "ray.air.session.get_dataset_shard": _Unportable(_TRAINERS),
+    "ray.train.get_dataset_shard": _Unportable(_TRAINERS),
+    "ray.train.ScalingConfig": _Unportable(_TRAINERS),
+    "ray.air.ScalingConfig": _Unportable(_TRAINERS),
+    "ray.air.config.ScalingConfig": _Unportable(_TRAINERS),
+    "ray.train.DataConfig": _Unportable(_TRAINERS),
+    **{path: _Unportable(
+        "placement groups are Ray's; on Dask a trial runs in one worker process: ask for "
+        "resources with tune.with_resources(train, {'cpu': 1, 'gpu': 1}).") for path in (
+        "ray.tune.PlacementGroupFactory", "ray.tune.execution.placement_groups",
+        "ray.util.placement_group")},
+    "ray.tune.execution": _Unportable("Ray Tune's execution internals have no dasktune "
+                                      "counterpart (dasktune.execution is not a public API)."),
+    "ray.rllib": _Unportable("RLlib's algorithms run on Ray; dasktune tunes functions and "
+                             "tune.Trainable classes."),
+    "ray.tune.register_trainable": _Unportable(
+        "dasktune has no registry of trainables: pass the function or class itself."),
+    "ray.tune.register_env": _Unportable("dasktune has no registry of environments."),
+    "ray.tune.run_experiments": _Unportable("use tune.run or tune.Tuner, one experiment each."),
+    "ray.tune.Experiment": _Unportable("use tune.run or tune.Tuner, one experiment each."),
+    **{f"ray.tune.{r}": _Unportable(
+        "dasktune prints its own progress (RunConfig(verbose=0..3) sets how much): "
+        "remove the reporter.") for r in ("CLIReporter", "JupyterNotebookReporter",
+                                          "ProgressReporter")},
+    "ray.tune.ResumeConfig": _Unportable("dasktune cannot resume an experiment yet."),
+    "ray.tune.create_scheduler": _Unportable("make the scheduler from dasktune.schedulers."),
+    "ray.tune.create_searcher": _Unportable("make the searcher from dasktune.search."),
+    "ray.tune.checkpoint_dir": _Unportable(
+        "Ray 1's checkpoint_dir is gone: save into a temporary directory and report "
+        "tune.Checkpoint.from_directory(path) with tune.report."),
+    "ray.tune.schedulers.pb2": _Unportable(
+        "PB2 is not in dasktune; PopulationBasedTraining is (dasktune.schedulers)."),
+    "ray.tune.schedulers.PB2": _Unportable(
+        "PB2 is not in dasktune; PopulationBasedTraining is (dasktune.schedulers)."),
+    "ray.tune.schedulers.hb_bohb": _Unportable("BOHB is not in dasktune."),
+    "ray.tune.schedulers.HyperBandForBOHB": _Unportable("BOHB is not in dasktune."),
+    "ray.tune.schedulers.ResourceChangingScheduler": _Unportable(
+        "dasktune cannot change a running trial's resources."),
+    "ray.tune.utils": _Unportable("ray.tune.utils is Ray's internal toolbox; copy what you "
+                                  "use (e.g. a mock trainable) into your script."),
+    "ray.tune.integration": _Unportable(
+        "Ray's framework callbacks report through Ray's session: call tune.report from a "
+        "callback of your own (Keras, Lightning, XGBoost, LightGBM all take callbacks)."),
+    "ray.air.integrations": _Unportable(
+        "Ray's MLflow/W&B/Comet integrations are not in dasktune: log from the trainable, or "
+        "write a tune.Callback."),
+    "ray.train.torch": _Unportable(_TRAINERS),
+    "ray.train.tensorflow": _Unportable(_TRAINERS),
+    "ray.train.lightning": _Unportable(_TRAINERS),
+    "ray.train.huggingface": _Unportable(_TRAINERS),
+    "ray.train.xgboost": _Unportable(_TRAINERS),
+    "ray.train.lightgbm": _Unportable(_TRAINERS),
+    "ray.data": _Unportable(
+        "Ray Datasets have no dasktune counterpart: load the data in the trainable, or pass "
+        "it once with tune.with_parameters(train, data=data) (a dask.dataframe works too)."),
+    "ray.util": _Unportable("ray.util is part of Ray's runtime; " + _RUNTIME),
+    **{f"ray.{name}": _Unportable(_ACTORS) for name in (
+        "remote", "get", "put", "wait", "kill", "get_actor", "method", "actor", "cancel",
+        "ObjectRef")},
+    **{f"ray.{name}": _Unportable(_RUNTIME) for name in (
+        "is_initialized", "cluster_resources", "available_resources", "nodes",
+        "get_runtime_context", "timeline")},
+}
+#: Methods of Ray's classes that dasktune's namesakes lack.
+_MISSING_METHODS = {
+    ("Checkpoint", "from_dict"): "dasktune's Checkpoint is a directory: write files into a "
+    "temporary directory and use Checkpoint.from_directory(path).",
+    ("Checkpoint", "to_dict"): "dasktune's Checkpoint is a directory: read its files "
+    "(with checkpoint.as_directory() as path: ...).",
+    ("Tuner", "restore"): "dasktune cannot restore an experiment yet.",
+    ("Tuner", "can_restore"): "dasktune cannot restore an experiment yet.",
+}
+_SEARCH_LIBRARIES = ("dasktune has HyperOptSearch and OptunaSearch (dasktune.search.hyperopt, "
+                     "dasktune.search.optuna); this searcher is not supported.")
+
+
+def _resolve(path: str) -> tuple[_Target, str]:
+    """What a dotted Ray path is in dasktune, and the part of the path that was resolved.
+
+    Example:
+        >>> _resolve("ray.tune.schedulers.ASHAScheduler")
+        (_Name(module='dasktune.schedulers', expression='ASHAScheduler'), 'ray.tune.schedulers.ASHAScheduler')
+    """
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in _SPECIAL:
+            return _SPECIAL[prefix], prefix
+        if prefix.startswith("ray.tune.examples.") and end == 4:
+            return _Sibling(parts[3]), prefix
+        if prefix in _MODULES:
+            module = _MODULES[prefix]
+            if end == len(parts):
+                return module, prefix
+            name = parts[end]
+            full = f"{prefix}.{name}"
+            if name in AVAILABLE.get(module.target, ()):
+                return _Name(module.target, name), full
+            if full in _MODULES:  # a submodule such as ray.tune.schedulers
+                return _MODULES[full], full
+            if prefix == "ray.tune.search" and name not in AVAILABLE["dasktune.search"]:
+                return _Unportable(_SEARCH_LIBRARIES), full
+            return _Unportable(f"dasktune has no {full}."), full
+    return _Unportable(f"dasktune has no {path}."), path
+
+
+# -- reading the script --------------------------------------------------------------------
+
+def _comment(text: str) -> list[str]:
+    """``text`` as comment lines of the ported script."""
+    return textwrap.wrap(text, 88, initial_indent=f"{COMMENT} ", subsequent_indent="#   ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def _dotted(node: ast.expr) -> list[str] | None:
+    """``a.b.c`` as ``["a", "b", "c"]``; None for anything but names and attributes."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
+
+
+def _parents(tree: ast.AST) -> dict[int, list[ast.stmt]]:
+    """For each statement (by id), the statement list that holds it."""
+    holders: dict[int, list[ast.stmt]] = {}
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list):
+                for statement in block:
+                    if isinstance(statement, ast.stmt):
+                        holders[id(statement)] = block
+    return holders
+
+
+class _Text:
+    """The script's text, addressed by AST positions, and the edits to make to it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines = source.splitlines(keepends=True)
+        self._starts = [0]
+        for line in self.lines:
+            self._starts.append(self._starts[-1] + len(line))
+        self.edits: list[tuple[int, int, str]] = []
+
+    def offset(self, line: int, col_bytes: int) -> int:
+        """The character offset of an AST position (columns are UTF-8 bytes)."""
+        text = self.lines[line - 1] if line - 1 < len(self.lines) else ""
+        return self._starts[line - 1] + len(text.encode()[:col_bytes].decode(errors="replace"))
+
+    def span(self, node: ast.AST) -> tuple[int, int]:
+        return (self.offset(node.lineno, node.col_offset),  # type: ignore[attr-defined]
+                self.offset(node.end_lineno, node.end_col_offset))  # type: ignore[attr-defined]
+
+    def segment(self, node: ast.AST) -> str:
+        start, end = self.span(node)
+        return self.source[start:end]
+
+    def indent(self, node: ast.stmt) -> str:
+        line = self.lines[node.lineno - 1]
+        return line[:len(line) - len(line.lstrip())]
+
+    def replace(self, start: int, end: int, text: str) -> None:
+        self.edits.append((start, end, text))
+
+    def whole_lines(self, node: ast.stmt) -> tuple[int, int] | None:
+        """The span of the lines ``node`` fills alone (comments after it included), if so."""
+        start, end = self.span(node)
+        line_start = self._starts[node.lineno - 1]
+        line_end = self._starts[node.end_lineno]  # type: ignore[attr-defined]
+        before = self.source[line_start:start]
+        after = self.source[end:line_end]
+        if before.strip() or (after.strip() and not after.strip().startswith("#")):
+            return None
+        return line_start, line_end
+
+    def result(self) -> str:
+        text = self.source
+        for start, end, new in sorted(self.edits, key=lambda e: (e[0], e[1]), reverse=True):
+            text = text[:start] + new + text[end:]
+        return text
+
+
+@dataclass
+class _Binding:
+    """A name the script binds to something of Ray's."""
+
+    ray_path: str
+    statement: ast.stmt
+    module_level: bool
+
+
+class _Porter:
+    def __init__(self, source: str) -> None:
+        self.tree = ast.parse(source)
+        self.text = _Text(source)
+        self.problems: list[Problem] = []
+        self.notes: list[tuple[int, str]] = []
+        self.holders = _parents(self.tree)
+        self.bindings: dict[str, _Binding] = {}
+        self.ray_imports: list[ast.Import | ast.ImportFrom] = []
+        self.used_names = {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)} | {
+            n.name for n in ast.walk(self.tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        self.handle = ""  # the name dasktune is imported as, once decided
+        self.handle_imported = False
+        self.new_imports: dict[str, None] = {}  # import statements the rewritten code needs
+        self.removed: dict[int, list[ast.stmt]] = {}  # id(block) -> its statements removed
+        self.kept_ray_uses: dict[str, int] = {}  # binding name -> unportable uses left
+
+    # -- the steps ------------------------------------------------------------
+    def run(self) -> PortResult:
+        self._collect_imports()
+        if not self.ray_imports:
+            return PortResult(self.text.source, self.text.source)
+        self._choose_handle()
+        self._rewrite_uses()
+        self._rewrite_imports()
+        self._fill_emptied_blocks()
+        self._offline_datasets()
+        self.problems.sort(key=lambda p: p.line)
+        self.notes.sort()
+        return PortResult(self.text.source, self.text.result(), self.problems, self.notes)
+
+    def _collect_imports(self) -> None:
+        module_level = set(map(id, self.tree.body))
+        for node in ast.walk(self.tree):
+            top = id(node) in module_level
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name == "ray" or alias.name.startswith("ray."):
+                        self.ray_imports.append(node)
+                        if alias.asname:
+                            self.bindings[alias.asname] = _Binding(alias.name, node, top)
+                        else:
+                            self.bindings["ray"] = _Binding("ray", node, top)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+                    node.module == "ray" or node.module.startswith("ray.")):
+                self.ray_imports.append(node)
+                for alias in node.names:
+                    self.bindings[alias.asname or alias.name] = _Binding(
+                        f"{node.module}.{alias.name}", node, top)
+        self.ray_imports = list(dict.fromkeys(self.ray_imports))
+
+    def _choose_handle(self) -> None:
+        """Use the script's own alias of ray.tune where it has one at module level."""
+        for name, binding in self.bindings.items():
+            if binding.ray_path == "ray.tune" and binding.module_level:
+                self.handle, self.handle_imported = name, True
+                return
+        taken = self.used_names - {n for n, b in self.bindings.items()}
+        self.handle = "tune" if "tune" not in taken and "tune" not in self.bindings else "dasktune"
+
+    def _need_handle(self) -> str:
+        if not self.handle_imported:
+            statement = ("import dasktune" if self.handle == "dasktune"
+                         else f"import dasktune as {self.handle}")
+            self.new_imports.setdefault(statement)
+        return self.handle
+
+    def _aliased(self, name: str) -> bool:
+        """Whether the binding ``name`` stays a module alias (``import dasktune as tune``)."""
+        module = _MODULES.get(self.bindings[name].ray_path)
+        return module is not None and module.aliased
+
+    # -- uses -------------------------------------------------------------------
+    def _rewrite_uses(self) -> None:
+        consumed: set[int] = set()
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+                self._special_statement(node, consumed)
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call) and id(node.func) not in consumed:
+                self._old_report(node)
+            if not isinstance(node, (ast.Attribute, ast.Name)) or id(node) in consumed:
+                continue
+            parts = _dotted(node)
+            if parts is None or parts[0] not in self.bindings:
+                continue
+            for child in ast.walk(node):
+                consumed.add(id(child))
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                continue
+            self._rewrite_chain(node, parts)
+
+    def _chain_target(self, parts: list[str]) -> tuple[_Target, int]:
+        """The target of a chain of names, and how many of its parts it covers."""
+        binding = self.bindings[parts[0]]
+        path = ".".join([binding.ray_path, *parts[1:]])
+        target, resolved = _resolve(path)
+        covered = len(resolved.split(".")) - len(binding.ray_path.split(".")) + 1
+        return target, max(1, covered)
+
+    def _rewrite_chain(self, node: ast.expr, parts: list[str]) -> None:
+        target, covered = self._chain_target(parts)
+        line = node.lineno
+        shown = ".".join(parts[:covered])
+        trailing = parts[covered:]
+        if isinstance(target, _Name) and trailing[:1] and (target.expression, trailing[0]) in (
+                _MISSING_METHODS):
+            self._problem(line, f"{shown}.{trailing[0]}",
+                          _MISSING_METHODS[target.expression, trailing[0]])
+        if covered == 1 and not isinstance(target, _Module):
+            return  # a name imported on its own: its import statement is ported or reported
+        if isinstance(target, _Unportable):
+            self._problem(line, shown, target.reason, parts[0])
+            return
+        if isinstance(target, _Sibling):
+            self.new_imports.setdefault(f"import {target.module}")
+            self._sibling_note(line, shown, target.module)
+        if isinstance(target, _Literal) and target.caveat:
+            self._problem(line, shown, target.caveat)
+        if isinstance(target, _Module) and not target.aliased and not self._aliased(parts[0]):
+            self._problem(line, shown, f"{shown} is used as an object, and dasktune has no "
+                          "module of that name: use the names in it instead "
+                          f"({self.handle}.report, {self.handle}.RunConfig...).", parts[0])
+            return
+        new = self._expression(parts[0], target)
+        if new is None:
+            return
+        # Replace the covered prefix of the chain: the innermost Attribute/Name spanning it.
+        prefix = node
+        for _ in range(len(parts) - covered):
+            prefix = prefix.value  # type: ignore[attr-defined]
+        start, end = self.text.span(prefix)
+        if self.text.source[start:end] != new:
+            self.text.replace(start, end, new)
+
+    def _expression(self, root: str, target: _Target) -> str | None:
+        """The dasktune expression for ``target`` used through the binding ``root``."""
+        if isinstance(target, _Literal):
+            return repr(target.value)
+        if isinstance(target, _Sibling):
+            return target.module
+        binding = self.bindings[root]
+        if self._aliased(root):
+            own = _MODULES[binding.ray_path].target
+            if isinstance(target, _Module):
+                return None if target.target == own else self._qualified(target.target, None)
+            if target.module == own:
+                return f"{root}.{target.expression}"
+            return self._qualified(target.module, target.expression)
+        if isinstance(target, _Module):  # ray.tune through import ray, say
+            return self._qualified(target.target, None)
+        return self._qualified(target.module, target.expression)
+
+    def _qualified(self, module: str, expression: str | None) -> str:
+        if module == "dasktune":
+            handle = self._need_handle()
+            return f"{handle}.{expression}" if expression else handle
+        self.new_imports.setdefault(f"import {module}")
+        return f"{module}.{expression}" if expression else module
+
+    def _note(self, line: int, *text: str) -> None:
+        note = (line, "".join(text))
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def _sibling_note(self, line: int, path: str, module: str) -> None:
+        self._note(line, f"{path} is one of Ray's example modules: port "
+                   f"ray/tune/examples/{module}.py too and save it as {module}.py beside "
+                   "this script")
+
+    def _problem(self, line: int, construct: str, reason: str, root: str | None = None) -> None:
+        self.problems.append(Problem(line, construct, reason))
+        if root is not None:
+            self.kept_ray_uses[root] = self.kept_ray_uses.get(root, 0) + 1
+
+    def _old_report(self, call: ast.Call) -> None:
+        """Ray 1's ``tune.report(loss=1.0)``: metrics as keywords become a dict."""
+        parts = _dotted(call.func)
+        if parts is None or parts[0] not in self.bindings or call.args or not call.keywords:
+            return
+        target, covered = self._chain_target(parts)
+        if not (isinstance(target, _Name) and target.expression == "report"
+                and covered == len(parts)):
+            return
+        if any(k.arg is None or k.arg == "checkpoint" for k in call.keywords):
+            return
+        if any(isinstance(n, ast.Name) and n.id in self.bindings
+               for k in call.keywords for n in ast.walk(k.value)):
+            return  # Ray names inside: their own rewrites would overlap this one
+        start = self.text.span(call.keywords[0])[0]
+        end = self.text.span(call.keywords[-1])[1]
+        items = ", ".join(f"{k.arg!r}: {self.text.segment(k.value)}" for k in call.keywords)
+        self.text.replace(start, end, "{" + items + "}")
+        self._note(call.lineno, "report(name=value) became report({'name': value}), as "
+                           "dasktune's report takes a dict")
+
+    # -- ray.init and ray.shutdown ---------------------------------------------
+    def _special_statement(self, statement: ast.Expr, consumed: set[int]) -> None:
+        call = statement.value
+        assert isinstance(call, ast.Call)
+        parts = _dotted(call.func)
+        if parts is None or parts[0] not in self.bindings:
+            return
+        path = ".".join([self.bindings[parts[0]].ray_path, *parts[1:]])
+        if path not in ("ray.init", "ray.shutdown"):
+            return
+        for child in ast.walk(call.func):
+            consumed.add(id(child))
+        if path == "ray.shutdown":
+            self._remove(statement, [])
+            return
+        address = call.args[0] if call.args else next(
+            (k.value for k in call.keywords if k.arg == "address"), None)
+        dropped = [k.arg for k in call.keywords if k.arg not in ("address", None)]
+        resources = [k for k in dropped if k in ("num_cpus", "num_gpus", "resources", "memory",
+                                                 "object_store_memory")]
+        original = " ".join(self.text.segment(call).split())
+        comments = []
+        if resources:
+            comments.extend(_comment(
+                f"{original} removed: dasktune starts one single-threaded worker per core "
+                "(the setting dasktune.cluster.n-workers), or uses your distributed.Client; "
+                "GPUs are worker resources, see the README."))
+            self._note(statement.lineno, f"{original}: its {', '.join(resources)} are the Dask "
+                       "cluster's to set, not the script's (see the comment left there)")
+        if address is None or (isinstance(address, ast.Constant) and address.value is None):
+            if not resources:
+                self._note(statement.lineno, f"{original} removed: dasktune starts a "
+                                   "local Dask cluster, or uses your distributed.Client")
+            self._remove(statement, comments)
+            return
+        self._connect(statement, address, original, comments)
+
+    def _connect(self, statement: ast.Expr, address: ast.expr, original: str,
+                 comments: list[str]) -> None:
+        """``ray.init(address=...)``: connect a distributed.Client instead."""
+        value = address.value if isinstance(address, ast.Constant) else None
+        if isinstance(value, str) and (value in ("auto", "local") or value.startswith("ray://")):
+            comments.extend(_comment(
+                f"{original} removed: connect to your Dask cluster with "
+                "dask_client = distributed.Client('tcp://<scheduler>:8786')."))
+            self._note(statement.lineno, f"{original}: a Ray cluster's address; pass "
+                               "your Dask scheduler's address to distributed.Client")
+            self._remove(statement, comments)
+            return
+        self.new_imports.setdefault("import distributed")
+        name = "dask_client"
+        while name in self.used_names:
+            name = f"_{name}"
+        indent = self.text.indent(statement)
+        expr = self.text.segment(address)
+        if isinstance(address, ast.Constant):
+            lines = [f"{name} = distributed.Client({expr})  {COMMENT} was {original}"]
+        else:  # None there meant a local cluster, which dasktune starts itself
+            lines = [f"if {expr}:  {COMMENT} was {original}",
+                     f"    {name} = distributed.Client({expr})"]
+        self._note(statement.lineno, f"{original} became distributed.Client(...): give "
+                           "it your Dask scheduler's address (tcp://host:8786), not Ray's")
+        start, end = self.text.span(statement)
+        self.text.replace(start, end, f"\n{indent}".join([*comments, *lines]))
+
+    def _remove(self, statement: ast.stmt, comments: list[str]) -> None:
+        """Remove a statement; leave ``comments`` in its place, and ``pass`` if the block empties."""
+        block = self.holders.get(id(statement))
+        if block is not None:
+            self.removed.setdefault(id(block), []).append(statement)
+        indent = self.text.indent(statement)
+        whole = self.text.whole_lines(statement)
+        text = "".join(f"{indent}{c}\n" for c in comments)
+        if whole is not None:
+            self.text.replace(whole[0], whole[1], text)
+        else:
+            start, end = self.text.span(statement)
+            self.text.replace(start, end, "pass")
+            if block is not None:
+                self.removed[id(block)].remove(statement)  # "pass" keeps the block whole
+
+    def _fill_emptied_blocks(self) -> None:
+        for node in ast.walk(self.tree):
+            for name in ("body", "orelse", "finalbody"):
+                block = getattr(node, name, None)
+                if not isinstance(block, list) or not block or id(block) not in self.removed:
+                    continue
+                if len(self.removed[id(block)]) == len(block):
+                    first = block[0]
+                    start = self.text.whole_lines(first)
+                    if start is not None:
+                        self.text.replace(start[0], start[0],
+                                          f"{self.text.indent(first)}pass\n")
+
+    def _offline_datasets(self) -> None:
+        """``from torchvision import datasets`` -> ``from dasktune import datasets``.
+
+        Only where the script uses nothing of it but MNIST, which dasktune's module
+        offers as torchvision's own, with an offline fallback.
+        """
+        for node in self.tree.body:
+            if not (isinstance(node, ast.ImportFrom) and node.module == "torchvision"
+                    and [a.name for a in node.names] == ["datasets"]):
+                continue
+            name = node.names[0].asname or "datasets"
+            uses = [n for n in ast.walk(self.tree) if isinstance(n, ast.Attribute)
+                    and isinstance(n.value, ast.Name) and n.value.id == name]
+            bare = sum(1 for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id == name)
+            if uses and bare == len(uses) and all(u.attr == "MNIST" for u in uses):
+                self._rename_module(node, "dasktune")
+                self._note(node.lineno, "torchvision's datasets became dasktune.datasets: its "
+                           "MNIST is torchvision's, with a fallback to a real 5,000-image "
+                           "subset (said loudly) where MNIST cannot be downloaded")
+
+    # -- imports ----------------------------------------------------------------
+    def _rewrite_imports(self) -> None:
+        rewritten = [(statement, self._rewrite_import(statement)
+                      if isinstance(statement, ast.Import)
+                      else self._rewrite_import_from(statement))
+                     for statement in self.ray_imports]
+        for statement, lines in rewritten:
+            self._put(statement, lines)
+        # The imports the rewritten uses need go where the first module-level ray import was.
+        added = [line for line in self.new_imports
+                 if not any(line in (lines or ()) for _, lines in rewritten)]
+        if not added:
+            return
+        first = next((s for s in self.ray_imports if s in self.tree.body), None)
+        if first is None:  # no module-level ray import to put them in place of
+            self._insert_at_top(added)
+            return
+        line_start = self.text.offset(first.lineno, 0)
+        self.text.replace(line_start, line_start, "".join(f"{line}\n" for line in added))
+
+    def _put(self, statement: ast.stmt, lines: list[str] | None) -> None:
+        """Replace an import statement by ``lines`` (None: leave it as it is)."""
+        if lines is None:
+            return
+        if not lines:
+            self._remove(statement, [])
+            return
+        start, end = self.text.span(statement)
+        self.text.replace(start, end, f"\n{self.text.indent(statement)}".join(lines))
+
+    def _rewrite_import(self, statement: ast.Import) -> list[str] | None:
+        kept, lines, changed = [], [], False
+        for alias in statement.names:
+            name = alias.asname or alias.name.split(".")[0]
+            if not (alias.name == "ray" or alias.name.startswith("ray.")):
+                kept.append(self.text.segment(alias))
+                continue
+            if self.kept_ray_uses.get(name):
+                kept.append(self.text.segment(alias))  # still needed by what was not ported
+                continue
+            changed = True
+            module = _MODULES.get(alias.name)
+            if alias.asname and module is not None and module.aliased:
+                lines.append(f"import {module.target} as {alias.asname}")
+            elif alias.asname and module is None:
+                target, _ = _resolve(alias.name)
+                if isinstance(target, _Unportable):
+                    self._problem(statement.lineno, alias.name, target.reason, name)
+                    kept.append(self.text.segment(alias))
+        if not changed:
+            return None
+        if kept:
+            lines.insert(0, f"import {', '.join(kept)}")
+        return lines
+
+    def _rewrite_import_from(self, statement: ast.ImportFrom) -> list[str] | None:
+        assert statement.module is not None
+        grouped: dict[str, list[str]] = {}
+        extra: list[str] = []
+        kept: list[str] = []
+        for alias in statement.names:
+            bound = alias.asname or alias.name
+            path = f"{statement.module}.{alias.name}"
+            target, _ = _resolve(path)
+            spelled = alias.name if not alias.asname else f"{alias.name} as {alias.asname}"
+            if alias.name == "*":
+                self._problem(statement.lineno, f"from {statement.module} import *",
+                              "name what you import, so that it can be ported.")
+                return None
+            if isinstance(target, _Module):
+                if target.aliased:
+                    parent, _, last = target.target.rpartition(".")
+                    extra.append(f"import {target.target} as {bound}" if not parent else
+                                 f"from {parent} import {last}" + (
+                                     f" as {bound}" if bound != last else ""))
+                elif self.kept_ray_uses.get(bound):
+                    kept.append(spelled)
+                continue  # a namespace: its uses were rewritten
+            if isinstance(target, _Name):
+                if "(" in target.expression:
+                    self._problem(statement.lineno, path, f"call {self.handle}."
+                                  f"{target.expression}() instead.", bound)
+                    kept.append(spelled)
+                    continue
+                name = target.expression
+                grouped.setdefault(target.module, []).append(
+                    name if bound == name else f"{name} as {bound}")
+            elif isinstance(target, _Literal):
+                extra.append(f"{bound} = {target.value!r}  {COMMENT} was {path}")
+                if target.caveat:
+                    self._problem(statement.lineno, path, target.caveat)
+            elif isinstance(target, _Sibling):
+                grouped.setdefault(target.module, []).append(spelled)
+                self._sibling_note(statement.lineno, f"ray.tune.examples.{target.module}",
+                                   target.module)
+            else:
+                self._problem(statement.lineno, path, target.reason, bound)
+                kept.append(spelled)
+        if len(grouped) == 1 and not extra and not kept:
+            module, names = next(iter(grouped.items()))
+            if names == [a.name if not a.asname else f"{a.name} as {a.asname}"
+                         for a in statement.names]:
+                self._rename_module(statement, module)  # keeps the statement's own layout
+                return None
+        lines = [f"from {m} import {', '.join(names)}" for m, names in grouped.items()]
+        if kept:
+            lines.append(f"from {statement.module} import {', '.join(kept)}")
+        return extra + lines
+
+    def _rename_module(self, statement: ast.ImportFrom, module: str) -> None:
+        start = self.text.offset(statement.lineno, statement.col_offset)
+        match = re.match(r"from\s+([\w.]+)", self.text.source[start:])
+        if match is None:  # unusual layout: write the statement anew
+            names = ", ".join(self.text.segment(a) for a in statement.names)
+            self._put(statement, [f"from {module} import {names}"])
+            return
+        self.text.replace(start + match.start(1), start + match.end(1), module)
+
+    def _insert_at_top(self, lines: list[str]) -> None:
+        """Add imports after the module's docstring and its first imports."""
+        body = self.tree.body
+        position = 0
+        while position < len(body) and (
+                isinstance(body[position], (ast.Import, ast.ImportFrom))
+                or (position == 0 and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant))):
+            position += 1
+        if position:
+            end = self.text._starts[body[position - 1].end_lineno]  # type: ignore[attr-defined]
+        else:
+            end = 0
+        self.text.replace(end, end, "".join(f"{line}\n" for line in lines))
+
+
+def port_source(source: str) -> PortResult:
+    """Port the text of a Ray Tune script to dasktune.
+
+    Raises:
+        SyntaxError: The text is not valid Python.
+
+    Example:
+        >>> print(port_source("from ray import tune\\ntune.run(f)\\n").ported, end="")
+        import dasktune as tune
+        tune.run(f)
+    """
+    return _Porter(source).run()
+
+
+def problems_text(result: PortResult, path: str) -> Iterator[str]:
+    """Lines saying what could not be ported, and the notes, for a person to read."""
+    for problem in result.problems:
+        yield f"{path}:{problem.line}: cannot port {problem.construct}: {problem.reason}"
+    for line, note in result.notes:
+        yield f"{path}:{line}: note: {note}"

@@ -1,0 +1,223 @@
+"""``tune.run`` and ExperimentAnalysis on a real cluster, with scripts shaped like Ray Tune's
+published examples (function and class trainables, schedulers, searchers, checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+import dasktune as tune
+from dasktune.schedulers import AsyncHyperBandScheduler
+
+
+def evaluation_fn(step, width, height):
+    return (0.1 + width * step / 100) ** (-1) + height * 0.1
+
+
+def easy_objective(config):
+    """Ray's tune_basic_example trainable, without its sleep."""
+    for step in range(config["steps"]):
+        tune.report({"iterations": step, "mean_loss": evaluation_fn(step, config["width"],
+                                                                    config["height"])})
+
+
+def test_a_classic_tune_run_script(client, storage):
+    analysis = tune.run(
+        easy_objective,
+        name="asynchyperband_test",
+        metric="mean_loss",
+        mode="min",
+        scheduler=AsyncHyperBandScheduler(grace_period=2, max_t=10),
+        stop={"training_iteration": 6},
+        num_samples=3,
+        config={"steps": 10, "width": tune.grid_search([5, 50]), "height": tune.uniform(0, 1)},
+        storage_path=storage, verbose=0, client=client,
+    )
+    assert isinstance(analysis, tune.ExperimentAnalysis)
+    assert analysis.experiment_path == os.path.join(storage, "asynchyperband_test")
+    assert len(analysis.trials) == 6
+    # The best by the last reported mean_loss: recomputed from the trials' own results.
+    last = {t.trial_id: t.last_result["mean_loss"] for t in analysis.trials}
+    best_id = min(last, key=last.get)
+    assert analysis.best_trial.trial_id == best_id
+    assert analysis.best_config == analysis.get_all_configs()[best_id]
+    assert analysis.best_result["mean_loss"] == last[best_id]
+    assert analysis.best_logdir == analysis.best_trial.path
+    assert os.path.isfile(os.path.join(analysis.best_logdir, "params.json"))
+    assert list(analysis.best_dataframe["mean_loss"])[-1] == last[best_id]
+    assert analysis.results == {t.trial_id: t.last_result for t in analysis.trials}
+    assert set(analysis.results_df.index) == set(last)
+    assert analysis.results_df.loc[best_id, "mean_loss"] == last[best_id]
+    frames = analysis.trial_dataframes
+    assert all(len(frames[t.trial_id]) == t.last_result["training_iteration"]
+               for t in analysis.trials)
+    assert max(len(f) for f in frames.values()) == 6, "the stop criterion held"
+    # dataframe(metric, mode): each trial's best result ever, with its config.
+    frame = analysis.dataframe(metric="mean_loss", mode="min")
+    for _, row in frame.iterrows():
+        trial_frame = frames[row["trial_id"]]
+        assert row["mean_loss"] == trial_frame["mean_loss"].min()
+        assert row["config/width"] in (5, 50) and row["logdir"].startswith(storage)
+    assert len(analysis.dataframe()) == 6
+    # Scopes: "all" compares each trial's best result ever.
+    best_ever = min(frames, key=lambda i: frames[i]["mean_loss"].min())
+    assert analysis.get_best_trial("mean_loss", "min", scope="all").trial_id == best_ever
+    worst = max(last, key=last.get)
+    assert analysis.get_best_trial("mean_loss", "max").trial_id == worst
+    assert analysis.get_best_config("mean_loss", "max") == analysis.get_all_configs()[worst]
+    flat = analysis.get_all_configs(prefix=True)[best_id]
+    assert set(flat) == {"config/steps", "config/width", "config/height"}
+
+
+class TrainMNISTLike(tune.Trainable):
+    """A class trainable in the shape of Ray's mnist_pytorch_trainable, without torch."""
+
+    def setup(self, config):
+        self.position = 10.0
+
+    def step(self):
+        self.position -= self.config["lr"] * 10  # the loss reaches 0, then climbs again
+        return {"loss": abs(self.position)}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "state.json"), "w") as f:
+            json.dump({"position": self.position, "iteration": self.iteration}, f)
+
+    def load_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "state.json")) as f:
+            self.position = json.load(f)["position"]
+
+
+def saved_iteration(checkpoint) -> int:
+    with open(os.path.join(checkpoint.path, "state.json")) as f:
+        return json.load(f)["iteration"]
+
+
+def test_checkpoint_arguments_and_best_checkpoints(client, storage):
+    analysis = tune.run(
+        TrainMNISTLike, config={"lr": tune.grid_search([0.25, 0.4])}, metric="loss", mode="min",
+        stop={"training_iteration": 8}, checkpoint_freq=1, checkpoint_at_end=True,
+        keep_checkpoints_num=2, checkpoint_score_attr="min-loss",
+        storage_path=storage, name="ckpt", verbose=0, client=client,
+    )
+    trial = next(t for t in analysis.trials if t.config["lr"] == 0.25)
+    # lr 0.25: loss 7.5, 5, 2.5, 0, 2.5, 5, 7.5, 10: the best checkpoint is iteration 4's.
+    best = analysis.get_best_checkpoint(trial, "loss", "min")
+    assert saved_iteration(best) == 4
+    assert analysis.get_best_checkpoint(trial.path, "loss", "min") == best, "by its directory"
+    paths = analysis.get_trial_checkpoints_paths(trial, "loss")
+    # Two kept by score (0 and 2.5: iterations 4 and 3, or 5), plus always the newest.
+    assert [value for _, value in paths][-1] == 10.0 and 0.0 in [value for _, value in paths]
+    assert len(paths) == 3 and all(os.path.isdir(path) for path, _ in paths)
+    assert saved_iteration(analysis.get_last_checkpoint(trial)) == 8
+    by_iteration = analysis.get_trial_checkpoints_paths(trial)
+    assert [value for _, value in by_iteration] == sorted(value for _, value in by_iteration)
+    assert saved_iteration(analysis.get_best_checkpoint(trial, "training_iteration",
+                                                        "max")) == 8
+    best_trial = min(analysis.trials, key=lambda t: t.last_result["loss"])
+    assert analysis.best_trial.trial_id == best_trial.trial_id
+    assert analysis.best_checkpoint == analysis.get_best_checkpoint(best_trial, "loss", "min")
+    assert analysis.best_trial.checkpoint == analysis.get_last_checkpoint(best_trial)
+
+    # Loaded again from its directory: the same trials and results; checkpoints by order only.
+    again = tune.ExperimentAnalysis(analysis.experiment_path)
+    assert (again.default_metric, again.default_mode) == ("loss", "min")
+    assert [t.trial_id for t in again.trials] == [t.trial_id for t in analysis.trials]
+    assert again.best_config == analysis.best_config
+    pd.testing.assert_frame_equal(again.trial_dataframes[trial.trial_id],
+                                  analysis.trial_dataframes[trial.trial_id])
+    assert again.get_last_checkpoint(again.trials[0]) == analysis.get_last_checkpoint(trial)
+    assert saved_iteration(again.get_best_checkpoint(again.trials[0], "training_iteration",
+                                                     "max")) == 8
+    with pytest.raises(ValueError, match="cannot rank them by 'loss'"):
+        again.get_best_checkpoint(again.trials[0], "loss", "min")
+
+
+def flaky(config):
+    tune.report({"score": config["x"]})
+    if config["x"] == 2:
+        raise ValueError("x=2 is not allowed")
+    tune.report({"score": config["x"] * 10})
+
+
+def test_failed_trials_raise_tune_error_unless_told_not_to(client, storage):
+    with pytest.raises(tune.TuneError, match=r"1 of 3 failed") as info:
+        tune.run(flaky, config={"x": tune.grid_search([1, 2, 3])}, storage_path=storage,
+                 name="fails", verbose=0, client=client)
+    error = info.value
+    assert "ValueError: x=2 is not allowed" in str(error)
+    assert [t.config for t in error.failed_trials] == [{"x": 2}]
+    assert error.analysis.get_best_config("score", "max") == {"x": 3}
+
+    analysis = tune.run(flaky, config={"x": tune.grid_search([1, 2, 3])}, storage_path=storage,
+                        name="tolerated", verbose=0, raise_on_failed_trial=False,
+                        metric="score", mode="max", client=client)
+    assert [str(t.status) for t in analysis.trials] == ["TERMINATED", "ERROR", "TERMINATED"]
+    assert "x=2 is not allowed" in analysis.trials[1].error_msg
+    assert analysis.best_config == {"x": 3}
+
+
+def test_searcher_by_name_resources_and_local_dir(client, storage):
+    pytest.importorskip("hyperopt")
+    analysis = tune.run(easy_objective, search_alg="hyperopt", metric="mean_loss", mode="min",
+                        num_samples=4, config={"steps": 3, "width": tune.uniform(1, 20),
+                                                "height": tune.uniform(-1, 1)},
+                        resources_per_trial={"cpu": 1}, local_dir=storage, name="hyperopt",
+                        max_concurrent_trials=2, verbose=0, client=client)
+    assert len(analysis.trials) == 4
+    assert analysis.experiment_path == os.path.join(storage, "hyperopt")
+    assert len({t.config["width"] for t in analysis.trials}) == 4
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"run_or_experiment": "PPO"}, TypeError, "no registry of trainables"),
+    ({"config": [1, 2]}, TypeError, r"`tune.run\(config=...\)` is \[1, 2\]"),
+    ({"resume": True}, ValueError, "cannot resume an experiment yet"),
+    ({"restore": "/tmp/ckpt"}, ValueError, "cannot start a trial from a checkpoint"),
+    ({"scheduler": "pb2"}, ValueError, r"`tune.run\(scheduler=...\)` is 'pb2'.*hyperband, "),
+    ({"resources_per_trial": [("cpu", 1)]}, TypeError, "placement groups"),
+    ({"checkpoint_config": {"num_to_keep": 1}}, TypeError, "tune.CheckpointConfig"),
+    ({"keep_checkpoints_num": 0}, ValueError, "num_to_keep"),
+])
+def test_bad_arguments_are_refused_before_anything_runs(storage, kwargs, error, message):
+    kwargs = {"run_or_experiment": easy_objective, "storage_path": storage, **kwargs}
+    with pytest.raises(error, match=message):
+        tune.run(kwargs.pop("run_or_experiment"), **kwargs)
+    assert not os.path.exists(storage) or not os.listdir(storage)
+
+
+GUARDLESS_SCRIPT = '''
+import time
+import dasktune as tune
+
+def objective(config):
+    for step in range(5):
+        tune.report({"mean_loss": (config["x"] - 3) ** 2 + 1 / (step + 1)})
+
+analysis = tune.run(objective, config={"x": tune.grid_search([1, 2, 3, 4])},
+                    metric="mean_loss", mode="min", name="guardless", verbose=0)
+print("BEST", analysis.best_config["x"], len(analysis.trials))
+'''
+
+
+def test_a_script_without_main_guard_runs_as_a_subprocess(tmp_path):
+    """tune.run at module level, on the embedded cluster, as a user runs a tutorial script."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(GUARDLESS_SCRIPT))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASKTUNE_", "DASK_"))}
+    env.update(HOME=str(tmp_path), PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(tune.__file__)), env.get("PYTHONPATH", "")]),
+        DASK_DASKTUNE__CLUSTER__KEEP_ALIVE="0", DASK_DASKTUNE__CLUSTER__N_WORKERS="2")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "BEST 3 4" in proc.stdout, output[-4000:]
+    assert "Traceback" not in output and "deprecat" not in output.lower(), output[-4000:]
+    assert (tmp_path / "dasktune_results" / "guardless" / "experiment_state.json").is_file()
