@@ -150,6 +150,31 @@ def test_an_adaptive_job_cluster_grows_from_no_job_for_gpu_trials(storage):
         assert result.metrics["pid"] != os.getpid()
 
 
+def test_a_worker_that_retires_before_its_walltime_hands_its_trial_on(storage):
+    """The recipes' --lifetime, in seconds: the worker retires before the trial can end;
+    adapt() submits a new job, and the trial goes on there from its latest checkpoint.
+    (dask-jobqueue takes about 15 s to notice that the job has ended and replace it.)"""
+    from dask_jobqueue.local import LocalCluster
+    from distributed import Client
+
+    with LocalCluster(cores=1, processes=1, memory="1GB",
+                      worker_extra_args=["--resources", "GPU=1", "--lifetime", "4s",
+                                         "--lifetime-stagger", "0s"]) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        cluster.adapt(minimum_jobs=1, maximum_jobs=1)
+        [result] = tune.Tuner(
+            tune.with_resources(checkpointed, {"gpu": 1}),
+            param_space={"iters": 20, "sleep": 0.25},  # 5 s: longer than the worker lives
+            run_config=tune.RunConfig(storage_path=storage, verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=3)),
+            client=client).fit()
+    assert result.status == "TERMINATED", result.error
+    assert_rows_exactly_once(result, 20)  # every row once: resumed, not restarted
+    runs = [p for p in os.listdir(result.path) if p.startswith(".run-")]
+    assert len(runs) >= 2 and result.metrics_dataframe["pid"].nunique() >= 2, runs
+    assert result.metrics_dataframe["iterations_since_restore"].iloc[-1] < 20
+
+
 # -- a cluster started by a batch script, found through a scheduler file ------------------
 
 DRIVER = textwrap.dedent(
