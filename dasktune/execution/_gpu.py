@@ -42,6 +42,8 @@ def probe_gpus() -> GpuProbe:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
         return GpuProbe(0, dask_cuda, f"CUDA_VISIBLE_DEVICES is {visible!r}, which hides every GPU")
+    if not dask_cuda:  # no CUDA cluster either way: leave NVML unloaded (forking stays safe)
+        return GpuProbe(0, False, "dask-cuda is not installed, so GPUs were not looked for")
     try:
         import pynvml
     except ImportError:
