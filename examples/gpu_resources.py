@@ -4,47 +4,40 @@ How a GPU request reaches Dask
 ------------------------------
 ``tune.with_resources(train, {"cpu": 1, "gpu": 1})`` is Ray Tune's spelling.
 dasktune turns it into a Dask *worker resource* request: ``gpu`` becomes the
-resource ``GPU`` (and ``cpu`` the resource ``CPU``, which is dropped unless your
-workers advertise it: each worker thread runs one trial anyway).  The Dask
-scheduler then runs a trial only on a worker that advertises ``GPU``, and never
-more trials on it at once than its ``GPU`` amount (and its threads) allow: a
-worker started with ``GPU=1`` trains one trial at a time; with two threads it
-runs two trials that ask for ``{"gpu": 0.5}`` side by side on its GPU.  Inside
-a trial, ``tune.get_context().get_trial_resources()`` returns ``{"GPU": 1.0}``.
+resource ``GPU`` (and ``cpu`` the resource ``CPU``, honoured where workers
+advertise it).  The Dask scheduler then runs a trial only on a worker that
+advertises ``GPU``, and never more trials on it at once than its ``GPU`` amount
+(and its threads) allow: ``{"gpu": 1}`` runs one trial per GPU, ``{"gpu": 0.5}``
+two.  Inside a trial, device 0 is the trial's own GPU, so
+``torch.device("cuda" if torch.cuda.is_available() else "cpu")`` needs no change,
+and ``tune.get_context().get_trial_resources()`` returns ``{"GPU": 1.0}``.
 
-Dask workers advertise no resources unless told to, so a GPU request needs
-workers started with one:
+On a machine with NVIDIA GPUs and ``pip install 'dasktune[cuda]'``, the embedded
+cluster is dask-cuda's ``LocalCUDACluster``: one worker per GPU, each pinned to
+its GPU through ``CUDA_VISIBLE_DEVICES`` and advertising ``GPU=1``, plus CPU
+workers (``CPU=1``, no GPU visible) on the other cores.  Trials that ask for no
+GPU run on the CPU workers and leave the GPUs to the trials that asked.
+``dasktune.cluster.kind`` (``auto``, ``cpu``, ``cuda``) overrides the choice.
 
-* on one machine, dask-cuda starts one worker per GPU, each pinned to its own
-  device through ``CUDA_VISIBLE_DEVICES``::
+On a cluster of your own, start the GPU workers with the resource::
 
-      from dask_cuda import LocalCUDACluster
-      from distributed import Client
-      client = Client(LocalCUDACluster(resources={"GPU": 1}))
+    dask scheduler --scheduler-file ~/sched.json
+    dask cuda worker --scheduler-file ~/sched.json --resources "GPU=1"   # one worker per GPU
+    dask worker --scheduler-file ~/sched.json --resources "CPU=8"        # CPU-only machines
 
-* on a cluster, start the scheduler and, on each GPU machine, the workers::
+and connect before tuning: ``Client(scheduler_file="~/sched.json")`` becomes
+the default client.  If no worker advertises enough ``GPU``, ``Tuner.fit`` stops
+at once and says so, rather than waiting forever for a worker that never comes.
 
-      dask scheduler
-      dask cuda worker tcp://scheduler:8786 --resources "GPU=1"      # one worker per GPU
-      # or without dask-cuda, one worker per GPU by hand:
-      CUDA_VISIBLE_DEVICES=0 dask worker tcp://scheduler:8786 --nthreads 1 --resources "GPU=1"
-
-  and connect to it before tuning: ``Client("tcp://scheduler:8786")`` (it
-  becomes the default client), or ``tune.Tuner(..., client=client)``.
-
-If no worker advertises enough ``GPU``, ``Tuner.fit`` stops at once and says
-so, rather than waiting forever for a worker that will never come.
-
-This script asks for a GPU only where torch sees one; on a CPU-only machine it
-asks for ``{"cpu": 1}`` and runs on dasktune's embedded local cluster.  Each
-trial reports the device it trained on.  It starts its own cluster on a GPU
-machine, hence the ``__main__`` guard (dasktune's embedded cluster needs none;
-one you start yourself in a script does).
+This script asks for a GPU where the embedded cluster will have GPU workers
+(torch sees a GPU and dask-cuda is installed), else for ``{"cpu": 1}``.  Each
+trial reports the device it trained on.
 
     python examples/gpu_resources.py           # 8 trials
     python examples/gpu_resources.py --smoke   # 3 small trials (DASKTUNE_SMOKE=1 too)
 """
 
+import importlib.util
 import os
 import sys
 
@@ -95,49 +88,25 @@ def train_spirals(config):
         })
 
 
-def gpu_client():
-    """A local cluster whose workers each advertise one GPU; None without GPUs.
-
-    Prefer your own cluster (see the module docstring) on a shared machine.
-    """
-    if not torch.cuda.is_available():
-        return None
-    from distributed import Client
-
-    try:
-        from dask_cuda import LocalCUDACluster
-    except ImportError:  # plain Dask: one worker, which uses the first visible GPU
-        from distributed import LocalCluster
-
-        cluster = LocalCluster(n_workers=1, threads_per_worker=1, resources={"GPU": 1})
-    else:  # one worker per GPU, each seeing only its own
-        cluster = LocalCUDACluster(resources={"GPU": 1})
-    return Client(cluster, set_as_default=False)
-
-
-if __name__ == "__main__":
-    gpus = 1 if torch.cuda.is_available() else 0
-    trainable = tune.with_resources(train_spirals, {"cpu": 1, "gpu": gpus})
-    client = gpu_client()
-    tuner = tune.Tuner(
-        trainable,
-        param_space={
-            "lr": tune.loguniform(1e-3, 3e-2),
-            "width": tune.choice([16, 32, 64]),
-            "seed": tune.randint(0, 1000),
-        },
-        tune_config=tune.TuneConfig(num_samples=3 if SMOKE else 8, seed=0),
-        client=client,
-    )
-    print(f"Asking for {{'cpu': 1, 'gpu': {gpus}}} per trial "
-          f"({'CUDA available' if gpus else 'no CUDA device: CPU only'})")
-    results = tuner.fit()
-    best = results.get_best_result(metric="accuracy", mode="max")
-    print(f"Best config: {best.config}")
-    print(f"Best accuracy: {best.metrics['accuracy']:.3f}")
-    print(f"Devices used by the trials: {sorted({r.metrics['device'] for r in results})} "
-          f"({sorted({r.metrics['device_name'] for r in results})})")
-    if client is not None:
-        cluster = client.cluster
-        client.close()
-        cluster.close()
+gpus = 1 if torch.cuda.is_available() else 0
+if gpus and importlib.util.find_spec("dask_cuda") is None:
+    print("This machine has a GPU, but dask-cuda is not installed: the trials run on the "
+          "CPU. pip install 'dasktune[cuda]' to give them the GPU.")
+    gpus = 0
+tuner = tune.Tuner(
+    tune.with_resources(train_spirals, {"cpu": 1, "gpu": gpus}),
+    param_space={
+        "lr": tune.loguniform(1e-3, 3e-2),
+        "width": tune.choice([16, 32, 64]),
+        "seed": tune.randint(0, 1000),
+    },
+    tune_config=tune.TuneConfig(num_samples=3 if SMOKE else 8, seed=0),
+)
+print(f"Asking for {{'cpu': 1, 'gpu': {gpus}}} per trial "
+      f"({'on the GPU workers' if gpus else 'no usable GPU: CPU only'})")
+results = tuner.fit()
+best = results.get_best_result(metric="accuracy", mode="max")
+print(f"Best config: {best.config}")
+print(f"Best accuracy: {best.metrics['accuracy']:.3f}")
+print(f"Devices used by the trials: {sorted({r.metrics['device'] for r in results})} "
+      f"({sorted({r.metrics['device_name'] for r in results})})")

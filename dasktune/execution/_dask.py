@@ -50,6 +50,7 @@ def _trial_task(
     """Runs on a worker: one run of one trial."""
     from distributed import get_worker
 
+    from dasktune.execution._gpu import release_gpu_memory
     from dasktune.execution._worker_setup import limit_native_threads
 
     limit_native_threads()
@@ -67,10 +68,13 @@ def _trial_task(
         task = worker.state.tasks.get(key)
         return task is None or task.state in ("cancelled", "released", "forgotten")
 
-    outcome = run_trial(spec, trainable, params, checkpoint_config, emit, cancelled,
-                        worker=worker.address)
-    emit(RunEnded(spec.run_id, worker.address, outcome))
-    return outcome
+    try:
+        outcome = run_trial(spec, trainable, params, checkpoint_config, emit, cancelled,
+                            worker=worker.address)
+        emit(RunEnded(spec.run_id, worker.address, outcome))
+        return outcome
+    finally:
+        release_gpu_memory()  # before the next trial on this GPU starts
 
 
 def _warm(trainable: Any, params: dict[str, Any]) -> None:

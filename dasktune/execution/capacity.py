@@ -70,10 +70,40 @@ def usable_request(workers: Mapping[str, Mapping[str, Any]],
                    resources: Mapping[str, float]) -> dict[str, float]:
     """The per-trial request as Dask can express it; raise if no worker can ever meet it.
 
-    ``CPU`` is dropped unless some worker advertises it: a worker thread is a CPU.
+    Dask places a task by the resources it asks for, and a task that asks for none
+    may run on any worker.  So:
+
+    - A trial that asks for ``GPU`` runs on workers that advertise it; ``CPU`` is
+      kept only where those workers advertise CPU (a worker thread is a CPU).
+    - A trial that asks for no GPU, on a cluster where some workers have a GPU
+      and others do not, must stay off the GPU workers: it asks for ``CPU`` (as
+      much as it asked, else 1), which the workers without a GPU advertise.  GPU
+      workers that advertise CPU too offer it to such trials, by their own choice.
+      Where no worker without a GPU advertises CPU, Dask cannot keep the trials
+      off the GPUs: an error says how to fix the cluster.
+    - Otherwise ``CPU`` is dropped unless some worker advertises it.
     """
-    advertised = {name for w in workers.values() for name in w["resources"]}
-    request = {k: v for k, v in resources.items() if k != "CPU" or "CPU" in advertised}
+    gpu_workers = {a: w for a, w in workers.items() if _has_gpu(w)}
+    other_workers = {a: w for a, w in workers.items() if not _has_gpu(w)}
+    request = dict(resources)
+    if "GPU" in request:
+        if not _advertises_cpu(gpu_workers):
+            request.pop("CPU", None)
+    elif gpu_workers and other_workers:
+        if not _advertises_cpu(other_workers):
+            raise ValueError(
+                f"with_resources asks for no GPU ({request or 'no resources'}), so these trials "
+                f"belong on the {len(other_workers)} workers without a GPU, not on the "
+                f"{len(gpu_workers)} that have one; but Dask keeps a task off a worker only "
+                "through resources, and the workers without a GPU advertise none. Start them "
+                "with --resources 'CPU=<threads>' (LocalCluster(resources={'CPU': 1}), or for "
+                "dask-jobqueue worker_extra_args=['--resources', 'CPU=4']); or ask for GPUs: "
+                "tune.with_resources(trainable, {'gpu': 1}). To let such trials use the GPU "
+                "workers as well, have those advertise CPU too."
+            )
+        request.setdefault("CPU", 1.0)
+    elif not _advertises_cpu(workers):
+        request.pop("CPU", None)
     if trial_slots(workers, request) == 0:
         have = {addr: w["resources"] or "no resources" for addr, w in workers.items()}
         raise ValueError(
@@ -84,6 +114,14 @@ def usable_request(workers: Mapping[str, Mapping[str, Any]],
             "worker_extra_args=['--resources', 'GPU=1'])."
         )
     return request
+
+
+def _has_gpu(worker: Mapping[str, Any]) -> bool:
+    return float(worker["resources"].get("GPU", 0)) > 0
+
+
+def _advertises_cpu(workers: Mapping[str, Mapping[str, Any]]) -> bool:
+    return any("CPU" in w["resources"] for w in workers.values())
 
 
 def trial_slots(workers: Mapping[str, Mapping[str, Any]], request: Mapping[str, float]) -> int:

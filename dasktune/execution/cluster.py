@@ -8,13 +8,18 @@ warm between experiments and closed.
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import multiprocessing
 import multiprocessing.spawn
 import os
 import sys
 import threading
+from collections.abc import Callable
+from enum import Enum
 from typing import Any
+
+from dasktune.execution._gpu import GpuProbe, probe_gpus
 
 logger = logging.getLogger(__name__)
 
@@ -57,26 +62,134 @@ def default_n_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
-    """Start the embedded cluster: worker processes with one thread each.
+class ClusterKind(str, Enum):
+    """``dasktune.cluster.kind``: which local cluster the embedded one is."""
 
-    Extra keyword arguments go to :class:`distributed.LocalCluster`.
+    AUTO = "auto"  # CUDA where dask-cuda is installed and a GPU is present, else CPU
+    CPU = "cpu"  # distributed.LocalCluster
+    CUDA = "cuda"  # dask_cuda.LocalCUDACluster, plus CPU workers on the other cores
+
+
+def select_kind(setting: Any, probe: GpuProbe) -> ClusterKind:
+    """The kind of cluster to start for the setting ``dasktune.cluster.kind``.
+
+    Raises, naming the setting and the fix, where ``cuda`` is asked for and cannot
+    be had: dask-cuda is missing, or the machine has no GPU.
     """
-    import dask
-    from distributed import LocalCluster
+    try:
+        kind = ClusterKind(setting)
+    except ValueError:
+        raise ValueError(
+            f"dasktune.cluster.kind is {setting!r}, but it must be 'auto', 'cpu' or 'cuda'. "
+            "Set it with dask.config.set({'dasktune.cluster.kind': 'auto'}) or "
+            "DASK_DASKTUNE__CLUSTER__KIND=auto."
+        ) from None
+    if kind is ClusterKind.CPU:
+        return kind
+    if kind is ClusterKind.AUTO:
+        return ClusterKind.CUDA if probe.dask_cuda and probe.count > 0 else ClusterKind.CPU
+    if not probe.dask_cuda:
+        raise ImportError(
+            "dasktune.cluster.kind is 'cuda', which starts dask_cuda.LocalCUDACluster, but "
+            "dask-cuda is not installed. Install it with pip install 'dasktune[cuda]' (it "
+            "brings its own dask and distributed versions; see the README), or set "
+            "dasktune.cluster.kind to 'auto' or 'cpu'."
+        )
+    if probe.count == 0:
+        raise RuntimeError(
+            f"dasktune.cluster.kind is 'cuda', but this machine has no GPU for it: "
+            f"{probe.reason}. Set dasktune.cluster.kind to 'auto' (a CUDA cluster only where "
+            "there is a GPU) or 'cpu', or run on a machine with an NVIDIA GPU and its driver."
+        )
+    return kind
 
+
+def cluster_options(n_workers: int | None = None) -> dict[str, Any]:
+    """Keyword arguments for the embedded cluster, from ``dasktune.cluster`` settings.
+
+    Scheduler, workers and dashboard listen on ``cluster.host`` (127.0.0.1: only
+    this machine can reach them); ``cluster.security: true`` adds Dask's TLS with
+    temporary certificates, so that no one without them can connect.
+    """
     from dasktune import config
 
-    _allow_scripts_without_main_guard()
+    host = config.get("cluster.host") or "127.0.0.1"
+    if not isinstance(host, str):
+        raise TypeError(f"dasktune.cluster.host is {host!r}; it must be an address such as "
+                        "'127.0.0.1' (this machine only) or '0.0.0.0' (every interface).")
+    dashboard = config.get("cluster.dashboard-address")
+    if dashboard is None:
+        dashboard = f"[{host}]:0" if ":" in host else f"{host}:0"
     options: dict[str, Any] = dict(
         n_workers=n_workers or config.get("cluster.n-workers") or default_n_workers(),
         threads_per_worker=1,
         processes=True,
-        dashboard_address=config.get("cluster.dashboard-address"),
+        host=host,
+        dashboard_address=dashboard,
         silence_logs=logging.ERROR,
         preload=["dasktune.execution._worker_setup"],
     )
+    if _security_wanted(config.get("cluster.security")):
+        options["security"] = True  # LocalCluster makes temporary certificates
+    return options
+
+
+def _security_wanted(value: Any) -> bool:
+    if value is None or value is False:
+        return False
+    if value is not True:
+        raise TypeError(f"dasktune.cluster.security is {value!r}; it must be true (TLS with "
+                        "temporary certificates) or false.")
+    try:
+        import cryptography  # noqa: F401  (what Dask's temporary certificates need)
+    except ImportError:
+        raise ImportError(
+            "dasktune.cluster.security is true, and Dask's temporary TLS certificates need "
+            "the cryptography package: pip install cryptography (or 'dasktune[hpc]'), or set "
+            "dasktune.cluster.security to false."
+        ) from None
+    return True
+
+
+def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
+    """Start the embedded cluster of the kind ``dasktune.cluster.kind`` selects.
+
+    CPU: one single-threaded worker process per core.  CUDA: dask-cuda's one worker
+    per GPU, pinned to it, advertising the resource ``GPU=1``, plus CPU workers
+    advertising ``CPU=1`` on the remaining cores.  Extra keyword arguments go to
+    :class:`distributed.LocalCluster` (or ``LocalCUDACluster``).
+    """
+    from dasktune import config
+
+    setting = config.get("cluster.kind")
+    probe = GpuProbe(0, False) if setting == ClusterKind.CPU.value else probe_gpus()
+    kind = select_kind(setting, probe)
+    if kind is ClusterKind.CUDA:
+        cpu_workers = (n_workers or config.get("cluster.n-workers")
+                       or max(0, default_n_workers() - probe.count))
+        options = cluster_options(n_workers=1)
+        options.update(kwargs)
+        # No forkserver forked from the driver: it has loaded NVML to count the GPUs.
+        return _with_worker_settings(None, lambda: _start_cuda_cluster(options, probe.count,
+                                                                       int(cpu_workers)))
+    from distributed import LocalCluster
+
+    options = cluster_options(n_workers)
     options.update(kwargs)
+    return _with_worker_settings(options["n_workers"], lambda: LocalCluster(**options))
+
+
+def _with_worker_settings(fork_for: int | None, start: Callable[[], Any]) -> Any:
+    """Start a cluster (``start()``) with dasktune's worker process settings.
+
+    ``fork_for``: the number of workers a forkserver forked from the driver would
+    serve, or None for a standard forkserver.
+    """
+    import dask
+
+    from dasktune import config
+
+    _allow_scripts_without_main_guard()
     # Dask sets MALLOC_TRIM_THRESHOLD_=65536 in worker processes so that freed memory
     # goes back to the OS. For training loops that allocate and free tensors of a few
     # hundred kB every batch this turns each allocation into mmap/munmap system calls:
@@ -89,10 +202,79 @@ def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
         settings["distributed.worker.multiprocessing-method"] = "forkserver"
         with dask.config.set(settings):
             preload = _preload_forkserver(config.get("cluster.preload") or [])
-            if config.get("cluster.fork-from-driver"):
-                _start_forkserver_from_driver(preload, options["n_workers"])
+            if fork_for is not None and config.get("cluster.fork-from-driver"):
+                _start_forkserver_from_driver(preload, fork_for)
     with dask.config.set(settings):
-        return LocalCluster(**options)
+        return start()
+
+
+def _start_cuda_cluster(options: dict[str, Any], n_gpus: int, cpu_workers: int) -> Any:
+    """dask-cuda's LocalCUDACluster (one worker per GPU, ``GPU=1``) plus CPU workers.
+
+    Each GPU worker sees only its own GPU first in ``CUDA_VISIBLE_DEVICES`` (device 0
+    is its GPU) and has ``dasktune.cluster.gpu-worker-threads`` threads, so that
+    trials asking for a fraction of a GPU can share it.  The CPU workers see no GPU
+    and advertise ``CPU=1``: trials that ask for no GPU run there, off the GPU
+    workers (see :func:`dasktune.execution.capacity.usable_request`).
+    """
+    from distributed.system import MEMORY_LIMIT
+
+    from dasktune import config
+
+    threads = config.get("cluster.gpu-worker-threads")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"dasktune.cluster.gpu-worker-threads is {threads!r}; it must be a "
+                         "whole number >= 1 (2 lets two trials that ask for {'gpu': 0.5} "
+                         "share a GPU).")
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError as exc:  # installed, but broken (a CUDA library it needs is missing)
+        raise ImportError(f"dasktune.cluster.kind selected a CUDA cluster, but dask_cuda "
+                          f"failed to import: {exc}. Reinstall it (pip install "
+                          "'dasktune[cuda]') or set dasktune.cluster.kind to 'cpu'.") from exc
+    for key in ("n_workers", "threads_per_worker", "processes"):
+        options.pop(key, None)
+    options.setdefault("memory_limit", int(MEMORY_LIMIT / max(1, n_gpus + cpu_workers)))
+    resources = dict(options.pop("resources", None) or {})
+    resources.setdefault("GPU", 1)
+    try:
+        cluster = LocalCUDACluster(threads_per_worker=threads, resources=resources, **options)
+    except Exception as exc:  # NVML or the CUDA driver refused
+        raise RuntimeError(f"dask_cuda.LocalCUDACluster failed to start on this machine "
+                           f"({exc!r}). Set dasktune.cluster.kind to 'cpu' to tune on the "
+                           "CPUs, or check the NVIDIA driver with nvidia-smi.") from exc
+    try:
+        add_cpu_workers(cluster, cpu_workers)
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
+def add_cpu_workers(cluster: Any, n: int) -> None:
+    """Add ``n`` single-threaded workers to a running local ``SpecCluster``, each
+    advertising ``CPU=1`` and seeing no GPU (``CUDA_VISIBLE_DEVICES=""``).
+
+    They copy the cluster's worker template (address, security, memory limit,
+    preloads) without its GPU parts: dask-cuda's preload, data store and plugins.
+    """
+    if n <= 0:
+        return
+    template = copy.deepcopy(cluster.new_spec)
+    options = template["options"]
+    for key in ("data", "plugins", "preload_argv"):
+        options.pop(key, None)
+    options.update(
+        nthreads=1,
+        resources={"CPU": 1},
+        env={"CUDA_VISIBLE_DEVICES": ""},
+        preload=[p for p in options.get("preload") or [] if not str(p).startswith("dask_cuda")],
+    )
+    for i in range(n):
+        cluster.worker_spec[f"cpu-{i}"] = copy.deepcopy(template)
+    # What SpecCluster.scale does after changing worker_spec (LocalCUDACluster does it too).
+    cluster.sync(cluster._correct_state)
+    cluster.wait_for_workers(len(cluster.worker_spec), timeout=120)
 
 
 def _preload_forkserver(candidates: list[str]) -> list[str]:

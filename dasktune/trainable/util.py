@@ -67,7 +67,14 @@ def normalize_resources(resources: Mapping[str, float]) -> dict[str, float]:
             )
         if amount == 0:
             continue
-        out[_RESOURCE_ALIASES.get(name, name)] = float(amount)
+        dask_name = _RESOURCE_ALIASES.get(name, name)
+        if dask_name == "GPU" and amount > 1 and amount != int(amount):
+            raise ValueError(
+                f"with_resources: the amount of {name!r} is {amount!r}; a trial may share a "
+                "GPU ({'gpu': 0.5}) or have whole GPUs ({'gpu': 2}), but not a fraction above "
+                f"one. Use {{{name!r}: {math.ceil(amount)}}}."
+            )
+        out[dask_name] = float(amount)
     return out
 
 
@@ -75,9 +82,11 @@ def with_resources(trainable: Any, resources: Mapping[str, float]) -> Any:
     """Ask for worker resources for every trial of ``trainable``.
 
     ``{"cpu": 1, "gpu": 1}`` becomes the Dask resource request ``{"GPU": 1}``
-    (plus ``CPU`` where workers advertise it); other keys are passed through as
-    Dask resources of the same name, so workers started with
-    ``--resources "MEM=16e9"`` can be asked for ``{"MEM": 8e9}``.
+    (plus ``CPU`` where workers advertise it); ``{"gpu": 0.5}`` lets two trials
+    share a GPU.  Other keys are passed through as Dask resources of the same
+    name, so workers started with ``--resources "MEM=16e9"`` can be asked for
+    ``{"MEM": 8e9}``.  Trials that ask for no GPU stay off the GPU workers where
+    the cluster has others (see ``dasktune.execution.capacity.usable_request``).
     """
     if not isinstance(resources, Mapping):
         raise TypeError(

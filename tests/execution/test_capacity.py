@@ -68,3 +68,59 @@ def test_a_self_scaling_cluster_may_have_no_worker_for_long() -> None:
     clock.now = 10_000
     capacity.update({})
     assert capacity.slots == 1
+
+
+# -- GPUs: fractions, and trials that ask for none on a cluster with GPU workers ------------
+
+
+def test_fractional_gpu_requests_share_a_gpu_up_to_the_worker_s_threads() -> None:
+    two_threads = workers((2, {"GPU": 1}), (2, {"GPU": 1}))
+    assert trial_slots(two_threads, {"GPU": 1}) == 2, "one trial per GPU"
+    assert trial_slots(two_threads, {"GPU": 0.5}) == 4, "two trials per GPU"
+    assert trial_slots(two_threads, {"GPU": 0.25}) == 4, "no more trials than threads"
+    assert trial_slots(workers((4, {"GPU": 1})), {"GPU": 1 / 3}) == 3, "a third fits three times"
+
+
+def test_cpu_only_trials_ask_for_cpu_to_stay_off_the_gpu_workers() -> None:
+    # The embedded CUDA cluster's layout: GPU workers, and CPU workers advertising CPU=1.
+    mixed = workers((2, {"GPU": 1}), (1, {"CPU": 1}), (1, {"CPU": 1}), (1, {"CPU": 1}))
+    assert usable_request(mixed, {}) == {"CPU": 1.0}
+    assert trial_slots(mixed, usable_request(mixed, {})) == 3, "the GPU worker's slots stay free"
+    assert usable_request(mixed, {"CPU": 1}) == {"CPU": 1}
+    # A GPU request goes to the GPU workers, which advertise no CPU: CPU is dropped.
+    assert usable_request(mixed, {"GPU": 1, "CPU": 1}) == {"GPU": 1}
+    assert trial_slots(mixed, {"GPU": 0.5}) == 2
+
+
+def test_gpu_workers_that_advertise_cpu_take_cpu_only_trials_by_choice() -> None:
+    shared = workers((1, {"GPU": 1, "CPU": 1}), (1, {"CPU": 1}))
+    assert usable_request(shared, {}) == {"CPU": 1.0}
+    assert trial_slots(shared, {"CPU": 1.0}) == 2
+    assert usable_request(shared, {"GPU": 1, "CPU": 1}) == {"GPU": 1, "CPU": 1}
+
+
+def test_a_cluster_of_gpu_workers_only_runs_cpu_only_trials_too() -> None:
+    assert usable_request(workers((1, {"GPU": 1}), (1, {"GPU": 1})), {}) == {}
+    assert usable_request(workers((1, {"GPU": 1})), {"CPU": 2}) == {}
+
+
+def test_cpu_only_trials_that_cannot_be_kept_off_gpu_workers_are_an_error_with_the_fix() -> None:
+    mixed = workers((1, {"GPU": 1}), (1, {}))
+    with pytest.raises(ValueError, match=r"asks for no GPU.*1 workers without a GPU.*"
+                                         r"--resources 'CPU=<threads>'.*\{'gpu': 1\}"):
+        usable_request(mixed, {})
+
+
+def test_more_gpus_than_any_worker_has_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"asks for \{'GPU': 2\} per trial.*'GPU': 1"):
+        usable_request(workers((2, {"GPU": 1}), (1, {"CPU": 1})), {"GPU": 2})
+
+
+def test_with_resources_spells_gpu_the_ray_way_and_refuses_fractions_above_one() -> None:
+    from dasktune.trainable.util import normalize_resources
+
+    assert normalize_resources({"cpu": 2, "gpu": 0.5}) == {"CPU": 2.0, "GPU": 0.5}
+    assert normalize_resources({"cpu": 1, "gpu": 0}) == {"CPU": 1.0}
+    assert normalize_resources({"gpu": 2}) == {"GPU": 2.0}
+    with pytest.raises(ValueError, match=r"amount of 'gpu' is 1.5.*Use \{'gpu': 2\}"):
+        normalize_resources({"gpu": 1.5})

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import dasktune as tune
 
 GUARDLESS_SCRIPT = textwrap.dedent(
@@ -206,3 +208,149 @@ def test_a_trial_that_kills_its_worker_fails_alone(tmp_path):
     assert len(runs) == 1, f"the trial ran {len(runs)} times: {runs}"
     # Its result before the crash is kept, once.
     assert by_x[2].metrics_dataframe["score"].tolist() == [2]
+
+
+# -- safe defaults: the embedded cluster listens on this machine only; TLS on request -------
+
+LISTENING_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    import psutil
+    import dasktune as tune
+    from dasktune.execution.cluster import embedded
+
+    def train(config):
+        tune.report({"score": 1})
+
+    tune.Tuner(train, param_space={"x": 1},
+               run_config=tune.RunConfig(storage_path=os.environ["STORAGE"], verbose=0)).fit()
+    # The cluster stays up for the keep-alive: look at what its processes listen on.
+    me = psutil.Process()
+    processes = [me] + me.children(recursive=True)
+    listening = [f"{c.laddr.ip}:{c.laddr.port}" for p in processes
+                 for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    print(json.dumps({
+        "listening": listening,
+        "scheduler": embedded.cluster.scheduler_address,
+        "workers": sorted(embedded.client.scheduler_info()["workers"]),
+        "dashboard": embedded.client.dashboard_link,
+    }))
+    """
+)
+
+
+def test_the_embedded_cluster_listens_on_localhost_only(tmp_path):
+    import json
+
+    env = dict(os.environ, STORAGE=str(tmp_path / "results"))
+    out = subprocess.run([sys.executable, "-c", LISTENING_SCRIPT], capture_output=True, text=True,
+                         env=env, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    # Scheduler, dashboard, and each worker and nanny: all bound to 127.0.0.1.
+    assert len(seen["listening"]) >= 2 + 2 * len(seen["workers"]), seen
+    assert {address.rsplit(":", 1)[0] for address in seen["listening"]} == {"127.0.0.1"}, seen
+    assert seen["scheduler"].startswith("tcp://127.0.0.1:")
+    assert all(w.startswith("tcp://127.0.0.1:") for w in seen["workers"])
+    dashboard_port = seen["dashboard"].split(":")[2].split("/")[0]
+    assert seen["dashboard"].startswith("http://127.0.0.1:")
+    assert f"127.0.0.1:{dashboard_port}" in seen["listening"]
+
+
+def test_the_host_setting_opts_in_to_another_interface():
+    import dask
+
+    from dasktune.execution.cluster import cluster_options
+
+    assert cluster_options(1)["host"] == "127.0.0.1"
+    assert cluster_options(1)["dashboard_address"] == "127.0.0.1:0"
+    with dask.config.set({"dasktune.cluster.host": "0.0.0.0"}):
+        assert cluster_options(1)["host"] == "0.0.0.0"
+        assert cluster_options(1)["dashboard_address"] == "0.0.0.0:0"
+    with dask.config.set({"dasktune.cluster.dashboard-address": ":8787"}):
+        assert cluster_options(1)["dashboard_address"] == ":8787", "an explicit address wins"
+
+
+TLS_SCRIPT = textwrap.dedent(
+    """
+    import os, time
+    import dask
+    from distributed import Client
+    from distributed.security import Security
+    import dasktune as tune
+    from dasktune.execution.cluster import embedded
+
+    def train(config):
+        tune.report({"score": config["x"] * 2})
+
+    dask.config.set({"dasktune.cluster.security": True})
+    grid = tune.Tuner(train, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(storage_path=os.environ["STORAGE"],
+                                                verbose=0)).fit()
+    print("SCORES", sorted(r.metrics["score"] for r in grid))
+    address = embedded.cluster.scheduler_address
+    print("ADDRESS", address)
+    attempts = {
+        "no certificates": dict(address=address),
+        "plain tcp": dict(address=address.replace("tls://", "tcp://")),
+        "other certificates": dict(address=address, security=Security.temporary()),
+    }
+    for name, kwargs in attempts.items():
+        start = time.monotonic()
+        try:
+            Client(timeout=5, set_as_default=False, **kwargs).close()
+            print("CONNECTED", name)
+        except Exception as exc:
+            print("REFUSED", name, round(time.monotonic() - start, 1), type(exc).__name__)
+    """
+)
+
+
+def test_tls_on_request_keeps_out_clients_without_the_certificates(tmp_path):
+    pytest.importorskip("cryptography")
+    env = dict(os.environ, STORAGE=str(tmp_path / "results"))
+    out = subprocess.run([sys.executable, "-c", TLS_SCRIPT], capture_output=True, text=True,
+                         env=env, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert "SCORES [2, 4]" in lines, out.stdout  # trials ran over TLS
+    assert any(line.startswith("ADDRESS tls://127.0.0.1:") for line in lines), out.stdout
+    refused = [line.split() for line in lines if line.startswith("REFUSED")]
+    assert not [line for line in lines if line.startswith("CONNECTED")], out.stdout
+    assert len(refused) == 3, out.stdout
+    assert all(float(words[-2]) < 10 for words in refused), out.stdout
+
+
+def test_tls_without_cryptography_says_what_to_install(tmp_path):
+    import dask
+
+    try:
+        import cryptography  # noqa: F401
+        pytest.skip("cryptography is installed")
+    except ImportError:
+        pass
+    with dask.config.set({"dasktune.cluster.security": True}), \
+            pytest.raises(ImportError, match=r"dasktune.cluster.security is true.*"
+                                             r"pip install cryptography"):
+        tune.Tuner(double, param_space={"x": 1},
+                   run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+
+
+def test_asking_for_a_cuda_cluster_where_it_cannot_start_fails_at_once(tmp_path):
+    import time
+
+    import dask
+
+    from dasktune.execution._gpu import probe_gpus
+
+    probe = probe_gpus()
+    if probe.count and probe.dask_cuda:
+        pytest.skip("this machine can start a CUDA cluster")
+
+    start = time.monotonic()
+    with dask.config.set({"dasktune.cluster.kind": "cuda"}), \
+            pytest.raises((ImportError, RuntimeError),
+                          match=r"dasktune.cluster.kind is 'cuda'.*(dasktune\[cuda\]|no GPU)"):
+        tune.Tuner(double, param_space={"x": 1},
+                   run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert time.monotonic() - start < 10
