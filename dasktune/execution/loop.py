@@ -147,7 +147,7 @@ class ExperimentLoop:
         grid = self.result_grid()
         if failure is None and self._signal is not None:
             failure = ExperimentInterrupted(self._signal, self.store.path)
-            self.console.note(str(failure))
+            logger.warning("%s", failure)  # the exit is quiet otherwise (SystemExit)
         if failure is not None:
             failure.result_grid = grid  # type: ignore[attr-defined]
             raise failure
@@ -580,6 +580,13 @@ class ExperimentLoop:
             run.lost = (error_type, why)
             return
         self._recover(run)
+        if self._interrupted is not None and run.outcome is None:
+            # The experiment is stopping (a SIGTERM to the whole job kills workers too):
+            # the trial was cut short, not failed, and a restore runs it on.
+            run.wound_down = True
+            self.backend.cancel(run.run_id)
+            self._finish_run(run, RunStatus.STOPPED)
+            return
         self.backend.cancel(run.run_id)  # no silent re-run by Dask behind dasktune's back
         if run.worker is not None:  # it may still run (a dropped connection): stop it there
             self.backend.deliver(run.worker, run.run_id, Decision.STOP)

@@ -319,8 +319,12 @@ class ExperimentStore:
         self.guard(self._journal.sync)
 
     def close(self) -> None:
+        """Close every file; a failure to (a full disk) is logged, never stops the closing."""
         for store in self._trials.values():
-            store.close()
+            try:
+                store.close()
+            except OSError as exc:
+                logger.warning("Could not close the files of trial %s: %s", store.trial_id, exc)
         try:
             self._journal.close()
         except OSError as exc:

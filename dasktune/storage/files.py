@@ -218,10 +218,14 @@ class TrialRecorder:
         self.close()
 
     def close(self) -> None:
-        for handle in (self._json, self._csv):
-            if handle is not None:
-                handle.close()
+        json_file, csv_file = self._json, self._csv
         self._json = self._csv = self._writer = None
+        for handle, name in ((json_file, RESULT_FILE), (csv_file, PROGRESS_FILE)):
+            if handle is not None:
+                try:
+                    handle.close()
+                except OSError as exc:  # its last buffered write failed (a full disk)
+                    raise StorageError(os.path.join(self.trial_dir, name), exc) from exc
 
 
 def delete_checkpoint(path: str) -> None:

@@ -1,0 +1,236 @@
+"""Resuming after the driver died, was signalled or ran out of disk: real processes throughout.
+
+Each experiment runs as a user's script in its own process group (like a batch job)
+on the embedded cluster; it is killed the way batch systems and crashes kill, then
+continued with ``Tuner.restore`` or ``RunConfig(resume="auto")``.  Every trial must
+end with each iteration on record exactly once, finished trials must not run again,
+and no process may be left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import dasktune as tune
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, tempfile, time
+    import dask
+    import dasktune as tune
+
+    dask.config.set({"dasktune.cluster.keep-alive": 0, "dasktune.cluster.n-workers": 2})
+
+    def train(config):
+        iters = 8 * config["x"]
+        start = 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with open(os.path.join(checkpoint.path, "it")) as f:
+                start = int(f.read())
+        for it in range(start + 1, iters + 1):
+            time.sleep(0.1)
+            directory = tempfile.mkdtemp()
+            with open(os.path.join(directory, "it"), "w") as f:
+                f.write(str(it))
+            tune.report({"it": it}, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    class Ended(tune.Callback):
+        def on_experiment_end(self, trials, **info):
+            with open(os.environ["ENDED"], "w") as f:
+                f.write(",".join(str(t.status) for t in trials))
+
+    storage, name, mode = os.environ["STORAGE"], os.environ.get("NAME", "exp"), sys.argv[1]
+    if mode == "restore":
+        grid = tune.Tuner.restore(os.path.join(storage, name), train).fit()
+    else:
+        grid = tune.Tuner(
+            train, param_space={"x": tune.grid_search([1, 2, 3, 4])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=2),
+            run_config=tune.RunConfig(
+                name=name, storage_path=storage, verbose=0, callbacks=[Ended()],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                resume="auto" if mode == "auto" else None),
+        ).fit()
+    print("RESULTS", json.dumps({r.config["x"]: r.metrics_dataframe["it"].tolist() for r in grid}))
+    print("STATUSES", json.dumps({r.config["x"]: r.status for r in grid}))
+    """
+)
+
+
+def start(tmp_path: Path, mode: str, **env: str) -> subprocess.Popen:
+    script = tmp_path / "experiment.py"
+    script.write_text(SCRIPT)
+    environment = {**os.environ, "STORAGE": str(tmp_path / "results"),
+                   "ENDED": str(tmp_path / f"ended-{mode}"), **env}
+    return subprocess.Popen([sys.executable, str(script), mode], cwd=tmp_path, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, like a batch job
+
+
+def rows(experiment: Path, x: int) -> int:
+    """How many results trial x has on disk (x=1 is trial 0, ...)."""
+    path = experiment / f"train_{x - 1:05d}" / "result.json"
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def wait_until(condition, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the experiment did not get there in time")
+        time.sleep(0.05)
+
+
+def stop_group(proc: subprocess.Popen, sig: int) -> tuple[str, str]:
+    os.killpg(proc.pid, sig)
+    out, err = proc.communicate(timeout=60)
+    assert_group_gone(proc.pid)
+    return out, err
+
+
+def assert_group_gone(pgid: int) -> None:
+    """Nothing of the experiment's process group still runs (workers included)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    raise AssertionError(f"processes of group {pgid} were still running")
+
+
+def finish(tmp_path: Path, mode: str, **env: str) -> dict:
+    proc = start(tmp_path, mode, **env)
+    out, err = proc.communicate(timeout=180)
+    assert_group_gone(proc.pid)
+    assert proc.returncode == 0, err[-4000:]
+    line = next(l for l in out.splitlines() if l.startswith("RESULTS"))
+    statuses = json.loads(next(l for l in out.splitlines() if l.startswith("STATUSES"))[9:])
+    return {"rows": {int(k): v for k, v in json.loads(line[8:]).items()},
+            "statuses": {int(k): v for k, v in statuses.items()}}
+
+
+def assert_complete(outcome: dict) -> None:
+    for x, its in outcome["rows"].items():
+        assert its == list(range(1, 8 * x + 1)), f"trial x={x}: {its}"
+    assert set(outcome["statuses"].values()) == {"TERMINATED"}, outcome["statuses"]
+
+
+def runs_of(experiment: Path, x: int) -> int:
+    return len(list((experiment / f"train_{x - 1:05d}").glob(".run-*.jsonl")))
+
+
+def cut_short_midway(tmp_path: Path, sig: int, mode: str = "run") -> tuple[subprocess.Popen, str, str]:
+    """Run the experiment until trial x=1 finished and x=2 is midway, then send ``sig``."""
+    experiment = tmp_path / "results" / "exp"
+    proc = start(tmp_path, mode)
+    wait_until(lambda: rows(experiment, 1) == 8 and rows(experiment, 2) >= 4)
+    out, err = stop_group(proc, sig)
+    return proc, out, err
+
+
+def test_the_driver_killed_and_restored(tmp_path):
+    experiment = tmp_path / "results" / "exp"
+    cut_short_midway(tmp_path, signal.SIGKILL)
+    assert tune.Tuner.can_restore(experiment)
+    assert runs_of(experiment, 1) == 1
+    outcome = finish(tmp_path, "restore")
+    assert_complete(outcome)
+    assert runs_of(experiment, 1) == 1, "a finished trial is not run again"
+    assert runs_of(experiment, 2) == 2, "the trial cut short continued in a second run"
+
+
+def test_sigterm_to_the_whole_job_winds_down_saves_and_restores(tmp_path):
+    experiment = tmp_path / "results" / "exp"
+    start_time = time.monotonic()
+    proc, out, err = cut_short_midway(tmp_path, signal.SIGTERM)
+    assert time.monotonic() - start_time < 60
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "stopped by SIGTERM" in out + err
+    # on_experiment_end ran, and the trials cut short are waiting to run on, not TERMINATED.
+    statuses = (tmp_path / "ended-run").read_text().split(",")
+    assert statuses[0] == "TERMINATED" and "PENDING" in statuses
+    journal = (experiment / "journal.jsonl").read_text().splitlines()
+    assert json.loads(journal[-1])["status"] == "interrupted"
+    outcome = finish(tmp_path, "restore")
+    assert_complete(outcome)
+    assert runs_of(experiment, 1) == 1
+
+
+def test_a_journal_whose_last_line_was_cut_still_restores(tmp_path):
+    experiment = tmp_path / "results" / "exp"
+    cut_short_midway(tmp_path, signal.SIGKILL)
+    with open(experiment / "journal.jsonl", "a") as f:
+        f.write('{"event": "status", "id": "half a li')  # the driver died writing this
+    outcome = finish(tmp_path, "restore")
+    assert_complete(outcome)
+
+
+def test_resume_auto_continues_when_the_same_script_runs_again(tmp_path):
+    experiment = tmp_path / "results" / "exp"
+    cut_short_midway(tmp_path, signal.SIGKILL, mode="auto")
+    outcome = finish(tmp_path, "auto")
+    assert_complete(outcome)
+    assert runs_of(experiment, 1) == 1
+    assert not (tmp_path / "results" / "exp_2").exists(), "it continued, not started anew"
+
+
+def test_two_drivers_on_one_storage_path_get_two_directories(tmp_path):
+    procs = [start(tmp_path, "run", NAME="same", ENDED=str(tmp_path / f"ended-{i}"))
+             for i in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-3000:]
+        assert_group_gone(proc.pid)
+    for name in ("same", "same_2"):
+        for x in (1, 2, 3, 4):
+            lines = (tmp_path / "results" / name / f"train_{x - 1:05d}" / "result.json")
+            its = [json.loads(l)["it"] for l in lines.read_text().splitlines()]
+            assert its == list(range(1, 8 * x + 1)), (name, x, its)
+
+
+def test_a_storage_path_that_fills_up(client, tmp_path):
+    """A real full disk (a small tmpfs): a clear error, results kept, no torn line, no run left."""
+    from dasktune.storage.files import StorageError
+
+    full = tmp_path / "full"
+    full.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        def chatty(config):
+            for i in range(10_000):
+                tune.report({"i": i, "padding": "x" * 2000})
+
+        with pytest.raises(StorageError, match=r"Could not write .*No space left.*disk under "
+                                               r"the storage path is full") as info:
+            tune.Tuner(chatty, param_space={"x": tune.grid_search([1, 2])},
+                       run_config=tune.RunConfig(name="full", storage_path=str(full), verbose=0),
+                       client=client).fit()
+        grid = info.value.result_grid
+        assert len(grid) == 2 and sum(len(r.metrics_dataframe) for r in grid) > 0
+        for result_file in full.glob("full/*/result.json"):
+            for line in result_file.read_text().splitlines():
+                json.loads(line)  # every line whole
+        deadline = time.monotonic() + 20
+        while client.processing() and any(client.processing().values()):
+            assert time.monotonic() < deadline, client.processing()
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["umount", "-l", str(full)], capture_output=True)
