@@ -5,6 +5,7 @@ so imports and cluster start-up count.  Prints the median of --repeat runs::
 
     python benchmarks/overhead.py --trials 200 --reports 10 --repeat 3
     python benchmarks/overhead.py --vs-ray     # the same workload with Ray Tune, if installed
+    python benchmarks/overhead.py --also /path/to/other/checkout  # another dasktune version
 
 It also runs the floor: the same futures and events on bare Dask with no tuner,
 and prints dasktune's ratio to it, measured in the same command.
@@ -74,12 +75,13 @@ print(json.dumps({"fit_s": t2 - t1, "import_s": t1 - t0,
 '''
 
 
-def run_once(engine: str, trials: int, reports: int) -> dict[str, float]:
+def run_once(engine: str, trials: int, reports: int, path: str | None = None) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=path) if path else None
     with tempfile.TemporaryDirectory() as storage:
         start = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-c", WORKLOAD, engine, str(trials), str(reports), storage],
-            capture_output=True, text=True, check=False,
+            capture_output=True, text=True, check=False, env=env, cwd=path or None,
         )
         wall = time.perf_counter() - start
     if out.returncode != 0:
@@ -89,11 +91,13 @@ def run_once(engine: str, trials: int, reports: int) -> dict[str, float]:
     return stats
 
 
-def measure(engine: str, trials: int, reports: int, repeat: int) -> dict[str, float]:
-    runs = [run_once(engine, trials, reports) for _ in range(repeat)]
+def measure(engine: str, trials: int, reports: int, repeat: int,
+            path: str | None = None) -> dict[str, float]:
+    runs = [run_once(engine, trials, reports, path) for _ in range(repeat)]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     wall = med["wall_s"]
-    print(f"{engine:9s} {trials} trials x {reports} reports, median of {repeat}: "
+    label = f"{engine} ({path})" if path else engine
+    print(f"{label:9s} {trials} trials x {reports} reports, median of {repeat}: "
           f"wall {wall:.2f} s (fit {med['fit_s']:.2f} s), "
           f"{trials / wall:.1f} trials/s, {trials * reports / wall:.0f} results/s, "
           f"driver peak RSS {med['peak_rss_mb']:.0f} MB; "
@@ -107,9 +111,25 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--vs-ray", action="store_true", help="also run Ray Tune and print the ratio")
+    parser.add_argument("--also", metavar="CHECKOUT",
+                        help="also time the dasktune in this checkout (another commit), "
+                             "interleaved with this one, and print the ratio")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     floor = measure("dask", args.trials, args.reports, args.repeat)
+    if args.also:  # interleave the two versions, so that the machine's drift hits both alike
+        ours_runs, other_runs = [], []
+        for _ in range(args.repeat):
+            ours_runs.append(run_once("dasktune", args.trials, args.reports))
+            other_runs.append(run_once("dasktune", args.trials, args.reports, args.also))
+        ours = {k: statistics.median(r[k] for r in ours_runs) for k in ours_runs[0]}
+        other = {k: statistics.median(r[k] for r in other_runs) for k in other_runs[0]}
+        for label, runs, med in (("this checkout", ours_runs, ours), (args.also, other_runs, other)):
+            print(f"dasktune ({label}): median wall {med['wall_s']:.2f} s; all: "
+                  f"{', '.join('%.2f' % r['wall_s'] for r in runs)}; "
+                  f"{med['wall_s'] / floor['wall_s']:.2f}x bare Dask")
+        print(f"this checkout / {args.also}: {ours['wall_s'] / other['wall_s']:.2f}x")
+        return
     ours = measure("dasktune", args.trials, args.reports, args.repeat)
     print(f"dasktune / bare Dask wall-time ratio: {ours['wall_s'] / floor['wall_s']:.2f}x")
     if args.vs_ray:
