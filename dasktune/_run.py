@@ -17,6 +17,7 @@ from typing import Any
 
 from dasktune.analysis import ExperimentAnalysis
 from dasktune.callback import Callback
+from dasktune.execution.resume import ResumeOptions
 from dasktune.trainable.util import with_resources
 from dasktune.trial import TrialStatus
 from dasktune.tune_config import (
@@ -120,19 +121,32 @@ def _check_trainable(run_or_experiment: Any) -> None:
         )
 
 
-def _check_resume(resume: Any, resume_config: Any, path: str | None) -> None:
-    """Start afresh where Ray would; refuse where it would resume, which dasktune cannot yet."""
-    if resume in (None, False) and resume_config is None:
-        return
-    text = str(resume).upper()
-    if text.startswith(("AUTO", "PROMPT")) and not (path and os.path.isdir(path)
-                                                    and os.listdir(path)):
-        return  # "AUTO": resume if there is something to resume, else start afresh
-    raise ValueError(
-        f"tune.run(resume={resume!r}{', resume_config=...' if resume_config else ''}): dasktune "
-        "cannot resume an experiment yet. Remove the argument to start afresh (under a new "
-        "name), or keep results apart with tune.run(..., name='another_name')."
-    )
+def _resume_options(resume: Any, resume_config: Any) -> tuple[str, ResumeOptions] | None:
+    """Ray's ``resume`` spellings: None (afresh), "AUTO" (if there is something to resume),
+    or a resume that must happen (True, "LOCAL"...); "+ERRORED" resumes failed trials,
+    "+RESTART_ERRORED" starts them again, "ERRORED_ONLY" runs only those."""
+    if resume_config is not None:
+        options = ResumeOptions(
+            resume_unfinished=getattr(resume_config, "resume_unfinished", True),
+            resume_errored=getattr(resume_config, "resume_errored", False),
+            restart_errored=getattr(resume_config, "restart_errored", False))
+        return ("auto" if resume in (None, "AUTO") else "must"), options
+    if resume in (None, False):
+        return None
+    text = "LOCAL" if resume is True else str(resume).upper()
+    head, _, tail = text.partition("+")
+    if head not in ("AUTO", "LOCAL", "REMOTE", "PROMPT", "ERRORED_ONLY", "MUST") or tail not in (
+            "", "ERRORED", "RESTART_ERRORED", "ERRORED_ONLY"):
+        raise ValueError(
+            f"The value of `tune.run(resume=...)` is {resume!r}, but it must be None, True, "
+            "'AUTO', 'LOCAL', or one of them with '+ERRORED', '+RESTART_ERRORED' or "
+            "'+ERRORED_ONLY', as in Ray Tune."
+        )
+    errored_only = "ERRORED_ONLY" in (head, tail)
+    options = ResumeOptions(resume_unfinished=not errored_only,
+                            resume_errored=tail == "ERRORED" or errored_only,
+                            restart_errored=tail == "RESTART_ERRORED")
+    return ("auto" if head in ("AUTO", "PROMPT") else "must"), options
 
 
 def run(
@@ -203,16 +217,17 @@ def run(
     * ``max_failures, fail_fast`` go to :class:`~dasktune.FailureConfig`.
     * ``raise_on_failed_trial`` (True by default, as in Ray): when trials end in
       ERROR, raise :class:`TuneError` naming them, after the others finished.
-    * ``resume``: None or False start afresh; ``"AUTO"`` starts afresh when there
-      is nothing to resume. Resuming itself, and ``restore`` (starting from a
-      checkpoint), are not supported yet and raise a ValueError.
+    * ``resume``, as in Ray Tune: None or False start afresh; ``"AUTO"`` continues
+      the experiment of the same ``name`` if there is one (``Tuner.restore``) and
+      starts afresh otherwise; True or ``"LOCAL"`` must continue it; ``"+ERRORED"``
+      also resumes failed trials, ``"+RESTART_ERRORED"`` starts them again,
+      ``"ERRORED_ONLY"`` runs only those. ``restore`` (starting from a checkpoint
+      path) is not supported and raises a ValueError.
     * Accepted, with no effect (logged once): ``export_formats``, ``server_port``,
       ``trial_executor``.
     * ``client``: dasktune's addition, the ``distributed.Client`` to run on (as
       ``Tuner(client=...)``).
     """
-    from dasktune.tuner import Tuner
-
     _check_trainable(run_or_experiment)
     if config is not None and not isinstance(config, Mapping):
         raise TypeError(
@@ -257,9 +272,8 @@ def run(
         log_to_file=log_to_file, storage_filesystem=storage_filesystem,
         sync_config=sync_config, progress_reporter=progress_reporter,
     )
-    _check_resume(resume, resume_config, _named_path(run_config))
-    tuner = Tuner(trainable, param_space=dict(config or {}), tune_config=tune_config,
-                  run_config=run_config, client=client)
+    tuner = _tuner_for(trainable, config, tune_config, run_config, client,
+                       _resume_options(resume, resume_config))
     grid = tuner.fit()
     # Without metric and mode here, the analysis takes the experiment's (a scheduler's, say).
     analysis = ExperimentAnalysis(grid.experiment_path, default_metric=metric,
@@ -274,6 +288,28 @@ def run(
             failed, analysis,
         )
     return analysis
+
+
+def _tuner_for(trainable: Any, config: Any, tune_config: TuneConfig, run_config: RunConfig,
+               client: Any, resume: tuple[str, ResumeOptions] | None) -> Any:
+    """A new Tuner, or one that continues the named experiment as ``resume`` asks."""
+    from dasktune.tuner import Tuner
+
+    path = _named_path(run_config)
+    if resume is not None:
+        mode, options = resume
+        if path is not None and Tuner.can_restore(path):
+            return Tuner.restore(path, trainable, resume_unfinished=options.resume_unfinished,
+                                 resume_errored=options.resume_errored,
+                                 restart_errored=options.restart_errored, client=client)
+        if mode == "must":
+            raise ValueError(
+                f"tune.run(resume=...): there is no experiment to resume at {path or '(no name)'}"
+                ". Give tune.run the name= and storage_path= of the experiment to continue, or "
+                "resume='AUTO' to start afresh when there is none."
+            )
+    return Tuner(trainable, param_space=dict(config or {}), tune_config=tune_config,
+                 run_config=run_config, client=client)
 
 
 def _named_path(run_config: RunConfig) -> str | None:

@@ -160,7 +160,8 @@ class ExperimentAnalysis:
             trial_dir = os.path.join(self._experiment_path, entry["dir"])
             result = in_memory.get(entry["dir"]) or _result_from_disk(entry, trial_dir)
             self.trials.append(AnalyzedTrial(
-                trial_id=entry["trial_id"], config=result.config, trial_name=entry["dir"],
+                trial_id=entry["trial_id"], config=result.config,
+                trial_name=entry.get("name") or entry["dir"],
                 local_path=trial_dir, status=TrialStatus(entry.get("status", "TERMINATED")),
                 last_result=dict(result.metrics), num_failures=entry.get("num_failures", 0),
                 error_msg=str(result.error) if result.error else None,

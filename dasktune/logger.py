@@ -72,19 +72,16 @@ class LoggerCallback(Callback):
     what a trial holds open in ``log_trial_end``, and in ``on_experiment_end``
     what is still open then (trials still paused, or an interrupted run).
 
-    :meth:`log_trial_save` and :meth:`log_trial_restore` exist so that Ray
-    loggers that override them still work, but dasktune's coordinator does not
-    yet send save and restore events, so they are not called.
     """
 
     def log_trial_start(self, trial: Trial) -> None:
         """A run of ``trial`` began (again after a pause or a retried failure)."""
 
     def log_trial_restore(self, trial: Trial) -> None:
-        """``trial`` was restored from a checkpoint (not called by dasktune yet)."""
+        """A run of ``trial`` began from a checkpoint."""
 
     def log_trial_save(self, trial: Trial) -> None:
-        """``trial`` saved a checkpoint (not called by dasktune yet)."""
+        """``trial`` stored a checkpoint."""
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
         """``trial`` reported ``result``; ``iteration`` counts the experiment's loop turns."""

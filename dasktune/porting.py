@@ -244,6 +244,7 @@ _SPECIAL: dict[str, _Target] = {
     "ray.tune.schedulers.HyperBandForBOHB": _Unportable("BOHB is not in dasktune."),
     "ray.tune.schedulers.ResourceChangingScheduler": _Unportable(
         "dasktune cannot change a running trial's resources."),
+    "ray.tune.utils.validate_save_restore": _Name("dasktune.utils", "validate_save_restore"),
     "ray.tune.utils": _Unportable("ray.tune.utils is Ray's internal toolbox; copy what you "
                                   "use (e.g. a mock trainable) into your script."),
     "ray.tune.integration": _Unportable(

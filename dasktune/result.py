@@ -260,12 +260,15 @@ class _TrialRecord(Protocol):
     def rows(self) -> list[dict[str, Any]]: ...
 
 
-def build_result_grid(trials: Iterable[Trial], records: Callable[[str], _TrialRecord],
+def build_result_grid(trials: Iterable[Trial], records: Callable[[str], _TrialRecord | None],
                       experiment_path: str, metric: str | None, mode: str | None) -> ResultGrid:
-    """The ResultGrid of ``trials``; ``records(trial_id)`` gives each one's stored record."""
+    """The ResultGrid of ``trials``; ``records(trial_id)`` gives each one's stored record
+    (None for a trial that never got one: the experiment failed as it was created)."""
     results = []
     for trial in trials:
         record = records(trial.trial_id)
+        if record is None:
+            continue
         failed = trial.status == TrialStatus.ERROR
         results.append(Result(
             metrics=dict(trial.last_result),

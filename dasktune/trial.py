@@ -42,6 +42,8 @@ class Trial:
     error_msg: str | None = None
     # Where the latest checkpoint of this trial lies, if any.
     checkpoint_path: str | None = None
+    #: The trainable's name (Ray's ``Trial.trainable_name``, which name creators often use).
+    trainable_name: str = ""
 
     def __repr__(self) -> str:
         return f"Trial({self.trial_name or self.trial_id}, {self.status})"

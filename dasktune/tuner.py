@@ -332,6 +332,10 @@ class Tuner:
             trainable=fn, params=params, trainable_name=trainable_name(fn),
             checkpoint_frequency=ckpt.checkpoint_frequency,
             checkpoint_at_end=bool(ckpt.checkpoint_at_end),
+            trial_name_creator=tc.trial_name_creator,
+            trial_dirname_creator=tc.trial_dirname_creator,
+            chdir_to_trial_dir=tc.chdir_to_trial_dir,
+            log_files=rc.log_file_names(),
         )
         capacity = Capacity(
             resources, checked, max_concurrent=tc.max_concurrent_trials or 0,

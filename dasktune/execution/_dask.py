@@ -70,7 +70,7 @@ def _trial_task(
 
     try:
         outcome = run_trial(spec, trainable, params, checkpoint_config, emit, cancelled,
-                            worker=worker.address)
+                            worker=worker.address, exclusive=worker.state.nthreads == 1)
         emit(RunEnded(spec.run_id, worker.address, outcome))
         return outcome
     finally:

@@ -151,10 +151,7 @@ class Controller:
         trial is not passed on to the scheduler or searcher (both hear of the
         trial again when it completes).
         """
-        if any(isinstance(v, dict) for v in result.values()):
-            # Nested metrics both ways: result["eval"]["acc"] for Ray-style stoppers and
-            # Result.metrics, result["eval/acc"] for metric names given as "a/b".
-            result = {**result, **flatten(result)}
+        result = _with_flat_keys(result)
         self._check_metrics(trial, result)
         trial.last_result = result
         if self.stopper is not None and self.stopper(trial.trial_id, result):
@@ -165,6 +162,12 @@ class Controller:
         if self.stopper is not None and self.stopper.stop_all():
             self.stop_everything("a stopper's stop_all() returned True")
         return TrialDecision.CONTINUE if decision == TrialDecision.NOOP else decision
+
+    def note_result(self, trial: Trial, result: dict[str, Any]) -> dict[str, Any]:
+        """Make ``result`` the trial's last result without deciding anything (a trial
+        already told to stop still reports); returns it as decisions see it."""
+        trial.last_result = _with_flat_keys(result)
+        return trial.last_result
 
     def _check_metrics(self, trial: Trial, result: dict[str, Any]) -> None:
         if all(key in _AUTO_KEYS for key in result):
@@ -295,3 +298,9 @@ class Controller:
         return best
 
 
+def _with_flat_keys(result: dict[str, Any]) -> dict[str, Any]:
+    """Nested metrics both ways: ``result["eval"]["acc"]`` for Ray-style stoppers and
+    Result.metrics, ``result["eval/acc"]`` for metric names given as "a/b"."""
+    if any(isinstance(v, dict) for v in result.values()):
+        return {**result, **flatten(result)}
+    return result

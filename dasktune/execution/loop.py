@@ -77,6 +77,7 @@ class _Run:
     cancelled_by_us: bool = False  # cancelled before it started (the experiment stopped)
     wound_down: bool = False  # stopped because the whole experiment stopped
     lost: tuple[str, str] | None = None  # lost while the connection was down: (type, why)
+    from_checkpoint: bool = False  # it started from a checkpoint
 
 
 @dataclass
@@ -88,6 +89,13 @@ class ExperimentSpec:
     trainable_name: str
     checkpoint_frequency: int = 0
     checkpoint_at_end: bool = False
+    #: TuneConfig's ``f(trial) -> str`` for trial names and directory names, if given.
+    trial_name_creator: Any = None
+    trial_dirname_creator: Any = None
+    #: Run each trial in its directory (None: as Ray Tune does, where workers run one trial
+    #: at a time), and RunConfig(log_to_file)'s (stdout, stderr) file names.
+    chdir_to_trial_dir: bool | None = None
+    log_files: tuple[str, str] | None = None
 
 
 class ExperimentLoop:
@@ -291,7 +299,15 @@ class ExperimentLoop:
 
     def _add_trial(self, trial: Trial, index: int) -> None:
         """Name a new trial and give it its place in storage."""
+        trial.trainable_name = self.spec.trainable_name
         trial.trial_name, trial.local_path = self.store.name_trial(index)
+        if self.spec.trial_dirname_creator is not None:
+            trial.local_path = self.store.custom_trial_dir(
+                _created_name(self.spec.trial_dirname_creator, trial, "trial_dirname_creator"))
+            trial.trial_name = os.path.basename(trial.local_path)
+        if self.spec.trial_name_creator is not None:
+            trial.trial_name = _created_name(self.spec.trial_name_creator, trial,
+                                             "trial_name_creator")
         self.store.add_trial(trial, index)
 
     def _submit(self, trial: Trial) -> None:
@@ -316,13 +332,16 @@ class ExperimentLoop:
             checkpoint_index=store.next_checkpoint_index,
             decision_timeout=self._decision_timeout,
             decision_resend=self._decision_resend,
+            chdir=self.spec.chdir_to_trial_dir,
+            log_files=self.spec.log_files,
         )
         self.backend.submit(spec, self._trainable_ref, self._param_refs,
                             (self.spec.checkpoint_frequency, self.spec.checkpoint_at_end),
                             self.capacity.request)
         trial.status = TrialStatus.PENDING
         self._runs[run_id] = _Run(run_id, trial, store,
-                                  os.path.join(trial.local_path, spool_file_name(run_id)))
+                                  os.path.join(trial.local_path, spool_file_name(run_id)),
+                                  from_checkpoint=latest is not None)
 
     def _run_of(self, trial: Trial) -> _Run | None:
         return next((r for r in self._runs.values() if r.trial is trial), None)
@@ -403,6 +422,8 @@ class ExperimentLoop:
             run.worker = item.worker
             run.trial.status = TrialStatus.RUNNING
             self._notify("on_trial_start", run.trial)
+            if run.from_checkpoint:
+                self._notify("on_trial_restore", run.trial)
             if run.requested:
                 self._send_request(run)
         elif isinstance(item, CheckpointStored):
@@ -462,6 +483,7 @@ class ExperimentLoop:
         try:
             if run.requested == Decision.STOP:
                 decision = TrialDecision.STOP
+                self.controller.note_result(trial, result)
             else:  # a trial asked to pause (by a TrialUpdate) still reports, and may be stopped
                 decision = self.controller.on_result(trial, result)
                 if run.requested == Decision.PAUSE and decision != TrialDecision.STOP:
@@ -504,6 +526,7 @@ class ExperimentLoop:
         run.checkpoints_seen.add(path)
         run.store.add_checkpoint(path, metrics)
         run.trial.checkpoint_path = path
+        self._notify("on_trial_save", run.trial)
 
     # -- ending runs -------------------------------------------------------
     def _on_future_done(self, run: _Run) -> None:
@@ -669,8 +692,19 @@ class ExperimentLoop:
             self.backend.close()
 
     def result_grid(self) -> ResultGrid:
-        return build_result_grid(self.controller.trials, self.store.trial, self.store.path,
+        return build_result_grid(self.controller.trials, self.store.get, self.store.path,
                                  self.metric, self.mode)
+
+
+def _created_name(creator: Any, trial: Trial, argument: str) -> str:
+    """What TuneConfig's name creator returned for ``trial``, checked."""
+    name = creator(trial)
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(
+            f"TuneConfig({argument}={getattr(creator, '__name__', creator)!s}) returned "
+            f"{name!r} for trial {trial.trial_id}; it must return a non-empty string."
+        )
+    return name
 
 
 class ExperimentInterrupted(SystemExit):

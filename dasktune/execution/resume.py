@@ -69,6 +69,7 @@ def resume(store: ExperimentStore, journaled: JournaledExperiment, searcher: Sea
 
     for journaled_trial in iter_trial_dirs(journaled):
         restored = trial_from_journal(store.path, journaled_trial)
+        restored.trainable_name = store.trainable_name
         record = store.restore_trial(restored, journaled_trial)
         restored.last_result = dict(record.recorder.last_result or {})
         restored.checkpoint_path = record.latest_checkpoint[0] if record.latest_checkpoint else None

@@ -254,10 +254,27 @@ class ExperimentStore:
         name = trial_dir_name(self.trainable_name, index)
         return name, os.path.join(self.path, name)
 
+    def custom_trial_dir(self, name: str) -> str:
+        """The directory for a trial named by ``TuneConfig(trial_dirname_creator=...)``."""
+        if (os.sep in name or (os.altsep and os.altsep in name) or name in (".", "..")
+                or name.startswith(".")):
+            raise ValueError(
+                f"TuneConfig(trial_dirname_creator=...) returned {name!r}: it must be a plain "
+                "directory name (no path separators, not starting with '.'), such as "
+                "f\"{trial.trainable_name}_{trial.trial_id}\"."
+            )
+        path = os.path.join(self.path, name)
+        if any(store.trial_dir == path for store in self._trials.values()):
+            raise ValueError(
+                f"TuneConfig(trial_dirname_creator=...) returned {name!r} for two trials: "
+                "each trial needs a directory of its own; include trial.trial_id in the name."
+            )
+        return path
+
     def add_trial(self, trial: Trial, index: int) -> TrialStore:
         """Create the trial's directory and record its config."""
         store = self._trials[trial.trial_id] = TrialStore(trial.trial_id, trial.local_path, self)
-        self.journal_write("trial", id=trial.trial_id, index=index,
+        self.journal_write("trial", id=trial.trial_id, index=index, name=trial.trial_name,
                            dir=relative(self.path, trial.local_path), config=trial.config)
         self.guard(store.recorder.write_params, trial.config)
         return store
@@ -301,7 +318,8 @@ class ExperimentStore:
             "metric": metric,
             "mode": mode,
             "trials": [
-                {"trial_id": t.trial_id, "status": str(t.status), "dir": t.trial_name,
+                {"trial_id": t.trial_id, "status": str(t.status),
+                 "dir": os.path.basename(t.local_path), "name": t.trial_name,
                  "config": t.config, "last_result": t.last_result,
                  "checkpoint": t.checkpoint_path, "num_failures": t.num_failures}
                 for t in trials
@@ -362,7 +380,7 @@ class ExperimentStore:
 def trial_from_journal(experiment_path: str, journaled: JournaledTrial) -> Trial:
     """A Trial object for a journaled trial, before its store is restored."""
     return Trial(trial_id=journaled.trial_id, config=journaled.config,
-                 trial_name=os.path.basename(journaled.dir),
+                 trial_name=journaled.name or os.path.basename(journaled.dir),
                  local_path=os.path.join(experiment_path, journaled.dir),
                  status=TrialStatus(journaled.status), num_failures=journaled.failures,
                  error_msg=journaled.error)

@@ -11,7 +11,7 @@ Records (``"event"`` names the kind)::
 
     experiment  name, trainable, metric, mode, trial_id_prefix      (the first line)
     resumed     when                                               (each restore)
-    trial       id, index, dir, config                             (a new trial)
+    trial       id, index, name, dir, config                       (a new trial)
     status      id, status, failures, error                        (ended, paused, to run again)
     checkpoint  id, path, metrics  /  checkpoint_deleted  id, path
     config      id, config                                         (a scheduler changed it)
@@ -121,6 +121,7 @@ class JournaledTrial:
     failures: int = 0
     error: str | None = None
     checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # relative
+    name: str = ""
 
 
 @dataclass
@@ -153,7 +154,7 @@ def load_journal(experiment_path: str) -> JournaledExperiment:
         event = record.get("event")
         if event == "trial":
             trials[record["id"]] = JournaledTrial(record["id"], record["index"], record["dir"],
-                                                  record["config"])
+                                                  record["config"], name=record.get("name", ""))
             continue
         if event == "end":
             end = record

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import os
 import pickle
 import shutil
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import cloudpickle
@@ -21,6 +23,8 @@ from dasktune.trainable.trainable import Trainable
 
 _CLASS_STATE_FILE = ".dasktune_trainable_state.pkl"
 
+logger = logging.getLogger(__name__)
+
 
 def run_trial(
     spec: _session.RunSpec,
@@ -30,8 +34,13 @@ def run_trial(
     emit: Callable[[Message], None],
     cancelled: Callable[[], bool] = lambda: False,
     worker: str = "",
+    exclusive: bool = True,
 ) -> RunOutcome:
     """Run ``trainable`` for one trial; never raises for the trial's own errors.
+
+    ``exclusive`` says that this process runs no other trial at the same time, so the
+    run may change the working directory (``TuneConfig(chdir_to_trial_dir)``) and
+    redirect what it prints (``RunConfig(log_to_file)``).
 
     The run first claims its spool (see :mod:`dasktune.storage.spool`): if Dask
     runs the same task a second time because its first worker died, the second
@@ -43,11 +52,48 @@ def run_trial(
     except RunAlreadyClaimed:
         return RunOutcome(spec.run_id, RunStatus.DUPLICATE, 0, spec.start_iteration)
     try:
-        outcome = _run(spec, trainable, params, checkpoint_config, emit, cancelled, worker, spool)
+        with _trial_surroundings(spec, exclusive):
+            outcome = _run(spec, trainable, params, checkpoint_config, emit, cancelled, worker,
+                           spool)
         spool.end(outcome.to_wire())
     finally:
         spool.close()
     return outcome
+
+
+_warned_shared_process = False
+
+
+@contextlib.contextmanager
+def _trial_surroundings(spec: _session.RunSpec, exclusive: bool) -> Iterator[None]:
+    """The run's working directory and output files, as Ray Tune sets them up."""
+    global _warned_shared_process
+    wanted_chdir = spec.chdir if spec.chdir is not None else exclusive
+    wants_files = spec.log_files is not None
+    if (spec.chdir or wants_files) and not exclusive:
+        if not _warned_shared_process:
+            _warned_shared_process = True
+            logger.warning(
+                "This Dask worker runs several trials at once in one process, so trials cannot "
+                "each have their own working directory or output files "
+                "(chdir_to_trial_dir, log_to_file); start workers with one thread each "
+                "(dask worker --nthreads 1) for that.")
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        if wanted_chdir:
+            original = os.getcwd()
+            os.environ["TUNE_ORIG_WORKING_DIR"] = original  # as Ray Tune sets it
+            os.chdir(spec.context.trial_dir)
+            stack.callback(os.chdir, original)
+        if spec.log_files is not None:
+            stdout_name, stderr_name = spec.log_files
+            out = stack.enter_context(open(os.path.join(spec.context.trial_dir, stdout_name), "a"))
+            err = out if stderr_name == stdout_name else stack.enter_context(
+                open(os.path.join(spec.context.trial_dir, stderr_name), "a"))
+            stack.enter_context(contextlib.redirect_stdout(out))
+            stack.enter_context(contextlib.redirect_stderr(err))
+        yield
 
 
 def _run(

@@ -146,6 +146,11 @@ class RunSpec:
     checkpoint_index: int = 0
     decision_timeout: float = 3600.0
     decision_resend: float = 2.0  # how often a waiting trial asks again for its decision
+    #: Run in the trial's directory: True, False, or None for Ray's default (yes, where the
+    #: worker runs one trial at a time, since the working directory is the process's).
+    chdir: bool | None = None
+    #: (stdout, stderr) file names in the trial's directory for what the trial prints.
+    log_files: tuple[str, str] | None = None
 
 
 class Session:

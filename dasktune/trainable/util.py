@@ -38,13 +38,11 @@ def with_parameters(trainable: Callable[..., Any] | type, **kwargs: Any) -> Any:
         >>> trainable = with_parameters(train, data=[1, 2, 3])
 
     Each trial calls ``train(config, data=data)``; class trainables get them
-    as keyword arguments of ``setup``.
+    as keyword arguments of ``setup``.  With nothing to bind, the trainable is
+    returned as it is (Ray Tune accepts that too).
     """
     if not kwargs:
-        raise ValueError(
-            "with_parameters() got no objects to bind. Pass them as keywords: "
-            "tune.with_parameters(train, data=data)."
-        )
+        return trainable
     resources = getattr(trainable, "_dasktune_resources", None)
     wrapped = _Parameterized(trainable, dict(kwargs))
     if resources is not None:
@@ -122,3 +120,39 @@ def unwrap(trainable: Any) -> tuple[Any, dict[str, Any]]:
     if isinstance(trainable, _Parameterized):
         return trainable.trainable, trainable.params
     return trainable, {}
+
+
+def validate_save_restore(trainable_cls: type, config: dict[str, Any] | None = None,
+                          num_gpus: float = 0) -> bool:
+    """Check that a class trainable's checkpoints restore it (Ray Tune's helper).
+
+    Trains one instance a step, saves it, restores a second instance from that
+    checkpoint, and checks that both report the same ``training_iteration`` after
+    one more step each; raises ``AssertionError`` if not, returns True otherwise.
+    ``num_gpus`` is accepted for Ray's signature and ignored.
+    """
+    import shutil
+
+    from dasktune.trainable import _trial_run
+
+    config = dict(config or {})
+    first, second = trainable_cls(config), trainable_cls(config)
+    try:
+        first._iteration += 1
+        first.step()
+        checkpoint = _trial_run._save(first)
+        try:
+            _trial_run._restore(second, checkpoint)
+        finally:
+            shutil.rmtree(checkpoint.path, ignore_errors=True)
+        assert second._iteration == first._iteration, (
+            f"{trainable_cls.__name__}: restored at iteration {second._iteration}, saved at "
+            f"{first._iteration}; save_checkpoint/load_checkpoint lose the iteration count.")
+        for instance in (first, second):
+            instance._iteration += 1
+            instance.step()
+        assert first._iteration == second._iteration
+    finally:
+        first.cleanup()
+        second.cleanup()
+    return True

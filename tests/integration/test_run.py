@@ -178,7 +178,8 @@ def test_searcher_by_name_resources_and_local_dir(client, storage):
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"run_or_experiment": "PPO"}, TypeError, "no registry of trainables"),
     ({"config": [1, 2]}, TypeError, r"`tune.run\(config=...\)` is \[1, 2\]"),
-    ({"resume": True}, ValueError, "cannot resume an experiment yet"),
+    ({"resume": True}, ValueError, "no experiment to resume at"),
+    ({"resume": "SOMETIMES"}, ValueError, r"`tune.run\(resume=...\)` is 'SOMETIMES'"),
     ({"restore": "/tmp/ckpt"}, ValueError, "cannot start a trial from a checkpoint"),
     ({"scheduler": "pb2"}, ValueError, r"`tune.run\(scheduler=...\)` is 'pb2'.*hyperband, "),
     ({"resources_per_trial": [("cpu", 1)]}, TypeError, "placement groups"),
@@ -221,3 +222,28 @@ def test_a_script_without_main_guard_runs_as_a_subprocess(tmp_path):
     assert "BEST 3 4" in proc.stdout, output[-4000:]
     assert "Traceback" not in output and "deprecat" not in output.lower(), output[-4000:]
     assert (tmp_path / "dasktune_results" / "guardless" / "experiment_state.json").is_file()
+
+
+def fails_until_fixed(config):
+    for step in range(3):
+        tune.report({"score": config["x"] + step})
+    if config["x"] == 2 and not os.path.exists(config["fixed"]):
+        raise RuntimeError("not yet")
+
+
+def test_resume_auto_with_restart_errored_reruns_only_the_failed_trial(client, storage, tmp_path):
+    fixed = str(tmp_path / "fixed")
+    space = {"x": tune.grid_search([1, 2, 3]), "fixed": fixed}
+    first = tune.run(fails_until_fixed, config=space, name="flaky", storage_path=storage, verbose=0,
+                     raise_on_failed_trial=False, client=client)
+    assert sorted(t.status for t in first.trials) == ["ERROR", "TERMINATED", "TERMINATED"]
+    open(fixed, "w").close()
+    second = tune.run(fails_until_fixed, config=space, name="flaky", storage_path=storage, verbose=0,
+                      resume="AUTO+RESTART_ERRORED", client=client)
+    assert [t.status for t in second.trials] == ["TERMINATED"] * 3
+    assert not os.path.exists(os.path.join(storage, "flaky_2")), "it continued, not restarted"
+    for trial in second.trials:
+        frame = second.trial_dataframes[trial.trial_id]
+        assert frame["training_iteration"].tolist() == [1, 2, 3]
+        runs = [p for p in os.listdir(trial.local_path) if p.startswith(".run-")]
+        assert len(runs) == (2 if trial.config["x"] == 2 else 1)

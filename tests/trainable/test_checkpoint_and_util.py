@@ -110,9 +110,10 @@ def test_with_parameters_binds_objects() -> None:
     assert repr(wrapped) == "with_parameters(train, data, labels)"
 
 
-def test_with_parameters_needs_objects() -> None:
-    with pytest.raises(ValueError, match=r"with_parameters\(\) got no objects to bind"):
-        with_parameters(train)
+def test_with_parameters_with_nothing_to_bind_is_the_trainable_itself() -> None:
+    """Ray Tune accepts with_parameters(train) (cifar10_pytorch does it)."""
+    assert with_parameters(train) is train
+    assert unwrap(with_parameters(train)) == (train, {})
 
 
 def test_with_parameters_on_a_class_trainable() -> None:

@@ -1,0 +1,146 @@
+"""What Ray Tune scripts expect of a trial's surroundings, on a real cluster: names,
+directories, working directory, output files, save/restore callbacks, numpy results."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dasktune as tune
+from dasktune.logger import LoggerCallback
+
+
+def writes_relative_files(config):
+    # Ray's pbt_convnet_function example saves "my_model/checkpoint.pt" relative to the
+    # working directory: concurrent trials must not share it.
+    os.makedirs("my_model", exist_ok=True)
+    with open(os.path.join("my_model", "value.txt"), "w") as f:
+        f.write(str(config["x"]))
+    print(f"printed by trial {config['x']}")
+    with open(os.path.join("my_model", "value.txt")) as f:
+        tune.report({"read_back": int(f.read()), "cwd": os.getcwd(),
+                     "orig": os.environ.get("TUNE_ORIG_WORKING_DIR")})
+
+
+def test_trials_run_in_their_own_directory_as_in_ray(client, storage):
+    grid = tune.Tuner(writes_relative_files, param_space={"x": tune.grid_search([1, 2, 3, 4])},
+                      run_config=tune.RunConfig(name="cwd", storage_path=storage, verbose=0),
+                      client=client).fit()
+    for result in grid:
+        assert result.metrics["read_back"] == result.config["x"]
+        assert result.metrics["cwd"] == result.path
+        assert result.metrics["orig"] and result.metrics["orig"] != result.path
+        assert os.path.exists(os.path.join(result.path, "my_model", "value.txt"))
+
+
+def test_chdir_to_trial_dir_false_keeps_the_worker_s_directory(client, storage):
+    grid = tune.Tuner(writes_relative_files, param_space={"x": 1},
+                      tune_config=tune.TuneConfig(chdir_to_trial_dir=False),
+                      run_config=tune.RunConfig(name="nocwd", storage_path=storage, verbose=0),
+                      client=client).fit()
+    assert grid[0].metrics["cwd"] != grid[0].path
+
+
+def test_log_to_file_keeps_what_each_trial_prints(client, storage):
+    grid = tune.Tuner(writes_relative_files, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(name="logs", storage_path=storage, verbose=0,
+                                                log_to_file=("out.txt", "err.txt")),
+                      client=client).fit()
+    for result in grid:
+        with open(os.path.join(result.path, "out.txt")) as f:
+            assert f.read() == f"printed by trial {result.config['x']}\n"
+        assert os.path.exists(os.path.join(result.path, "err.txt"))
+
+
+def linear(config):
+    for i in range(3):
+        tune.report({"score": config["x"] * (i + 1)})
+
+
+def test_name_creators_name_trials_and_their_directories(client, storage):
+    grid = tune.Tuner(
+        linear, param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(
+            trial_name_creator=lambda t: f"{t.trainable_name}-x{t.config['x']}",
+            trial_dirname_creator=lambda t: f"dir_{t.trial_id}"),
+        run_config=tune.RunConfig(name="names", storage_path=storage, verbose=0),
+        client=client).fit()
+    names = sorted(os.path.basename(r.path) for r in grid)
+    assert all(n.startswith("dir_") for n in names) and len(set(names)) == 2
+    analysis = tune.ExperimentAnalysis(os.path.join(storage, "names"))
+    assert sorted(t.trial_name for t in analysis.trials) == ["linear-x1", "linear-x2"]
+
+
+@pytest.mark.parametrize("creator, message", [
+    (lambda t: "same", "returned 'same' for two trials"),
+    (lambda t: "a/b", "plain directory name"),
+    (lambda t: "", "non-empty string"),
+])
+def test_bad_directory_names_are_refused(client, storage, creator, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        tune.Tuner(linear, param_space={"x": tune.grid_search([1, 2])},
+                   tune_config=tune.TuneConfig(trial_dirname_creator=creator),
+                   run_config=tune.RunConfig(name="bad", storage_path=storage, verbose=0),
+                   client=client).fit()
+
+
+class Events(LoggerCallback):
+    def __init__(self):
+        self.events: list[tuple[str, str]] = []
+
+    def log_trial_save(self, trial):
+        self.events.append(("save", os.path.basename(trial.checkpoint_path)))
+
+    def log_trial_restore(self, trial):
+        self.events.append(("restore", os.path.basename(trial.checkpoint_path)))
+
+
+def fails_once(config):
+    checkpoint = tune.get_checkpoint()
+    start = 0 if checkpoint is None else 2
+    for i in range(start, 4):
+        directory = tempfile.mkdtemp()
+        tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(directory))
+        if i == 1 and checkpoint is None:
+            raise RuntimeError("once")
+
+
+def test_ray_logger_callbacks_hear_saves_and_restores(client, storage):
+    events = Events()
+    grid = tune.Tuner(fails_once, param_space={"x": 1},
+                      run_config=tune.RunConfig(name="events", storage_path=storage, verbose=0,
+                                                callbacks=[events],
+                                                failure_config=tune.FailureConfig(max_failures=1)),
+                      client=client).fit()
+    assert grid[0].status == "TERMINATED"
+    assert events.events == [("save", "checkpoint_000000"), ("save", "checkpoint_000001"),
+                             ("restore", "checkpoint_000001"),
+                             ("save", "checkpoint_000002"), ("save", "checkpoint_000003")]
+
+
+def numpy_and_pandas(config):
+    x = np.float64(config["x"])
+    for h in range(3):
+        tune.report({"reward": np.tanh(x) * h, "step": np.int64(h), "ok": np.bool_(h > 0),
+                     "mean": pd.Series([x, 2 * x]).mean(), 7: "int key", "shape": (2, 3),
+                     "nested": {"score": np.float32(0.5)}})
+
+
+def test_numpy_and_pandas_values_reach_the_driver(client, storage):
+    """tune.report({"reward": np.tanh(x) * h}) used to fail the trial (msgpack refused it)."""
+    grid = tune.Tuner(numpy_and_pandas, param_space={"x": 0.5},
+                      tune_config=tune.TuneConfig(metric="reward", mode="max"),
+                      run_config=tune.RunConfig(name="np", storage_path=storage, verbose=0),
+                      client=client).fit()
+    result = grid[0]
+    assert result.error is None, result.error
+    frame = result.metrics_dataframe
+    assert frame["reward"].tolist() == pytest.approx([0.0, np.tanh(0.5), 2 * np.tanh(0.5)])
+    assert frame["step"].tolist() == [0, 1, 2] and frame["ok"].tolist() == [False, True, True]
+    assert result.metrics["7"] == "int key" and list(result.metrics["shape"]) == [2, 3]
+    assert result.metrics["nested"]["score"] == 0.5 and result.metrics["mean"] == 0.75
+    assert grid.get_best_result().metrics["reward"] == pytest.approx(2 * np.tanh(0.5))
