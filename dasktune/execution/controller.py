@@ -8,6 +8,7 @@ fake clock in :mod:`dasktune.testing`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class Controller:
         self._idle_since: float | None = None
         # CONTINUE updates for trials that are still on their way to PAUSED.
         self._held: dict[str, list[TrialUpdate]] = {}
+        # Updates taken from the scheduler at the moment it made them, not yet handed out.
+        self._fresh: list[TrialUpdate] = []
         self._told_no_more = False
         self._stuck_since: float | None = None
 
@@ -161,7 +164,30 @@ class Controller:
             self.searcher.on_trial_result(trial.trial_id, result)
         if self.stopper is not None and self.stopper.stop_all():
             self.stop_everything("a stopper's stop_all() returned True")
+        self._collect_updates()
         return TrialDecision.CONTINUE if decision == TrialDecision.NOOP else decision
+
+    def _collect_updates(self) -> None:
+        """Take the scheduler's updates as soon as it made them, noting for each exploit
+        the iteration the source trial had then: that is the checkpoint to copy, even if
+        the source reports on before the exploiting trial has paused."""
+        for update in self.scheduler.pop_trial_updates():
+            source = self._by_id.get(update.checkpoint_from or "")
+            if source is not None and update.checkpoint_iteration is None:
+                iteration = source.last_result.get("training_iteration")
+                if isinstance(iteration, int):
+                    update = dataclasses.replace(update, checkpoint_iteration=iteration)
+            self._fresh.append(update)
+
+    def clone_sources(self) -> dict[str, set[int]]:
+        """The checkpoints (trial id -> iterations) that exploits waiting to be carried
+        out will copy: storage keeps them until then."""
+        pinned: dict[str, set[int]] = {}
+        waiting = [u for updates in self._held.values() for u in updates] + self._fresh
+        for update in waiting:
+            if update.checkpoint_from is not None and update.checkpoint_iteration is not None:
+                pinned.setdefault(update.checkpoint_from, set()).add(update.checkpoint_iteration)
+        return pinned
 
     def note_result(self, trial: Trial, result: dict[str, Any]) -> dict[str, Any]:
         """Make ``result`` the trial's last result without deciding anything (a trial
@@ -188,6 +214,7 @@ class Controller:
             trial.last_result["done"] = True
         self.scheduler.on_trial_complete(trial, trial.last_result or None)
         self.searcher.on_trial_complete(trial.trial_id, trial.last_result or None, error=False)
+        self._collect_updates()
 
     def on_error(self, trial: Trial, message: str) -> bool:
         """The trial's run failed; return True if it should be retried."""
@@ -224,8 +251,10 @@ class Controller:
         if (no_more or idle) and not self._told_no_more:
             self._told_no_more = True
             self.scheduler.on_no_more_trials()
+        self._collect_updates()
+        fresh, self._fresh = self._fresh, []
         ready = []
-        for update in self.scheduler.pop_trial_updates():
+        for update in fresh:
             trial = self._by_id.get(update.trial_id)
             if trial is None or trial.status.is_finished:
                 continue

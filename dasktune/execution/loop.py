@@ -223,6 +223,7 @@ class ExperimentLoop:
                 self._wind_down()
                 return
             self._apply_updates()
+            self.store.pinned = self.controller.clone_sources()
             self._refresh_capacity()
             self._launch()
             if self.controller.is_done(len(self._runs)):
@@ -365,12 +366,13 @@ class ExperimentLoop:
         store = self.store.trial(trial.trial_id)
         if update.checkpoint_from is not None:
             source = self.store.get(update.checkpoint_from)
-            if source is None or source.latest_checkpoint is None:
+            entry = source.checkpoint_at(update.checkpoint_iteration) if source else None
+            if entry is None:
                 # Nothing to copy: a new config on top of the trial's own weights would be
                 # neither trial's lineage. As in Ray Tune, the exploit is skipped.
                 self._warn_no_checkpoint(trial, update.checkpoint_from)
                 return
-            store.clone_checkpoint(source.latest_checkpoint)
+            store.clone_checkpoint(entry)
             trial.checkpoint_path = store.latest_checkpoint[0]  # type: ignore[index]
         if update.new_config is not None:
             store.record_config_change(trial.last_result.get("training_iteration", 0),

@@ -38,13 +38,16 @@ class TrialUpdate:
             a running trial at its next report; ``CONTINUE`` makes a paused
             trial eligible to resume.
         new_config: Replace the trial's config before it resumes (PBT's explore).
-        checkpoint_from: Resume from this other trial's latest checkpoint (PBT's exploit).
+        checkpoint_from: Resume from this other trial's checkpoint (PBT's exploit): the
+            one it had when the scheduler decided, which the coordinator records as
+            ``checkpoint_iteration`` (schedulers leave that field alone).
     """
 
     trial_id: str
     decision: TrialDecision
     new_config: dict[str, Any] | None = None
     checkpoint_from: str | None = None
+    checkpoint_iteration: int | None = None
 
 
 class TrialScheduler(MetricModeMixin):

@@ -78,6 +78,13 @@ class TrialStore:
     def latest_checkpoint(self) -> CheckpointEntry | None:
         return self.checkpoints[-1] if self.checkpoints else None
 
+    def checkpoint_at(self, iteration: int | None) -> CheckpointEntry | None:
+        """The newest checkpoint from at most ``iteration`` (the latest for None)."""
+        if iteration is None:
+            return self.latest_checkpoint
+        older = [c for c in self.checkpoints if c[1].get("training_iteration", 0) <= iteration]
+        return older[-1] if older else None
+
     def record(self, result: dict[str, Any]) -> None:
         """Append one result to the trial's result files."""
         self.recorded_through = result["training_iteration"]
@@ -94,12 +101,16 @@ class TrialStore:
         retention = self._experiment.checkpoint_config.retained(self.checkpoints)
         if retention.unscored is not None:
             self._experiment.warn_unscored(retention.unscored)
+        # Checkpoints that another trial's exploit is about to copy stay until it has.
+        pinned = self._experiment.pinned.get(self.trial_id, set())
+        kept = [entry for entry in self.checkpoints if entry in retention.kept
+                or entry[1].get("training_iteration") in pinned]
         for entry in self.checkpoints:
-            if entry not in retention.kept:
+            if entry not in kept:
                 self._experiment.journal_write("checkpoint_deleted", id=self.trial_id,
                                                path=relative(self._experiment.path, entry[0]))
                 delete_checkpoint(entry[0])
-        self.checkpoints = retention.kept
+        self.checkpoints = kept
 
     def clone_checkpoint(self, source: CheckpointEntry) -> None:
         """Copy another trial's checkpoint (PBT's exploit) in as this trial's newest.
@@ -199,6 +210,9 @@ class ExperimentStore:
         self._trials: dict[str, TrialStore] = {}
         self._warned_unscored = False
         self.failure: StorageError | None = None  # the first storage error; writes stop then
+        #: Checkpoints to keep whatever the retention policy says (trial id -> iterations):
+        #: an exploit waiting to be carried out will copy them.
+        self.pinned: dict[str, set[int]] = {}
 
     # -- creating and reopening -------------------------------------------------
     @classmethod

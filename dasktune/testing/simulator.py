@@ -40,7 +40,7 @@ import copy
 import heapq
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -134,6 +134,14 @@ class _Store:
 
     latest: _Checkpoint | None = None
     recorded_through: int = 0
+    history: list[_Checkpoint] = field(default_factory=list)
+
+    def checkpoint_at(self, iteration: int | None) -> _Checkpoint | None:
+        """As TrialStore.checkpoint_at: the newest checkpoint from at most ``iteration``."""
+        if iteration is None:
+            return self.latest
+        older = [c for c in self.history if c.iteration <= iteration]
+        return older[-1] if older else None
 
 
 @dataclass
@@ -339,10 +347,12 @@ class Simulator:
         store = self._stores[trial.trial_id]
         if update.checkpoint_from is not None:
             source = self._stores.get(update.checkpoint_from)
-            if source is None or source.latest is None:
+            entry = source.checkpoint_at(update.checkpoint_iteration) if source else None
+            if entry is None:
                 return  # nothing to copy: as in the loop, the exploit is skipped
-            store.latest = source.latest
-            store.recorded_through = source.latest.iteration
+            store.latest = entry
+            store.history.append(entry)
+            store.recorded_through = entry.iteration
         if update.new_config is not None:
             trial.config = dict(update.new_config)
 
@@ -403,6 +413,7 @@ class Simulator:
         """
         trial, store = run.trial, self._stores[run.trial.trial_id]
         store.latest = _Checkpoint(run.iteration, copy.deepcopy(run.state), run.time_total)
+        store.history.append(store.latest)
         if run.requested is STOP:
             decision = STOP
         else:  # a trial asked to pause still reports, and may be stopped

@@ -360,3 +360,53 @@ def test_a_trial_update_pauses_a_running_trial_which_resumes(client, storage):
     assert starts.starts[os.path.basename(first.path)] == 2  # paused, then resumed
     assert_continuous(first)
     assert first.metrics_dataframe["done"].tolist() == [False] * 9 + [True]
+
+
+def lineage(config):
+    """Checkpoints its iteration; after a restore, reports which iteration it came from."""
+    import tempfile
+
+    start, came_from = 0, 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with open(os.path.join(checkpoint.path, "it")) as f:
+            start = came_from = int(f.read())
+    for it in range(start + 1, 13):
+        directory = tempfile.mkdtemp()
+        with open(os.path.join(directory, "it"), "w") as f:
+            f.write(str(it))
+        tune.report({"score": config["rate"] * it, "came_from": came_from},
+                    checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def test_pbt_copies_the_checkpoint_it_decided_on_even_when_only_the_newest_is_kept(client, storage):
+    """The source reports on before the exploiting trial has paused; with num_to_keep=1 its
+    checkpoint at the decision would be gone, but the exploit must still start from it."""
+    from dasktune.schedulers import PopulationBasedTraining
+
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
+                                  hyperparam_mutations={"rate": [0.1, 0.5, 1.0]}, seed=4)
+    grid = tune.Tuner(
+        lineage, param_space={"rate": tune.grid_search([0.1, 0.2, 0.9, 1.0])},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
+        run_config=tune.RunConfig(name="pinned", storage_path=storage, verbose=0,
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        client=client).fit()
+    exploits = 0
+    for result in grid:
+        path = os.path.join(result.path, "pbt_policy.jsonl")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            own = [e for e in map(json.loads, f) if e["trial_id"] == result.metrics["trial_id"]
+                   and e["step"] < 12]  # an exploit at the last step has nothing to train
+        if not own:
+            continue
+        last = own[-1]
+        rows = result.metrics_dataframe
+        exploits += 1
+        # The lineage after the exploit continues from the source's checkpoint that PBT
+        # decided on (and logged), not from a newer one the source reported meanwhile.
+        assert last["source_step"] in set(rows["came_from"]), (
+            last, rows[["training_iteration", "came_from"]].to_string())
+    assert exploits, "some trial should have exploited another"

@@ -216,12 +216,6 @@ def _learn(config: dict[str, Any], state: Any, iteration: int) -> tuple[Any, flo
     return skill, skill
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Coordinator bug, shown since the simulator drives the real Controller: the loop clones "
-    "checkpoint_from's latest checkpoint when it carries the exploit out, after the exploiting "
-    "trial paused, not the one PBT logged as source_step. Here t_00003 reports iteration 9 in "
-    "between: t_00002 copies 9 while its policy says 8, so the replay retraces another lineage."
-))
 def test_pbt_copies_good_configs_and_replay_reproduces_the_best() -> None:
     """Weak trials copy strong ones; replaying the best trial's policy on one trial
     retraces its lineage and ends at the same score (deterministic training)."""
