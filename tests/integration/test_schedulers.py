@@ -362,7 +362,7 @@ def test_a_trial_update_pauses_a_running_trial_which_resumes(client, storage):
     assert first.metrics_dataframe["done"].tolist() == [False] * 9 + [True]
 
 
-def lineage(config):
+def checkpoints_its_iteration(config):
     """Checkpoints its iteration; after a restore, reports which iteration it came from."""
     import tempfile
 
@@ -387,7 +387,7 @@ def test_pbt_copies_the_checkpoint_it_decided_on_even_when_only_the_newest_is_ke
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
                                   hyperparam_mutations={"rate": [0.1, 0.5, 1.0]}, seed=4)
     grid = tune.Tuner(
-        lineage, param_space={"rate": tune.grid_search([0.1, 0.2, 0.9, 1.0])},
+        checkpoints_its_iteration, param_space={"rate": tune.grid_search([0.1, 0.2, 0.9, 1.0])},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
         run_config=tune.RunConfig(name="pinned", storage_path=storage, verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
