@@ -126,7 +126,7 @@ def mnist_subset(workdir: str) -> str:
     """The raw IDX files of the MNIST subset that dasktune.datasets falls back to."""
     code = ("import sys; from dasktune import datasets; "
             "print(datasets.MNIST(sys.argv[1], download=False).raw_folder)")
-    env = dict(os.environ, DASKTUNE_CACHE=os.path.join(workdir, "cache"),
+    env = dict(os.environ, DASK_DASKTUNE__CACHE_DIR=os.path.join(workdir, "cache"),
                PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code,
                           os.path.join(workdir, "empty")], env=env, capture_output=True,

@@ -49,9 +49,11 @@ class OfflineDataWarning(UserWarning):
 
 
 def cache_dir() -> str:
-    """Where dasktune keeps generated data (``$DASKTUNE_CACHE`` or ``~/.cache/dasktune``)."""
-    default = os.path.join(os.path.expanduser("~"), ".cache", "dasktune")
-    return os.environ.get("DASKTUNE_CACHE", default)
+    """Where dasktune keeps generated data: ``dasktune.cache-dir`` in dask.config
+    (``~/.cache/dasktune``; ``DASK_DASKTUNE__CACHE_DIR`` in the environment sets it)."""
+    from dasktune import config
+
+    return os.path.expanduser(str(config.get("cache-dir")))
 
 
 def _mnist_class() -> type:

@@ -2,7 +2,7 @@
 
 No test touches the network: torchvision's download function is replaced by
 one that fails as it does offline.  The subset is written once per session
-into a temporary ``DASKTUNE_CACHE``; tests that need a cache of their own
+into a temporary ``dasktune.cache-dir``; tests that need a cache of their own
 link that subset into it rather than writing it again.
 """
 
@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from urllib.error import URLError
 
+import dask
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -40,7 +41,7 @@ def session_cache(tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("dasktune-cache")
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
         warnings.simplefilter("ignore", datasets.OfflineDataWarning)
-        mp.setenv("DASKTUNE_CACHE", str(cache))
+        mp.setitem(dask.config.config["dasktune"], "cache-dir", str(cache))
         datasets.MNIST(str(cache / "unused-root"), download=False)
     return cache
 
@@ -61,7 +62,7 @@ def downloads(monkeypatch) -> list[str]:
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, session_cache, downloads):
     """The session's cache, no network, and a driver that has not warned yet."""
-    monkeypatch.setenv("DASKTUNE_CACHE", str(session_cache))
+    monkeypatch.setitem(dask.config.config["dasktune"], "cache-dir", str(session_cache))
     monkeypatch.setattr(datasets, "_warned", False)
 
 
@@ -74,7 +75,7 @@ def own_cache(tmp_path: Path, session_cache: Path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "mnist-subset").symlink_to(subset_root(session_cache), target_is_directory=True)
-    monkeypatch.setenv("DASKTUNE_CACHE", str(cache))
+    monkeypatch.setitem(dask.config.config["dasktune"], "cache-dir", str(cache))
     return cache
 
 
@@ -87,7 +88,7 @@ def files_under(root: Path) -> list[Path]:
 
 def test_fallback_writes_the_subset_once_under_the_cache(tmp_path, monkeypatch):
     cache, root = tmp_path / "fresh-cache", tmp_path / "user-root"
-    monkeypatch.setenv("DASKTUNE_CACHE", str(cache))
+    monkeypatch.setitem(dask.config.config["dasktune"], "cache-dir", str(cache))
     with pytest.warns(datasets.OfflineDataWarning):
         train = datasets.MNIST(str(root), train=True, download=False)
     test = datasets.MNIST(str(root), train=False, download=False)

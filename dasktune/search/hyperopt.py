@@ -204,7 +204,7 @@ class HyperOptSearch(LibrarySearcher):
         params = self._domain.params
 
         def draw(label: str) -> Any:
-            return _plain(stochastic.sample(params[label], rng=rng))
+            return _python_scalars(stochastic.sample(params[label], rng=rng))
 
         values: dict[str, Any] = {}
         _assign(self._space, point, (), values, draw, "points_to_evaluate")
@@ -225,7 +225,7 @@ class HyperOptSearch(LibrarySearcher):
 
     def _config(self, misc: dict[str, Any]) -> dict[str, Any]:
         assert self._domain is not None and self._space is not None
-        values = {label: _plain(value) for label, value in hyperopt.base.spec_from_misc(misc).items()}
+        values = {label: _python_scalars(value) for label, value in hyperopt.base.spec_from_misc(misc).items()}
         memo: dict[Any, Any] = {}
         for node in pyll.dfs(self._domain.expr):
             if node.name == "hyperopt_param":
@@ -397,7 +397,7 @@ def _build(obj: Any, path: Path, values: dict[str, Any], memo: dict[Any, Any]) -
     if isinstance(obj, (Float, Integer)):
         return _finish(obj, values[_space.label(path)])
     if isinstance(obj, pyll.Apply):
-        return _plain(pyll.rec_eval(obj, memo=memo))
+        return _python_scalars(pyll.rec_eval(obj, memo=memo))
     if isinstance(obj, dict):
         return {key: _build(value, path + (key,), values, memo) for key, value in obj.items()}
     if isinstance(obj, list):
@@ -407,16 +407,16 @@ def _build(obj: Any, path: Path, values: dict[str, Any], memo: dict[Any, Any]) -
     return obj
 
 
-def _plain(value: Any) -> Any:
+def _python_scalars(value: Any) -> Any:
     """``value`` with numpy scalars (and 0-d arrays) turned into Python ones, recursively."""
     if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0:
         return value.item()
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _python_scalars(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [_python_scalars(item) for item in value]
     if isinstance(value, tuple):
-        return tuple(_plain(item) for item in value)
+        return tuple(_python_scalars(item) for item in value)
     return value
 
 
@@ -480,7 +480,7 @@ def _assign_hyperopt(
                     f"The value of `{_space.located(where, path)}` is {value!r}, but the hyperopt parameter "
                     f"{label!r} takes a number. Pass a number in its range, or leave the key out."
                 )
-            out[label] = _plain(value)
+            out[label] = _python_scalars(value)
         elif draw is not None:
             out[label] = draw(label)
     elif node.name == "switch" and node.pos_args[0].name == "hyperopt_param":

@@ -110,7 +110,7 @@ def _set(container: Any, path: Path, value: Any) -> Any:
     return container
 
 
-def _plain(value: Any) -> Any:
+def _python_scalar(value: Any) -> Any:
     """numpy scalars as Python scalars; everything else unchanged."""
     return value.item() if isinstance(value, np.generic) else value
 
@@ -271,7 +271,7 @@ def _resolve_in_place(
                     f"The sample_from function at `{_format_path(path)}` raised "
                     f"{type(error).__name__}: {error}"
                 ) from error
-            config = _set(config, path, _plain(value))
+            config = _set(config, path, _python_scalar(value))
         if len(blocked) == len(domains):
             if allow_pending:
                 return config

@@ -2,7 +2,7 @@
 
 Each run gets its own working directory and home directory, so results land in
 ``<tmp>/home/dasktune_results`` and never in the real ``~/dasktune_results``.
-The data cache (``DASKTUNE_CACHE``) and matplotlib's font cache are shared by
+The data cache (``dasktune.cache-dir``) and matplotlib's font cache are shared by
 all runs of the session: MNIST's offline subset is written once.  The cache
 holds a "download failed" marker from the start, so the MNIST examples never
 touch the network and always train on the offline subset, wherever they run.
@@ -24,7 +24,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dask
 import pytest
+
+#: Whole scripts and clusters of processes: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -46,9 +50,9 @@ def shared(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("examples-shared")
     cache = root / "dasktune-cache"
     with pytest.MonkeyPatch.context() as mp:  # offline on purpose: no download is attempted
-        mp.setenv("DASKTUNE_CACHE", str(cache))
+        mp.setitem(dask.config.config["dasktune"], "cache-dir", str(cache))
         datasets._remember_failure(OSError("the example tests run offline on purpose"))
-    return {"DASKTUNE_CACHE": str(cache), "MPLCONFIGDIR": str(root / "matplotlib")}
+    return {"DASK_DASKTUNE__CACHE_DIR": str(cache), "MPLCONFIGDIR": str(root / "matplotlib")}
 
 
 @pytest.fixture

@@ -18,6 +18,9 @@ import time
 
 import pytest
 
+#: Whole scripts and clusters of processes: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 SCRIPT = textwrap.dedent(
     """
     import json, os, sys, threading, types

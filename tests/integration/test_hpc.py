@@ -19,10 +19,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import dask
 import pytest
 
 import dasktune as tune
 from tests.integration.test_faults import assert_rows_exactly_once, checkpointed
+
+#: Whole scripts and clusters of processes: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 pytest.importorskip("dask_jobqueue")
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,12 +211,12 @@ def test_the_tutorial_runs_on_a_cluster_found_through_a_scheduler_file(tmp_path)
 
     dask_cli = str(Path(sys.executable).parent / "dask")
     scheduler_file = tmp_path / "scheduler.json"
-    env = dict(os.environ, HOME=str(tmp_path / "home"), DASKTUNE_CACHE=str(tmp_path / "cache"),
+    env = dict(os.environ, HOME=str(tmp_path / "home"), DASK_DASKTUNE__CACHE_DIR=str(tmp_path / "cache"),
                SCHEDULER_FILE=str(scheduler_file), TUTORIAL=str(ROOT / "examples" /
                                                                   "getting_started.py"))
     os.makedirs(env["HOME"])
     with pytest.MonkeyPatch.context() as mp:  # offline on purpose, as in the example tests
-        mp.setenv("DASKTUNE_CACHE", env["DASKTUNE_CACHE"])
+        mp.setitem(dask.config.config["dasktune"], "cache-dir", env["DASK_DASKTUNE__CACHE_DIR"])
         datasets._remember_failure(OSError("this test runs offline on purpose"))
     processes = [start([dask_cli, "scheduler", "--scheduler-file", str(scheduler_file),
                         "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
