@@ -234,3 +234,57 @@ def test_a_storage_path_that_fills_up(client, tmp_path):
             time.sleep(0.1)
     finally:
         subprocess.run(["umount", "-l", str(full)], capture_output=True)
+
+
+HUNG_SCRIPT = textwrap.dedent(
+    """
+    import time
+    import dask
+    import dasktune as tune
+
+    dask.config.set({"dasktune.stop-grace": 2, "dasktune.cluster.n-workers": 2})
+
+    def hangs(config):
+        tune.report({"x": 1})
+        if config["hang"]:
+            time.sleep(10_000)  # a hung data loader: it never reaches tune.report again
+        for i in range(50):
+            time.sleep(0.05)
+            tune.report({"x": i})
+
+    start = time.monotonic()
+    grid = tune.Tuner(hangs, param_space={"hang": tune.grid_search([True, False])},
+                      tune_config=tune.TuneConfig(time_budget_s=1),
+                      run_config=tune.RunConfig(verbose=0)).fit()
+    print("FIRST", round(time.monotonic() - start, 1),
+          sorted((r.config["hang"], r.status, type(r.error).__name__) for r in grid))
+    print("ERROR", [str(r.error).splitlines()[0] for r in grid if r.error][0])
+    start = time.monotonic()
+    again = tune.Tuner(hangs, param_space={"hang": False},
+                       run_config=tune.RunConfig(verbose=0)).fit()
+    print("SECOND", round(time.monotonic() - start, 1), again[0].status,
+          len(again[0].metrics_dataframe))
+    """
+)
+
+
+def test_a_hung_trial_is_ended_and_the_next_fit_gets_a_healthy_cluster(tmp_path):
+    """time_budget_s stops the experiment; a trial that never reports again has its worker
+    restarted after dasktune.stop-grace, and the warm embedded cluster serves the next fit."""
+    script = tmp_path / "hung.py"
+    script.write_text(HUNG_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, text=True,
+                            env={**os.environ, "HOME": str(tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    out, err = proc.communicate(timeout=120)
+    assert_group_gone(proc.pid)
+    assert proc.returncode == 0, err[-4000:]
+    lines = {line.split(" ", 1)[0]: line for line in out.splitlines()}
+    first = lines["FIRST"]
+    assert "(False, 'TERMINATED', 'NoneType')" in first
+    assert "(True, 'ERROR', 'TrialError')" in first
+    assert float(first.split()[1]) < 30, "stop-grace is 2 s, not the old 30 s"
+    assert "StopTimeout" in lines["ERROR"] and "restarted" in out + err
+    second = lines["SECOND"].split()
+    assert second[2] == "TERMINATED" and int(second[3]) == 51
