@@ -159,14 +159,17 @@ def parallel_axes(trials: Sequence[TrialView], keys: Sequence[str],
     axes = []
     for key in keys:
         axis = _axis(key, [t.config.get(key) for t in trials])
-        if axis is not None and not (axis.kind == "category" and len(axis.categories) < 2
-                                     and len(keys) > 1):
+        if axis is not None and not (_constant(axis) and len(keys) > 1):
             axes.append(axis)
     if metric:
         axis = _axis(metric, [t.last.get(metric) for t in trials])
         if axis is not None:
             axes.append(axis)
     return axes
+
+
+def _constant(axis: Axis) -> bool:
+    return len(axis.categories) < 2 if axis.kind == "category" else axis.low == axis.high
 
 
 def normalise(trial: TrialView, axes: Sequence[Axis], metric: str | None) -> list[float]:
