@@ -11,9 +11,11 @@ from urllib.parse import quote, urljoin
 
 import pytest
 
+import dasktune
 from tests.dashboard.conftest import asha_tuner, page_state, screenshot
 
 pytestmark = pytest.mark.slow
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(dasktune.__file__)))
 
 
 def test_the_live_page_of_a_running_experiment(client, tmp_path, browser):
@@ -48,7 +50,7 @@ def test_dasktune_dashboard_on_a_finished_experiment(finished_experiment, browse
     path = finished_experiment.experiment_path
     server = subprocess.Popen([sys.executable, "-m", "dasktune", "dashboard", path, "--port", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+                              env={**os.environ, "PYTHONPATH": ROOT})
     try:
         line = server.stdout.readline()
         match = re.search(r"(http://\S+/dasktune)", line)
