@@ -5,6 +5,7 @@ so imports and cluster start-up count.  Prints the median of --repeat runs::
 
     python benchmarks/overhead.py --trials 200 --reports 10 --repeat 3
     python benchmarks/overhead.py --vs-ray     # the same workload with Ray Tune, if installed
+    python benchmarks/overhead.py --tensorboard --repeat 5   # TensorBoard files on against off
 
 It also runs the floor: the same futures and events on bare Dask with no tuner,
 and prints dasktune's ratio to it, measured in the same command.
@@ -74,12 +75,13 @@ print(json.dumps({"fit_s": t2 - t1, "import_s": t1 - t0,
 '''
 
 
-def run_once(engine: str, trials: int, reports: int) -> dict[str, float]:
+def run_once(engine: str, trials: int, reports: int,
+             env: dict[str, str] | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as storage:
         start = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-c", WORKLOAD, engine, str(trials), str(reports), storage],
-            capture_output=True, text=True, check=False,
+            capture_output=True, text=True, check=False, env={**os.environ, **(env or {})},
         )
         wall = time.perf_counter() - start
     if out.returncode != 0:
@@ -89,8 +91,9 @@ def run_once(engine: str, trials: int, reports: int) -> dict[str, float]:
     return stats
 
 
-def measure(engine: str, trials: int, reports: int, repeat: int) -> dict[str, float]:
-    runs = [run_once(engine, trials, reports) for _ in range(repeat)]
+def measure(engine: str, trials: int, reports: int, repeat: int,
+            runs: list[dict[str, float]] | None = None) -> dict[str, float]:
+    runs = runs or [run_once(engine, trials, reports) for _ in range(repeat)]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     wall = med["wall_s"]
     print(f"{engine:9s} {trials} trials x {reports} reports, median of {repeat}: "
@@ -107,8 +110,13 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--vs-ray", action="store_true", help="also run Ray Tune and print the ratio")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="only dasktune, with TensorBoard files off and on, runs interleaved")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    if args.tensorboard:
+        compare_tensorboard(args.trials, args.reports, args.repeat)
+        return
     floor = measure("dask", args.trials, args.reports, args.repeat)
     ours = measure("dasktune", args.trials, args.reports, args.repeat)
     print(f"dasktune / bare Dask wall-time ratio: {ours['wall_s'] / floor['wall_s']:.2f}x")
@@ -120,6 +128,19 @@ def main() -> None:
             return
         theirs = measure("ray", args.trials, args.reports, args.repeat)
         print(f"Ray Tune / dasktune wall-time ratio: {theirs['wall_s'] / ours['wall_s']:.1f}x")
+
+
+def compare_tensorboard(trials: int, reports: int, repeat: int) -> None:
+    """dasktune.tensorboard false against true (the default), alternating run by run so that
+    the machine's drift falls on both alike."""
+    runs: dict[str, list[dict[str, float]]] = {"false": [], "true": []}
+    for _ in range(repeat):
+        for setting, done in runs.items():
+            done.append(run_once("dasktune", trials, reports,
+                                 env={"DASK_DASKTUNE__TENSORBOARD": setting}))
+    off = measure("no TB", trials, reports, repeat, runs["false"])
+    on = measure("TB", trials, reports, repeat, runs["true"])
+    print(f"TensorBoard on / off wall-time ratio: {on['wall_s'] / off['wall_s']:.2f}x")
 
 
 if __name__ == "__main__":

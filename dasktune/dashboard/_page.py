@@ -128,6 +128,7 @@ class ExperimentPage:
         self.curve_source = ColumnDataSource(self._empty_curves())
         self.mark_source = ColumnDataSource(dict(x=[], y=[], trial=[], what=[], marker=[],
                                                  color=[]))
+        self.best_source = ColumnDataSource(dict(x=[], y=[]))  # drawn over the other curves
         self.pcp_source = ColumnDataSource(dict(xs=[], ys=[], trial=[], value=[], alpha=[]))
         self.view = CDSView(filter=BooleanFilter([]))
         self.curve_view = CDSView(filter=BooleanFilter([]))
@@ -179,6 +180,7 @@ class ExperimentPage:
                                line_color="color", line_width="width", line_alpha="alpha")
         fig.add_tools(HoverTool(renderers=[lines], tooltips=[("trial", "@trial"),
                                                               ("status", "@status")]))
+        fig.line("x", "y", source=self.best_source, color=_BEST, line_width=3)
         marks = fig.scatter("x", "y", source=self.mark_source, marker="marker", color="color",
                             size=11, line_width=2)
         fig.add_tools(HoverTool(renderers=[marks], tooltips=[("trial", "@trial"),
@@ -296,6 +298,7 @@ class ExperimentPage:
         self.table_source.data = self._table_data(trials)
         self.curve_source.data = self._curve_data(trials)
         self._update_marks(trials)
+        self._update_best_line()
         self._update_pcp(full=True)
         for fig in (self.curves, self.curves_log):
             fig.title.text = f"{self.metric or 'metric'} of {len(trials)} trials"
@@ -316,7 +319,8 @@ class ExperimentPage:
         old = [t for t in changed if t.trial_id in self.rows]
         best = model.best(self.metric)
         best_id = best[0].trial_id if best else None
-        if best_id != self.best_id:
+        best_moved = best_id != self.best_id
+        if best_moved:
             previous, self.best_id = self.best_id, best_id
             if previous in self.rows and all(t.trial_id != previous for t in old):
                 old.append(model.trials[previous])
@@ -330,6 +334,8 @@ class ExperimentPage:
             self.curve_source.stream(self._curve_data(new))
         if any(t.marks for t in changed):
             self._update_marks(trials)
+        if best_moved or any(t.trial_id == self.best_id for t in changed):
+            self._update_best_line()
         for fig in (self.curves, self.curves_log):
             fig.title.text = f"{self.metric or 'metric'} of {len(trials)} trials"
         self._pcp_dirty = True
@@ -375,6 +381,11 @@ class ExperimentPage:
             data["width"].append(3.0 if best else 1.2)
             data["alpha"].append(1.0 if best or trial.status == "RUNNING" else 0.55)
         return data
+
+    def _update_best_line(self) -> None:
+        best = self.model.trials.get(self.best_id or "") if self.model else None
+        xs, ys = best.curve(self.metric) if best is not None and self.metric else ((), ())
+        self.best_source.data = dict(x=np.array(xs, dtype=float), y=np.array(ys, dtype=float))
 
     def _update_marks(self, trials: list[TrialView]) -> None:
         data: dict[str, list[Any]] = dict(x=[], y=[], trial=[], what=[], marker=[], color=[])
