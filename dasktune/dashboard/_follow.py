@@ -181,8 +181,8 @@ class ExperimentFollower:
         elif event == "end":
             held.append({"kind": "end", "status": record.get("status"),
                          "reason": record.get("reason")})
-        elif event == "resumed":
-            self._apply({"kind": "experiment"})
+        elif event == "resumed":  # after the end record it follows, which is held too
+            held.append({"kind": "experiment"})
 
     def _read_results(self, trial: _FollowedTrial) -> None:
         for line, _ in trial.results.read():

@@ -122,3 +122,13 @@ def test_the_follower_follows_files_as_they_grow(tmp_path):
     follower.poll()
     assert list(trial.curve("m")[1]) == [1.0, 2.5] and trial.status == "TERMINATED"
     assert follower.model.finished()
+
+
+def test_a_resumed_experiment_runs_again(tmp_path):
+    records = [{"event": "experiment", "name": "x", "trial_id_prefix": "p"},
+               {"event": "end", "status": "interrupted", "reason": "SIGTERM"},
+               {"event": "resumed", "when": 1.0}]
+    (tmp_path / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    follower = ExperimentFollower(str(tmp_path))
+    follower.poll()
+    assert not follower.model.finished()
