@@ -142,7 +142,8 @@ class DashboardCallback(Callback):
         head = _journal_head(self.path)
         self._emit({"kind": "experiment", "name": os.path.basename(self.path), "path": self.path,
                     "metric": head.get("metric"), "mode": head.get("mode"),
-                    "scheduler": type(self.scheduler).__name__ if self.scheduler else "",
+                    "scheduler": type(self.scheduler).__name__ if self.scheduler
+                    else "FIFOScheduler",  # what the Tuner runs when none is given
                     "total": self.total, "started": time.time()})
         if self._client is not None and head.get("resumed"):
             # Trials of an earlier run of the experiment: their history is in the files.
