@@ -5,6 +5,7 @@ so imports and cluster start-up count.  Prints the median of --repeat runs::
 
     python benchmarks/overhead.py --trials 200 --reports 10 --repeat 3
     python benchmarks/overhead.py --vs-ray     # the same workload with Ray Tune, if installed
+    python benchmarks/overhead.py --tensorboard --repeat 5   # TensorBoard files on against off
     python benchmarks/overhead.py --also /path/to/other/checkout  # another dasktune version
 
 It also runs the floor: the same futures and events on bare Dask with no tuner,
@@ -75,13 +76,13 @@ print(json.dumps({"fit_s": t2 - t1, "import_s": t1 - t0,
 '''
 
 
-def run_once(engine: str, trials: int, reports: int, path: str | None = None) -> dict[str, float]:
-    env = dict(os.environ, PYTHONPATH=path) if path else None
+def run_once(engine: str, trials: int, reports: int,
+             env: dict[str, str] | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as storage:
         start = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-c", WORKLOAD, engine, str(trials), str(reports), storage],
-            capture_output=True, text=True, check=False, env=env, cwd=path or None,
+            capture_output=True, text=True, check=False, env={**os.environ, **(env or {})},
         )
         wall = time.perf_counter() - start
     if out.returncode != 0:
@@ -92,12 +93,11 @@ def run_once(engine: str, trials: int, reports: int, path: str | None = None) ->
 
 
 def measure(engine: str, trials: int, reports: int, repeat: int,
-            path: str | None = None) -> dict[str, float]:
-    runs = [run_once(engine, trials, reports, path) for _ in range(repeat)]
+            runs: list[dict[str, float]] | None = None) -> dict[str, float]:
+    runs = runs or [run_once(engine, trials, reports) for _ in range(repeat)]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     wall = med["wall_s"]
-    label = f"{engine} ({path})" if path else engine
-    print(f"{label:9s} {trials} trials x {reports} reports, median of {repeat}: "
+    print(f"{engine:9s} {trials} trials x {reports} reports, median of {repeat}: "
           f"wall {wall:.2f} s (fit {med['fit_s']:.2f} s), "
           f"{trials / wall:.1f} trials/s, {trials * reports / wall:.0f} results/s, "
           f"driver peak RSS {med['peak_rss_mb']:.0f} MB; "
@@ -111,17 +111,23 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--vs-ray", action="store_true", help="also run Ray Tune and print the ratio")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="only dasktune, with TensorBoard files off and on, runs interleaved")
     parser.add_argument("--also", metavar="CHECKOUT",
                         help="also time the dasktune in this checkout (another commit), "
                              "interleaved with this one, and print the ratio")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    if args.tensorboard:
+        compare_tensorboard(args.trials, args.reports, args.repeat)
+        return
     floor = measure("dask", args.trials, args.reports, args.repeat)
     if args.also:  # interleave the two versions, so that the machine's drift hits both alike
         ours_runs, other_runs = [], []
         for _ in range(args.repeat):
             ours_runs.append(run_once("dasktune", args.trials, args.reports))
-            other_runs.append(run_once("dasktune", args.trials, args.reports, args.also))
+            other_runs.append(run_once("dasktune", args.trials, args.reports,
+                                       env={"PYTHONPATH": args.also}))
         ours = {k: statistics.median(r[k] for r in ours_runs) for k in ours_runs[0]}
         other = {k: statistics.median(r[k] for r in other_runs) for k in other_runs[0]}
         for label, runs, med in (("this checkout", ours_runs, ours), (args.also, other_runs, other)):
@@ -140,6 +146,19 @@ def main() -> None:
             return
         theirs = measure("ray", args.trials, args.reports, args.repeat)
         print(f"Ray Tune / dasktune wall-time ratio: {theirs['wall_s'] / ours['wall_s']:.1f}x")
+
+
+def compare_tensorboard(trials: int, reports: int, repeat: int) -> None:
+    """dasktune.tensorboard false against true (the default), alternating run by run so that
+    the machine's drift falls on both alike."""
+    runs: dict[str, list[dict[str, float]]] = {"false": [], "true": []}
+    for _ in range(repeat):
+        for setting, done in runs.items():
+            done.append(run_once("dasktune", trials, reports,
+                                 env={"DASK_DASKTUNE__TENSORBOARD": setting}))
+    off = measure("no TB", trials, reports, repeat, runs["false"])
+    on = measure("TB", trials, reports, repeat, runs["true"])
+    print(f"TensorBoard on / off wall-time ratio: {on['wall_s'] / off['wall_s']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from dasktune._util import flatten
 from dasktune.result import Result, ResultGrid, TrialError
 from dasktune.storage.layout import (
     ERROR_FILE,
+    JOURNAL_FILE,
     RESULT_FILE,
     STATE_FILE,
     checkpoint_index,
@@ -32,7 +33,7 @@ from dasktune.trial import Trial, TrialStatus
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["AnalyzedTrial", "ExperimentAnalysis"]
+__all__ = ["AnalyzedTrial", "ExperimentAnalysis", "not_an_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +65,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _read_json_lines(path: str) -> list[dict[str, Any]]:
+    """The file's records; a last line still being written (no newline yet) is left out."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [json.loads(line) for line in f if line.strip() and line.endswith("\n")]
 
 
 def _checkpoints_on_disk(trial_dir: str) -> list[tuple[Checkpoint, dict[str, Any]]]:
@@ -103,6 +105,40 @@ def _result_from_disk(entry: Mapping[str, Any], trial_dir: str) -> Result:
                   status=entry.get("status", "TERMINATED"), _rows=rows)
 
 
+def not_an_experiment(who: str, path: str) -> str:
+    """The error for a path that holds no experiment; it names the experiments below it."""
+    found = []
+    if os.path.isdir(path):
+        found = sorted(name for name in os.listdir(path)
+                       if any(os.path.isfile(os.path.join(path, name, f))
+                              for f in (JOURNAL_FILE, STATE_FILE)))
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        hint = (f"It is a storage path holding {len(found)} experiment(s): {shown}. Pass one of "
+                f"them, e.g. {os.path.join(path, found[-1])}.")
+    elif not os.path.exists(path):
+        hint = "It does not exist."
+    else:
+        hint = (f"It has no {JOURNAL_FILE} or {STATE_FILE}. Pass an experiment's directory, "
+                "<storage_path>/<name>, as fit() prints it.")
+    return f"{who}: {path} is not a dasktune experiment directory. {hint}"
+
+
+def _state_from_journal(path: str) -> dict[str, Any]:
+    """experiment_state.json's content rebuilt from the journal (written before the first state)."""
+    from dasktune.storage.journal import load_journal
+
+    journaled = load_journal(path)
+    trials = []
+    for trial in sorted(journaled.trials.values(), key=lambda t: t.index):
+        rows = _read_json_lines(os.path.join(path, trial.dir, RESULT_FILE))
+        trials.append({"trial_id": trial.trial_id, "status": trial.status, "dir": trial.dir,
+                       "config": trial.config, "last_result": rows[-1] if rows else {},
+                       "num_failures": trial.failures})
+    return {"name": journaled.name, "metric": journaled.metric, "mode": journaled.mode,
+            "trials": trials}
+
+
 class ExperimentAnalysis:
     """The results of an experiment, the way Ray Tune's ``tune.run`` returns them.
 
@@ -131,14 +167,15 @@ class ExperimentAnalysis:
                            "the experiment is read from the local or mounted filesystem.")
         path = os.path.abspath(os.path.expanduser(os.fspath(experiment_checkpoint_path)))
         state_file = path if path.endswith(".json") else os.path.join(path, STATE_FILE)
-        if not os.path.isfile(state_file):
-            raise ValueError(
-                f"ExperimentAnalysis({os.fspath(experiment_checkpoint_path)!r}): there is no "
-                f"{STATE_FILE} at {state_file}. Pass an experiment's directory, that is "
-                "<storage_path>/<name> of the run."
-            )
-        with open(state_file) as f:
-            state = json.load(f)
+        if os.path.isfile(state_file):
+            with open(state_file) as f:
+                state = json.load(f)
+        elif os.path.isfile(os.path.join(os.path.dirname(state_file), JOURNAL_FILE)):
+            state = _state_from_journal(os.path.dirname(state_file))  # in its first seconds
+        else:
+            raise ValueError(not_an_experiment(
+                f"ExperimentAnalysis({os.fspath(experiment_checkpoint_path)!r})",
+                os.path.dirname(state_file)))
         self._experiment_path = os.path.dirname(state_file)
         if default_mode is not None and default_mode not in ("min", "max"):
             raise ValueError(
@@ -177,6 +214,11 @@ class ExperimentAnalysis:
     def experiment_path(self) -> str:
         """The experiment's directory."""
         return self._experiment_path
+
+    @property
+    def result_grid(self) -> ResultGrid:
+        """The same trials as a :class:`~dasktune.result.ResultGrid` (for ``plot`` and friends)."""
+        return self._grid
 
     def get_all_configs(self, prefix: bool = False) -> dict[str, dict[str, Any]]:
         """Every trial's config by trial id; ``prefix=True`` flattens it as ``config/<key>``."""

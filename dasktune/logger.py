@@ -14,17 +14,18 @@ and ``log_trial_end``.  Three loggers come with it:
   ``logger_params.json`` and ``logger_params.pkl``.  Their content is Ray's:
   the CSV's columns are fixed by the trial's first result (as Ray's are), and
   each JSON line carries the trial's ``config`` as Ray's result rows do.
-* :class:`TBXLoggerCallback` writes TensorBoard event files through tensorboardX:
-  every numeric metric of every result as a scalar named ``dasktune/<metric>``
-  (nested dicts as ``dasktune/<parent>/<child>``) against
-  ``training_iteration``, and, when the trial ends, its config and last
-  metrics for TensorBoard's HParams tab.  It is off by default::
+* :class:`TBXLoggerCallback` writes TensorBoard event files: every numeric
+  metric of every result as a scalar named ``dasktune/<metric>`` (nested dicts as
+  ``dasktune/<parent>/<child>``) against ``training_iteration``, and, when the
+  trial ends, its config and last metrics for TensorBoard's HParams tab.  The
+  Tuner adds it to every experiment where tensorboardX or tensorboard is
+  installed (``dasktune.tensorboard: false`` opts out); then
+  ``tensorboard --logdir <storage_path>/<experiment>``.  It writes the event
+  files itself (TFRecord framing, hand-encoded protobuf), buffered per trial, so
+  it imports neither tensorboardX nor torch.
 
-      from dasktune.logger import TBXLoggerCallback
-      tune.RunConfig(callbacks=[TBXLoggerCallback()])
-
-  or, for every experiment, ``dasktune.tensorboard: true`` in dask.config. Then
-  ``tensorboard --logdir <storage_path>/<experiment>``.
+:class:`ResultsTableCallback`, added to every experiment, keeps one table of
+every result of every trial in ``<experiment>/results.csv``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ import logging
 import math
 import numbers
 import os
+import socket
+import struct
+import time
+from importlib.util import find_spec
 from typing import Any
 
 from dasktune._util import flatten
@@ -48,6 +53,7 @@ __all__ = [
     "CSVLoggerCallback",
     "JsonLoggerCallback",
     "LoggerCallback",
+    "ResultsTableCallback",
     "TBXLoggerCallback",
     "pretty_print",
 ]
@@ -234,10 +240,118 @@ def pretty_print(result: dict[str, Any], exclude: set[str] | None = None) -> str
     return yaml.safe_dump(json.loads(to_json(shown)), default_flow_style=False)
 
 
+# -- TensorBoard event files, written directly --------------------------------------------
 #: Result fields that are bookkeeping, not curves worth a chart (the step is the iteration).
 _NOT_LOGGED = frozenset({"training_iteration", "timestamp", "pid", "hostname", "trial_id",
                          "done", "config"})
 _PREFIX = "dasktune"
+_HPARAMS_TAGS = ("_hparams_/experiment", "_hparams_/session_start_info",
+                 "_hparams_/session_end_info")
+
+
+def tensorboard_installed() -> bool:
+    """Whether TensorBoard's files have a reader here (tensorboardX, or tensorboard for
+    torch's writer), found without importing anything."""
+    return find_spec("tensorboardX") is not None or find_spec("tensorboard") is not None
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def _masked_crc(data: bytes) -> int:
+    """TFRecord's checksum: CRC-32C (Castagnoli), rotated and offset."""
+    crc = 0xFFFFFFFF
+    table = _CRC_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _record(data: bytes) -> bytes:
+    """One TFRecord: length, its checksum, the data, its checksum."""
+    length = struct.pack("<Q", len(data))
+    return (length + struct.pack("<I", _masked_crc(length)) + data
+            + struct.pack("<I", _masked_crc(data)))
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 as protobuf encodes it
+    out = bytearray()
+    while True:
+        bits, value = value & 0x7F, value >> 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def _field(number: int, data: bytes | str) -> bytes:
+    """A length-delimited protobuf field (string, bytes or message)."""
+    raw = data.encode() if isinstance(data, str) else data
+    return _varint(number << 3 | 2) + _varint(len(raw)) + raw
+
+
+def _enum(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
+
+
+def _double(number: int, value: float) -> bytes:
+    return _varint(number << 3 | 1) + struct.pack("<d", value)
+
+
+def _event(summary_values: list[bytes], step: int | None = None,
+           file_version: str | None = None) -> bytes:
+    """A ``tensorflow.Event``: wall time, step, and a summary of ``Summary.Value``s."""
+    event = _double(1, time.time())
+    if step is not None:
+        event += _enum(2, int(step))
+    if file_version is not None:
+        event += _field(3, file_version)
+    if summary_values:
+        event += _field(5, b"".join(_field(1, value) for value in summary_values))
+    return _record(event)
+
+
+def _scalar(tag: str, value: float) -> bytes:
+    """``Summary.Value`` with a ``simple_value``."""
+    return _field(1, tag) + _varint(2 << 3 | 5) + struct.pack("<f", value)
+
+
+def _hparams_values(config: dict[str, Any], metrics: list[str]) -> list[bytes]:
+    """The three ``Summary.Value``s of TensorBoard's HParams plugin (tag, plugin data)."""
+    hparams, infos = b"", b""
+    for key, value in config.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            kind, proto_value = 2, _varint(4 << 3) + _varint(int(value))
+        elif isinstance(value, (int, float)):
+            kind, proto_value = 3, _double(2, float(value))
+        else:
+            kind, proto_value = 1, _field(3, str(value))
+        hparams += _field(1, _field(1, key) + _field(2, proto_value))  # map<string, Value>
+        infos += _field(4, _field(1, key) + _enum(4, kind))  # HParamInfo(name, type)
+    metric_infos = b"".join(_field(5, _field(1, _field(2, tag))) for tag in metrics)
+    contents = (_field(2, infos + metric_infos),  # experiment
+                _field(3, hparams),  # session_start_info
+                _field(4, _enum(1, 1)))  # session_end_info(status=SUCCESS)
+    values = []
+    for tag, content in zip(_HPARAMS_TAGS, contents):
+        plugin_data = _field(1, "hparams") + _field(2, _enum(1, 0) + content)
+        values.append(_field(1, tag) + _field(9, _field(1, plugin_data)))
+    return values
 
 
 def _hparam(value: Any) -> bool | int | float | str:
@@ -254,40 +368,44 @@ def _hparam(value: Any) -> bool | int | float | str:
 class TBXLoggerCallback(LoggerCallback):
     """Write each trial's results as TensorBoard scalars, and its config as hparams.
 
+    The events go to one file per trial in the trial's directory
+    (``events.out.tfevents.*``), written by dasktune itself: no tensorboardX or
+    torch import.  Events wait in memory and are appended every ``flush_secs``
+    seconds (one open, write and close per trial with news), and when their
+    trial ends, so no file stays open while trials are paused.
+
     Args:
-        flush_secs: how often the event files are written out while trials run,
-            so that TensorBoard shows running trials live. Each file is also
-            written out when its trial ends.
+        flush_secs: how often events are written out while trials run, so that
+            TensorBoard shows running trials live.
     """
 
     def __init__(self, flush_secs: float = 5.0) -> None:
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError as exc:
-            raise ImportError(
-                "TBXLoggerCallback needs tensorboardX: pip install 'dasktune[tensorboard]'"
-            ) from exc
         if not is_finite_number(flush_secs) or flush_secs <= 0:
             raise ValueError(
                 f"The value of `TBXLoggerCallback(flush_secs=...)` is {flush_secs!r}, but it must "
                 "be a positive number of seconds. Pass e.g. flush_secs=5."
             )
-        self._writer_class = SummaryWriter
-        self._flush_secs = flush_secs
-        self._writers: dict[str, Any] = {}
-        self._last: dict[str, dict[str, Any]] = {}
+        self._flush_secs = float(flush_secs)
+        self._files: dict[str, str] = {}  # trial id -> its event file
+        self._pending: dict[str, list[bytes]] = {}
+        self._last: dict[str, dict[str, float]] = {}
+        self._flushed = time.monotonic()
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
-        writer = self._writers.get(trial.trial_id)
-        if writer is None:
-            writer = self._writers[trial.trial_id] = self._writer_class(
-                trial.local_path, flush_secs=self._flush_secs)
         step = result.get("training_iteration")
-        scalars = {key: value for key, value in flatten(result).items()
+        scalars = {key: float(value) for key, value in flatten(result).items()
                    if key not in _NOT_LOGGED and is_finite_number(value)}
-        for key, value in scalars.items():
-            writer.add_scalar(f"{_PREFIX}/{key}", float(value), global_step=step)
+        self._pending.setdefault(trial.trial_id, []).append(_event(
+            [_scalar(f"{_PREFIX}/{key}", value) for key, value in scalars.items()],
+            step=step if isinstance(step, int) else None))
         self._last[trial.trial_id] = scalars
+        if trial.trial_id not in self._files:
+            self._files[trial.trial_id] = self._new_file(trial)
+        now = time.monotonic()
+        if now - self._flushed >= self._flush_secs:
+            self._flushed = now
+            for trial_id in list(self._pending):
+                self._write(trial_id)
 
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
         self._close(trial)
@@ -296,18 +414,129 @@ class TBXLoggerCallback(LoggerCallback):
         for trial in trials:
             self._close(trial)
 
-    def _close(self, trial: Trial) -> None:
-        """Add the trial's hparams entry and write its event file out."""
-        writer = self._writers.pop(trial.trial_id, None)
-        if writer is None:
-            return
-        from tensorboardX.summary import hparams
+    @staticmethod
+    def _new_file(trial: Trial) -> str:
+        name = (f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}."
+                f"{os.getpid()}.{trial.trial_id}")
+        return os.path.join(trial.local_path, name)
 
+    def _write(self, trial_id: str) -> None:
+        events = self._pending.pop(trial_id, None)
+        path = self._files.get(trial_id)
+        if not events or path is None:
+            return
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fresh = not os.path.exists(path)
+            with open(path, "ab") as f:
+                if fresh:
+                    f.write(_event([], file_version="brain.Event:2"))
+                f.write(b"".join(events))
+        except OSError as exc:  # a view of the results: never stop the experiment for it
+            logger.warning("Could not write TensorBoard events to %s: %s", path, exc)
+
+    def _close(self, trial: Trial) -> None:
+        """Add the trial's hparams entry and write its events out."""
+        if trial.trial_id not in self._files:
+            return
         config = {key: _hparam(value) for key, value in flatten(trial.config).items()}
-        metrics = {f"{_PREFIX}/{key}": float(value)
-                   for key, value in self._last.pop(trial.trial_id, {}).items()
-                   if math.isfinite(float(value))}
-        # Into the trial's own event file: SummaryWriter.add_hparams would start a sub-run.
-        for summary in hparams(config, metrics):
-            writer.file_writer.add_summary(summary)
-        writer.close()
+        metrics = [f"{_PREFIX}/{key}" for key, value in self._last.pop(trial.trial_id, {}).items()
+                   if math.isfinite(value)]
+        # Into the trial's own event file (tensorboardX's add_hparams would start a sub-run).
+        self._pending.setdefault(trial.trial_id, []).append(
+            _event(_hparams_values(config, metrics)))
+        self._write(trial.trial_id)
+        self._files.pop(trial.trial_id, None)
+
+
+# -- one table of every result ---------------------------------------------------------------
+RESULTS_TABLE_FILE = "results.csv"
+_TABLE_LEAD = ("trial_id", "trial", "training_iteration")
+_TABLE_TAIL = ("time_total_s", "timestamp")
+_OTHER = "other"
+
+
+class ResultsTableCallback(Callback):
+    """Append every result of every trial to ``<experiment>/results.csv``, one row each.
+
+    Readable at any time with ``pd.read_csv(path)``: rows are appended whole and
+    flushed as they are recorded, and the header never changes.  Its columns are
+    fixed by the experiment's first result: ``trial_id``, ``trial``,
+    ``training_iteration``, that result's metrics (nested ones as ``a/b``),
+    ``time_total_s``, ``timestamp``, the first trial's config as ``config/<key>``,
+    and ``other``: a JSON object of whatever a row has beyond them (a metric that
+    appeared later, a config key another trial has), empty when nothing.  A
+    resumed experiment continues the same file with the same header.
+    """
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self._file: io.TextIOWrapper | None = None
+        self._writer: Any = None
+        self._columns: list[str] = []
+
+    def setup(self, **info: Any) -> None:
+        experiment = info.get("experiment_path")
+        if experiment:
+            self.path = os.path.join(experiment, RESULTS_TABLE_FILE)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
+                        result: dict[str, Any], **info: Any) -> None:
+        if self.path is None:
+            return
+        row = {key: value for key, value in flatten(result).items() if key != "config"}
+        row.update(flatten({"config": trial.config}))
+        row["trial_id"], row["trial"] = trial.trial_id, trial.trial_name
+        try:
+            if self._writer is None:
+                self._open(row)
+            extra = {k: v for k, v in row.items() if k not in self._columns}
+            cells = {k: _cell(v) for k, v in row.items() if k in self._columns}
+            cells[_OTHER] = to_json(extra) if extra else ""
+            self._writer.writerow(cells)
+            self._file.flush()  # type: ignore[union-attr]
+        except OSError as exc:  # a view of the results: never stop the experiment for it
+            logger.warning("Could not write %s: %s; it stops here.", self.path, exc)
+            self.path = None
+            self._close()
+
+    def _open(self, row: dict[str, Any]) -> None:
+        assert self.path is not None
+        self._columns = self._header_on_file()
+        fresh = not self._columns
+        if fresh:
+            config = [k for k in row if k.startswith("config/")]
+            metrics = [k for k in row if k not in (*_TABLE_LEAD, *_TABLE_TAIL, *config)
+                       and k in _user_or_progress(row)]
+            self._columns = [*_TABLE_LEAD, *metrics, *_TABLE_TAIL, *config, _OTHER]
+        self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed at the end)
+        self._writer = csv.DictWriter(self._file, fieldnames=self._columns, restval="")
+        if fresh:
+            self._writer.writeheader()
+
+    def _header_on_file(self) -> list[str]:
+        if self.path is None or not os.path.exists(self.path):
+            return []
+        with open(self.path, newline="") as f:
+            return next(csv.reader(f), [])
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = self._writer = None
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self._close()
+
+
+def _user_or_progress(row: dict[str, Any]) -> set[str]:
+    """The keys of a result worth a column: the user's metrics, not the other bookkeeping."""
+    from dasktune._util import AUTO_RESULT_FIELDS
+
+    return {k for k in row if k not in AUTO_RESULT_FIELDS and not k.startswith("config/")}
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return to_json(value)

@@ -14,11 +14,13 @@ import cloudpickle
 
 from dasktune import config
 from dasktune.callback import Callback, CallbackList
+from dasktune.dashboard._publish import DashboardCallback, attach_dashboard, expected_trials
 from dasktune.execution.capacity import Capacity, usable_request
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller, ControllerSettings
 from dasktune.execution.loop import ExperimentLoop, ExperimentSpec
 from dasktune.execution.resume import ResumeOptions, resume
+from dasktune.logger import ResultsTableCallback, TBXLoggerCallback, tensorboard_installed
 from dasktune.result import ResultGrid
 from dasktune.schedulers import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import TrialScheduler
@@ -300,10 +302,14 @@ class Tuner:
         except BaseException:
             backend.close()
             raise
+        page = attach_dashboard(backend.client, callbacks, store.path)
         if backend.cluster is not None:
             verb = "started" if backend.started_cluster else "reusing"
             console.note(f"dasktune: {verb} a local Dask cluster with "
-                         f"{len(backend.workers())} workers; dashboard: {backend.dashboard_link}")
+                         f"{len(backend.workers())} workers; dashboard: {backend.dashboard_link}"
+                         f"{page}")
+        elif page:
+            console.note(f"dasktune: on your Dask cluster{page}")
         console.note(f"dasktune: {'resuming' if journaled else 'results go to'} {store.path}")
 
         required = []
@@ -356,11 +362,15 @@ class Tuner:
                     f"RunConfig(callbacks=[..., {callback!r}, ...]): each callback must be a "
                     "dasktune.Callback subclass instance (override on_trial_result and so on)."
                 )
-        if config.get("tensorboard"):
-            from dasktune.logger import TBXLoggerCallback
-
+        if config.get("tensorboard") and tensorboard_installed():
             if not any(isinstance(c, TBXLoggerCallback) for c in callbacks):
                 callbacks.append(TBXLoggerCallback())
+        if not any(isinstance(c, ResultsTableCallback) for c in callbacks):
+            callbacks.append(ResultsTableCallback())
+        if config.get("dashboard.page"):
+            callbacks.append(DashboardCallback(
+                self.tune_config.scheduler, expected_trials(self.param_space, self.tune_config),
+                interval=float(config.get("dashboard.interval"))))
         return callbacks
 
     @staticmethod

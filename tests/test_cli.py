@@ -160,3 +160,102 @@ def test_the_console_script_points_at_main():
         entry = tomllib.load(f)["project"]["scripts"]["dasktune"]
     module, _, function = entry.partition(":")
     assert getattr(importlib.import_module(module), function) is main
+
+
+# -- reading experiments: summary, plot, dashboard ------------------------------------------
+
+def ramp(config):
+    for step in range(1, 5):
+        dasktune.report({"acc": config["lr"] * step, "loss": 1 / (config["lr"] * step)})
+
+
+@pytest.fixture(scope="module")
+def experiment(client, tmp_path_factory):
+    storage = str(tmp_path_factory.mktemp("cli"))
+    grid = dasktune.Tuner(
+        ramp, param_space={"lr": dasktune.grid_search([0.1, 0.3, 0.2]), "opt": "sgd"},
+        tune_config=dasktune.TuneConfig(metric="acc", mode="max"),
+        run_config=dasktune.RunConfig(name="ramp", storage_path=storage, verbose=0),
+        client=client).fit()
+    return grid.experiment_path
+
+
+def test_summary_ranks_the_best_trials(experiment, capsys):
+    assert main(["summary", experiment, "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("3 trials, best by acc (max):")
+    assert lines[2].split()[0] == "ramp_00001" and lines[3].split()[0] == "ramp_00002"
+    assert len(lines) == 4
+
+
+def test_summary_as_csv_and_json_with_another_metric(experiment, capsys):
+    import io
+    import json
+
+    import pandas as pd
+
+    assert main(["summary", experiment, "--metric", "loss", "--mode", "min",
+                 "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(table["trial"]) == ["ramp_00001", "ramp_00002", "ramp_00000"]
+    assert table["config/lr"].tolist() == [0.3, 0.2, 0.1] and table["iter"].tolist() == [4] * 3
+    assert main(["summary", experiment, "--format", "json", "--top", "1"]) == 0
+    [best] = json.loads(capsys.readouterr().out)
+    assert best["trial"] == "ramp_00001" and best["acc"] == pytest.approx(1.2)
+    assert best["best acc"] == pytest.approx(1.2) and best["config/opt"] == "sgd"
+
+
+def test_plot_saves_curves_and_parallel_coordinates(experiment, tmp_path, capsys):
+    for kind in ("curves", "parallel"):
+        target = tmp_path / f"{kind}.png"
+        assert main(["plot", experiment, "-o", str(target), "--kind", kind]) == 0
+        assert capsys.readouterr().out.strip() == str(target)
+        assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 5000
+
+
+def test_a_path_that_is_not_an_experiment_is_a_clear_error(experiment, tmp_path, capsys):
+    storage = os.path.dirname(experiment)
+    for command in (["summary"], ["plot", "-o", str(tmp_path / "x.png")], ["dashboard"]):
+        assert main([*command[:1], storage, *command[1:]]) == 2
+        err = capsys.readouterr().err
+        assert f"dasktune {command[0]}: {storage} is not a dasktune experiment directory" in err
+        assert f"holding 1 experiment(s): ramp. Pass one of them, e.g. {experiment}" in err
+    assert main(["summary", str(tmp_path / "nowhere")]) == 2
+    assert "It does not exist." in capsys.readouterr().err
+    assert main(["summary", experiment, "--metric", "nope"]) == 0  # a metric nobody reported:
+    assert "-" in capsys.readouterr().out  # shown as missing, not a crash
+
+
+def test_each_subcommand_has_help(capsys):
+    for command in ("summary", "plot", "dashboard", "port"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: dasktune {command}") and "Exit status" in out
+
+
+def test_the_dashboard_port_taken_is_a_clear_error(experiment, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["dashboard", experiment, "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_an_experiment_in_its_first_seconds_is_read_from_its_journal(experiment, tmp_path):
+    """Before experiment_state.json is first written (after 5 s), the journal says it all."""
+    import shutil
+
+    from dasktune.analysis import ExperimentAnalysis
+
+    copy = tmp_path / "young"
+    shutil.copytree(experiment, copy)
+    os.remove(copy / "experiment_state.json")
+    analysis = ExperimentAnalysis(copy)
+    assert analysis.default_metric == "acc" and len(analysis.trials) == 3
+    assert analysis.get_best_config() == {"lr": 0.3, "opt": "sgd"}
+    assert analysis.best_result["acc"] == pytest.approx(1.2)

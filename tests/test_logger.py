@@ -10,6 +10,7 @@ import pickle
 import numpy as np
 import pytest
 
+import dasktune as tune
 from dasktune.callback import Callback
 from dasktune.logger import (
     CSV_FILE,
@@ -132,3 +133,32 @@ def test_pretty_print_drops_config_and_empty_values() -> None:
     text = pretty_print({"loss": np.float64(0.5), "config": {"lr": 1}, "hist_stats": [1],
                          "note": None, "eval": {"acc": 0.9}, "pid": 7}, exclude={"pid"})
     assert text == "eval:\n  acc: 0.9\nloss: 0.5\n"
+
+
+# -- results.csv: one table of every result ----------------------------------------------------
+
+def late_metric(config):
+    for step in range(1, 4):
+        metrics = {"loss": config["lr"] / step}
+        if step == 3:
+            metrics["late"] = step  # a metric that appears only at the end
+        tune.report(metrics)
+
+
+def test_results_csv_holds_every_result_with_a_stable_header(client, storage):
+    import pandas as pd
+
+    from dasktune.logger import RESULTS_TABLE_FILE
+
+    grid = tune.Tuner(late_metric, param_space={"lr": tune.grid_search([1.0, 2.0])},
+                      run_config=tune.RunConfig(name="table", storage_path=storage, verbose=0),
+                      client=client).fit()
+    path = os.path.join(grid.experiment_path, RESULTS_TABLE_FILE)
+    table = pd.read_csv(path)
+    assert len(table) == 6  # every report of every trial
+    assert list(table.columns[:4]) == ["trial_id", "trial", "training_iteration", "loss"]
+    assert {"time_total_s", "timestamp", "config/lr", "other"} <= set(table.columns)
+    assert "late" not in table.columns  # the header was fixed by the first result
+    late = table[table["training_iteration"] == 3]["other"].map(json.loads)
+    assert [row["late"] for row in late] == [3, 3]
+    assert sorted(table.groupby("config/lr")["loss"].min()) == pytest.approx([1 / 3, 2 / 3])

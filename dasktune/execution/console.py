@@ -1,7 +1,15 @@
-"""What the user sees while an experiment runs: a compact status line and a final table."""
+"""What the user sees while an experiment runs: a progress line and a final table.
+
+Where it prints decides how: in a terminal one line that rewrites itself
+(``\r``), in a Jupyter notebook one display that updates in place, and
+elsewhere (CI logs, files) a plain line every ``interval`` seconds.  Where
+the number of trials is known (``num_samples`` with random or grid search),
+the line starts with a progress bar.
+"""
 
 from __future__ import annotations
 
+import html
 import math
 import numbers
 import sys
@@ -16,6 +24,9 @@ from dasktune.trial import Trial, TrialStatus
 _ORDER = (TrialStatus.RUNNING, TrialStatus.PENDING, TrialStatus.PAUSED,
           TrialStatus.TERMINATED, TrialStatus.ERROR)
 _MAX_ROWS = 20
+_BAR_WIDTH = 24
+#: How often a line that rewrites itself (terminal, notebook) is refreshed, at most.
+_LIVE_INTERVAL_S = 1.0
 
 
 def _fmt(value: Any) -> str:
@@ -32,24 +43,82 @@ def _elapsed(seconds: float) -> str:
     return f"{hours:d}:{minutes:02d}:{secs:02d}"
 
 
+def progress_bar(done: int, total: int, width: int = _BAR_WIDTH) -> str:
+    """``[#######-----------] 7/20`` (more done than expected fills the bar).
+
+    Example:
+        >>> progress_bar(5, 20, width=8)
+        '[##------] 5/20'
+    """
+    filled = min(width, int(width * done / total)) if total > 0 else width
+    return f"[{'#' * filled}{'-' * (width - filled)}] {done}/{total}"
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (whose stdout shows rich displays)."""
+    if "ipykernel" not in sys.modules:
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def expected_total(controller: Any) -> int | None:
+    """How many trials the experiment will run, if its searcher knows in advance."""
+    searcher = getattr(controller, "searcher", None)
+    while hasattr(searcher, "searcher"):  # a ConcurrencyLimiter around the real one
+        searcher = searcher.searcher
+    total = getattr(searcher, "total_samples", None)
+    if isinstance(total, int) and total >= 0:
+        return total
+    settings = getattr(controller, "settings", None)
+    if settings is not None and getattr(settings, "searcher_counts_samples", False):
+        num_samples = getattr(settings, "num_samples", -1)
+        return num_samples if isinstance(num_samples, int) and num_samples >= 0 else None
+    return None
+
+
 class ConsoleReporter:
     """Prints progress every ``interval`` seconds; ``verbose=0`` prints nothing.
 
-    verbose 1: status lines and the final table; 2: also one line per result
+    verbose 1: progress and the final table; 2: also one line per result
     and every trial error.
+
+    Args:
+        num_samples: How many trials the experiment runs, for the progress bar;
+            None: asked of the controller's searcher when it is known, else no bar.
+        stream: Where to print (default: standard output). A terminal gets one
+            line that rewrites itself, a notebook's output one updating display,
+            anything else a plain line every ``interval`` seconds.
     """
 
     def __init__(self, verbose: int, metric: str | None, mode: str | None,
-                 interval: float = 5.0, stream: TextIO | None = None) -> None:
+                 interval: float = 5.0, stream: TextIO | None = None,
+                 num_samples: int | None = None) -> None:
         self.verbose = verbose
         self.metric = metric
         self.mode = mode
         self.interval = interval
         self.stream = stream or sys.stdout
+        self.num_samples = num_samples
+        if stream is None and _in_notebook():
+            self.kind = "notebook"
+        else:
+            isatty = getattr(self.stream, "isatty", None)
+            self.kind = "terminal" if callable(isatty) and isatty() else "lines"
         self._start = time.monotonic()
         self._last = self._start
+        self._line_open = False  # a terminal line that the next print must end first
+        self._display: Any = None  # the notebook's display handle
+        self._known_total: int | None = None
 
     def _print(self, text: str) -> None:
+        if self._line_open:
+            self.stream.write("\n")
+            self._line_open = False
         print(text, file=self.stream, flush=True)
 
     def start(self) -> None:
@@ -62,8 +131,19 @@ class ConsoleReporter:
     def status_line(self, trials: Sequence[Trial], controller: Any = None) -> str:
         counts = Counter(t.status for t in trials)
         parts = [f"{counts[s]} {s.value}" for s in _ORDER if counts[s]]
-        line = f"[dasktune {_elapsed(time.monotonic() - self._start)}] {len(trials)} trials: " + (
-            ", ".join(parts) or "starting")
+        total = self.num_samples if self.num_samples is not None else expected_total(controller)
+        if total is None:
+            total = self._known_total  # the last summary has no controller to ask
+        self._known_total = total
+        head = f"[dasktune {_elapsed(time.monotonic() - self._start)}] "
+        if total is not None:
+            done = counts[TrialStatus.TERMINATED] + counts[TrialStatus.ERROR]
+            others = [p for p in parts if not p.endswith(("TERMINATED", "ERROR"))]
+            errors = f", {counts[TrialStatus.ERROR]} ERROR" if counts[TrialStatus.ERROR] else ""
+            line = (head + f"{progress_bar(done, total)} trials done{errors}"
+                    + (f" | {', '.join(others)}" if others else ""))
+        else:
+            line = head + f"{len(trials)} trials: " + (", ".join(parts) or "starting")
         best = controller.best_trial(self.metric, self.mode) if controller is not None else None
         if best is not None:
             line += (f" | best {self.metric}={_fmt(best.last_result[self.metric])} "
@@ -72,10 +152,28 @@ class ConsoleReporter:
 
     def update(self, controller: Any, active: int, force: bool = False) -> None:
         now = time.monotonic()
-        if self.verbose < 1 or (not force and now - self._last < self.interval):
+        interval = self.interval if self.kind == "lines" else min(self.interval, _LIVE_INTERVAL_S)
+        if self.verbose < 1 or (not force and now - self._last < interval):
             return
         self._last = now
-        self._print(self.status_line(controller.trials, controller))
+        self._show(self.status_line(controller.trials, controller))
+
+    def _show(self, line: str) -> None:
+        """Show the progress line the way the output allows."""
+        if self.kind == "terminal":
+            self.stream.write(f"\r{line}\x1b[K")
+            self.stream.flush()
+            self._line_open = True
+        elif self.kind == "notebook":
+            from IPython.display import HTML, display
+
+            shown = HTML(f"<pre style='margin:0'>{html.escape(line)}</pre>")
+            if self._display is None:
+                self._display = display(shown, display_id=True)
+            else:
+                self._display.update(shown)
+        else:
+            self._print(line)
 
     def result(self, trial: Trial, result: dict[str, Any]) -> None:
         if self.verbose >= 2:
@@ -87,10 +185,14 @@ class ConsoleReporter:
         if self.verbose >= 2:
             self._print(f"  {trial.trial_name}: {error_type} (see {trial.local_path}/error.txt)")
 
-    def summary(self, trials: Sequence[Trial]) -> None:
+    def summary(self, trials: Sequence[Trial], controller: Any = None) -> None:
         if self.verbose < 1:
             return
-        self._print(self.status_line(trials) + " -- finished")
+        line = self.status_line(trials, controller) + " -- finished"
+        if self.kind == "lines":
+            self._print(line)
+        else:
+            self._show(line)
         self._print(self.table(trials))
 
     def table(self, trials: Sequence[Trial]) -> str:

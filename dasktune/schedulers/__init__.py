@@ -12,6 +12,7 @@ from dasktune.schedulers.median_stopping_rule import MedianStoppingRule
 from dasktune.schedulers.pbt import PopulationBasedTraining
 from dasktune.schedulers.pbt_replay import PopulationBasedTrainingReplay
 from dasktune.schedulers.trial_scheduler import (
+    Rung,
     TrialDecision,
     TrialScheduler,
     TrialUpdate,
@@ -25,6 +26,7 @@ __all__ = [
     "MedianStoppingRule",
     "PopulationBasedTraining",
     "PopulationBasedTrainingReplay",
+    "Rung",
     "TrialDecision",
     "TrialScheduler",
     "TrialUpdate",

@@ -174,6 +174,12 @@ class PromotionASHAScheduler(AsyncHyperBandScheduler):
 
     # -- promotions ------------------------------------------------------------
 
+    def _rung_cutoff(self, bracket: Any, rung: Any) -> float | None:
+        """The lowest value among the top ``floor(n / rf)`` recorded: the promotion line."""
+        ranked = sorted((_rank_value(v) for v in rung.recorded.values()), reverse=True)
+        quota = math.floor(len(ranked) / self._reduction_factor)
+        return ranked[quota - 1] if quota and math.isfinite(ranked[quota - 1]) else None
+
     def _record_at_rungs(self, index: int, tid: str, now: float, value: float) -> bool:
         """Record ``value`` at every ladder rung reached for the first time; True if any."""
         bracket, ladder = self._brackets[index], self._promotions.ladders[index]

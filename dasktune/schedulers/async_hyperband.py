@@ -44,7 +44,7 @@ from dasktune.schedulers._common import (
     sign_of,
 )
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import TrialDecision
+from dasktune.schedulers.trial_scheduler import Rung, TrialDecision
 from dasktune.trial import Trial
 
 __all__ = ["ASHAScheduler", "AsyncHyperBandScheduler"]
@@ -337,6 +337,21 @@ class AsyncHyperBandScheduler(FIFOScheduler):
             rungs = " | ".join(self._describe_rung(bracket, rung) for rung in bracket.rungs)
             lines.append(f"Bracket {index}: {rungs or 'no rungs'}")
         return "\n".join(lines)
+
+    def rungs(self) -> tuple[Rung, ...]:
+        """Each bracket's rungs, lowest first: the values recorded there and the cutoff."""
+        sign = self._sign()
+        return tuple(
+            Rung(index, rung.milestone, {tid: sign * v for tid, v in rung.recorded.items()},
+                 None if (cut := self._rung_cutoff(bracket, rung)) is None or np.isnan(cut)
+                 else sign * cut)
+            for index, bracket in enumerate(self._brackets)
+            for rung in reversed(bracket.rungs)
+        )
+
+    def _rung_cutoff(self, bracket: _Bracket, rung: _Rung) -> float | None:
+        """The signed value a trial had to reach at ``rung`` to go on."""
+        return bracket.cutoff(rung)
 
     def _decide(self, trial: Trial, now: float, value: float) -> TrialDecision:
         """The decision for a result with a time and a signed value (Ray's stopping rule)."""

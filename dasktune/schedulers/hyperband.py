@@ -45,10 +45,11 @@ from dasktune.schedulers._common import (
     check_bool,
     check_metric,
     check_time_attr,
+    sign_of,
     time_and_score,
 )
 from dasktune.schedulers.fifo import FIFOScheduler
-from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate
+from dasktune.schedulers.trial_scheduler import Rung, TrialDecision, TrialUpdate
 from dasktune.trial import Trial
 
 __all__ = ["HyperBandScheduler"]
@@ -79,6 +80,8 @@ class _Bracket:
     halvings_done: int = 0
     closed: bool = False  # no new trial joins (on_no_more_trials)
     progress: float = 0.0
+    # (milestone, signed values there, signed cutoff) of each halving done, for rungs()
+    halvings: list[tuple[float, dict[str, float], float | None]] = field(default_factory=list)
 
     def round_reached(self) -> bool:
         """Whether every live trial has reached the milestone."""
@@ -281,6 +284,18 @@ class HyperBandScheduler(FIFOScheduler):
                     )
         return "\n".join(lines)
 
+    def rungs(self) -> tuple[Rung, ...]:
+        """Each bracket's halvings so far: the values at the milestone and the worst kept."""
+        sign = sign_of(self._mode)
+        found = []
+        for index, bracket in enumerate(self._brackets):
+            for milestone, values, cutoff in getattr(bracket, "halvings", []):
+                shown = {tid: sign * v for tid, v in values.items() if np.isfinite(v)}
+                found.append(Rung(index, milestone, shown,
+                                  None if cutoff is None or not np.isfinite(cutoff)
+                                  else sign * cutoff))
+        return tuple(found)
+
     # -- brackets -----------------------------------------------------------
 
     def _place(self, tid: str) -> None:
@@ -366,10 +381,14 @@ class HyperBandScheduler(FIFOScheduler):
         bracket.halvings_left -= 1
         bracket.halvings_done += 1
         bracket.size = int(np.ceil(bracket.size / self._eta))
+        reached = bracket.milestone
         bracket.milestone = int(min(bracket.milestone * self._eta, self._max_t))
         # Stable sort, worst first: among equal values the trial added later ranks higher.
         ranked = sorted(bracket.live, key=lambda tid: bracket.live[tid].value)  # type: ignore[union-attr]
         keep = min(bracket.size, len(ranked))
+        values = {tid: bracket.live[tid].value for tid in ranked}  # type: ignore[union-attr]
+        cutoff = values[ranked[len(ranked) - keep]] if keep else None
+        bracket.halvings.append((float(reached), values, cutoff))
         return ranked[len(ranked) - keep :], ranked[: len(ranked) - keep]
 
     def _stop(self, bracket: _Bracket, tid: str, current: str | None) -> TrialDecision | None:

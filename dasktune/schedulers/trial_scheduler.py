@@ -50,6 +50,23 @@ class TrialUpdate:
     checkpoint_iteration: int | None = None
 
 
+@dataclass(frozen=True)
+class Rung:
+    """One rung of a successive-halving scheduler, as :meth:`TrialScheduler.rungs` shows it.
+
+    Args:
+        bracket: Index of the rung's bracket.
+        milestone: The ``time_attr`` value at which trials are compared.
+        values: Trial id -> the metric value recorded there, as the trial reported it.
+        cutoff: The value a trial had to beat to go on (None: nothing to compare with yet).
+    """
+
+    bracket: int
+    milestone: float
+    values: dict[str, float]
+    cutoff: float | None
+
+
 class TrialScheduler(MetricModeMixin):
     """Base class of trial schedulers.
 
@@ -136,6 +153,14 @@ class TrialScheduler(MetricModeMixin):
 
     def debug_string(self) -> str:
         return type(self).__name__
+
+    def rungs(self) -> tuple[Rung, ...]:
+        """The rungs and what was recorded at them, for people to look at (read-only).
+
+        Successive-halving schedulers (ASHA, HyperBand) return their rungs, lowest
+        milestone first in each bracket; the default is ``()``: no rungs.
+        """
+        return ()
 
     def get_state(self) -> dict[str, Any]:
         """Picklable state, for resuming an experiment.

@@ -7,6 +7,8 @@ import math
 import re
 from typing import Any
 
+import pytest
+
 from dasktune.execution.console import ConsoleReporter
 from dasktune.trial import Trial, TrialStatus
 
@@ -200,3 +202,89 @@ def test_verbose_two_prints_each_result_and_error() -> None:
         "  train_00003: loss=0.1235, training_iteration=4",
         "  train_00003: ValueError (see /exp/train_00003/error.txt)",
     ]
+
+
+# -- the progress bar: terminal, plain lines, notebook ----------------------------------------
+
+class Counted(FakeController):
+    """A controller whose searcher knows it will make ``total`` trials."""
+
+    def __init__(self, trials: list[Trial], total: int) -> None:
+        super().__init__(trials)
+        self.searcher = type("Searcher", (), {"total_samples": total})()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def progress(done: int, running: int) -> list[Trial]:
+    return ([trial(f"d{i}") for i in range(done)]
+            + [trial(f"r{i}", TrialStatus.RUNNING) for i in range(running)])
+
+
+def test_a_terminal_gets_one_line_that_rewrites_itself():
+    stream = Terminal()
+    console = ConsoleReporter(1, "loss", "min", interval=5.0, stream=stream)
+    assert console.kind == "terminal"
+    for done in (0, 3, 8):
+        console.update(Counted(progress(done, 2), 10), active=2, force=True)
+    out = stream.getvalue()
+    assert "\n" not in out and out.count("\r") == 3  # no wall of lines
+    assert out.rsplit("\r", 1)[1].startswith("[dasktune 0:00:00] [###################-----] "
+                                              "8/10 trials done | 2 RUNNING")
+    console.note("a note")  # ends the progress line first
+    console.summary(progress(10, 0))
+    tail = stream.getvalue()[len(out):]
+    assert tail.startswith("\na note\n\r") and "10/10 trials done -- finished" in tail
+    assert tail.count("trial ") == 1  # the table, once
+
+
+def test_plain_lines_where_output_is_not_a_terminal():
+    console, stream = reporter(interval=5.0)
+    assert console.kind == "lines"
+    console.update(Counted(progress(1, 1), 4), active=1, force=True)
+    console.update(Counted(progress(2, 1), 4), active=1)  # within the interval: nothing
+    console.update(Counted(progress(3, 1), 4), active=1, force=True)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in stream.getvalue()
+    assert "[######------------------] 1/4 trials done | 1 RUNNING" in lines[0]
+    assert "[##################------] 3/4 trials done" in lines[1]
+
+
+def test_without_a_known_number_of_trials_there_is_no_bar():
+    console, stream = reporter()
+    console.update(FakeController(progress(2, 1)), active=1, force=True)
+    assert re.search(r"\] 3 trials: 1 RUNNING, 2 TERMINATED$", stream.getvalue().strip())
+
+
+NOTEBOOK_CELL = '''
+from dasktune.execution.console import ConsoleReporter
+from dasktune.trial import Trial, TrialStatus
+
+class Controller:
+    def __init__(self, done, total):
+        self.trials = [Trial(str(i), {}, status=TrialStatus.TERMINATED) for i in range(done)]
+        self.searcher = type("S", (), {"total_samples": total})()
+    def best_trial(self, metric, mode):
+        return None
+
+console = ConsoleReporter(1, None, None)
+assert console.kind == "notebook", console.kind
+for done in range(6):
+    console.update(Controller(done, 5), active=0, force=True)
+'''
+
+
+def test_a_notebook_gets_one_display_updated_in_place(tmp_path):
+    """A real Jupyter kernel runs the reporter; the cell keeps one output, the last state."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK_CELL)])
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = notebook.cells[0].outputs
+    assert [o["output_type"] for o in outputs] == ["display_data"], outputs
+    html = outputs[0]["data"]["text/html"]
+    assert "[########################] 5/5 trials done" in html

@@ -1,4 +1,8 @@
-"""TensorBoard logging, read back with TensorBoard's own event reader."""
+"""TensorBoard logging, read back with TensorBoard's own event reader.
+
+dasktune writes the event files itself; TensorBoard's reader checks their framing
+(TFRecord checksums) and their protobufs.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ import dasktune as tune
 from dasktune.logger import TBXLoggerCallback
 from dasktune.trial import Trial
 
-pytest.importorskip("tensorboardX")
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 plugin_data_pb2 = pytest.importorskip("tensorboard.plugins.hparams.plugin_data_pb2")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(tune.__file__)))
 
 
 def varied(config):
@@ -64,17 +68,35 @@ def test_every_numeric_metric_becomes_a_scalar_per_iteration(client, storage):
         assert hparams_of(acc) == {"lr": pytest.approx(lr), "layers": "[4, 8]"}
 
 
-def test_the_setting_logs_every_experiment(client, storage):
-    with dask.config.set({"dasktune.tensorboard": True}):
-        grid = tune.Tuner(varied, param_space={"lr": 1.0},
-                          run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                          client=client).fit()
-    assert [e.value for e in read(grid[0].path).Scalars("dasktune/score")] == [1.0, 2.0, 3.0]
-    # Off (the default): no event files.
+def test_every_experiment_is_logged_unless_the_setting_says_no(client, storage):
     grid = tune.Tuner(varied, param_space={"lr": 1.0},
                       run_config=tune.RunConfig(storage_path=storage, verbose=0),
                       client=client).fit()
+    assert [e.value for e in read(grid[0].path).Scalars("dasktune/score")] == [1.0, 2.0, 3.0]
+    with dask.config.set({"dasktune.tensorboard": False}):
+        grid = tune.Tuner(varied, param_space={"lr": 1.0},
+                          run_config=tune.RunConfig(storage_path=storage, verbose=0),
+                          client=client).fit()
     assert not glob.glob(os.path.join(grid[0].path, "events.out.tfevents.*"))
+
+
+def test_no_tensorboard_package_is_imported(tmp_path):
+    """Writing events costs no tensorboardX or torch import (about a second each)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, math; from dasktune.logger import TBXLoggerCallback; "
+            "from dasktune.trial import Trial; c = TBXLoggerCallback(); "
+            f"t = Trial('t', {{'lr': 1}}, local_path={str(tmp_path)!r}); "
+            "[c.on_trial_result(1, [t], t, {'training_iteration': i, 'loss': 1 / i}) "
+            "for i in range(1, 4)]; c.on_experiment_end([t]); "
+            "print(sorted(m for m in ('tensorboardX', 'torch', 'tensorboard') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": _ROOT})
+    assert out.stdout.strip() == "[]"
+    assert [e.value for e in read(str(tmp_path)).Scalars("dasktune/loss")] == pytest.approx(
+        [1.0, 0.5, 1 / 3])
 
 
 def test_a_trial_that_never_completes_is_written_out_at_the_end(tmp_path):
