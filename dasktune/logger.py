@@ -30,6 +30,7 @@ every result of every trial in ``<experiment>/results.csv``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -487,9 +488,11 @@ class ResultsTableCallback(Callback):
         row = {key: value for key, value in flatten(result).items() if key != "config"}
         row.update(flatten({"config": trial.config}))
         row["trial_id"], row["trial"] = trial.trial_id, trial.trial_name
+        offset = None
         try:
             if self._writer is None:
                 self._open(row)
+            offset = self._file.tell()  # type: ignore[union-attr]
             extra = {k: v for k, v in row.items() if k not in self._columns}
             cells = {k: _cell(v) for k, v in row.items() if k in self._columns}
             cells[_OTHER] = to_json(extra) if extra else ""
@@ -497,8 +500,11 @@ class ResultsTableCallback(Callback):
             self._file.flush()  # type: ignore[union-attr]
         except OSError as exc:  # a view of the results: never stop the experiment for it
             logger.warning("Could not write %s: %s; it stops here.", self.path, exc)
-            self.path = None
+            path, self.path = self.path, None
             self._close()
+            if offset is not None:  # no row cut in half (a full disk)
+                with contextlib.suppress(OSError):
+                    os.truncate(path, offset)
 
     def _open(self, row: dict[str, Any]) -> None:
         assert self.path is not None
@@ -521,9 +527,10 @@ class ResultsTableCallback(Callback):
             return next(csv.reader(f), [])
 
     def _close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self._file = self._writer = None
+        file, self._file, self._writer = self._file, None, None
+        if file is not None:
+            with contextlib.suppress(OSError):  # its buffer may not be writable (a full disk)
+                file.close()
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self._close()

@@ -212,7 +212,13 @@ class ExperimentLoop:
             )
 
     def _notify(self, hook: str, *args: Any) -> None:
-        self.callbacks.notify(hook, self._turn, self.controller.trials, *args)
+        if self._interrupted is None:
+            self.callbacks.notify(hook, self._turn, self.controller.trials, *args)
+            return
+        try:  # winding down after an error: a callback's own failure must not cut it short
+            self.callbacks.notify(hook, self._turn, self.controller.trials, *args)
+        except Exception as exc:
+            logger.warning("A callback's %s failed while the experiment stopped: %r", hook, exc)
 
     def _loop(self) -> None:
         self.callbacks.setup(experiment_path=self.store.path)
