@@ -294,8 +294,10 @@ class Tuner:
         tc, rc = self.tune_config, self.run_config
         fn, params = unwrap(self.trainable)
         single = isinstance(metric, str) or metric is None
+        total = getattr(searcher, "total_samples", None) or (
+            tc.num_samples if tc.num_samples > 0 else None)
         console = ConsoleReporter(rc.verbose, metric if single else None, mode if single else None,
-                                  interval=config.get("console.interval"))
+                                  interval=config.get("console.interval"), num_samples=total)
         backend = DaskBackend.connect(self.client)
         try:
             resources, checked = self._check_workers(backend, resources_of(self.trainable), console)
