@@ -81,6 +81,16 @@ def _warm(trainable: Any, params: dict[str, Any]) -> None:
     """Runs on a worker: receiving the arguments has already imported what they need."""
 
 
+#: A worker resource no worker offers: a task that asks for it is never placed (until
+#: ``distributed.scheduler.no-workers-timeout``, if a cluster sets one, fails it).
+_PARKED = "dasktune-parked"
+
+
+def _parked(*shared: Any) -> None:
+    """Never runs: a dependent that keeps scattered values on every worker (see
+    :meth:`DaskBackend.warm_up`)."""
+
+
 class DaskBackend:
     """Runs trial runs as Dask futures on one client."""
 
@@ -209,13 +219,28 @@ class DaskBackend:
         on all workers at once keeps that off the critical path of later trials.
         Each warm-up is a high-priority task pinned to its worker, so it runs in the
         worker's thread pool, not its event loop.
+
+        Every worker keeps its copy of the scattered values until the experiment ends.
+        Dask's Active Memory Manager (on by default) keeps a key on only as many
+        workers as it has waiting dependents, a dependent not yet placed counting for one
+        worker (``ReduceReplicas``; dask/distributed#6056): between two trials on a
+        worker its copy looks superfluous and is dropped, and the next trial there fetches
+        and unpickles it again.  One parked dependent per worker, never placed (it asks for
+        a resource no worker has), keeps every copy wanted; ``close`` releases them.
         """
-        for address in self.workers():
+        workers = self.workers()
+        for address in workers:
             key = f"dasktune-warm-{uuid.uuid4().hex[:8]}"
             self._futures[key] = self.client.submit(
                 _warm, trainable, dict(params), key=key, workers=[address],
                 allow_other_workers=False, pure=False, priority=100,
             )
+        shared = [v for v in (trainable, *params.values()) if _is_future(v)]
+        if shared:
+            for _ in workers:
+                key = f"dasktune-parked-{uuid.uuid4().hex[:8]}"
+                self._futures[key] = self.client.submit(
+                    _parked, *shared, key=key, pure=False, resources={_PARKED: 1})
 
     def deliver(self, worker: str, run_id: str, decision: Decision, seq: int = 0) -> None:
         """Send ``decision`` (about the run's result ``seq``) to the run's worker, without
@@ -268,6 +293,12 @@ class DaskBackend:
             from dasktune.execution.cluster import embedded
 
             embedded.release(self.cluster, self.client)
+
+
+def _is_future(value: Any) -> bool:
+    from distributed import Future
+
+    return isinstance(value, Future)
 
 
 def _quietly(call: Any) -> None:
