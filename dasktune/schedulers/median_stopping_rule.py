@@ -26,12 +26,17 @@ details, which this module follows:
   rule adds the replayed copy itself.  A trial stopped by this rule or by a
   stopper gets its last result recorded once, as in Ray.
 
-dasktune's coordinator creates a trial only when a worker is free, so "other
-trials waiting to run" means: a trial this rule paused, or a trial that may
-still be created (until :meth:`MedianStoppingRule.on_no_more_trials`).  Ray's
-``max_concurrent_trials`` keeps trials from being created while others are
-paused, so that no trial ever yields; ``min_time_slice=math.inf`` gives that
-behaviour here.
+"Other trials waiting to run" are, in Ray, PENDING or PAUSED trials.  Ray
+creates trials as soon as the search and the concurrency limit allow, and they
+wait PENDING for resources; dasktune's coordinator creates a trial only when a
+worker is free.  So here they are: a trial this rule paused that has not run
+again, a queued run, or a new trial the search would create now, which the
+coordinator says through :meth:`MedianStoppingRule.on_trials_waiting` (and
+:meth:`~MedianStoppingRule.on_no_more_trials`).  Under a concurrency limit
+(``TuneConfig(max_concurrent_trials)``, a ``ConcurrencyLimiter``) paused trials
+count as live, as in Ray: with the limit reached no new trial can come, so a
+trial short of samples just continues, and a paused trial runs again before
+any new one.  With ``max_concurrent_trials=1`` no trial ever yields.
 
 NaN differs from Ray on purpose: Python's ``max`` and ``np.median`` make Ray's
 decisions depend on where a NaN falls (a NaN median stops every trial).  Here
@@ -116,6 +121,7 @@ class MedianStoppingRule(FIFOScheduler):
         self._last_pause: dict[str, float] = {}
         self._paused: set[str] = set()  # yielded or paused by this rule, not resumed yet
         self._no_more_trials = False
+        self._trials_wait = True  # on_trials_waiting: queued runs, or new trials to come
 
     def decision_points(self) -> DecisionPoints:
         """``always()``: the rule may act at any result past the grace period."""
@@ -177,9 +183,13 @@ class MedianStoppingRule(FIFOScheduler):
         """Paused trials may now resume (no new trial goes first any more)."""
         self._no_more_trials = True
 
+    def on_trials_waiting(self, waiting: bool) -> None:
+        """Whether runs are queued or new trials may be created (the concurrency limit)."""
+        self._trials_wait = waiting
+
     def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
-        """Ray's FIFO order: new trials first (None while some may come), then the first paused."""
-        if not self._no_more_trials:
+        """Ray's FIFO order: waiting trials first (None while some do), then the first paused."""
+        if self._others_wait():
             return None
         return trials[0] if trials else None
 
@@ -190,12 +200,16 @@ class MedianStoppingRule(FIFOScheduler):
 
     def _on_insufficient_samples(self, tid: str, now: float) -> TrialDecision:
         since = now - self._last_pause.get(tid, -math.inf)
-        waiting = not self._no_more_trials or any(p != tid for p in self._paused)
+        waiting = self._others_wait() or any(p != tid for p in self._paused)
         if since > self._min_time_slice and waiting:
             self._last_pause[tid] = now
             self._paused.add(tid)
             return TrialDecision.PAUSE
         return TrialDecision.CONTINUE
+
+    def _others_wait(self) -> bool:
+        """Whether trials other than the paused ones wait to run (Ray: PENDING trials)."""
+        return self._trials_wait and not self._no_more_trials
 
     def _running_mean(self, tid: str, now: float) -> float | None:
         window = [v for t, v in self._results[tid] if self._grace_period <= t <= now]

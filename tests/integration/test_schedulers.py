@@ -22,6 +22,8 @@ from dasktune.schedulers import (
     TrialDecision,
 )
 
+from .median_vs_ray import RAY_OUTCOME, SCENARIOS, comparable, make_trainable, outcome_of
+
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
 
 
@@ -410,3 +412,24 @@ def test_pbt_copies_the_checkpoint_it_decided_on_even_when_only_the_newest_is_ke
         assert last["source_step"] in set(rows["came_from"]), (
             last, rows[["training_iteration", "came_from"]].to_string())
     assert exploits, "some trial should have exploited another"
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_median_stopping_rule_ends_trials_where_ray_tune_does(client, storage, name):
+    """Each scenario of median_vs_ray.py under a concurrency limit: every trial ends at the
+    iteration that Ray Tune 2.60's did (RAY_OUTCOME, recorded from Ray by that script), and
+    one trial at a time, pauses after the iterations Ray's did. Before the coordinator told
+    the rule of the limit, trials short of samples yielded to trials Ray would not have
+    started, and two that Ray runs to the end in "one_at_a_time" stopped at 3 and 4."""
+    curves, limit, rule = SCENARIOS[name]
+    grid = tune.Tuner(
+        make_trainable("dasktune", seconds=0.1),
+        param_space={"curve": tune.grid_search(curves)},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", max_concurrent_trials=limit,
+            scheduler=MedianStoppingRule(time_attr="training_iteration", **rule)),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
+    assert grid.num_errors == 0
+    assert comparable(name, outcome_of(grid)) == comparable(name, RAY_OUTCOME[name])
