@@ -11,12 +11,13 @@ details, which this module follows:
   latest recorded result has ``time_attr >= t`` -- finished, stopped, paused
   or running (Ray's docstring says "completed trials", its code does this);
 * a trial's running average at ``t`` is the mean of its recorded metric values
-  with ``grace_period <= time_attr <= t``; the best result is taken over ALL of
-  the trial's recorded results;
+  with ``grace_period <= time_attr <= t``; only finite averages are samples (a
+  trial with no result there, or a NaN or infinite one, is left out); the best
+  result is taken over ALL of the trial's recorded results;
 * the trial is stopped when its best is strictly worse than the median of
-  those running averages and there are at least ``min_samples_required`` of
-  them; with ``hard_stop=False`` it is paused instead, and once resumed it is
-  never judged again (it runs like under FIFO);
+  the samples and there are at least ``min_samples_required`` of them; with
+  ``hard_stop=False`` it is paused instead, and once resumed it is never judged
+  again (it runs like under FIFO);
 * with fewer samples the trial yields (PAUSE) when more than ``min_time_slice``
   has passed since it last yielded and other trials are waiting to run;
 * ``on_trial_complete`` records the trial's last result once more.  A trial
@@ -38,11 +39,9 @@ count as live, as in Ray: with the limit reached no new trial can come, so a
 trial short of samples just continues, and a paused trial runs again before
 any new one.  With ``max_concurrent_trials=1`` no trial ever yields.
 
-NaN differs from Ray on purpose: Python's ``max`` and ``np.median`` make Ray's
-decisions depend on where a NaN falls (a NaN median stops every trial).  Here
-a NaN metric value is the worst value, a running average over values of both
-infinite signs is the worst value too, and a trial with no result in
-``[grace_period, t]`` is left out of the median.
+NaN differs from Ray on purpose in one place: a trial's best value, which
+Python's ``max`` makes depend on where a NaN falls (a NaN first hides every
+later value).  Here a NaN metric value is the worst value.
 """
 
 from __future__ import annotations
@@ -146,15 +145,12 @@ class MedianStoppingRule(FIFOScheduler):
         if now < self._grace_period:
             return TrialDecision.CONTINUE
         others = [o for o, rs in self._results.items() if o != tid and rs[-1][0] >= now]
-        if len(others) < self._min_samples_required:
+        means = [m for m in (self._running_mean(o, now) for o in others) if math.isfinite(m)]
+        if len(means) < self._min_samples_required:
             return self._on_insufficient_samples(tid, now)
-        means = [m for m in (self._running_mean(o, now) for o in others) if m is not None]
-        if not means:
-            return TrialDecision.CONTINUE
-        with np.errstate(invalid="ignore"):  # -inf and inf in the middle: NaN median
-            median = float(np.median(means))
+        median = float(np.median(means))
         best = max(value for _, value in self._results[tid])
-        if median > best:  # strictly worse than the median (NaN median: never)
+        if median > best:  # strictly worse than the median
             self._stopped.add(tid)
             if self._hard_stop:
                 return TrialDecision.STOP
@@ -211,13 +207,13 @@ class MedianStoppingRule(FIFOScheduler):
         """Whether trials other than the paused ones wait to run (Ray: PENDING trials)."""
         return self._trials_wait and not self._no_more_trials
 
-    def _running_mean(self, tid: str, now: float) -> float | None:
+    def _running_mean(self, tid: str, now: float) -> float:
+        """The mean over ``[grace_period, now]``; NaN where there is no result there."""
         window = [v for t, v in self._results[tid] if self._grace_period <= t <= now]
         if not window:
-            return None
+            return math.nan
         with np.errstate(invalid="ignore"):  # inf + -inf
-            mean = float(np.mean(window))
-        return -math.inf if math.isnan(mean) else mean
+            return float(np.mean(window))
 
 
 def _validate(

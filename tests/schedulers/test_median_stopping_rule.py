@@ -309,25 +309,34 @@ def test_mode_min() -> None:
     assert scheduler.on_trial_result(c, {"training_iteration": 1, "loss": 2.5}) is CONTINUE
 
 
-def test_nan_is_the_worst_value() -> None:
-    """Ray's decisions with NaN depend on where it falls (Python's max, a NaN median
-    stops everyone); here NaN is simply the worst value."""
+def test_nan_running_means_are_no_samples() -> None:
+    """As in Ray 2.60: only finite running means are samples, and min_samples_required
+    counts those.  (Checked against Ray's own class, driven by hand.)"""
     scheduler = msr(grace_period=1, min_samples_required=1)
     scheduler.on_no_more_trials()
     a, b, c, d = (Trial(n, {}) for n in "abcd")
     scheduler.on_trial_complete(a, {"training_iteration": 1, "score": math.nan})
-    # a's mean is -inf (NaN): it does not stop b.
-    assert scheduler.on_trial_result(b, {"training_iteration": 1, "score": 0.0}) is CONTINUE
-    # c's only value is NaN, its best is -inf; the median of a (-inf) and b (0) is their
-    # mean, -inf, and -inf is not strictly worse than -inf -> continue.
-    assert scheduler.on_trial_result(c, {"training_iteration": 1, "score": math.nan}) is CONTINUE
-    # d: median of a (-inf), b (0), c (-inf) = -inf: never stopped by NaN trials.
-    assert scheduler.on_trial_result(d, {"training_iteration": 1, "score": -5.0}) is CONTINUE
-    # A trial whose best is NaN is worse than a finite median.
-    e, f = Trial("e", {}), Trial("f", {})
-    scheduler.on_trial_complete(e, {"training_iteration": 2, "score": 1.0})
-    scheduler.on_trial_complete(Trial("g", {}), {"training_iteration": 2, "score": 1.0})
-    assert scheduler.on_trial_result(f, {"training_iteration": 2, "score": math.nan}) is STOP
+    # a's mean is NaN: no sample, too few samples, nothing waits -> continue.
+    assert report(scheduler, b, 1, 0.0) is CONTINUE
+    # c: samples b (0) -> median 0; c's only value is NaN, the worst -> STOP.
+    assert report(scheduler, c, 1, math.nan) is STOP
+    # d: samples b (0); a's and c's means are NaN -> median 0 > -5 -> STOP.
+    assert report(scheduler, d, 1, -5.0) is STOP
+
+
+def test_nan_is_the_worst_best_value() -> None:
+    """The one place where dasktune differs from Ray on purpose: Ray's best value is
+    Python's max over the results, which is NaN when the first one is NaN, so Ray stops
+    e below (NaN is never the max of the median and it); here NaN is the worst value."""
+    scheduler = msr(grace_period=2, min_samples_required=1)
+    scheduler.on_no_more_trials()
+    x, e = Trial("x", {}), Trial("e", {})
+    report(scheduler, x, 1, 1.0)
+    report(scheduler, x, 2, 0.3)
+    scheduler.on_trial_complete(x, {"training_iteration": 2, "score": 0.3})
+    assert report(scheduler, e, 1, math.nan) is CONTINUE  # before the grace period
+    # samples x: mean over [2, 2] 0.3; e's best is 0.5 (Ray's: NaN) -> continue.
+    assert report(scheduler, e, 2, 0.5) is CONTINUE
 
 
 def test_trial_without_results_in_the_window_is_left_out() -> None:
@@ -337,7 +346,7 @@ def test_trial_without_results_in_the_window_is_left_out() -> None:
     a, b = Trial("a", {}), Trial("b", {})
     scheduler.on_trial_result(a, {"time_total_s": 1.0, "score": 9.0})
     scheduler.on_trial_result(a, {"time_total_s": 20.0, "score": 9.0})
-    # At t=10, a has no result in [5, 10]: no median, b continues (Ray: NaN -> STOP).
+    # At t=10, a has no result in [5, 10]: no sample, b continues (Ray 2.60 too).
     assert scheduler.on_trial_result(b, {"time_total_s": 10.0, "score": 0.0}) is CONTINUE
     # At t=20, a's mean over [5, 20] is 9 > 0 -> STOP.
     assert scheduler.on_trial_result(b, {"time_total_s": 20.0, "score": 0.0}) is STOP
