@@ -82,7 +82,7 @@ def schedulers(max_t: int, rf: int) -> dict[str, Callable[[], TrialScheduler]]:
         ),
         "HyperBand": lambda: HyperBandScheduler(max_t=max_t, reduction_factor=rf, **common),
         # Ray's defaults but for the time unit; with min_time_slice=inf no trial yields,
-        # as under Ray's max_concurrent_trials (see MedianStoppingRule's docstring).
+        # as under max_concurrent_trials=1 (see MedianStoppingRule's docstring).
         "Median stopping": lambda: MedianStoppingRule(
             "training_iteration", grace_period=3, min_time_slice=math.inf, **common
         ),

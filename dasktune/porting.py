@@ -124,7 +124,8 @@ _MODULES: dict[str, _Module] = {
     "ray.tune.stopper": _Module("dasktune.stopper", aliased=True),
     "ray.tune.logger": _Module("dasktune.logger", aliased=True),
     **{f"ray.tune.schedulers.{m}": _Module("dasktune.schedulers") for m in (
-        "async_hyperband", "hyperband", "median_stopping_rule", "pbt", "trial_scheduler")},
+        "async_hyperband", "hyperband", "median_stopping_rule", "pb2", "pbt",
+        "trial_scheduler")},
     **{f"ray.tune.search.{m}": _Module("dasktune.search") for m in (
         "basic_variant", "concurrency_limiter", "searcher", "sample", "variant_generator")},
     "ray.tune.callback": _Module("dasktune"),
@@ -154,7 +155,7 @@ AVAILABLE: dict[str, frozenset[str]] = {
     }),
     "dasktune.schedulers": frozenset({
         "ASHAScheduler", "AsyncHyperBandScheduler", "FIFOScheduler", "HyperBandScheduler",
-        "MedianStoppingRule", "PopulationBasedTraining", "PopulationBasedTrainingReplay",
+        "MedianStoppingRule", "PB2", "PopulationBasedTraining", "PopulationBasedTrainingReplay",
         "TrialScheduler",
     }),
     "dasktune.search": frozenset({
@@ -236,10 +237,6 @@ _SPECIAL: dict[str, _Target] = {
     "ray.tune.checkpoint_dir": _Unportable(
         "Ray 1's checkpoint_dir is gone: save into a temporary directory and report "
         "tune.Checkpoint.from_directory(path) with tune.report."),
-    "ray.tune.schedulers.pb2": _Unportable(
-        "PB2 is not in dasktune; PopulationBasedTraining is (dasktune.schedulers)."),
-    "ray.tune.schedulers.PB2": _Unportable(
-        "PB2 is not in dasktune; PopulationBasedTraining is (dasktune.schedulers)."),
     "ray.tune.schedulers.hb_bohb": _Unportable("BOHB is not in dasktune."),
     "ray.tune.schedulers.HyperBandForBOHB": _Unportable("BOHB is not in dasktune."),
     "ray.tune.schedulers.ResourceChangingScheduler": _Unportable(

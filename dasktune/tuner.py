@@ -327,6 +327,7 @@ class Tuner:
             fail_fast=rc.failure_config.fail_fast,
             required_metrics=tuple(dict.fromkeys(required)),
             searcher_counts_samples=not searcher.ends_search_itself,
+            max_concurrent_trials=tc.max_concurrent_trials or 0,
         )
         controller = Controller(searcher, scheduler, stopper, settings, trial_id_prefix=prefix)
         to_run = None

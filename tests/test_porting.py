@@ -270,8 +270,8 @@ def test_multi_name_imports_are_split_where_they_must_be():
     ("from ray.train import ScalingConfig\n", "ray.train.ScalingConfig", "Ray Train"),
     ("from ray.tune.search.bayesopt import BayesOptSearch\n",
      "ray.tune.search.bayesopt.BayesOptSearch", "HyperOptSearch and OptunaSearch"),
-    ("from ray.tune.schedulers.pb2 import PB2\n", "ray.tune.schedulers.pb2.PB2",
-     "PopulationBasedTraining"),
+    ("from ray.tune.schedulers.hb_bohb import HyperBandForBOHB\n",
+     "ray.tune.schedulers.hb_bohb.HyperBandForBOHB", "BOHB is not in dasktune"),
     ("from ray.tune.integration.keras import TuneReportCallback\n",
      "ray.tune.integration.keras.TuneReportCallback", "callback of your own"),
     ("from ray import tune\ntune.Tuner.restore('/x', f)\n", "tune.Tuner.restore",
@@ -350,6 +350,21 @@ def test_imports_inside_functions_and_main_blocks():
             from dasktune.schedulers import HyperBandScheduler
             return tune.run(f, scheduler=HyperBandScheduler())
     """)
+
+
+def test_pb2_is_ported_from_its_module_and_the_package():
+    result = port("""
+        from ray import tune
+        from ray.tune.schedulers.pb2 import PB2
+        from ray.tune.schedulers import PB2 as Bandits
+        a = PB2(hyperparam_bounds={"lr": [1e-4, 1e-1]})
+        b = tune.schedulers.PB2(hyperparam_bounds={"lr": [1e-4, 1e-1]})
+    """)
+    assert result.problems == []
+    lines = result.ported.splitlines()
+    assert "from dasktune.schedulers import PB2" in lines
+    assert "from dasktune.schedulers import PB2 as Bandits" in lines
+    assert "b = dasktune.schedulers.PB2(hyperparam_bounds={\"lr\": [1e-4, 1e-1]})" in lines
 
 
 def test_a_script_without_ray_is_left_alone():

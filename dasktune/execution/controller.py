@@ -19,7 +19,9 @@ from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
 from dasktune._util import flatten
 from dasktune._validation import is_finite_number
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler, TrialUpdate
+from dasktune.search.concurrency_limiter import ConcurrencyLimiter
 from dasktune.search.searcher import Searcher
+from dasktune.search.variant_generator import BasicVariantGenerator
 from dasktune.trial import Trial, TrialStatus
 
 
@@ -37,6 +39,7 @@ class ControllerSettings:
     fail_fast: bool | str = False
     required_metrics: tuple[tuple[str, str], ...] = ()  # (metric, who needs it)
     searcher_counts_samples: bool = False  # True: stop asking after num_samples trials
+    max_concurrent_trials: int = 0  # TuneConfig's; 0: no limit
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Controller:
         self._fresh: list[TrialUpdate] = []
         self._told_no_more = False
         self._stuck_since: float | None = None
+        self._told_waiting: bool | None = None  # what the scheduler last heard
 
     def check_stalled(self, active_runs: int, limit_s: float) -> None:
         """Raise if the searcher keeps saying "not now" while nothing runs (it would hang)."""
@@ -143,8 +147,37 @@ class Controller:
         paused = [t for t in self.trials if t.status == TrialStatus.PAUSED]
         if not paused:
             return None
+        self._tell_waiting()
         choice = self.scheduler.choose_trial_to_run(paused)
         return choice if choice is not None and choice.status == TrialStatus.PAUSED else None
+
+    def live_limit(self) -> int:
+        """How many trials may be live (not ended, paused ones included) at once; 0: any.
+
+        ``TuneConfig(max_concurrent_trials)``, or the searcher's own limit if lower.
+        """
+        limits = [self.settings.max_concurrent_trials]
+        if isinstance(self.searcher, (ConcurrencyLimiter, BasicVariantGenerator)):
+            limits.append(self.searcher.max_concurrent)
+        return min((n for n in limits if n > 0), default=0)
+
+    def trials_waiting(self) -> bool:
+        """Whether a trial waits for a worker, paused ones aside: a queued run, or a new
+        trial the search would create now (see :meth:`TrialScheduler.on_trials_waiting`)."""
+        if not (self._search_done or self._stop_all or self._told_no_more):
+            limit = self.live_limit()
+            if not limit or self.count(TrialStatus.PENDING, TrialStatus.RUNNING,
+                                       TrialStatus.PAUSED) < limit:
+                return True
+        return bool(self.count(TrialStatus.PENDING))
+
+    def _tell_waiting(self) -> None:
+        if type(self.scheduler).on_trials_waiting is TrialScheduler.on_trials_waiting:
+            return  # it does not listen: spare the counting
+        waiting = self.trials_waiting()
+        if waiting != self._told_waiting:
+            self._told_waiting = waiting
+            self.scheduler.on_trials_waiting(waiting)
 
     # -- what happened ---------------------------------------------------
     def on_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
@@ -157,6 +190,7 @@ class Controller:
         result = _with_flat_keys(result)
         self._check_metrics(trial, result)
         trial.last_result = result
+        self._tell_waiting()
         if self.stopper is not None and self.stopper(trial.trial_id, result):
             decision = TrialDecision.STOP
         else:

@@ -9,6 +9,7 @@ from dasktune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandSch
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.hyperband import HyperBandScheduler
 from dasktune.schedulers.median_stopping_rule import MedianStoppingRule
+from dasktune.schedulers.pb2 import PB2
 from dasktune.schedulers.pbt import PopulationBasedTraining
 from dasktune.schedulers.pbt_replay import PopulationBasedTrainingReplay
 from dasktune.schedulers.trial_scheduler import (
@@ -24,6 +25,7 @@ __all__ = [
     "FIFOScheduler",
     "HyperBandScheduler",
     "MedianStoppingRule",
+    "PB2",
     "PopulationBasedTraining",
     "PopulationBasedTrainingReplay",
     "Rung",

@@ -11,12 +11,13 @@ details, which this module follows:
   latest recorded result has ``time_attr >= t`` -- finished, stopped, paused
   or running (Ray's docstring says "completed trials", its code does this);
 * a trial's running average at ``t`` is the mean of its recorded metric values
-  with ``grace_period <= time_attr <= t``; the best result is taken over ALL of
-  the trial's recorded results;
+  with ``grace_period <= time_attr <= t``; only finite averages are samples (a
+  trial with no result there, or a NaN or infinite one, is left out); the best
+  result is taken over ALL of the trial's recorded results;
 * the trial is stopped when its best is strictly worse than the median of
-  those running averages and there are at least ``min_samples_required`` of
-  them; with ``hard_stop=False`` it is paused instead, and once resumed it is
-  never judged again (it runs like under FIFO);
+  the samples and there are at least ``min_samples_required`` of them; with
+  ``hard_stop=False`` it is paused instead, and once resumed it is never judged
+  again (it runs like under FIFO);
 * with fewer samples the trial yields (PAUSE) when more than ``min_time_slice``
   has passed since it last yielded and other trials are waiting to run;
 * ``on_trial_complete`` records the trial's last result once more.  A trial
@@ -26,18 +27,21 @@ details, which this module follows:
   rule adds the replayed copy itself.  A trial stopped by this rule or by a
   stopper gets its last result recorded once, as in Ray.
 
-dasktune's coordinator creates a trial only when a worker is free, so "other
-trials waiting to run" means: a trial this rule paused, or a trial that may
-still be created (until :meth:`MedianStoppingRule.on_no_more_trials`).  Ray's
-``max_concurrent_trials`` keeps trials from being created while others are
-paused, so that no trial ever yields; ``min_time_slice=math.inf`` gives that
-behaviour here.
+"Other trials waiting to run" are, in Ray, PENDING or PAUSED trials.  Ray
+creates trials as soon as the search and the concurrency limit allow, and they
+wait PENDING for resources; dasktune's coordinator creates a trial only when a
+worker is free.  So here they are: a trial this rule paused that has not run
+again, a queued run, or a new trial the search would create now, which the
+coordinator says through :meth:`MedianStoppingRule.on_trials_waiting` (and
+:meth:`~MedianStoppingRule.on_no_more_trials`).  Under a concurrency limit
+(``TuneConfig(max_concurrent_trials)``, a ``ConcurrencyLimiter``) paused trials
+count as live, as in Ray: with the limit reached no new trial can come, so a
+trial short of samples just continues, and a paused trial runs again before
+any new one.  With ``max_concurrent_trials=1`` no trial ever yields.
 
-NaN differs from Ray on purpose: Python's ``max`` and ``np.median`` make Ray's
-decisions depend on where a NaN falls (a NaN median stops every trial).  Here
-a NaN metric value is the worst value, a running average over values of both
-infinite signs is the worst value too, and a trial with no result in
-``[grace_period, t]`` is left out of the median.
+NaN differs from Ray on purpose in one place: a trial's best value, which
+Python's ``max`` makes depend on where a NaN falls (a NaN first hides every
+later value).  Here a NaN metric value is the worst value.
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ class MedianStoppingRule(FIFOScheduler):
         self._last_pause: dict[str, float] = {}
         self._paused: set[str] = set()  # yielded or paused by this rule, not resumed yet
         self._no_more_trials = False
+        self._trials_wait = True  # on_trials_waiting: queued runs, or new trials to come
 
     def decision_points(self) -> DecisionPoints:
         """``always()``: the rule may act at any result past the grace period."""
@@ -140,15 +145,12 @@ class MedianStoppingRule(FIFOScheduler):
         if now < self._grace_period:
             return TrialDecision.CONTINUE
         others = [o for o, rs in self._results.items() if o != tid and rs[-1][0] >= now]
-        if len(others) < self._min_samples_required:
+        means = [m for m in (self._running_mean(o, now) for o in others) if math.isfinite(m)]
+        if len(means) < self._min_samples_required:
             return self._on_insufficient_samples(tid, now)
-        means = [m for m in (self._running_mean(o, now) for o in others) if m is not None]
-        if not means:
-            return TrialDecision.CONTINUE
-        with np.errstate(invalid="ignore"):  # -inf and inf in the middle: NaN median
-            median = float(np.median(means))
+        median = float(np.median(means))
         best = max(value for _, value in self._results[tid])
-        if median > best:  # strictly worse than the median (NaN median: never)
+        if median > best:  # strictly worse than the median
             self._stopped.add(tid)
             if self._hard_stop:
                 return TrialDecision.STOP
@@ -177,9 +179,13 @@ class MedianStoppingRule(FIFOScheduler):
         """Paused trials may now resume (no new trial goes first any more)."""
         self._no_more_trials = True
 
+    def on_trials_waiting(self, waiting: bool) -> None:
+        """Whether runs are queued or new trials may be created (the concurrency limit)."""
+        self._trials_wait = waiting
+
     def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
-        """Ray's FIFO order: new trials first (None while some may come), then the first paused."""
-        if not self._no_more_trials:
+        """Ray's FIFO order: waiting trials first (None while some do), then the first paused."""
+        if self._others_wait():
             return None
         return trials[0] if trials else None
 
@@ -190,20 +196,24 @@ class MedianStoppingRule(FIFOScheduler):
 
     def _on_insufficient_samples(self, tid: str, now: float) -> TrialDecision:
         since = now - self._last_pause.get(tid, -math.inf)
-        waiting = not self._no_more_trials or any(p != tid for p in self._paused)
+        waiting = self._others_wait() or any(p != tid for p in self._paused)
         if since > self._min_time_slice and waiting:
             self._last_pause[tid] = now
             self._paused.add(tid)
             return TrialDecision.PAUSE
         return TrialDecision.CONTINUE
 
-    def _running_mean(self, tid: str, now: float) -> float | None:
+    def _others_wait(self) -> bool:
+        """Whether trials other than the paused ones wait to run (Ray: PENDING trials)."""
+        return self._trials_wait and not self._no_more_trials
+
+    def _running_mean(self, tid: str, now: float) -> float:
+        """The mean over ``[grace_period, now]``; NaN where there is no result there."""
         window = [v for t, v in self._results[tid] if self._grace_period <= t <= now]
         if not window:
-            return None
+            return math.nan
         with np.errstate(invalid="ignore"):  # inf + -inf
-            mean = float(np.mean(window))
-        return -math.inf if math.isnan(mean) else mean
+            return float(np.mean(window))
 
 
 def _validate(

@@ -315,6 +315,7 @@ class PopulationBasedTraining(FIFOScheduler):
             return TrialDecision.CONTINUE
         state.last_score = score
         state.last_train_time = now
+        self._on_perturbation_point(tid, now, score)
         if self._synch:
             state.paused = True
             if self._sync_ready(exclude=tid):
@@ -407,10 +408,17 @@ class PopulationBasedTraining(FIFOScheduler):
         self._exploit(tid, source, now)
         return True
 
-    def _exploit(self, tid: str, source: str, now: float) -> None:
-        state, source_state = self._state[tid], self._state[source]
-        new_config = explore(
-            source_state.config,
+    def _on_perturbation_point(self, tid: str, now: float, score: float) -> None:
+        """``tid`` reached a perturbation point at ``now`` with ``score`` (signed), before
+        it is judged there.  Nothing to do here; PB2 records its data."""
+
+    def _explored(self, tid: str, source: str) -> dict[str, Any]:
+        """The config ``tid`` goes on with after it copies ``source``: the explore step.
+
+        PBT perturbs the source's config (:func:`explore`); PB2 overrides this.
+        """
+        return explore(
+            self._state[source].config,
             self._hyperparam_mutations,
             self._resample_probability,
             self._perturbation_factors,
@@ -418,6 +426,10 @@ class PopulationBasedTraining(FIFOScheduler):
             self._rng,
             self._np_rng,
         )
+
+    def _exploit(self, tid: str, source: str, now: float) -> None:
+        state, source_state = self._state[tid], self._state[source]
+        new_config = self._explored(tid, source)
         if self._log_config:
             entry = {
                 "trial_id": tid,

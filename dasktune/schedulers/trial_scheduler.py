@@ -141,6 +141,24 @@ class TrialScheduler(MetricModeMixin):
         trials did arrive, and schedulers treat later trials as usual.
         """
 
+    def on_trials_waiting(self, waiting: bool) -> None:
+        """Whether trials wait for a worker, paused ones aside (default: nothing to do).
+
+        A trial waits if its run is queued (PENDING), or if it is a new trial the search
+        would create now: the search is not over, :meth:`on_no_more_trials` was not
+        called since the last trial was added, and the concurrency limit leaves room.
+        That limit, ``TuneConfig(max_concurrent_trials)`` or the searcher's own (a
+        :class:`~dasktune.search.ConcurrencyLimiter`), counts every trial that has not
+        ended, paused ones included, as Ray Tune does: at the limit, a trial that pauses
+        makes room for no new one.  Ray Tune creates such trials at once and they wait
+        PENDING; dasktune creates them when a worker is free, so schedulers that give way
+        to waiting trials (the median rule's yielding) learn of them here.
+
+        The coordinator calls this before it asks for a decision
+        (:meth:`on_trial_result`, :meth:`choose_trial_to_run`) if the answer changed
+        since it last said, and only to schedulers that override it.
+        """
+
     def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
         """Pick the next PENDING or PAUSED trial to start; None if none should start."""
         for trial in trials:

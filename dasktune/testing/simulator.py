@@ -170,6 +170,9 @@ class Simulator:
         step: The training: ``step(config, state, iteration) -> (state, score)``.
         length: How many iterations a trial trains before its run ends by itself.
         concurrency: Slots: runs at once (the loop's queue limit).
+        max_concurrent_trials: As in TuneConfig: at most this many runs at once (it
+            replaces ``concurrency``, as it replaces the cluster's size in the loop),
+            and the limit the coordinator tells schedulers about; 0 for none.
         budget: Stop the experiment once this many iterations ran in all.
         errors: ``{trial index: iteration}``: the trial's run fails at that
             iteration instead of reporting, once (a retry gets past it).
@@ -191,6 +194,7 @@ class Simulator:
         length: Callable[[dict[str, Any]], int],
         *,
         concurrency: int = 1,
+        max_concurrent_trials: int = 0,
         budget: int | None = None,
         errors: dict[int, int] | None = None,
         metric: str = "score",
@@ -210,7 +214,7 @@ class Simulator:
             )
         self.step, self.length, self.metric = step, length, metric
         self.speed = speed or (lambda config: 1.0)
-        self.concurrency = concurrency
+        self.concurrency = max_concurrent_trials or concurrency
         self.idle_timeout_s = (float(config.get("searcher-idle-timeout"))
                                if idle_timeout_s is None else idle_timeout_s)
         self.clock = FakeClock()
@@ -224,6 +228,7 @@ class Simulator:
             max_failures=max_failures,
             fail_fast=fail_fast,
             searcher_counts_samples=not searcher.ends_search_itself,
+            max_concurrent_trials=max_concurrent_trials,
         )
         combined = CombinedStopper(*stoppers) if len(stoppers) > 1 else next(iter(stoppers), None)
         self.controller = Controller(searcher, scheduler, combined, settings,

@@ -11,7 +11,7 @@ import pytest
 from dasktune.decision_points import DecisionPoints
 from dasktune.execution.controller import Controller, ControllerSettings, MetricNotReportedError
 from dasktune.schedulers import ASHAScheduler, FIFOScheduler, TrialDecision, TrialScheduler
-from dasktune.search import BasicVariantGenerator, Searcher
+from dasktune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 from dasktune.search.sample import grid_search, uniform
 from dasktune.stopper import MaximumIterationStopper, Stopper
 from dasktune.trial import Trial, TrialStatus
@@ -378,6 +378,90 @@ def test_paused_trial_is_resumed() -> None:
     assert controller.paused_to_resume() is b
     controller.on_complete(a)
     assert not controller.is_done(active_runs=0), "a paused trial must still run"
+
+
+# -- trials waiting (on_trials_waiting) ---------------------------------------
+
+class ListeningScheduler(FIFOScheduler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.heard: list[bool] = []
+
+    def on_trials_waiting(self, waiting: bool) -> None:
+        self.heard.append(waiting)
+
+
+def test_live_limit_is_the_lowest_of_tune_config_and_searcher() -> None:
+    assert make_controller().live_limit() == 0
+    assert make_controller(max_concurrent_trials=3).live_limit() == 3
+    assert make_controller(searcher=searcher_for(max_concurrent=2)).live_limit() == 2
+    limited = ConcurrencyLimiter(searcher_for(), max_concurrent=4)
+    assert make_controller(searcher=limited, max_concurrent_trials=5).live_limit() == 4
+    assert make_controller(searcher=limited, max_concurrent_trials=1).live_limit() == 1
+
+
+def test_trials_wait_while_the_limit_leaves_room_counting_paused_trials() -> None:
+    controller = make_controller(searcher=searcher_for(4), num_samples=4, max_concurrent_trials=2)
+    a, = controller.new_trials(1)
+    a.status = TrialStatus.RUNNING
+    assert controller.trials_waiting(), "a second trial may start"
+    b, = controller.new_trials(1)
+    b.status = TrialStatus.RUNNING
+    assert not controller.trials_waiting(), "two live trials fill the limit"
+    controller.on_paused(b)
+    assert not controller.trials_waiting(), "a paused trial still counts, as in Ray"
+    controller.on_complete(a)
+    assert controller.trials_waiting()
+
+
+def test_queued_runs_wait_even_at_the_limit_or_after_the_search() -> None:
+    controller = make_controller(searcher=searcher_for(2), num_samples=2, max_concurrent_trials=2)
+    a, b = controller.new_trials(2)  # both PENDING: queued, say on a one-worker cluster
+    assert controller.search_finished or controller.new_trials(1) == []
+    a.status = TrialStatus.RUNNING
+    assert controller.trials_waiting(), "b's run waits for a worker"
+    b.status = TrialStatus.RUNNING
+    assert not controller.trials_waiting()
+
+
+def test_no_trial_waits_once_no_more_come() -> None:
+    controller = make_controller(searcher=searcher_for(1), num_samples=1)
+    a, = controller.new_trials(1)
+    assert controller.trials_waiting()  # a is queued
+    a.status = TrialStatus.RUNNING
+    controller.new_trials(1)
+    assert controller.search_finished and not controller.trials_waiting()
+
+
+def test_the_scheduler_hears_changes_before_it_decides() -> None:
+    scheduler = ListeningScheduler()
+    controller = make_controller(searcher=searcher_for(3), scheduler=scheduler, num_samples=3,
+                                 max_concurrent_trials=2)
+    a, b = controller.new_trials(2)
+    a.status = b.status = TrialStatus.RUNNING
+    controller.on_result(a, result(1, score=1.0))
+    controller.on_result(b, result(1, score=1.0))
+    assert scheduler.heard == [False], "told once, before the first decision"
+    controller.on_paused(b)
+    controller.on_complete(a)
+    assert controller.paused_to_resume() is b
+    assert scheduler.heard == [False, True], "b is paused: one new trial may come"
+
+
+def test_schedulers_that_do_not_listen_are_not_told() -> None:
+    class Counting(Controller):
+        asked = 0
+
+        def trials_waiting(self) -> bool:
+            Counting.asked += 1
+            return super().trials_waiting()
+
+    controller = Counting(searcher_for(), FIFOScheduler(), None, ControllerSettings(),
+                          clock=FakeClock())
+    a, = controller.new_trials(1)
+    controller.on_result(a, result(1, score=1.0))
+    controller.paused_to_resume()
+    assert Counting.asked == 0
 
 
 # -- the experiment as a whole ----------------------------------------------

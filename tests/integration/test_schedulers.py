@@ -19,7 +19,18 @@ from dasktune.schedulers import (
     FIFOScheduler,
     HyperBandScheduler,
     MedianStoppingRule,
+    PB2,
     TrialDecision,
+)
+
+from .median_vs_ray import (
+    RAY_OUTCOME,
+    SCENARIOS,
+    comparable,
+    differences,
+    make_trainable,
+    outcome_of,
+    ray_outcomes,
 )
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
@@ -412,3 +423,60 @@ def test_pbt_copies_the_checkpoint_it_decided_on_even_when_only_the_newest_is_ke
         assert last["source_step"] in set(rows["came_from"]), (
             last, rows[["training_iteration", "came_from"]].to_string())
     assert exploits, "some trial should have exploited another"
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_median_stopping_rule_ends_trials_where_ray_tune_does(client, storage, name):
+    """Each scenario of median_vs_ray.py under a concurrency limit: every trial ends at the
+    iteration that Ray Tune 2.60's did (RAY_OUTCOME, recorded from Ray by that script), and
+    one trial at a time, pauses after the iterations Ray's did. Before the coordinator told
+    the rule of the limit, trials short of samples yielded to trials Ray would not have
+    started, and two that Ray runs to the end in "one_at_a_time" stopped at 3 and 4."""
+    curves, limit, rule = SCENARIOS[name]
+    grid = tune.Tuner(
+        make_trainable("dasktune", seconds=0.1),
+        param_space={"curve": tune.grid_search(curves)},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", max_concurrent_trials=limit,
+            scheduler=MedianStoppingRule(time_attr="training_iteration", **rule)),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
+    assert grid.num_errors == 0
+    assert comparable(name, outcome_of(grid)) == comparable(name, RAY_OUTCOME[name])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_recorded_ray_outcome_is_what_ray_does(tmp_path):
+    """Where Ray Tune is installed beside dasktune, RAY_OUTCOME is checked against it: the
+    scenarios of one trial at a time, which Ray runs the same every time."""
+    pytest.importorskip("ray.tune")
+    sequential = [name for name, (_, limit, _) in SCENARIOS.items() if limit == 1]
+    assert differences(ray_outcomes(str(tmp_path), sequential)) == []
+
+
+def test_pb2_explores_within_bounds_from_copied_checkpoints(client, storage):
+    """PB2 on a real cluster: trials of the lower quantile go on from a better trial's
+    checkpoint with a rate the bandit chose within the bounds; the reward grows with the
+    rate, so most chosen rates are above the grid's (three runs: 5 of 6, 5 of 6, 4 of 5)."""
+    from dasktune.schedulers import PB2
+
+    pb2 = PB2(time_attr="training_iteration", perturbation_interval=2,
+              hyperparam_bounds={"rate": [0.1, 1.0]}, seed=0)
+    grid = run(client, storage, pb2, [0.1, 0.2, 0.3, 0.4], "pb2", steps=20)
+    assert grid.num_errors == 0 and grid.num_terminated == 4
+    changes = []
+    for log in (os.path.join(r.path, "config_changes.jsonl") for r in grid):
+        if os.path.exists(log):
+            with open(log) as f:
+                changes += [json.loads(line) for line in f]
+    assert changes, "some trial should have exploited another"
+    chosen = [c["new_config"]["rate"] for c in changes]
+    assert all(0.1 <= rate <= 1.0 for rate in chosen)
+    assert sum(rate > 0.4 for rate in chosen) > len(chosen) / 2, chosen
+    # A clone goes on from the step of the checkpoint it copied. (One that copies a trial at
+    # its last step has nothing left to train, and ends with its own last result.)
+    for result in grid:
+        df = result.metrics_dataframe
+        assert df["step"].tolist() == df["training_iteration"].tolist()

@@ -19,6 +19,7 @@ Curves are lists of metric values at ``training_iteration`` 1, 2, ...
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
@@ -27,8 +28,12 @@ from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers import MedianStoppingRule, TrialDecision, TrialScheduler
 from dasktune.trial import Trial
 
-from .scheduler_contract import SchedulerContract
+from dasktune.search import ConcurrencyLimiter
 from dasktune.testing import Simulator, curve_step
+from dasktune.testing.simulator import ConfigList
+
+from ..integration.median_vs_ray import CURVES, RAY_OUTCOME, SCENARIOS
+from .scheduler_contract import SchedulerContract
 
 STOP, PAUSE, CONTINUE = TrialDecision.STOP, TrialDecision.PAUSE, TrialDecision.CONTINUE
 
@@ -74,9 +79,11 @@ SEQUENTIAL = [
 ]
 
 
-def test_sequential_grid_matches_ray() -> None:
-    """grace 2, 2 samples, max; min_time_slice=inf: no trial yields (as under Ray's
-    max_concurrent_trials=1), so the trials run one after the other."""
+@pytest.mark.parametrize("limit", ["max_concurrent_trials", "ConcurrencyLimiter"])
+def test_sequential_grid_matches_ray(limit: str) -> None:
+    """grace 2, 2 samples, max, min_time_slice 0 (the default), one trial at a time under
+    a concurrency limit of 1: Ray then never has a trial waiting, so a trial short of
+    samples continues instead of yielding, and the trials run one after the other."""
     # T0, T1: too few other trials at every t -> run to the end.  Each ended by
     #   itself: its last result (5, x) is recorded 3 times.
     #   T0 holds (1,1) (2,2) (3,3) (4,4) (5,5)x3; T1 (1,2) (2,2) (3,2) (4,6) (5,6)x3.
@@ -91,8 +98,13 @@ def test_sequential_grid_matches_ray() -> None:
     # T4 t=2: samples T0, T1, T2, T3; means 2, 2, 1, 0 -> 1.5; best 3 ok.
     #   t=3: samples T0, T1, T3: 2.5, 2, 0 -> 2; ok.  t=4: 3, 3.33, 0 -> 3; best 3.5 ok.
     #   t=5: 4, 4.67, T3 [0,0,0,0,0] 0 -> 4 > 3.5 -> STOP at 5.
-    scheduler = msr(grace_period=2, min_samples_required=2, min_time_slice=math.inf)
-    outcome = simulate(scheduler, SEQUENTIAL)
+    scheduler = msr(grace_period=2, min_samples_required=2)
+    configs, step, length = curve_step(SEQUENTIAL)
+    if limit == "max_concurrent_trials":
+        simulator = Simulator(scheduler, configs, step, length, max_concurrent_trials=1)
+    else:
+        simulator = Simulator(scheduler, ConcurrencyLimiter(ConfigList(configs), 1), step, length)
+    outcome = simulator.run()
     assert outcome.stopped_at() == {
         "t_00000": None, "t_00001": None, "t_00002": 2, "t_00003": 5, "t_00004": 5,
     }
@@ -148,6 +160,74 @@ def test_yielding_at_concurrency_one_matches_ray() -> None:
     assert [r.trial_id for r in outcome.reports] == [
         "t_00000", "t_00001", "t_00001", "t_00002", "t_00000", "t_00000", "t_00001",
     ]
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_ray_end_to_end_outcomes_in_the_simulator(name: str) -> None:
+    """The scenarios that tests/integration/median_vs_ray.py ran under Ray Tune 2.60, each
+    ending at the iterations Ray's trials ended at, pausing where Ray's paused."""
+    names, limit, rule = SCENARIOS[name]
+    scheduler = msr(**rule)
+    outcome = simulate(scheduler, [CURVES[n] for n in names], max_concurrent_trials=limit)
+    ended = {}
+    for index, curve in enumerate(names):
+        trial_id = f"t_{index:05d}"
+        paused = [i for i, decision in outcome.decisions(trial_id) if decision is PAUSE]
+        ended[curve] = (outcome.trials[trial_id].last_result["training_iteration"], paused)
+    assert ended == RAY_OUTCOME[name]
+
+
+def test_two_at_a_time_ends_do_not_depend_on_the_order_of_reports() -> None:
+    """Why "two_at_a_time" can be compared with Ray end to end: its trials end where they do
+    whichever trials have reached t when one reports (here, trials up to 50% faster or
+    slower than others).  At t=2, for instance, the samples of "shelf" (2.6) are rise and
+    twin (2 each), fade (5), flat (3) and maybe late (0): the median is 2 or 2.5; at t=3 rise
+    and twin (2.5), fade (4.5), flat (3): 2.75 -> STOP at 3."""
+    names, limit, rule = SCENARIOS["two_at_a_time"]
+    expected = {curve: end for curve, (end, _) in RAY_OUTCOME["two_at_a_time"].items()}
+    rng = random.Random(0)
+    for _ in range(30):
+        speeds = [rng.uniform(0.5, 1.5) for _ in names]
+        outcome = simulate(msr(**rule), [CURVES[n] for n in names], max_concurrent_trials=limit,
+                           speed=lambda config: speeds[config["curve"]])
+        ends = {names[i]: outcome.trials[f"t_{i:05d}"].last_result["training_iteration"]
+                for i in range(len(names))}
+        assert ends == expected, speeds
+
+
+def test_soft_stopped_trial_resumes_before_new_trials_at_the_limit() -> None:
+    """hard_stop=False under max_concurrent_trials=1: Ray counts the paused trial as live,
+    so no new trial may start, and FIFO resumes it at once."""
+    # t0 runs alone: too few samples, nothing waits -> it continues to its end.
+    # t1@1: sample t0 (mean 1) > best 0 -> PAUSE, a soft stop; then it runs on unjudged.
+    # t2@1: samples t0 (1) and t1 (its last time 3, mean over [1, 1] of 0) -> 0.5 < 2.
+    scheduler = msr(grace_period=1, min_samples_required=1, hard_stop=False)
+    outcome = simulate(scheduler, [[1, 1, 1], [0, 0, 0], [2, 2, 2]], max_concurrent_trials=1)
+    assert outcome.decisions("t_00001") == [(1, PAUSE), (2, CONTINUE), (3, CONTINUE)]
+    assert [(r.trial_id[-1], r.iteration) for r in outcome.reports] == [
+        ("0", 1), ("0", 2), ("0", 3), ("1", 1), ("1", 2), ("1", 3), ("2", 1), ("2", 2), ("2", 3),
+    ]
+    assert all(t.last_result["training_iteration"] == 3 for t in outcome.trials.values())
+
+
+def test_yields_only_while_trials_wait() -> None:
+    """What the coordinator says through on_trials_waiting decides between yielding and
+    continuing when samples are missing, and whether a paused trial may run again."""
+    scheduler = msr(grace_period=1, min_samples_required=1)
+    a, b = Trial("a", {}), Trial("b", {})
+    scheduler.on_trial_add(a)
+    scheduler.on_trial_add(b)
+    scheduler.on_trials_waiting(False)  # a concurrency limit is reached
+    assert report(scheduler, a, 1, 1.0) is CONTINUE
+    scheduler.on_trials_waiting(True)  # a run is queued, or a slot of the limit is free
+    assert report(scheduler, a, 2, 1.0) is PAUSE
+    assert scheduler.choose_trial_to_run([a]) is None  # the waiting trial goes first
+    # b@1: sample a (mean 1 over [1, 1]) -> not worse; b@3: no sample at 3, a is paused
+    # (it waits to run again) -> b yields to it even when nothing else waits.
+    assert report(scheduler, b, 1, 1.0) is CONTINUE
+    scheduler.on_trials_waiting(False)
+    assert report(scheduler, b, 3, 1.0) is PAUSE
+    assert scheduler.choose_trial_to_run([a, b]) is a
 
 
 def test_min_time_slice_limits_yielding() -> None:
@@ -229,25 +309,34 @@ def test_mode_min() -> None:
     assert scheduler.on_trial_result(c, {"training_iteration": 1, "loss": 2.5}) is CONTINUE
 
 
-def test_nan_is_the_worst_value() -> None:
-    """Ray's decisions with NaN depend on where it falls (Python's max, a NaN median
-    stops everyone); here NaN is simply the worst value."""
+def test_nan_running_means_are_no_samples() -> None:
+    """As in Ray 2.60: only finite running means are samples, and min_samples_required
+    counts those.  (Checked against Ray's own class, driven by hand.)"""
     scheduler = msr(grace_period=1, min_samples_required=1)
     scheduler.on_no_more_trials()
     a, b, c, d = (Trial(n, {}) for n in "abcd")
     scheduler.on_trial_complete(a, {"training_iteration": 1, "score": math.nan})
-    # a's mean is -inf (NaN): it does not stop b.
-    assert scheduler.on_trial_result(b, {"training_iteration": 1, "score": 0.0}) is CONTINUE
-    # c's only value is NaN, its best is -inf; the median of a (-inf) and b (0) is their
-    # mean, -inf, and -inf is not strictly worse than -inf -> continue.
-    assert scheduler.on_trial_result(c, {"training_iteration": 1, "score": math.nan}) is CONTINUE
-    # d: median of a (-inf), b (0), c (-inf) = -inf: never stopped by NaN trials.
-    assert scheduler.on_trial_result(d, {"training_iteration": 1, "score": -5.0}) is CONTINUE
-    # A trial whose best is NaN is worse than a finite median.
-    e, f = Trial("e", {}), Trial("f", {})
-    scheduler.on_trial_complete(e, {"training_iteration": 2, "score": 1.0})
-    scheduler.on_trial_complete(Trial("g", {}), {"training_iteration": 2, "score": 1.0})
-    assert scheduler.on_trial_result(f, {"training_iteration": 2, "score": math.nan}) is STOP
+    # a's mean is NaN: no sample, too few samples, nothing waits -> continue.
+    assert report(scheduler, b, 1, 0.0) is CONTINUE
+    # c: samples b (0) -> median 0; c's only value is NaN, the worst -> STOP.
+    assert report(scheduler, c, 1, math.nan) is STOP
+    # d: samples b (0); a's and c's means are NaN -> median 0 > -5 -> STOP.
+    assert report(scheduler, d, 1, -5.0) is STOP
+
+
+def test_nan_is_the_worst_best_value() -> None:
+    """The one place where dasktune differs from Ray on purpose: Ray's best value is
+    Python's max over the results, which is NaN when the first one is NaN, so Ray stops
+    e below (NaN is never the max of the median and it); here NaN is the worst value."""
+    scheduler = msr(grace_period=2, min_samples_required=1)
+    scheduler.on_no_more_trials()
+    x, e = Trial("x", {}), Trial("e", {})
+    report(scheduler, x, 1, 1.0)
+    report(scheduler, x, 2, 0.3)
+    scheduler.on_trial_complete(x, {"training_iteration": 2, "score": 0.3})
+    assert report(scheduler, e, 1, math.nan) is CONTINUE  # before the grace period
+    # samples x: mean over [2, 2] 0.3; e's best is 0.5 (Ray's: NaN) -> continue.
+    assert report(scheduler, e, 2, 0.5) is CONTINUE
 
 
 def test_trial_without_results_in_the_window_is_left_out() -> None:
@@ -257,7 +346,7 @@ def test_trial_without_results_in_the_window_is_left_out() -> None:
     a, b = Trial("a", {}), Trial("b", {})
     scheduler.on_trial_result(a, {"time_total_s": 1.0, "score": 9.0})
     scheduler.on_trial_result(a, {"time_total_s": 20.0, "score": 9.0})
-    # At t=10, a has no result in [5, 10]: no median, b continues (Ray: NaN -> STOP).
+    # At t=10, a has no result in [5, 10]: no sample, b continues (Ray 2.60 too).
     assert scheduler.on_trial_result(b, {"time_total_s": 10.0, "score": 0.0}) is CONTINUE
     # At t=20, a's mean over [5, 20] is 9 > 0 -> STOP.
     assert scheduler.on_trial_result(b, {"time_total_s": 20.0, "score": 0.0}) is STOP
