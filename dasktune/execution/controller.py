@@ -56,7 +56,12 @@ class Controller:
     stop_reason: str | None = None
 
     def __post_init__(self) -> None:
-        self._by_id: dict[str, Trial] = {}
+        self._by_id: dict[str, Trial] = {t.trial_id: t for t in self.trials}
+        # The trials not yet finished, in order of creation: what the per-turn questions
+        # (is it done? which paused trial runs next?) look at, so that their cost follows
+        # the trials in flight, not every trial of the experiment.
+        self._unfinished: dict[str, Trial] = {t.trial_id: t for t in self.trials
+                                              if not t.status.is_finished}
         self._idle_since: float | None = None
         # CONTINUE updates for trials that are still on their way to PAUSED.
         self._held: dict[str, list[TrialUpdate]] = {}
@@ -69,7 +74,7 @@ class Controller:
         """Raise if the searcher keeps saying "not now" while nothing runs (it would hang)."""
         if active_runs or self._idle_since is None or self._search_done:
             return
-        if any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED) for t in self.trials):
+        if any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED) for t in self.unfinished()):
             return
         if self.clock() - self._idle_since >= limit_s:
             raise RuntimeError(
@@ -118,6 +123,7 @@ class Controller:
             trial = Trial(trial_id, config)
             self.trials.append(trial)
             self._by_id[trial.trial_id] = trial
+            self._unfinished[trial.trial_id] = trial
             self.scheduler.on_trial_add(trial)
             made.append(trial)
             room -= 1
@@ -131,16 +137,25 @@ class Controller:
         """
         self.trials = list(trials)
         self._by_id = {trial.trial_id: trial for trial in trials}
+        self._unfinished = {t.trial_id: t for t in trials if not t.status.is_finished}
         self._search_done = search_finished
 
     def trial(self, trial_id: str) -> Trial:
         return self._by_id[trial_id]
 
+    def unfinished(self) -> list[Trial]:
+        """The trials that are neither TERMINATED nor ERROR, in order of creation."""
+        done = [tid for tid, t in self._unfinished.items() if t.status.is_finished]
+        for tid in done:
+            del self._unfinished[tid]
+        return list(self._unfinished.values())
+
     def count(self, *states: TrialStatus) -> int:
-        return sum(1 for t in self.trials if t.status in states)
+        trials = self.trials if any(s.is_finished for s in states) else self.unfinished()
+        return sum(1 for t in trials if t.status in states)
 
     def paused_to_resume(self) -> Trial | None:
-        paused = [t for t in self.trials if t.status == TrialStatus.PAUSED]
+        paused = [t for t in self.unfinished() if t.status == TrialStatus.PAUSED]
         if not paused:
             return None
         choice = self.scheduler.choose_trial_to_run(paused)
@@ -311,7 +326,8 @@ class Controller:
             return False
         if self._stop_all:
             return True
-        waiting = any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED) for t in self.trials)
+        waiting = any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED)
+                      for t in self.unfinished())
         return self._search_done and not waiting
 
     def best_trial(self, metric: str | None, mode: str | None) -> Trial | None:
