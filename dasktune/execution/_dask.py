@@ -18,6 +18,7 @@ import asyncio
 import logging
 import queue
 import uuid
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,35 @@ class RunDone:
 _SHIP_BY_VALUE_BYTES = 64 * 1024
 
 
+class _Pickled:
+    """An object pickled once on the driver, carried by every task as those bytes and
+    unpickled by the task itself (:meth:`load`).
+
+    Dask pickles each task's arguments afresh, and its scheduler unpickles and pickles
+    them again on their way to a worker; for a trainable defined in ``__main__`` each
+    of those is cloudpickle walking the function, its globals and closures, for every
+    trial (a tenth of the driver's time at 10,000 trials, scheduler and coordinator
+    alike).  The bytes are compressed: Dask pickles anything whose pickle mentions
+    ``__main__`` a second time, with cloudpickle.  Each run still gets its own copy
+    of the trainable, as before.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @classmethod
+    def of(cls, value: Any) -> _Pickled:
+        return cls(zlib.compress(cloudpickle.dumps(value), 1))
+
+    def load(self) -> Any:
+        return cloudpickle.loads(zlib.decompress(self.data))
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return _Pickled, (self.data,)
+
+
 def _trial_task(
     spec: _session.RunSpec,
     trainable: Any,
@@ -54,6 +84,8 @@ def _trial_task(
     from dasktune.execution._worker_setup import limit_native_threads
 
     limit_native_threads()
+    if isinstance(trainable, _Pickled):
+        trainable = trainable.load()
     worker = get_worker()
     key = worker.get_current_task()
     topic = spec.topic
@@ -93,6 +125,7 @@ class DaskBackend:
         self.inbox: queue.SimpleQueue[Message | RunDone] = queue.SimpleQueue()
         self._futures: dict[str, Any] = {}
         self._subscribed = False
+        self._pickled: tuple[Any, Any] | None = None  # (trainable, what tasks carry for it)
 
     # -- setting up ------------------------------------------------------
     @classmethod
@@ -168,7 +201,7 @@ class DaskBackend:
         future = self.client.submit(
             _trial_task,
             spec,
-            trainable,
+            self._carried(trainable),
             dict(params),
             checkpoint_config,
             key=f"dasktune-{run_id}",
@@ -178,6 +211,22 @@ class DaskBackend:
         )
         self._futures[run_id] = future
         future.add_done_callback(lambda f, run_id=run_id: self.inbox.put(RunDone(run_id)))
+
+    def _carried(self, trainable: Any) -> Any:
+        """What a task carries for ``trainable``: a scattered future as it is, anything
+        else pickled once (see :class:`_Pickled`)."""
+        if self._pickled is not None and self._pickled[0] is trainable:
+            return self._pickled[1]
+        from distributed import Future
+
+        carried = trainable
+        if not isinstance(trainable, Future):
+            try:
+                carried = _Pickled.of(trainable)
+            except Exception:  # let Dask report what cannot be pickled, as before
+                carried = trainable
+        self._pickled = (trainable, carried)
+        return carried
 
     def future_status(self, run_id: str) -> str:
         future = self._futures.get(run_id)
