@@ -52,8 +52,10 @@ logger = logging.getLogger(__name__)
 _RESEND_REQUEST_S = 1.0
 #: How often the loop looks at the cluster's workers to size its queue of trial runs.
 _CAPACITY_REFRESH_S = 1.0
-#: How often the experiment state file is written.
+#: How often the experiment state file is written, at least...
 _STATE_INTERVAL_S = 5.0
+#: ...and at most once per this many times what writing it took (a large experiment's).
+_STATE_COST_FACTOR = 50
 
 _STOPPING = {TrialDecision.STOP: Decision.STOP, TrialDecision.PAUSE: Decision.PAUSE}
 
@@ -123,6 +125,7 @@ class ExperimentLoop:
         self._trainable_ref: Any = None
         self._param_refs: dict[str, Any] = {}
         self._state_written = 0.0
+        self._state_interval = _STATE_INTERVAL_S
         self._idle_limit = float(config.get("searcher-idle-timeout"))
         self._decision_timeout = float(config.get("decision-timeout"))
         self._decision_resend = float(config.get("decision-resend"))
@@ -275,28 +278,47 @@ class ExperimentLoop:
 
     # -- launching ---------------------------------------------------------
     def _launch(self) -> None:
+        """Submit runs up to the queue's limit: retries first, then paused trials the
+        scheduler resumes, then new trials from the searcher.
+
+        The journal is written before the runs are submitted: no run writes files
+        for a trial that the journal does not know.
+        """
+        runs: list[tuple[RunSpec, Trial]] = []
+        try:
+            self._gather_runs(runs)
+            if runs:
+                self.store.flush()
+            while runs:
+                spec, _ = runs[0]
+                self.backend.submit(spec, self._trainable_ref, self._param_refs,
+                                    (self.spec.checkpoint_frequency, self.spec.checkpoint_at_end),
+                                    self.capacity.request)
+                runs.pop(0)
+        finally:
+            for spec, _ in runs:  # not submitted (an error on the way): not in flight either
+                self._runs.pop(spec.run_id, None)
+
+    def _gather_runs(self, runs: list[tuple[RunSpec, Trial]]) -> None:
         room = self.capacity.queue_limit - len(self._runs)
-        while room > 0 and self._retry:
-            self._submit(self._retry.pop(0))
-            room -= 1
-        while room > 0:
+        while len(runs) < room and self._retry:
+            runs.append(self._prepare_run(self._retry.pop(0)))
+        while len(runs) < room:
             trial = self.controller.paused_to_resume()
             if trial is None:
                 break
-            self._submit(trial)
-            room -= 1
+            runs.append(self._prepare_run(trial))
         finished = self.controller.search_finished
-        new = self.controller.new_trials(room)
-        if not new and finished == self.controller.search_finished:
-            return
-        first_index = len(self.controller.trials) - len(new)
-        drawn = [(t.trial_id, i, t.config) for i, t in enumerate(new, start=first_index)]
-        # Saved before the trials are journaled: a resumed searcher knows every trial there is.
-        self.store.save_search_state(search_state(self.controller.searcher,
-                                                  self.controller.search_finished, drawn))
-        for index, trial in enumerate(new, start=first_index):
-            self._add_trial(trial, index)
-            self._submit(trial)
+        new = self.controller.new_trials(room - len(runs))
+        if new or finished != self.controller.search_finished:
+            first_index = len(self.controller.trials) - len(new)
+            drawn = [(t.trial_id, i, t.config) for i, t in enumerate(new, start=first_index)]
+            # Saved before the trials are journaled: a resumed searcher knows every trial.
+            self.store.save_search_state(search_state(self.controller.searcher,
+                                                      self.controller.search_finished, drawn))
+            for index, trial in enumerate(new, start=first_index):
+                self._add_trial(trial, index)
+                runs.append(self._prepare_run(trial))
 
     def _add_trial(self, trial: Trial, index: int) -> None:
         """Name a new trial and give it its place in storage."""
@@ -311,7 +333,8 @@ class ExperimentLoop:
                                              "trial_name_creator")
         self.store.add_trial(trial, index)
 
-    def _submit(self, trial: Trial) -> None:
+    def _prepare_run(self, trial: Trial) -> tuple[RunSpec, Trial]:
+        """Make the trial's next run (submitted by the caller) and count it as in flight."""
         store = self.store.trial(trial.trial_id)
         store.runs += 1
         run_id = f"{trial.trial_id}-{store.runs}"
@@ -336,13 +359,11 @@ class ExperimentLoop:
             chdir=self.spec.chdir_to_trial_dir,
             log_files=self.spec.log_files,
         )
-        self.backend.submit(spec, self._trainable_ref, self._param_refs,
-                            (self.spec.checkpoint_frequency, self.spec.checkpoint_at_end),
-                            self.capacity.request)
         trial.status = TrialStatus.PENDING
         self._runs[run_id] = _Run(run_id, trial, store,
                                   os.path.join(trial.local_path, spool_file_name(run_id)),
                                   from_checkpoint=latest is not None)
+        return spec, trial
 
     def _run_of(self, trial: Trial) -> _Run | None:
         return next((r for r in self._runs.values() if r.trial is trial), None)
@@ -668,12 +689,19 @@ class ExperimentLoop:
 
     # -- the record ----------------------------------------------------------
     def _maybe_write_state(self, force: bool = False) -> None:
+        """Write experiment_state.json and the scheduler's snapshot, every few seconds.
+
+        Both hold every trial, so their cost grows with the experiment: the interval
+        grows with it, so that they never take more than a few percent of the driver.
+        """
         now = time.monotonic()
-        if not force and now - self._state_written < _STATE_INTERVAL_S:
+        if not force and now - self._state_written < self._state_interval:
             return
-        self._state_written = now
         self.store.write_state(self.controller.trials, self.metric, self.mode)
         self._save_scheduler_state()
+        done = time.monotonic()
+        self._state_written = done
+        self._state_interval = max(_STATE_INTERVAL_S, _STATE_COST_FACTOR * (done - now))
 
     def _save_scheduler_state(self) -> None:
         self.store.save_scheduler_state(scheduler_state(
