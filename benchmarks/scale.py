@@ -67,6 +67,7 @@ def child_dask(n: int, r: int, workers: int, scheduler_file: str | None) -> dict
     got: list = []
     client.subscribe_topic("bench", got.append)
     stamps: list[tuple[float, float, float]] = []
+    workers_before = _workers_cpu(client)
     start = _now()
     futures = [client.submit(trial, i / n, pure=False) for i in range(n)]
     for f in futures:
@@ -75,6 +76,8 @@ def child_dask(n: int, r: int, workers: int, scheduler_file: str | None) -> dict
     while len(got) < n * r:
         time.sleep(0.001)
     t1, t2 = start[0], time.perf_counter()
+    cpu = {"driver": time.process_time() - start[2], **_cpu_by_thread(),
+           "workers": _workers_cpu(client) - workers_before}
     client.close()
     if cluster is not None:
         cluster.close()
@@ -83,7 +86,7 @@ def child_dask(n: int, r: int, workers: int, scheduler_file: str | None) -> dict
     marks = [start] + [(stamps[i - 1][0], 0.0, stamps[i - 1][2])
                        for i in range(tenth, n + 1, tenth)]
     marks[0] = (start[0], 0.0, start[2])
-    return {"fit_s": t2 - t1, "tenths": marks, "tenth": tenth,
+    return {"fit_s": t2 - t1, "tenths": marks, "tenth": tenth, "cpu": cpu,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -130,11 +133,27 @@ def child_tune(engine: str, n: int, r: int, workers: int, storage: str,
                 time.sleep(sleep)
             tune.report({"score": config["x"] * i})
 
-    tenths = Tenths()
+    class Cpu(Callback):
+        """The CPU the cluster's workers and the driver's threads used during the run."""
+
+        def setup(self, **info) -> None:
+            self.client = _client_of(engine)
+            self.workers = _workers_cpu(self.client) if self.client is not None else 0.0
+            self.driver = time.process_time()
+            self.threads = _cpu_by_thread()
+
+        def on_experiment_end(self, trials, **info) -> None:
+            threads = _cpu_by_thread()
+            self.cpu = {"driver": time.process_time() - self.driver,
+                        **{k: v - self.threads.get(k, 0.0) for k, v in threads.items()}}
+            if self.client is not None:
+                self.cpu["workers"] = _workers_cpu(self.client) - self.workers
+
+    tenths, cpu = Tenths(), Cpu()
     tuner = tune.Tuner(trivial, param_space={"x": tune.uniform(0, 1)},
                        tune_config=tune.TuneConfig(num_samples=n),
                        run_config=tune.RunConfig(storage_path=storage, name="scale", verbose=0,
-                                                 callbacks=[tenths]))
+                                                 callbacks=[tenths, cpu]))
     t1 = time.perf_counter()
     grid = tuner.fit()
     t2 = time.perf_counter()
@@ -142,7 +161,24 @@ def child_tune(engine: str, n: int, r: int, workers: int, storage: str,
     if len(grid) != n or iterations[0] != r or iterations[-1] != r:
         raise SystemExit(f"lost results: {len(grid)} trials, iterations {iterations[:3]}...")
     return {"fit_s": t2 - t1, "tenths": tenths.marks, "tenth": tenth,
+            "cpu": getattr(cpu, "cpu", {}),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _client_of(engine: str):
+    """The Dask client the experiment runs on (None for Ray)."""
+    if engine != "dasktune":
+        return None
+    from distributed import default_client
+
+    from dasktune.execution.cluster import embedded
+
+    if embedded.client is not None:
+        return embedded.client
+    try:
+        return default_client()
+    except ValueError:
+        return None
 
 
 def child_stop_latency(n: int, workers: int, storage: str, scheduler_file: str | None) -> dict:
@@ -198,6 +234,34 @@ def child_stop_latency(n: int, workers: int, storage: str, scheduler_file: str |
 
 def _now() -> tuple[float, float, float]:
     return time.perf_counter(), time.thread_time(), time.process_time()
+
+
+def _cpu_by_thread() -> dict[str, float]:
+    """CPU seconds of this process's live threads, by name (Linux: /proc)."""
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        name = "IO loop" if thread.name.startswith("IO loop") else thread.name.split("_")[0]
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _workers_cpu(client) -> float:
+    """CPU seconds the cluster's worker processes used so far."""
+    def used() -> float:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    return sum(client.run(used).values())
 
 
 # -- the parent: processes, clusters, tables ---------------------------------------------
@@ -258,7 +322,7 @@ def run_child(args: argparse.Namespace, engine: str, *, trials: int, reports: in
     if profile:
         os.makedirs(profile, exist_ok=True)
         out = os.path.join(profile, f"{engine}-{trials}x{reports}-{int(time.time())}.txt")
-        cmd = ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads",
+        cmd = ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads", "--subprocesses",
                "--output", out, "--"] + cmd
     try:
         start = time.perf_counter()
@@ -308,6 +372,14 @@ def tenth_table(stats: dict, trials: int) -> list[str]:
         f"{last[1] / first[1]:.2f}x" if first[1] else "-",
         f"{last[2] / first[2]:.2f}x" if first[2] else "-"))
     return lines
+
+
+def cpu_line(label: str, stats: dict, trials: int) -> str:
+    """CPU per trial, in ms, by part: the driver's threads and the workers."""
+    cpu = stats.get("cpu") or {}
+    parts = [f"{name} {1000 * seconds / trials:.2f}" for name, seconds in
+             sorted(cpu.items(), key=lambda kv: -kv[1]) if seconds >= 0.005 * trials / 1000]
+    return f"{label} CPU ms per trial: " + ", ".join(parts)
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -377,10 +449,12 @@ def main() -> None:
             print(describe(label, runs[engine], n, r))
     if "dask" in runs:
         floor = sorted(runs["dask"], key=lambda s: s["wall_s"])[len(runs["dask"]) // 2]
+        print(cpu_line("bare Dask", floor, n))
         print("bare Dask, per tenth of the futures (median run):")
         print("\n".join(tenth_table(floor, n)))
     if "dasktune" in runs:
         best = sorted(runs["dasktune"], key=lambda s: s["wall_s"])[len(runs["dasktune"]) // 2]
+        print(cpu_line("dasktune", best, n))
         print(f"dasktune, {best['on_disk']}; per tenth of the trials (median run):")
         print("\n".join(tenth_table(best, n)))
     if "dask" in runs and "dasktune" in runs:
