@@ -31,6 +31,7 @@ from dasktune._protocol import (
     RunOutcome,
     RunStarted,
     RunStatus,
+    read_messages,
 )
 from dasktune.callback import CallbackList
 from dasktune.execution._dask import DaskBackend, RunDone
@@ -120,6 +121,8 @@ class ExperimentLoop:
         self._interrupted: str | None = None  # why the experiment was cut short, if it was
         self._signal: int | None = None  # the SIGTERM or SIGUSR1 that stopped it
         self._points = controller.decision_points()
+        # Short runs may be queued further ahead where drawing trials early changes nothing.
+        self.capacity.queue_ahead = not controller.searcher.learns_from_results
         self._capacity_checked = 0.0
         self._warned_no_checkpoint = False
         self._trainable_ref: Any = None
@@ -284,32 +287,36 @@ class ExperimentLoop:
         The journal is written before the runs are submitted: no run writes files
         for a trial that the journal does not know.
         """
-        runs: list[tuple[RunSpec, Trial]] = []
+        again: list[RunSpec] = []  # retries and paused trials: they start before new ones
+        new: list[RunSpec] = []
         try:
-            self._gather_runs(runs)
-            if runs:
+            self._gather_runs(again, new)
+            if again or new:
                 self.store.flush()
-            while runs:
-                spec, _ = runs[0]
-                self.backend.submit(spec, self._trainable_ref, self._param_refs,
-                                    (self.spec.checkpoint_frequency, self.spec.checkpoint_at_end),
-                                    self.capacity.request)
-                runs.pop(0)
+            for specs, priority in ((again, 1), (new, 0)):
+                self.backend.submit_many(specs, self._trainable_ref, self._param_refs,
+                                         (self.spec.checkpoint_frequency,
+                                          self.spec.checkpoint_at_end),
+                                         self.capacity.request, priority=priority)
+                specs.clear()
         finally:
-            for spec, _ in runs:  # not submitted (an error on the way): not in flight either
+            for spec in again + new:  # not submitted (an error on the way): not in flight
                 self._runs.pop(spec.run_id, None)
 
-    def _gather_runs(self, runs: list[tuple[RunSpec, Trial]]) -> None:
+    def _gather_runs(self, again: list[RunSpec], fresh: list[RunSpec]) -> None:
         room = self.capacity.queue_limit - len(self._runs)
-        while len(runs) < room and self._retry:
-            runs.append(self._prepare_run(self._retry.pop(0)))
-        while len(runs) < room:
+        while len(again) < room and self._retry:
+            again.append(self._prepare_run(self._retry.pop(0)))
+        while len(again) < room:
             trial = self.controller.paused_to_resume()
             if trial is None:
                 break
-            runs.append(self._prepare_run(trial))
+            again.append(self._prepare_run(trial))
+        room -= len(again)
+        if room < self.capacity.refill_at and len(self._runs) >= self.capacity.slots:
+            return  # a deep queue of short runs is refilled in batches; its workers are busy
         finished = self.controller.search_finished
-        new = self.controller.new_trials(room - len(runs))
+        new = self.controller.new_trials(room)
         if new or finished != self.controller.search_finished:
             first_index = len(self.controller.trials) - len(new)
             drawn = [(t.trial_id, i, t.config) for i, t in enumerate(new, start=first_index)]
@@ -318,7 +325,7 @@ class ExperimentLoop:
                                                       self.controller.search_finished, drawn))
             for index, trial in enumerate(new, start=first_index):
                 self._add_trial(trial, index)
-                runs.append(self._prepare_run(trial))
+                fresh.append(self._prepare_run(trial))
 
     def _add_trial(self, trial: Trial, index: int) -> None:
         """Name a new trial and give it its place in storage."""
@@ -333,7 +340,7 @@ class ExperimentLoop:
                                              "trial_name_creator")
         self.store.add_trial(trial, index)
 
-    def _prepare_run(self, trial: Trial) -> tuple[RunSpec, Trial]:
+    def _prepare_run(self, trial: Trial) -> RunSpec:
         """Make the trial's next run (submitted by the caller) and count it as in flight."""
         store = self.store.trial(trial.trial_id)
         store.runs += 1
@@ -363,7 +370,7 @@ class ExperimentLoop:
         self._runs[run_id] = _Run(run_id, trial, store,
                                   os.path.join(trial.local_path, spool_file_name(run_id)),
                                   from_checkpoint=latest is not None)
-        return spec, trial
+        return spec
 
     def _run_of(self, trial: Trial) -> _Run | None:
         return next((r for r in self._runs.values() if r.trial is trial), None)
@@ -429,11 +436,15 @@ class ExperimentLoop:
                 return
             self._handle(item)
 
-    def _handle(self, item: Message | RunDone) -> None:
+    def _handle(self, item: dict[str, Any] | Message | RunDone) -> None:
         if isinstance(item, RunDone):
             run = self._runs.get(item.run_id)
             if run is not None:
                 self._on_future_done(run)
+            return
+        if isinstance(item, dict):  # an event's data: one message or a batch of them
+            for message in read_messages(item):
+                self._handle(message)
             return
         run = self._runs.get(item.run)
         if run is None:
@@ -661,6 +672,8 @@ class ExperimentLoop:
         self._runs.pop(run.run_id, None)
         self.backend.release(run.run_id)
         trial, store = run.trial, run.store
+        if run.processed and isinstance(trial.last_result.get("time_since_restore"), float):
+            self.capacity.note_run(trial.last_result["time_since_restore"])
         if status == RunStatus.PAUSED and run.requested == Decision.STOP:
             status = RunStatus.STOPPED  # a STOP sent while the run was pausing wins
         message = None
