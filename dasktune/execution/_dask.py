@@ -15,6 +15,7 @@ Data path of a trial run:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import queue
 import threading
@@ -79,8 +80,35 @@ class _Pickled:
     def load(self) -> Any:
         return cloudpickle.loads(zlib.decompress(self.data))
 
+    def load_on(self, worker: Any) -> Any:
+        """:meth:`load`, the first time in the worker's event loop thread, where Dask itself
+        unpickles arguments: unpickling imports the modules the trainable uses, and some
+        modules may only be imported in the main thread (they install signal handlers).
+        Later loads of the same bytes import nothing more and run in the calling thread."""
+        if self.data in _LOADED or threading.get_ident() == worker.thread_id:
+            value = self.load()
+        else:
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+            def load() -> None:
+                try:
+                    future.set_result(self.load())
+                except BaseException as exc:  # raised again in the task, as Dask would
+                    future.set_exception(exc)
+
+            worker.loop.add_callback(load)
+            value = future.result()
+        if len(_LOADED) >= 256:  # a long-lived worker that served many experiments
+            _LOADED.clear()
+        _LOADED.add(self.data)
+        return value
+
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         return _Pickled, (self.data,)
+
+
+#: The pickled trainables this worker process has loaded once (see _Pickled.load_on).
+_LOADED: set[bytes] = set()
 
 
 def _trial_task(
@@ -96,9 +124,9 @@ def _trial_task(
     from dasktune.execution._worker_setup import limit_native_threads
 
     limit_native_threads()
-    if isinstance(trainable, _Pickled):
-        trainable = trainable.load()
     worker = get_worker()
+    if isinstance(trainable, _Pickled):
+        trainable = trainable.load_on(worker)
     key = worker.get_current_task()
     emit = _Outbox.of(worker, spec.topic).put
 
