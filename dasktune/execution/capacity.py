@@ -99,11 +99,16 @@ class Capacity:
         return self.slots if self.max_concurrent else self.per_slot * self.slots
 
     @property
+    def deep(self) -> bool:
+        """Whether more than the usual two runs per slot are queued (short runs)."""
+        return self.per_slot > _PER_SLOT
+
+    @property
     def refill_at(self) -> int:
         """The room in the queue at which new trials are drawn and submitted: at once, or
         for a deep queue of short runs, half of it at a time (one graph, one snapshot
         of the searcher, one write of the journal for them all)."""
-        return 1 if self.per_slot <= _PER_SLOT else self.queue_limit // 2
+        return self.queue_limit // 2 if self.deep else 1
 
 
 def usable_request(workers: Mapping[str, Mapping[str, Any]],

@@ -18,6 +18,8 @@ from dasktune.decision_points import DecisionPoints, merge_decision_points
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
 from dasktune._util import flatten
 from dasktune._validation import is_finite_number
+from dasktune.schedulers.async_hyperband import AsyncHyperBandScheduler
+from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler, TrialUpdate
 from dasktune.search.searcher import Searcher
 from dasktune.trial import Trial, TrialStatus
@@ -97,6 +99,17 @@ class Controller:
     @property
     def search_finished(self) -> bool:
         return self._search_done
+
+    @property
+    def may_draw_ahead(self) -> bool:
+        """Whether trials may be drawn and queued ahead of free slots without changing
+        what is decided: the searcher learns nothing from results (its suggestions do
+        not depend on when they are asked for) and the scheduler never pauses trials
+        (FIFO, ASHA's stopping rules). Schedulers that pause (PBT, HyperBand, promotion
+        ASHA, a yielding median rule, any other) decide from the order in which trials
+        progress, which queued trials would change."""
+        return (not self.searcher.learns_from_results
+                and type(self.scheduler) in (FIFOScheduler, AsyncHyperBandScheduler))
 
     def new_trials(self, room: int) -> list[Trial]:
         """Up to ``room`` new trials from the searcher (fewer if it has none now).

@@ -122,7 +122,7 @@ class ExperimentLoop:
         self._signal: int | None = None  # the SIGTERM or SIGUSR1 that stopped it
         self._points = controller.decision_points()
         # Short runs may be queued further ahead where drawing trials early changes nothing.
-        self.capacity.queue_ahead = not controller.searcher.learns_from_results
+        self.capacity.queue_ahead = controller.may_draw_ahead
         self._capacity_checked = 0.0
         self._warned_no_checkpoint = False
         self._trainable_ref: Any = None
@@ -287,13 +287,15 @@ class ExperimentLoop:
         The journal is written before the runs are submitted: no run writes files
         for a trial that the journal does not know.
         """
-        again: list[RunSpec] = []  # retries and paused trials: they start before new ones
+        again: list[RunSpec] = []  # retries and paused trials
         new: list[RunSpec] = []
+        # Behind a deep queue of new trials, runs again start first, as the order here says.
+        first = 1 if self.capacity.deep else 0
         try:
             self._gather_runs(again, new)
             if again or new:
                 self.store.flush()
-            for specs, priority in ((again, 1), (new, 0)):
+            for specs, priority in ((again, first), (new, 0)):
                 self.backend.submit_many(specs, self._trainable_ref, self._param_refs,
                                          (self.spec.checkpoint_frequency,
                                           self.spec.checkpoint_at_end),
