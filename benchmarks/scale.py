@@ -297,6 +297,13 @@ class ProcessCluster:
         with Client(scheduler_file=self.file, timeout=60) as client:
             client.wait_for_workers(workers, timeout=120)
 
+    def scheduler_cpu(self) -> float:
+        """CPU seconds the scheduler process used so far."""
+        import psutil
+
+        times = psutil.Process(self.procs[0].pid).cpu_times()
+        return times.user + times.system
+
     def close(self) -> None:
         for proc in reversed(self.procs):
             with _ignored():
@@ -334,6 +341,7 @@ def run_child(args: argparse.Namespace, engine: str, *, trials: int, reports: in
         cmd = ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads", "--subprocesses",
                "--output", out, "--"] + cmd
     try:
+        scheduler_cpu = cluster.scheduler_cpu() if cluster is not None else 0.0
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - start
@@ -341,6 +349,8 @@ def run_child(args: argparse.Namespace, engine: str, *, trials: int, reports: in
             raise RuntimeError(f"{engine} run failed:\n{done.stderr[-4000:]}")
         stats = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
         stats["wall_s"] = wall
+        if cluster is not None and "cpu" in stats:
+            stats["cpu"]["scheduler process"] = cluster.scheduler_cpu() - scheduler_cpu
         if engine == "dasktune" and "tenths" in stats:
             stats["on_disk"] = count_on_disk(os.path.join(storage, "scale"), trials, reports)
         return stats
