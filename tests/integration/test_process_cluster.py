@@ -10,25 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 import dasktune as tune
 from dasktune.schedulers import ASHAScheduler
+from tests.integration._processes import start, stop
 
 WORKERS = 3
 MAX_T = 8
-
-
-def start(command: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
 
 
 @pytest.fixture
@@ -56,14 +48,7 @@ def process_cluster(tmp_path):
             client.wait_for_workers(WORKERS, timeout=180)
             yield client
     finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop(processes)
 
 
 def steps(config):
