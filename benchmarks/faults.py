@@ -150,14 +150,21 @@ class _DropFirstResult:
     name = "drop-one-result"
 
     def setup(self, worker: Any) -> None:
+        from dasktune._protocol import without_messages
+
         original, state = worker.log_event, {"done": False}
 
-        def log_event(topic: Any, msg: Any) -> None:
-            if (not state["done"] and isinstance(msg, dict) and msg.get("kind") == "result"
-                    and msg["result"]["training_iteration"] == 5):
+        def lost(message: Any) -> bool:  # alone or in a batch of messages
+            if (not state["done"] and message.get("kind") == "result"
+                    and message["result"]["training_iteration"] == 5):
                 state["done"] = True
-                return
-            original(topic, msg)
+                return True
+            return False
+
+        def log_event(topic: Any, msg: Any) -> None:
+            msg = without_messages(msg, lost) if isinstance(msg, dict) else msg
+            if msg is not None:
+                original(topic, msg)
 
         worker.log_event = log_event
 

@@ -2,7 +2,8 @@
 
 Worker to driver, as Dask events on the experiment's topic (``Worker.log_event``):
 :class:`RunStarted`, :class:`ResultReported`, :class:`CheckpointStored`,
-:class:`AwaitingDecision` and :class:`RunEnded`.  Dask's events carry only
+:class:`AwaitingDecision` and :class:`RunEnded`, one per event or several in
+order as a batch (:func:`batch_message`, :func:`read_messages`).  Dask's events carry only
 plain data (``dict``, ``list``, ``str``, ``int``, ``float``, ``bool``, ``None``,
 checked by exact type), so each message travels as a dict made by
 :meth:`to_wire` and is read back with :func:`from_wire`.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import enum
 import numbers
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
@@ -69,9 +70,9 @@ class RunOutcome:
     exception: bytes | None = None  # the trial's exception, pickled, if it could be
 
     def to_wire(self) -> dict[str, Any]:
-        wire = asdict(self)
-        wire["status"] = self.status.value
-        return wire
+        return {"run_id": self.run_id, "status": self.status.value,
+                "num_reports": self.num_reports, "iteration": self.iteration,
+                "error": self.error, "error_type": self.error_type, "exception": self.exception}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> RunOutcome:
@@ -234,6 +235,39 @@ def plain_message(message: Message) -> dict[str, Any]:
     data = plain(message.to_wire(), "tune.report's metrics")
     data[_CONVERTED] = True
     return data
+
+
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` is plain data as Dask's events take it (exact types: see :func:`plain`)."""
+    kind = type(value)
+    if value is None or kind is str or kind is float or kind is int or kind is bool or kind is bytes:
+        return True
+    if kind is dict:
+        return all(type(k) is str and is_plain(v) for k, v in value.items())
+    if kind is list:
+        return all(is_plain(v) for v in value)
+    return False
+
+
+def batch_message(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several messages' wire data as one event (see :func:`read_messages`)."""
+    return {"kind": "batch", "messages": messages}
+
+
+def read_messages(data: dict[str, Any]) -> list[Message]:
+    """The messages in one event's data: one, or a batch."""
+    if data.get("kind") == "batch":
+        return [from_wire(m) for m in data["messages"]]
+    return [from_wire(data)]
+
+
+def without_messages(data: dict[str, Any], drop: Any) -> dict[str, Any] | None:
+    """An event's data without the messages (their wire data) for which ``drop`` is true;
+    None if nothing is left.  For injecting lost messages in tests and benchmarks."""
+    if data.get("kind") != "batch":
+        return None if drop(data) else data
+    kept = [m for m in data["messages"] if not drop(m)]
+    return {**data, "messages": kept} if kept else None
 
 
 def from_wire(data: dict[str, Any]) -> Message:

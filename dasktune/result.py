@@ -36,13 +36,31 @@ class Result:
     status: str = "TERMINATED"
     _rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _exception: bytes | None = field(default=None, repr=False)  # the trial's own, pickled
+    #: Reads the rows from the trial's files on first use, instead of ``_rows``: an
+    #: experiment of many trials does not hold every result in memory.
+    _load_rows: Callable[[], list[dict[str, Any]]] | None = field(default=None, repr=False)
+    #: The last row, known without loading the others (with ``_load_rows``).
+    _last_row: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def metrics_dataframe(self) -> pd.DataFrame:
         """One row per report of this trial (nested metrics flattened as ``a/b``)."""
         import pandas as pd  # imported on first use: it costs 0.4 s, in workers too
 
-        return pd.DataFrame(self._rows)
+        return pd.DataFrame(self._all_rows())
+
+    def _all_rows(self) -> list[dict[str, Any]]:
+        """Every row of the trial, loaded now if they were left on disk."""
+        if self._load_rows is not None:
+            self._rows, self._load_rows = self._load_rows(), None
+        return self._rows
+
+    def _final_row(self) -> dict[str, Any] | None:
+        """The trial's last row, without loading the others where it is known."""
+        if self._load_rows is not None and self._last_row is not None:
+            return self._last_row
+        rows = self._all_rows()
+        return rows[-1] if rows else None
 
     @property
     def trial_id(self) -> str | None:
@@ -154,7 +172,11 @@ class ResultGrid:
 
     @staticmethod
     def _trial_score(result: Result, metric: str, mode: str, scope: str) -> float | None:
-        rows = result._rows or [flatten(result.metrics)]
+        if scope == "last":  # the last row that has the metric: mostly the last row
+            last = result._final_row()
+            if last is not None and metric in last and is_number(last[metric]):
+                return float(last[metric])
+        rows = result._all_rows() or [flatten(result.metrics)]
         if scope != "all":
             return _score(rows, metric, scope)
         values = [float(r[metric]) for r in rows if metric in r and is_number(r[metric])]
@@ -164,7 +186,7 @@ class ResultGrid:
         return max(finite) if mode == "max" else min(finite)
 
     def _raise_no_best(self, metric: str) -> None:
-        rows = [row for r in self._results for row in (r._rows or [flatten(r.metrics)])]
+        rows = [row for r in self._results for row in (r._all_rows() or [flatten(r.metrics)])]
         if any(metric in row for row in rows):
             raise ValueError(
                 f"get_best_result(metric={metric!r}): every trial's value is NaN or infinite. "
@@ -237,7 +259,11 @@ class ResultGrid:
 
     @staticmethod
     def _select_row(result: Result, metric: str | None, mode: str | None) -> dict[str, Any] | None:
-        rows = result._rows or ([flatten(result.metrics)] if result.metrics else [])
+        if metric is None:
+            last = result._final_row()
+            if last is not None:
+                return last
+        rows = result._all_rows() or ([flatten(result.metrics)] if result.metrics else [])
         if not rows:
             return None
         if metric is None:
@@ -257,7 +283,9 @@ class _TrialRecord(Protocol):
     exception: bytes | None
 
     @property
-    def rows(self) -> list[dict[str, Any]]: ...
+    def last_row(self) -> dict[str, Any] | None: ...
+
+    def read_rows(self) -> list[dict[str, Any]]: ...
 
 
 def build_result_grid(trials: Iterable[Trial], records: Callable[[str], _TrialRecord | None],
@@ -279,6 +307,7 @@ def build_result_grid(trials: Iterable[Trial], records: Callable[[str], _TrialRe
             error=TrialError(trial.error_msg) if failed else None,
             _exception=record.exception if failed else None,
             status=str(trial.status),
-            _rows=record.rows,
+            _load_rows=record.read_rows,
+            _last_row=record.last_row,
         ))
     return ResultGrid(results, experiment_path, metric, mode)

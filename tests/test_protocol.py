@@ -21,10 +21,14 @@ from dasktune._protocol import (
     RunOutcome,
     RunStarted,
     RunStatus,
+    batch_message,
     from_wire,
+    is_plain,
     plain,
     plain_message,
+    read_messages,
     unplain,
+    without_messages,
 )
 
 
@@ -102,3 +106,36 @@ def test_a_converted_result_is_rebuilt_on_the_driver() -> None:
     assert _is_dumpable(wire)
     back = from_wire(wire)
     assert back.result == {"acc": 0.5, "at": datetime.date(2026, 1, 2)}
+
+
+@pytest.mark.parametrize("value", [
+    None, "s", 1, 1.5, True, b"x", [1, "a", None], {"a": {"b": [1.0, {"c": None}]}},
+    np.float64(1.0), np.int64(1), (1, 2), {1: "int key"}, {"a": (1,)}, [np.bool_(True)],
+    {"a": datetime.date(2026, 1, 1)}, Color.RED, Label.A,
+])
+def test_is_plain_agrees_with_what_dask_events_accept(value) -> None:
+    assert is_plain(value) == _is_dumpable(value) or isinstance(value, tuple) or (
+        isinstance(value, dict) and any(isinstance(v, tuple) for v in value.values())
+    ), value  # Dask takes tuples, which msgpack turns into lists: is_plain is stricter
+    if is_plain(value):
+        assert _is_dumpable(value)
+
+
+def test_a_batch_of_messages_survives_the_wire_in_order() -> None:
+    messages = [RunStarted("r-1", "tcp://w"),
+                ResultReported("r-1", "tcp://w", 1, {"loss": 0.5}, None, False),
+                ResultReported("r-1", "tcp://w", 2, {"loss": 0.4}, None, False)]
+    wire = batch_message([m.to_wire() for m in messages])
+    assert _is_dumpable(wire)
+    assert read_messages(wire) == messages
+    assert read_messages(messages[0].to_wire()) == [messages[0]], "a single message as before"
+
+
+def test_messages_can_be_taken_out_of_an_event_alone_or_from_a_batch() -> None:
+    first = ResultReported("r-1", "tcp://w", 1, {"loss": 0.5}, None, False).to_wire()
+    second = ResultReported("r-1", "tcp://w", 2, {"loss": 0.4}, None, False).to_wire()
+    is_second = lambda m: m.get("seq") == 2  # noqa: E731
+    assert without_messages(batch_message([first, second]), is_second) == batch_message([first])
+    assert without_messages(second, is_second) is None
+    assert without_messages(first, is_second) == first
+    assert without_messages(batch_message([second]), is_second) is None

@@ -13,6 +13,13 @@ from typing import Any
 #: Address -> {"nthreads": int, "resources": {name: amount}}, as the backend reports workers.
 Workers = Mapping[str, Mapping[str, Any]]
 
+#: Runs queued per slot, normally: the one running and the next, so a worker never waits.
+_PER_SLOT = 2
+#: Where runs are short, enough are queued per slot to keep it busy this long...
+_QUEUE_AHEAD_S = 0.1
+#: ...but no more than this many.
+_MAX_PER_SLOT = 32
+
 
 class Capacity:
     """The trial slots of a cluster for one experiment's resource request.
@@ -33,6 +40,11 @@ class Capacity:
         self.max_concurrent = max_concurrent
         self.worker_timeout = worker_timeout
         self.slots = 1
+        #: Whether runs may be queued further ahead when they are short (the loop says so:
+        #: where the searcher learns nothing from results, drawing ahead changes nothing).
+        self.queue_ahead = False
+        #: A running mean of how long a run takes, in seconds (None: none ended yet).
+        self.run_seconds: float | None = None
         self._clock = clock
         self._no_worker_since: float | None = None
 
@@ -59,11 +71,44 @@ class Capacity:
         # With no worker yet, queued trials are what ask a self-scaling cluster to grow.
         self.slots = self.max_concurrent or max(1, trial_slots(workers, self.request))
 
+    def note_run(self, seconds: float) -> None:
+        """A run ended after ``seconds`` (of its own time on the worker)."""
+        seconds = max(0.0, float(seconds))
+        self.run_seconds = seconds if self.run_seconds is None else (
+            0.8 * self.run_seconds + 0.2 * seconds)
+
+    @property
+    def per_slot(self) -> int:
+        """Runs to keep submitted per slot: two (one extra, so that a worker never idles
+        between trials), or, where runs take less than a tenth of a second and may be
+        queued ahead, enough for a tenth of a second (32 at most).
+
+        Each run submitted when another ends costs a round trip through the driver and
+        one graph for the Dask scheduler; for trials of a few milliseconds that
+        halved bare Dask's own throughput (see BENCHMARKS.md).
+        """
+        if not self.queue_ahead or self.max_concurrent or self.run_seconds is None:
+            return _PER_SLOT
+        wanted = _QUEUE_AHEAD_S / max(self.run_seconds, _QUEUE_AHEAD_S / _MAX_PER_SLOT)
+        return max(_PER_SLOT, min(_MAX_PER_SLOT, int(wanted)))
+
     @property
     def queue_limit(self) -> int:
-        """How many runs to keep submitted: one extra per slot so that a worker never
-        idles between trials, unless the user limited concurrency."""
-        return self.slots if self.max_concurrent else 2 * self.slots
+        """How many runs to keep submitted (:attr:`per_slot` per slot), or exactly the
+        slots if the user limited concurrency."""
+        return self.slots if self.max_concurrent else self.per_slot * self.slots
+
+    @property
+    def deep(self) -> bool:
+        """Whether more than the usual two runs per slot are queued (short runs)."""
+        return self.per_slot > _PER_SLOT
+
+    @property
+    def refill_at(self) -> int:
+        """The room in the queue at which new trials are drawn and submitted: at once, or
+        for a deep queue of short runs, half of it at a time (one graph, one snapshot
+        of the searcher, one write of the journal for them all)."""
+        return self.queue_limit // 2 if self.deep else 1
 
 
 def usable_request(workers: Mapping[str, Mapping[str, Any]],

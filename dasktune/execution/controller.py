@@ -18,6 +18,8 @@ from dasktune.decision_points import DecisionPoints, merge_decision_points
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
 from dasktune._util import flatten
 from dasktune._validation import is_finite_number
+from dasktune.schedulers.async_hyperband import AsyncHyperBandScheduler
+from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler, TrialUpdate
 from dasktune.search.concurrency_limiter import ConcurrencyLimiter
 from dasktune.search.searcher import Searcher
@@ -59,7 +61,12 @@ class Controller:
     stop_reason: str | None = None
 
     def __post_init__(self) -> None:
-        self._by_id: dict[str, Trial] = {}
+        self._by_id: dict[str, Trial] = {t.trial_id: t for t in self.trials}
+        # The trials not yet finished, in order of creation: what the per-turn questions
+        # (is it done? which paused trial runs next?) look at, so that their cost follows
+        # the trials in flight, not every trial of the experiment.
+        self._unfinished: dict[str, Trial] = {t.trial_id: t for t in self.trials
+                                              if not t.status.is_finished}
         self._idle_since: float | None = None
         # CONTINUE updates for trials that are still on their way to PAUSED.
         self._held: dict[str, list[TrialUpdate]] = {}
@@ -73,7 +80,7 @@ class Controller:
         """Raise if the searcher keeps saying "not now" while nothing runs (it would hang)."""
         if active_runs or self._idle_since is None or self._search_done:
             return
-        if any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED) for t in self.trials):
+        if any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED) for t in self.unfinished()):
             return
         if self.clock() - self._idle_since >= limit_s:
             raise RuntimeError(
@@ -96,6 +103,17 @@ class Controller:
     @property
     def search_finished(self) -> bool:
         return self._search_done
+
+    @property
+    def may_draw_ahead(self) -> bool:
+        """Whether trials may be drawn and queued ahead of free slots without changing
+        what is decided: the searcher learns nothing from results (its suggestions do
+        not depend on when they are asked for) and the scheduler never pauses trials
+        (FIFO, ASHA's stopping rules). Schedulers that pause (PBT, HyperBand, promotion
+        ASHA, a yielding median rule, any other) decide from the order in which trials
+        progress, which queued trials would change."""
+        return (not self.searcher.learns_from_results
+                and type(self.scheduler) in (FIFOScheduler, AsyncHyperBandScheduler))
 
     def new_trials(self, room: int) -> list[Trial]:
         """Up to ``room`` new trials from the searcher (fewer if it has none now).
@@ -122,6 +140,7 @@ class Controller:
             trial = Trial(trial_id, config)
             self.trials.append(trial)
             self._by_id[trial.trial_id] = trial
+            self._unfinished[trial.trial_id] = trial
             self.scheduler.on_trial_add(trial)
             made.append(trial)
             room -= 1
@@ -135,16 +154,25 @@ class Controller:
         """
         self.trials = list(trials)
         self._by_id = {trial.trial_id: trial for trial in trials}
+        self._unfinished = {t.trial_id: t for t in trials if not t.status.is_finished}
         self._search_done = search_finished
 
     def trial(self, trial_id: str) -> Trial:
         return self._by_id[trial_id]
 
+    def unfinished(self) -> list[Trial]:
+        """The trials that are neither TERMINATED nor ERROR, in order of creation."""
+        done = [tid for tid, t in self._unfinished.items() if t.status.is_finished]
+        for tid in done:
+            del self._unfinished[tid]
+        return list(self._unfinished.values())
+
     def count(self, *states: TrialStatus) -> int:
-        return sum(1 for t in self.trials if t.status in states)
+        trials = self.trials if any(s.is_finished for s in states) else self.unfinished()
+        return sum(1 for t in trials if t.status in states)
 
     def paused_to_resume(self) -> Trial | None:
-        paused = [t for t in self.trials if t.status == TrialStatus.PAUSED]
+        paused = [t for t in self.unfinished() if t.status == TrialStatus.PAUSED]
         if not paused:
             return None
         self._tell_waiting()
@@ -345,7 +373,8 @@ class Controller:
             return False
         if self._stop_all:
             return True
-        waiting = any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED) for t in self.trials)
+        waiting = any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED)
+                      for t in self.unfinished())
         return self._search_done and not waiting
 
     def best_trial(self, metric: str | None, mode: str | None) -> Trial | None:

@@ -31,6 +31,7 @@ from dasktune._protocol import (
     RunOutcome,
     RunStarted,
     RunStatus,
+    read_messages,
 )
 from dasktune.callback import CallbackList
 from dasktune.execution._dask import DaskBackend, RunDone
@@ -52,8 +53,10 @@ logger = logging.getLogger(__name__)
 _RESEND_REQUEST_S = 1.0
 #: How often the loop looks at the cluster's workers to size its queue of trial runs.
 _CAPACITY_REFRESH_S = 1.0
-#: How often the experiment state file is written.
+#: How often the experiment state file is written, at least...
 _STATE_INTERVAL_S = 5.0
+#: ...and at most once per this many times what writing it took (a large experiment's).
+_STATE_COST_FACTOR = 50
 
 _STOPPING = {TrialDecision.STOP: Decision.STOP, TrialDecision.PAUSE: Decision.PAUSE}
 
@@ -118,11 +121,14 @@ class ExperimentLoop:
         self._interrupted: str | None = None  # why the experiment was cut short, if it was
         self._signal: int | None = None  # the SIGTERM or SIGUSR1 that stopped it
         self._points = controller.decision_points()
+        # Short runs may be queued further ahead where drawing trials early changes nothing.
+        self.capacity.queue_ahead = controller.may_draw_ahead
         self._capacity_checked = 0.0
         self._warned_no_checkpoint = False
         self._trainable_ref: Any = None
         self._param_refs: dict[str, Any] = {}
         self._state_written = 0.0
+        self._state_interval = _STATE_INTERVAL_S
         self._idle_limit = float(config.get("searcher-idle-timeout"))
         self._decision_timeout = float(config.get("decision-timeout"))
         self._decision_resend = float(config.get("decision-resend"))
@@ -281,28 +287,53 @@ class ExperimentLoop:
 
     # -- launching ---------------------------------------------------------
     def _launch(self) -> None:
+        """Submit runs up to the queue's limit: retries first, then paused trials the
+        scheduler resumes, then new trials from the searcher.
+
+        The journal is written before the runs are submitted: no run writes files
+        for a trial that the journal does not know.
+        """
+        again: list[RunSpec] = []  # retries and paused trials
+        new: list[RunSpec] = []
+        # Behind a deep queue of new trials, runs again start first, as the order here says.
+        first = 1 if self.capacity.deep else 0
+        try:
+            self._gather_runs(again, new)
+            if again or new:
+                self.store.flush()
+            for specs, priority in ((again, first), (new, 0)):
+                self.backend.submit_many(specs, self._trainable_ref, self._param_refs,
+                                         (self.spec.checkpoint_frequency,
+                                          self.spec.checkpoint_at_end),
+                                         self.capacity.request, priority=priority)
+                specs.clear()
+        finally:
+            for spec in again + new:  # not submitted (an error on the way): not in flight
+                self._runs.pop(spec.run_id, None)
+
+    def _gather_runs(self, again: list[RunSpec], fresh: list[RunSpec]) -> None:
         room = self.capacity.queue_limit - len(self._runs)
-        while room > 0 and self._retry:
-            self._submit(self._retry.pop(0))
-            room -= 1
-        while room > 0:
+        while len(again) < room and self._retry:
+            again.append(self._prepare_run(self._retry.pop(0)))
+        while len(again) < room:
             trial = self.controller.paused_to_resume()
             if trial is None:
                 break
-            self._submit(trial)
-            room -= 1
+            again.append(self._prepare_run(trial))
+        room -= len(again)
+        if room < self.capacity.refill_at and len(self._runs) >= self.capacity.slots:
+            return  # a deep queue of short runs is refilled in batches; its workers are busy
         finished = self.controller.search_finished
         new = self.controller.new_trials(room)
-        if not new and finished == self.controller.search_finished:
-            return
-        first_index = len(self.controller.trials) - len(new)
-        drawn = [(t.trial_id, i, t.config) for i, t in enumerate(new, start=first_index)]
-        # Saved before the trials are journaled: a resumed searcher knows every trial there is.
-        self.store.save_search_state(search_state(self.controller.searcher,
-                                                  self.controller.search_finished, drawn))
-        for index, trial in enumerate(new, start=first_index):
-            self._add_trial(trial, index)
-            self._submit(trial)
+        if new or finished != self.controller.search_finished:
+            first_index = len(self.controller.trials) - len(new)
+            drawn = [(t.trial_id, i, t.config) for i, t in enumerate(new, start=first_index)]
+            # Saved before the trials are journaled: a resumed searcher knows every trial.
+            self.store.save_search_state(search_state(self.controller.searcher,
+                                                      self.controller.search_finished, drawn))
+            for index, trial in enumerate(new, start=first_index):
+                self._add_trial(trial, index)
+                fresh.append(self._prepare_run(trial))
 
     def _add_trial(self, trial: Trial, index: int) -> None:
         """Name a new trial and give it its place in storage."""
@@ -317,7 +348,8 @@ class ExperimentLoop:
                                              "trial_name_creator")
         self.store.add_trial(trial, index)
 
-    def _submit(self, trial: Trial) -> None:
+    def _prepare_run(self, trial: Trial) -> RunSpec:
+        """Make the trial's next run (submitted by the caller) and count it as in flight."""
         store = self.store.trial(trial.trial_id)
         store.runs += 1
         run_id = f"{trial.trial_id}-{store.runs}"
@@ -342,13 +374,11 @@ class ExperimentLoop:
             chdir=self.spec.chdir_to_trial_dir,
             log_files=self.spec.log_files,
         )
-        self.backend.submit(spec, self._trainable_ref, self._param_refs,
-                            (self.spec.checkpoint_frequency, self.spec.checkpoint_at_end),
-                            self.capacity.request)
         trial.status = TrialStatus.PENDING
         self._runs[run_id] = _Run(run_id, trial, store,
                                   os.path.join(trial.local_path, spool_file_name(run_id)),
                                   from_checkpoint=latest is not None)
+        return spec
 
     def _run_of(self, trial: Trial) -> _Run | None:
         return next((r for r in self._runs.values() if r.trial is trial), None)
@@ -414,11 +444,15 @@ class ExperimentLoop:
                 return
             self._handle(item)
 
-    def _handle(self, item: Message | RunDone) -> None:
+    def _handle(self, item: dict[str, Any] | Message | RunDone) -> None:
         if isinstance(item, RunDone):
             run = self._runs.get(item.run_id)
             if run is not None:
                 self._on_future_done(run)
+            return
+        if isinstance(item, dict):  # an event's data: one message or a batch of them
+            for message in read_messages(item):
+                self._handle(message)
             return
         run = self._runs.get(item.run)
         if run is None:
@@ -646,6 +680,8 @@ class ExperimentLoop:
         self._runs.pop(run.run_id, None)
         self.backend.release(run.run_id)
         trial, store = run.trial, run.store
+        if run.processed and isinstance(trial.last_result.get("time_since_restore"), float):
+            self.capacity.note_run(trial.last_result["time_since_restore"])
         if status == RunStatus.PAUSED and run.requested == Decision.STOP:
             status = RunStatus.STOPPED  # a STOP sent while the run was pausing wins
         message = None
@@ -674,12 +710,19 @@ class ExperimentLoop:
 
     # -- the record ----------------------------------------------------------
     def _maybe_write_state(self, force: bool = False) -> None:
+        """Write experiment_state.json and the scheduler's snapshot, every few seconds.
+
+        Both hold every trial, so their cost grows with the experiment: the interval
+        grows with it, so that they never take more than a few percent of the driver.
+        """
         now = time.monotonic()
-        if not force and now - self._state_written < _STATE_INTERVAL_S:
+        if not force and now - self._state_written < self._state_interval:
             return
-        self._state_written = now
         self.store.write_state(self.controller.trials, self.metric, self.mode)
         self._save_scheduler_state()
+        done = time.monotonic()
+        self._state_written = done
+        self._state_interval = max(_STATE_INTERVAL_S, _STATE_COST_FACTOR * (done - now))
 
     def _save_scheduler_state(self) -> None:
         self.store.save_scheduler_state(scheduler_state(

@@ -115,6 +115,9 @@ def resume(store: ExperimentStore, journaled: JournaledExperiment, searcher: Sea
         store.trial_status(restored)
         if status == TrialStatus.PENDING:
             to_run.append(restored)
+    for restored in trials:
+        if restored.status.is_finished:  # their rows stay on disk until someone reads them
+            store.trial(restored.trial_id).recorder.release_rows()
     return Resumed(trials, to_run, search_finished, stopper)
 
 

@@ -71,7 +71,17 @@ class TrialStore:
 
     @property
     def rows(self) -> list[dict[str, Any]]:
-        """Every recorded result, flattened, oldest first."""
+        """Every recorded result, flattened, oldest first (a finished trial's are read
+        back from its result.json)."""
+        return self.recorder.rows
+
+    @property
+    def last_row(self) -> dict[str, Any] | None:
+        """The last recorded result, flattened (``rows[-1]``, kept in memory)."""
+        return self.recorder.last_row
+
+    def read_rows(self) -> list[dict[str, Any]]:
+        """:attr:`rows`, as a function to call later (what a ResultGrid reads lazily)."""
         return self.recorder.rows
 
     @property
@@ -109,6 +119,7 @@ class TrialStore:
             if entry not in kept:
                 self._experiment.journal_write("checkpoint_deleted", id=self.trial_id,
                                                path=relative(self._experiment.path, entry[0]))
+                self._experiment.flush()  # the journal says so before the files go
                 delete_checkpoint(entry[0])
         self.checkpoints = kept
 
@@ -210,6 +221,7 @@ class ExperimentStore:
         self._trials: dict[str, TrialStore] = {}
         self._warned_unscored = False
         self.failure: StorageError | None = None  # the first storage error; writes stop then
+        self._search_log: snapshot.SnapshotLog | None = None
         #: Checkpoints to keep whatever the retention policy says (trial id -> iterations):
         #: an exploit waiting to be carried out will copy them.
         self.pinned: dict[str, set[int]] = {}
@@ -250,6 +262,7 @@ class ExperimentStore:
                            os.path.join(root, name), path)
         store = cls(path, candidate, checkpoint_config, journal, header.get("trainable", "trial"))
         store.journal_write("experiment", name=candidate, **header)
+        store.flush()
         return store
 
     @classmethod
@@ -260,6 +273,7 @@ class ExperimentStore:
         store = cls(path, os.path.basename(os.path.normpath(path)), checkpoint_config,
                     Journal(path, claim=False), journaled.trainable or "trial")
         store.journal_write("resumed")
+        store.flush()
         return store, journaled
 
     # -- trials ----------------------------------------------------------------
@@ -314,7 +328,10 @@ class ExperimentStore:
 
     # -- the searcher's and scheduler's state -----------------------------------
     def save_search_state(self, state: Any) -> None:
-        self.guard(snapshot.save, os.path.join(self.path, SEARCHER_STATE_FILE), state)
+        """Append the searcher's state to its log (taken each time trials are drawn)."""
+        if self._search_log is None:
+            self._search_log = snapshot.SnapshotLog(os.path.join(self.path, SEARCHER_STATE_FILE))
+        self.guard(self._search_log.save, state)
 
     def save_scheduler_state(self, state: Any) -> None:
         self.guard(snapshot.save, os.path.join(self.path, SCHEDULER_STATE_FILE), state)
@@ -344,10 +361,20 @@ class ExperimentStore:
         self.journal_write("end", status=status, reason=reason)
 
     def journal_write(self, event: str, **fields: Any) -> None:
+        """Add a record to the journal: written with the next :meth:`flush`."""
         self.guard(self._journal.write, event, **fields)
 
+    def flush(self) -> None:
+        """Write the journal's pending records, in one write.
+
+        The loop calls it once per turn, and before a trial it journaled starts
+        to run, so that no run writes files for a trial the journal does not know.
+        """
+        self.guard(self._journal.flush)
+
     def sync(self) -> None:
-        """Force the journal to the disk (at most once a second)."""
+        """Write the journal's pending records and force it to the disk (at most once a
+        second)."""
         self.guard(self._journal.sync)
 
     def close(self) -> None:
@@ -361,6 +388,8 @@ class ExperimentStore:
             self._journal.close()
         except OSError as exc:
             logger.warning("Could not close the journal of %s: %s", self.path, exc)
+        if self._search_log is not None:
+            self._search_log.close()
 
     def guard(self, write: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one write; after the first storage error, skip writes (the experiment stops).

@@ -72,29 +72,77 @@ def to_json(value: Any) -> str:
 
 
 class TrialRecorder:
-    """Writes one trial's files; keeps rows in memory for its metrics dataframe."""
+    """Writes one trial's files.
+
+    Its rows stay in memory while the trial may still report (progress.csv is
+    rewritten from them when a metric appears late); once the trial finished they
+    are dropped and :attr:`rows` reads them back from result.json, so that the
+    driver's memory follows the trials in flight, not every result of the experiment.
+    The last row stays in memory (:attr:`last_row`).
+    """
 
     def __init__(self, trial_dir: str) -> None:
         self.trial_dir = trial_dir
-        self.rows: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] | None = []  # None: dropped, on disk only
+        self._count = 0  # results recorded
+        self._last_row: dict[str, Any] | None = None
         self._columns: list[str] = []
         self._json: io.TextIOWrapper | None = None
         self._csv: io.TextIOWrapper | None = None
         self._writer: Any = None
-        self._last_offset = 0
+        self._last_offset = 0  # where the last line of result.json starts
+        self._csv_last_offset = 0  # where the last row of progress.csv starts
         self._last_result: dict[str, Any] | None = None
 
     def write_params(self, config: Mapping[str, Any]) -> None:
+        """Create the trial's directory and write params.json in it (one file creation:
+        a driver making thousands of trials spends its time creating files)."""
         path = os.path.join(self.trial_dir, PARAMS_FILE)
+        data = to_json(dict(config)).encode()
         try:
-            os.makedirs(self.trial_dir, exist_ok=True)
+            try:
+                os.mkdir(self.trial_dir)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(self.trial_dir, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                if os.write(fd, data) != len(data):
+                    raise OSError(28, "No space left on device (a partial write)")
+            finally:
+                os.close(fd)
         except OSError as exc:
-            raise StorageError(self.trial_dir, exc) from exc
-        atomic_write(path, to_json(dict(config)).encode())
+            _remove_quietly(path)
+            raise StorageError(path if os.path.isdir(self.trial_dir) else self.trial_dir,
+                               exc) from exc
 
     @property
     def last_result(self) -> dict[str, Any] | None:
         return self._last_result
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every recorded result, flattened, oldest first (read back from result.json
+        once the trial finished)."""
+        if self._rows is None:
+            return self.read_rows()
+        return self._rows
+
+    @property
+    def last_row(self) -> dict[str, Any] | None:
+        """The last recorded result, flattened: ``rows[-1]`` without reading the file."""
+        return self._last_row
+
+    def read_rows(self) -> list[dict[str, Any]]:
+        """The rows of result.json (its complete lines), flattened."""
+        try:
+            with open(os.path.join(self.trial_dir, RESULT_FILE), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        complete = data[:data.rfind(b"\n") + 1]
+        return [flatten(json.loads(line)) for line in complete.split(b"\n") if line.strip()]
 
     def load(self) -> None:
         """Read back the results already in result.json (an experiment being restored).
@@ -111,14 +159,18 @@ class TrialRecorder:
         if len(complete) != len(data):
             os.truncate(path, len(complete))
         offset = 0
+        rows = []
         for line in complete.split(b"\n")[:-1]:
             if line.strip():
                 self._last_offset = offset
                 self._last_result = json.loads(line)
                 row = flatten(self._last_result)
-                self.rows.append(row)
+                rows.append(row)
                 self._columns.extend(k for k in row if k not in self._columns)
             offset += len(line) + 1
+        self._rows = rows
+        self._count = len(rows)
+        self._last_row = rows[-1] if rows else None
 
     def append(self, result: Mapping[str, Any]) -> None:
         """Record one result in result.json and progress.csv, at once.
@@ -131,18 +183,22 @@ class TrialRecorder:
 
     def remember(self, result: Mapping[str, Any]) -> None:
         """Keep ``result`` in memory only (its files could not be written)."""
+        if self._rows is None:  # recording again after the trial finished (a restart)
+            self._rows = self.read_rows()
         self._last_result = dict(result)
-        self.rows.append(flatten(result))
+        self._last_row = flatten(result)
+        self._rows.append(self._last_row)
+        self._count += 1
 
     def write_last(self) -> None:
         """Write the result last remembered to result.json and progress.csv."""
-        row = self.rows[-1]
+        row = self._last_row
+        assert row is not None
         path = os.path.join(self.trial_dir, RESULT_FILE)
         try:
             if self._json is None:
-                os.makedirs(self.trial_dir, exist_ok=True)
                 # A trial's first write starts the file afresh; after a pause it appends.
-                self._json = open(path, "a" if len(self.rows) > 1 else "w")
+                self._json = _open_in_dir(path, "a" if self._count > 1 else "w")
             self._last_offset = self._json.tell()
             self._json.write(to_json(self._last_result) + "\n")
             self._json.flush()
@@ -154,6 +210,7 @@ class TrialRecorder:
                 self._columns.extend(new)
                 self._rewrite_csv()
             else:
+                self._csv_last_offset = self._csv.tell()  # type: ignore[union-attr]
                 self._writer.writerow(row)
                 self._csv.flush()  # type: ignore[union-attr]
         except OSError as exc:
@@ -182,10 +239,14 @@ class TrialRecorder:
         """A metric appeared for the first time: rewrite the CSV with the wider header."""
         if self._csv is not None:
             self._csv.close()
+        rows = self.rows
         self._csv = open(os.path.join(self.trial_dir, PROGRESS_FILE), "w", newline="")
         self._writer = csv.DictWriter(self._csv, fieldnames=self._columns, restval="")
         self._writer.writeheader()
-        self._writer.writerows(self.rows)
+        self._writer.writerows(rows[:-1])
+        self._csv_last_offset = self._csv.tell()
+        if rows:
+            self._writer.writerow(rows[-1])
         self._csv.flush()
 
     def write_error(self, text: str) -> str:
@@ -199,12 +260,17 @@ class TrialRecorder:
         return path
 
     def finish(self) -> None:
-        """The trial ended normally: mark its last result ``done`` on disk too, then close."""
+        """The trial ended normally: mark its last result ``done`` on disk too, then close.
+
+        Only the last line of result.json and the last row of progress.csv are
+        rewritten; the trial's rows then leave memory (:attr:`rows` reads them back).
+        """
         last = self._last_result
         path = os.path.join(self.trial_dir, RESULT_FILE)
         if last is not None and not last.get("done"):
             last["done"] = True
-            self.rows[-1]["done"] = True
+            assert self._last_row is not None
+            self._last_row["done"] = True
             try:
                 if self._json is None:
                     self._json = open(path, "a")
@@ -212,10 +278,27 @@ class TrialRecorder:
                 self._json.seek(self._last_offset)  # (in append mode writes go to the end anyway)
                 self._json.write(to_json(last) + "\n")
                 self._json.flush()
-                self._rewrite_csv()
             except OSError as exc:
                 self._undo(path, exc)
+            try:
+                if self._writer is not None and "done" in self._columns:
+                    self._csv.truncate(self._csv_last_offset)  # type: ignore[union-attr]
+                    self._csv.seek(self._csv_last_offset)  # type: ignore[union-attr]
+                    self._writer.writerow(self._last_row)
+                    self._csv.flush()  # type: ignore[union-attr]
+                else:
+                    self._columns.extend(k for k in self._last_row if k not in self._columns)
+                    self._rewrite_csv()
+            except OSError as exc:
+                self._close_quietly()
+                raise StorageError(os.path.join(self.trial_dir, PROGRESS_FILE), exc) from exc
         self.close()
+        self._rows = None
+
+    def release_rows(self) -> None:
+        """Leave the rows on disk only (a finished trial of a restored experiment)."""
+        if self._json is None and self._csv is None:
+            self._rows = None
 
     def close(self) -> None:
         json_file, csv_file = self._json, self._csv
@@ -226,6 +309,15 @@ class TrialRecorder:
                     handle.close()
                 except OSError as exc:  # its last buffered write failed (a full disk)
                     raise StorageError(os.path.join(self.trial_dir, name), exc) from exc
+
+
+def _open_in_dir(path: str, mode: str) -> Any:
+    """``open(path, mode)``, making its directory first if it is missing."""
+    try:
+        return open(path, mode)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, mode)
 
 
 def delete_checkpoint(path: str) -> None:

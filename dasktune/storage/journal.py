@@ -1,8 +1,10 @@
 """The experiment journal: an append-only record of every state change, for resuming.
 
-One JSON line per change, written (and flushed to the operating system) as it
-happens, so that a driver killed at any moment leaves a journal that says which
-trials exist, their configs, statuses and checkpoints.  Paths are relative to the
+One JSON line per change, written (and flushed to the operating system) in one
+write per turn of the loop, and before anything that depends on it (a trial's first
+run, a checkpoint's deletion), so that a driver killed at any moment leaves a
+journal that says which trials exist, their configs, statuses and checkpoints; a
+status it had not written yet only makes a restore run that trial on.  Paths are relative to the
 experiment directory, so a moved directory still restores.  A last line cut short
 by the kill is ignored.  The file is also the experiment directory's claim: it is
 created exclusively, so two drivers never share one directory.
@@ -57,11 +59,20 @@ class Journal:
             self._fd = os.open(self.path, flags, 0o644)
         except FileExistsError:
             raise ExperimentDirTaken(experiment_path) from None
+        self._pending: list[str] = []  # records not yet written (see flush)
         self._dirty = False
         self._synced = time.monotonic()
 
     def write(self, event: str, **fields: Any) -> None:
-        data = (to_json({"event": event, **fields}) + "\n").encode()
+        """Add a record; it reaches the file with the next :meth:`flush`."""
+        self._pending.append(to_json({"event": event, **fields}) + "\n")
+
+    def flush(self) -> None:
+        """Write the pending records in one write: whole lines, or none of them."""
+        if not self._pending or self._fd < 0:
+            return
+        data = "".join(self._pending).encode()
+        self._pending = []
         position = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             written = os.write(self._fd, data)
@@ -73,7 +84,9 @@ class Journal:
         self._dirty = True
 
     def sync(self, force: bool = False) -> None:
-        """Force the journal to the disk, at most every second unless ``force``."""
+        """Write what is pending and force the journal to the disk, at most every second
+        unless ``force``."""
+        self.flush()
         if not self._dirty or self._fd < 0:
             return
         now = time.monotonic()

@@ -6,7 +6,7 @@ Layout::
         journal.jsonl               every state change, appended as it happens (storage/journal.py)
         experiment_state.json       the trials and their status (replaced atomically, for people)
         tuner.pkl                   the Tuner's settings, for Tuner.restore
-        searcher-state.pkl          the searcher's state, saved whenever it draws trials
+        searcher-state.pkl          the searcher's state, appended whenever it draws trials
         scheduler-state.pkl         the scheduler's and stopper's state, saved every few seconds
         <trainable>_<index>/        one per trial, a short deterministic name
             params.json

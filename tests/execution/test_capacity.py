@@ -26,6 +26,33 @@ def test_slots_follow_workers_and_queue_one_extra_run_per_slot() -> None:
     assert (capacity.slots, capacity.queue_limit) == (4, 8)
 
 
+def test_short_runs_are_queued_further_ahead_where_that_is_allowed() -> None:
+    capacity = Capacity({}, checked=True, max_concurrent=0, worker_timeout=60)
+    capacity.update(workers((1, {}), (1, {})))
+    capacity.note_run(0.001)
+    assert capacity.queue_limit == 4, "only where the loop allows it"
+    capacity.queue_ahead = True
+    assert (capacity.per_slot, capacity.queue_limit, capacity.refill_at) == (32, 64, 32)
+    for _ in range(50):  # runs grow longer: the queue shrinks back
+        capacity.note_run(0.02)
+    assert (capacity.per_slot, capacity.queue_limit) == (5, 10)
+    for _ in range(50):
+        capacity.note_run(3.0)
+    assert (capacity.per_slot, capacity.queue_limit, capacity.refill_at) == (2, 4, 1)
+
+
+def test_before_any_run_ended_and_under_max_concurrent_the_queue_stays_short() -> None:
+    capacity = Capacity({}, checked=True, max_concurrent=0, worker_timeout=60)
+    capacity.queue_ahead = True
+    capacity.update(workers((1, {}), (1, {})))
+    assert (capacity.queue_limit, capacity.refill_at) == (4, 1)
+    limited = Capacity({}, checked=True, max_concurrent=3, worker_timeout=60)
+    limited.queue_ahead = True
+    limited.update(workers((4, {})))
+    limited.note_run(0.001)
+    assert (limited.queue_limit, limited.refill_at) == (3, 1)
+
+
 def test_max_concurrent_caps_slots_without_extra_queue() -> None:
     capacity = Capacity({}, checked=True, max_concurrent=3, worker_timeout=60)
     capacity.update(workers((4, {})))

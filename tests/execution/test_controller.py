@@ -565,3 +565,40 @@ def test_a_searcher_that_never_suggests_is_an_error_not_a_hang() -> None:
     with pytest.raises(RuntimeError, match=r"Stuck.suggest\(\) returned None for 30 s"):
         controller.check_stalled(active_runs=0, limit_s=30)
     controller.check_stalled(active_runs=1, limit_s=30)  # fine while a trial runs
+
+
+# -- drawing ahead ----------------------------------------------------------
+
+def test_trials_may_be_drawn_ahead_only_where_that_changes_no_decision() -> None:
+    from dasktune.schedulers import HyperBandScheduler, MedianStoppingRule, PopulationBasedTraining
+
+    assert make_controller().may_draw_ahead, "random search, FIFO"
+    assert make_controller(scheduler=ASHAScheduler(metric="m", mode="max")).may_draw_ahead
+    pausing = [ASHAScheduler(metric="m", mode="max", mode_of_operation="promotion"),
+               HyperBandScheduler(metric="m", mode="max"), MedianStoppingRule(metric="m", mode="max"),
+               PopulationBasedTraining(metric="m", mode="max",
+                                       hyperparam_mutations={"lr": [0.1, 0.2]})]
+    for scheduler in pausing:
+        assert not make_controller(scheduler=scheduler).may_draw_ahead, type(scheduler).__name__
+
+    class Learns(Searcher):
+        def suggest(self, trial_id: str) -> dict[str, Any] | None:
+            return {}
+
+    assert not make_controller(searcher=Learns(metric="m", mode="max")).may_draw_ahead
+
+
+def test_the_unfinished_trials_follow_every_way_a_trial_ends() -> None:
+    controller = make_controller(searcher=searcher_for(4), num_samples=4, max_failures=1)
+    a, b, c, d = controller.new_trials(4)
+    assert controller.unfinished() == [a, b, c, d]
+    controller.on_complete(a)
+    assert controller.on_error(b, "boom"), "retried: still unfinished"
+    assert controller.on_error(c, "boom") and not controller.on_error(c, "boom"), "c fails for good"
+    controller.on_paused(d)
+    assert controller.unfinished() == [b, d]
+    assert controller.count(TrialStatus.PENDING) == 1 and controller.count(TrialStatus.PAUSED) == 1
+    assert controller.count(TrialStatus.TERMINATED, TrialStatus.ERROR) == 2
+    assert controller.paused_to_resume() is d
+    controller.adopt([a, b, c, d], search_finished=True)
+    assert controller.unfinished() == [b, d], "rebuilt when an experiment is resumed"

@@ -131,20 +131,28 @@ def test_a_dropped_connection_retries_the_trials_and_loses_no_row(cluster_client
 
 
 class DropEvents:
-    """A worker plugin that drops the first result event of iteration 3: a lost message."""
+    """A worker plugin that drops the first result message of iteration 3, sent alone or in
+    a batch of messages: a lost message."""
 
     name = "drop-one-result"
 
     def setup(self, worker):
+        from dasktune._protocol import without_messages
+
         original = worker.log_event
         state = {"dropped": False}
 
-        def log_event(topic, msg):
-            if (not state["dropped"] and isinstance(msg, dict) and msg.get("kind") == "result"
-                    and msg["result"]["training_iteration"] == 3):
+        def lost(message):
+            if (not state["dropped"] and message.get("kind") == "result"
+                    and message["result"]["training_iteration"] == 3):
                 state["dropped"] = True
-                return
-            original(topic, msg)
+                return True
+            return False
+
+        def log_event(topic, msg):
+            msg = without_messages(msg, lost) if isinstance(msg, dict) else msg
+            if msg is not None:
+                original(topic, msg)
 
         worker.log_event = log_event
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ import dask
 import pytest
 
 import dasktune as tune
+from tests.integration._processes import start, stop
 from tests.integration.test_faults import assert_rows_exactly_once, checkpointed
 
 #: Whole scripts and clusters of processes: `pytest -m "not slow"` leaves them out.
@@ -196,12 +196,6 @@ DRIVER = textwrap.dedent(
 )
 
 
-def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-
-
 def test_the_tutorial_runs_on_a_cluster_found_through_a_scheduler_file(tmp_path):
     import psutil
 
@@ -220,7 +214,7 @@ def test_the_tutorial_runs_on_a_cluster_found_through_a_scheduler_file(tmp_path)
         datasets._remember_failure(OSError("this test runs offline on purpose"))
     processes = [start([dask_cli, "scheduler", "--scheduler-file", str(scheduler_file),
                         "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
-                        "127.0.0.1:0"], env, tmp_path / "scheduler.log")]
+                        "127.0.0.1:0"], tmp_path / "scheduler.log", env)]
     family: set[int] = set()
     try:
         deadline = time.monotonic() + 60
@@ -229,22 +223,15 @@ def test_the_tutorial_runs_on_a_cluster_found_through_a_scheduler_file(tmp_path)
         assert scheduler_file.exists(), (tmp_path / "scheduler.log").read_text()
         for i in range(2):  # as `srun dask worker ...` starts one per node
             processes.append(start([dask_cli, "worker", "--scheduler-file", str(scheduler_file),
-                                    "--nthreads", "1", "--host", "127.0.0.1"], env,
-                                   tmp_path / f"worker{i}.log"))
+                                    "--nthreads", "1", "--host", "127.0.0.1"],
+                                   tmp_path / f"worker{i}.log", env))
         driver = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True,
                                 env=env, cwd=tmp_path, timeout=300)
         for process in processes:
             family |= {p.pid for p in psutil.Process(process.pid).children(recursive=True)}
     finally:
-        for process in processes:
-            family.add(process.pid)
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        family |= {process.pid for process in processes}
+        stop(processes)
     output = driver.stdout + driver.stderr
     assert driver.returncode == 0, output[-6000:]
     assert "WORKERS 2" in output
