@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-
 #: The fields ``tune.report`` adds to every result (the rest are the user's metrics).
 AUTO_RESULT_FIELDS = frozenset({
     "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "trial_id", "done",

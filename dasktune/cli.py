@@ -85,7 +85,6 @@ _EXPERIMENT_HELP = "the experiment's directory, <storage_path>/<name> (as fit() 
 def _analysis(args: argparse.Namespace) -> Any:
     """The experiment at ``args.path``; a ValueError with a clear message if there is none."""
     from dasktune.analysis import ExperimentAnalysis, not_an_experiment
-
     from dasktune.dashboard._server import is_experiment_dir
 
     path = os.path.abspath(os.path.expanduser(args.path))

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from dasktune.decision_points import DecisionPoints, merge_decision_points
 from dasktune._validation import MetricModeMixin, is_finite_number, is_integer, is_number
 from dasktune._validation import invalid_argument as _invalid
+from dasktune.decision_points import DecisionPoints, merge_decision_points
 
 __all__ = [
     "MONOTONIC_RESULT_KEYS",

@@ -21,7 +21,6 @@ import sys
 import threading
 from typing import Any
 
-
 _threads: int | None = None  # the worker's thread count, in the embedded cluster's workers
 _this_thread = threading.local()
 

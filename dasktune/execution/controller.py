@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dasktune.decision_points import DecisionPoints, merge_decision_points
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
 from dasktune._util import flatten
 from dasktune._validation import is_finite_number
+from dasktune.decision_points import DecisionPoints, merge_decision_points
 from dasktune.schedulers.async_hyperband import AsyncHyperBandScheduler
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialScheduler, TrialUpdate

@@ -26,7 +26,6 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from threadpoolctl import threadpool_limits
 from sklearn.gaussian_process.kernels import (
     RBF,
     ConstantKernel,
@@ -35,6 +34,7 @@ from sklearn.gaussian_process.kernels import (
     Matern,
     WhiteKernel,
 )
+from threadpoolctl import threadpool_limits
 
 #: Random points the acquisition is evaluated at, and how many of the best are refined.
 _CANDIDATES = 512

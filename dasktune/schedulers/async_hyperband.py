@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from dasktune.decision_points import DecisionPoints
 from dasktune._validation import as_number, is_finite_number, is_integer
 from dasktune._validation import invalid_argument as _invalid
+from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers._common import (
     check_bool,
     check_metric,

@@ -51,9 +51,9 @@ from typing import Any
 
 import numpy as np
 
-from dasktune.decision_points import DecisionPoints
 from dasktune._validation import invalid_argument as _invalid
 from dasktune._validation import is_finite_number, is_integer, is_number
+from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers._common import (
     check_bool,
     check_metric,

@@ -43,9 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from dasktune.decision_points import DecisionPoints
 from dasktune._validation import invalid_argument as _invalid
 from dasktune._validation import is_finite_number, is_number
+from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers._common import check_metric, check_time_attr, time_and_score
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.pbt_replay import PopulationBasedTrainingReplay  # Ray's module has both

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dasktune.decision_points import DecisionPoints
 from dasktune._validation import is_number
+from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.trial_scheduler import TrialDecision, TrialUpdate
 from dasktune.trial import Trial

@@ -7,8 +7,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from dasktune.decision_points import DecisionPoints
 from dasktune._validation import MetricModeMixin
+from dasktune.decision_points import DecisionPoints
 from dasktune.trial import Trial
 
 

@@ -16,7 +16,8 @@ multi-objective study; :meth:`OptunaSearch.pareto_front` lists its best trials.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dasktune._validation import is_number, validate_mode
 from dasktune.search import _space

@@ -38,8 +38,9 @@ from __future__ import annotations
 import enum
 import inspect
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

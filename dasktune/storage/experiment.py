@@ -21,11 +21,11 @@ from dasktune.storage import snapshot
 from dasktune.storage.files import (
     StorageError,
     TrialRecorder,
+    append_jsonl,
     copy_checkpoint,
     delete_checkpoint,
     write_experiment_state,
     write_jsonl,
-    append_jsonl,
 )
 from dasktune.storage.journal import (
     ExperimentDirTaken,

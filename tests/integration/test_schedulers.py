@@ -15,11 +15,11 @@ import pytest
 
 import dasktune as tune
 from dasktune.schedulers import (
+    PB2,
     ASHAScheduler,
     FIFOScheduler,
     HyperBandScheduler,
     MedianStoppingRule,
-    PB2,
     TrialDecision,
 )
 
@@ -460,7 +460,6 @@ def test_pb2_explores_within_bounds_from_copied_checkpoints(client, storage):
     """PB2 on a real cluster: trials of the lower quantile go on from a better trial's
     checkpoint with a rate the bandit chose within the bounds; the reward grows with the
     rate, so most chosen rates are above the grid's (three runs: 5 of 6, 5 of 6, 4 of 5)."""
-    from dasktune.schedulers import PB2
 
     pb2 = PB2(time_attr="training_iteration", perturbation_interval=2,
               hyperparam_bounds={"rate": [0.1, 1.0]}, seed=0)

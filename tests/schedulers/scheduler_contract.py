@@ -12,9 +12,8 @@ import pytest
 
 from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers import TrialDecision, TrialScheduler, TrialUpdate
-from dasktune.trial import Trial, TrialStatus
-
 from dasktune.testing import Simulator, curve_step
+from dasktune.trial import Trial, TrialStatus
 
 
 def make_trial(index: int) -> Trial:

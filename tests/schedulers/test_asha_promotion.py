@@ -28,10 +28,10 @@ from dasktune.schedulers import (
     TrialUpdate,
 )
 from dasktune.schedulers.asha_promotion import PromotionASHAScheduler
+from dasktune.testing import Simulator, curve_step
 from dasktune.trial import Trial, TrialStatus
 
 from .scheduler_contract import SchedulerContract
-from dasktune.testing import Simulator, curve_step
 
 STOP, PAUSE, CONTINUE = TrialDecision.STOP, TrialDecision.PAUSE, TrialDecision.CONTINUE
 

@@ -29,10 +29,10 @@ from dasktune.schedulers import (
     TrialScheduler,
     TrialUpdate,
 )
+from dasktune.testing import Simulator, curve_step
 from dasktune.trial import Trial, TrialStatus
 
 from .scheduler_contract import SchedulerContract
-from dasktune.testing import Simulator, curve_step
 
 STOP, PAUSE, CONTINUE = TrialDecision.STOP, TrialDecision.PAUSE, TrialDecision.CONTINUE
 

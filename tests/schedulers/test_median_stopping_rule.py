@@ -26,11 +26,10 @@ import pytest
 
 from dasktune.decision_points import DecisionPoints
 from dasktune.schedulers import MedianStoppingRule, TrialDecision, TrialScheduler
-from dasktune.trial import Trial
-
 from dasktune.search import ConcurrencyLimiter
 from dasktune.testing import Simulator, curve_step
 from dasktune.testing.simulator import ConfigList
+from dasktune.trial import Trial
 
 from ..integration.median_vs_ray import CURVES, RAY_OUTCOME, SCENARIOS
 from .scheduler_contract import SchedulerContract

@@ -10,8 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dasktune.schedulers import PB2, PopulationBasedTraining, TrialDecision, TrialScheduler
-from dasktune.schedulers import _gp_bandit
+from dasktune.schedulers import (
+    PB2,
+    PopulationBasedTraining,
+    TrialDecision,
+    TrialScheduler,
+    _gp_bandit,
+)
 from dasktune.testing import Simulator
 from dasktune.trial import Trial
 

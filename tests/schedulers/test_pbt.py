@@ -31,10 +31,10 @@ from dasktune.schedulers import (
 )
 from dasktune.schedulers.pbt import explore
 from dasktune.search.sample import choice, randint, sample_from, uniform
+from dasktune.testing import Simulator
 from dasktune.trial import Trial, TrialStatus
 
 from .scheduler_contract import SchedulerContract
-from dasktune.testing import Simulator
 
 STOP, PAUSE, CONTINUE = TrialDecision.STOP, TrialDecision.PAUSE, TrialDecision.CONTINUE
 LRS = [0.1, 0.2, 0.3, 0.4]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -155,7 +156,7 @@ def test_sample_from_calls_func_with_spec_or_without_arguments() -> None:
 
 def test_grid_search_returns_ray_marker() -> None:
     assert tune.grid_search([1, 2]) == {"grid_search": [1, 2]}
-    assert tune.grid_search((x for x in "ab")) == {"grid_search": ["a", "b"]}
+    assert tune.grid_search(x for x in "ab") == {"grid_search": ["a", "b"]}
     assert tune.is_grid_search(tune.grid_search([0]))
     assert not tune.is_grid_search({"grid_search": [1], "other": 2})
 

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 import dasktune.search as tune
-from dasktune.search import BasicVariantGenerator, Searcher, count_variants, generate_variants, resolve
+from dasktune.search import (
+    BasicVariantGenerator,
+    Searcher,
+    count_variants,
+    generate_variants,
+    resolve,
+)
 
 from .searcher_contract import SearcherContract
 

@@ -17,8 +17,8 @@ from dasktune._protocol import Message
 from dasktune.decision_points import DecisionPoints
 from dasktune.trainable import session as session_mod
 from dasktune.trainable._trial_run import run_trial
-from dasktune.trainable.diagnostics import accepts_params
 from dasktune.trainable.checkpoint import Checkpoint
+from dasktune.trainable.diagnostics import accepts_params
 from dasktune.trainable.session import CONTINUE, PAUSE, STOP, RunSpec, TrialContext, deliver
 from dasktune.trainable.trainable import Trainable
 
