@@ -24,8 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from dasktune.search.sample import uniform  # noqa: E402
-from dasktune.search.searcher import Searcher  # noqa: E402
+from dasktune.search.sample import uniform  # noqa: E402 - after the checkout is on sys.path
+from dasktune.search.searcher import Searcher  # noqa: E402 - likewise
 
 BRANIN_MIN = 0.397887
 SPACE = {"x1": uniform(-5.0, 10.0), "x2": uniform(0.0, 15.0)}
@@ -45,7 +45,8 @@ def best_of_run(searcher: Searcher, evals: int, seed: int) -> float:
         trial_id = f"t{i}"
         config = searcher.suggest(trial_id)
         if not isinstance(config, dict):
-            raise RuntimeError(f"{type(searcher).__name__}.suggest returned {config!r} at trial {i}")
+            raise RuntimeError(
+                f"{type(searcher).__name__}.suggest returned {config!r} at trial {i}")
         value = branin(config["x1"], config["x2"])
         searcher.on_trial_complete(trial_id, {"value": value})
         best = min(best, value)
@@ -83,16 +84,19 @@ def _random_search(seed: int) -> Searcher:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evals", type=int, default=40, help="evaluations per run (default 40)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0-4)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="seeds (default 0-4)")
     parser.add_argument(
         "--hyperopt-initial-points", type=int, nargs="+", default=[10, 20],
-        help="n_initial_points of HyperOptSearch; several values run several variants (default: 10 and 20)",
+        help="n_initial_points of HyperOptSearch; several values run several variants "
+        "(default: 10 and 20)",
     )
     args = parser.parse_args(argv)
     if args.evals < 1:
         parser.error(f"--evals is {args.evals}, but it must be at least 1")
 
-    print(f"Branin, {args.evals} sequential evaluations, seeds {args.seeds}; global minimum {BRANIN_MIN}")
+    print(f"Branin, {args.evals} sequential evaluations, seeds {args.seeds}; "
+          f"global minimum {BRANIN_MIN}")
     summary: dict[str, Any] = {}
     for name, factory in searchers(args.hyperopt_initial_points).items():
         start = time.perf_counter()

@@ -101,16 +101,18 @@ def measure(engine: str, trials: int, reports: int, repeat: int,
           f"wall {wall:.2f} s (fit {med['fit_s']:.2f} s), "
           f"{trials / wall:.1f} trials/s, {trials * reports / wall:.0f} results/s, "
           f"driver peak RSS {med['peak_rss_mb']:.0f} MB; "
-          f"all walls: {', '.join('%.2f' % r['wall_s'] for r in runs)}")
+          f"all walls: {', '.join(format(r['wall_s'], '.2f') for r in runs)}")
     return med
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--reports", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--vs-ray", action="store_true", help="also run Ray Tune and print the ratio")
+    parser.add_argument("--vs-ray", action="store_true",
+                        help="also run Ray Tune and print the ratio")
     parser.add_argument("--tensorboard", action="store_true",
                         help="only dasktune, with TensorBoard files off and on, runs interleaved")
     parser.add_argument("--also", metavar="CHECKOUT",
@@ -130,9 +132,10 @@ def main() -> None:
                                        env={"PYTHONPATH": args.also}))
         ours = {k: statistics.median(r[k] for r in ours_runs) for k in ours_runs[0]}
         other = {k: statistics.median(r[k] for r in other_runs) for k in other_runs[0]}
-        for label, runs, med in (("this checkout", ours_runs, ours), (args.also, other_runs, other)):
+        for label, runs, med in (("this checkout", ours_runs, ours),
+                                 (args.also, other_runs, other)):
             print(f"dasktune ({label}): median wall {med['wall_s']:.2f} s; all: "
-                  f"{', '.join('%.2f' % r['wall_s'] for r in runs)}; "
+                  f"{', '.join(format(r['wall_s'], '.2f') for r in runs)}; "
                   f"{med['wall_s'] / floor['wall_s']:.2f}x bare Dask")
         print(f"this checkout / {args.also}: {ours['wall_s'] / other['wall_s']:.2f}x")
         return
@@ -140,7 +143,7 @@ def main() -> None:
     print(f"dasktune / bare Dask wall-time ratio: {ours['wall_s'] / floor['wall_s']:.2f}x")
     if args.vs_ray:
         try:
-            import ray  # noqa: F401
+            import ray  # noqa: F401 - only whether it imports
         except ImportError:
             print("ray is not installed: pip install 'ray[tune]' to compare")
             return

@@ -32,6 +32,7 @@ one thread each), started afresh for each run and not timed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -338,8 +339,8 @@ def run_child(args: argparse.Namespace, engine: str, *, trials: int, reports: in
     if profile:
         os.makedirs(profile, exist_ok=True)
         out = os.path.join(profile, f"{engine}-{trials}x{reports}-{int(time.time())}.txt")
-        cmd = ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads", "--subprocesses",
-               "--output", out, "--"] + cmd
+        cmd = ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads",
+               "--subprocesses", "--output", out, "--"] + cmd
     try:
         scheduler_cpu = cluster.scheduler_cpu() if cluster is not None else 0.0
         start = time.perf_counter()
@@ -378,7 +379,7 @@ def tenth_table(stats: dict, trials: int) -> list[str]:
     marks, tenth = stats["tenths"], stats["tenth"]
     per = 1000 / tenth
     rows = []
-    for (w0, c0, p0), (w1, c1, p1) in zip(marks, marks[1:]):
+    for (w0, c0, p0), (w1, c1, p1) in itertools.pairwise(marks):
         rows.append(((w1 - w0) * per, (c1 - c0) * per, (p1 - p0) * per))
     if len(rows) < 2:
         return []
@@ -386,10 +387,10 @@ def tenth_table(stats: dict, trials: int) -> list[str]:
     for i, (w, c, p) in enumerate(rows, 1):
         lines.append(f"  {i:5d}  {w:18.2f}  {c:22.2f}  {p:17.2f}")
     first, last = rows[0], rows[-1]
-    lines.append("  last/first: wall %.2fx, coordinator CPU %s, driver CPU %s" % (
-        last[0] / first[0],
-        f"{last[1] / first[1]:.2f}x" if first[1] else "-",
-        f"{last[2] / first[2]:.2f}x" if first[2] else "-"))
+    coordinator = f"{last[1] / first[1]:.2f}x" if first[1] else "-"
+    driver = f"{last[2] / first[2]:.2f}x" if first[2] else "-"
+    lines.append(f"  last/first: wall {last[0] / first[0]:.2f}x, coordinator CPU {coordinator}, "
+                 f"driver CPU {driver}")
     return lines
 
 

@@ -41,14 +41,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from dasktune.schedulers import (
+from dasktune.schedulers import (  # noqa: E402 - after the checkout is on sys.path
     AsyncHyperBandScheduler,
     FIFOScheduler,
     HyperBandScheduler,
     MedianStoppingRule,
     TrialScheduler,
 )
-from dasktune.testing import Outcome, Simulator, curve_step
+from dasktune.testing import Outcome, Simulator, curve_step  # noqa: E402 - likewise
 
 LATE_BLOOMER_SHARE = 0.25
 

@@ -231,7 +231,7 @@ def main() -> None:
     engines = ["dasktune"] + (["ray"] if args.vs_ray else [])
     if "ray" in engines:
         try:
-            import ray  # noqa: F401
+            import ray  # noqa: F401 - only whether it imports
         except ImportError:
             print("\nray is not installed: pip install 'ray[tune]' hyperopt to compare")
             engines = ["dasktune"]
@@ -254,7 +254,7 @@ def main() -> None:
     for variant in variants:
         if "ray" in engines:
             ours, theirs = totals[(variant, "dasktune")], totals[(variant, "ray")]
-            for a, b in zip(ours[1], theirs[1]):
+            for a, b in zip(ours[1], theirs[1], strict=True):
                 print(f"{variant}: Ray Tune / dasktune, {a['stage']}: {b['wall'] / a['wall']:.1f}x")
             print(f"{variant}: Ray Tune / dasktune, the three stages: "
                   f"{sum(b['wall'] for b in theirs[1]) / sum(a['wall'] for a in ours[1]):.1f}x; "

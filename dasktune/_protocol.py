@@ -240,7 +240,7 @@ def plain_message(message: Message) -> dict[str, Any]:
 def is_plain(value: Any) -> bool:
     """Whether ``value`` is plain data as Dask's events take it (exact types: see :func:`plain`)."""
     kind = type(value)
-    if value is None or kind is str or kind is float or kind is int or kind is bool or kind is bytes:
+    if value is None or kind in (str, float, int, bool, bytes):
         return True
     if kind is dict:
         return all(type(k) is str and is_plain(v) for k, v in value.items())

@@ -206,7 +206,7 @@ class ExperimentAnalysis:
             ))
             results.append(result)
         self._grid = ResultGrid(results, self._experiment_path)
-        self._result_of = {t.trial_id: r for t, r in zip(self.trials, results)}
+        self._result_of = {t.trial_id: r for t, r in zip(self.trials, results, strict=True)}
         self._scored_checkpoints = _result_grid is not None
 
     # -- the experiment ------------------------------------------------------
@@ -284,7 +284,8 @@ class ExperimentAnalysis:
         return metric, mode
 
     def get_best_trial(self, metric: str | None = None, mode: str | None = None,
-                       scope: str = "last", filter_nan_and_inf: bool = True) -> AnalyzedTrial | None:
+                       scope: str = "last",
+                       filter_nan_and_inf: bool = True) -> AnalyzedTrial | None:
         """The trial with the best ``metric``; None (with a warning) if no trial reported it.
 
         Args:
@@ -447,7 +448,7 @@ class ExperimentAnalysis:
     def get_last_checkpoint(self, trial: Trial | str | None = None,
                             metric: str = _TRAINING_ITERATION,
                             mode: str = "max") -> Checkpoint | None:
-        """The newest checkpoint of ``trial`` (default: the best trial by ``metric`` and ``mode``)."""
+        """The newest checkpoint of ``trial``; default: the best trial (``metric``, ``mode``)."""
         chosen = trial if trial is not None else self.get_best_trial(metric, mode)
         if chosen is None:
             return None

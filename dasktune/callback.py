@@ -19,7 +19,8 @@ class Callback:
     def setup(self, **info: Any) -> None:
         """Called once before the first trial starts."""
 
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial,
+                       **info: Any) -> None:
         """A run of ``trial`` began on a worker (again after a pause or a failure)."""
 
     def on_trial_restore(self, iteration: int, trials: list[Trial], trial: Trial,

@@ -235,7 +235,8 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_port, _add_summary, _add_
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dasktune", description="dasktune: hyperparameter tuning on Dask, with Ray Tune's API.")
+        prog="dasktune",
+        description="dasktune: hyperparameter tuning on Dask, with Ray Tune's API.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)

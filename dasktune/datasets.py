@@ -92,7 +92,7 @@ def _mnist_class() -> type:
     return MNIST
 
 
-def MNIST(root: str, train: bool = True, transform: Any = None,  # noqa: N802 - torchvision's name
+def MNIST(root: str, train: bool = True, transform: Any = None,  # torchvision's name
           target_transform: Any = None, download: bool = False) -> Any:
     """torchvision's ``MNIST`` with the offline fallback described in the module docstring."""
     cls = _mnist_class()

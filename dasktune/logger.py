@@ -130,7 +130,7 @@ class _FileLogger(LoggerCallback):
     def _open(self, trial: Trial, name: str) -> io.TextIOWrapper:
         self._close(trial)
         os.makedirs(trial.local_path, exist_ok=True)
-        handle = self._files[trial.trial_id] = open(  # noqa: SIM115 (closed in log_trial_end)
+        handle = self._files[trial.trial_id] = open(  # closed in log_trial_end
             os.path.join(trial.local_path, name), "a", newline="")
         return handle
 
@@ -349,7 +349,7 @@ def _hparams_values(config: dict[str, Any], metrics: list[str]) -> list[bytes]:
                 _field(3, hparams),  # session_start_info
                 _field(4, _enum(1, 1)))  # session_end_info(status=SUCCESS)
     values = []
-    for tag, content in zip(_HPARAMS_TAGS, contents):
+    for tag, content in zip(_HPARAMS_TAGS, contents, strict=True):
         plugin_data = _field(1, "hparams") + _field(2, _enum(1, 0) + content)
         values.append(_field(1, tag) + _field(9, _field(1, plugin_data)))
     return values
@@ -515,7 +515,7 @@ class ResultsTableCallback(Callback):
             metrics = [k for k in row if k not in (*_TABLE_LEAD, *_TABLE_TAIL, *config)
                        and k in _user_or_progress(row)]
             self._columns = [*_TABLE_LEAD, *metrics, *_TABLE_TAIL, *config, _OTHER]
-        self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed at the end)
+        self._file = open(self.path, "a", newline="")  # closed at the end
         self._writer = csv.DictWriter(self._file, fieldnames=self._columns, restval="")
         if fresh:
             self._writer.writeheader()

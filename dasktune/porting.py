@@ -284,8 +284,11 @@ def _resolve(path: str) -> tuple[_Target, str]:
     """What a dotted Ray path is in dasktune, and the part of the path that was resolved.
 
     Example:
-        >>> _resolve("ray.tune.schedulers.ASHAScheduler")
-        (_Name(module='dasktune.schedulers', expression='ASHAScheduler'), 'ray.tune.schedulers.ASHAScheduler')
+        >>> target, resolved = _resolve("ray.tune.schedulers.ASHAScheduler")
+        >>> target
+        _Name(module='dasktune.schedulers', expression='ASHAScheduler')
+        >>> resolved
+        'ray.tune.schedulers.ASHAScheduler'
     """
     parts = path.split(".")
     for end in range(len(parts), 0, -1):
@@ -664,7 +667,7 @@ class _Porter:
         self.text.replace(start, end, f"\n{indent}".join([*comments, *lines]))
 
     def _remove(self, statement: ast.stmt, comments: list[str]) -> None:
-        """Remove a statement; leave ``comments`` in its place, and ``pass`` if the block empties."""
+        """Remove a statement; leave ``comments`` in its place, ``pass`` if the block empties."""
         block = self.holders.get(id(statement))
         if block is not None:
             self.removed.setdefault(id(block), []).append(statement)

@@ -109,7 +109,8 @@ class ResultGrid:
         return self._results[i]
 
     def __repr__(self) -> str:
-        return f"ResultGrid<{len(self)} trials, {self.num_errors} errors, path={self.experiment_path!r}>"
+        return (f"ResultGrid<{len(self)} trials, {self.num_errors} errors, "
+                f"path={self.experiment_path!r}>")
 
     @property
     def errors(self) -> list[BaseException]:
@@ -218,10 +219,11 @@ class ResultGrid:
             values = [result.metrics.get(m) for m in metrics]
             if all(is_finite_number(v) for v in values):
                 signs = [1.0 if mode == "min" else -1.0 for mode in modes]
-                points.append((result, [s * float(v) for s, v in zip(signs, values)]))
+                points.append((result, [s * float(v) for s, v in zip(signs, values, strict=True)]))
 
         def dominated(a: list[float]) -> bool:
-            return any(all(x <= y for x, y in zip(b, a)) and any(x < y for x, y in zip(b, a))
+            return any(all(x <= y for x, y in zip(b, a, strict=True))
+                       and any(x < y for x, y in zip(b, a, strict=True))
                        for _, b in points)
 
         return [result for result, score in points if not dominated(score)]

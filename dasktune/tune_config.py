@@ -36,7 +36,7 @@ _NOTED: set[str] = set()
 
 
 def note_no_effect(argument: str, why: str, level: int = logging.INFO) -> None:
-    """Log once per process that ``argument`` (e.g. ``"RunConfig(sync_config)"``) does nothing here."""
+    """Log once per process that ``argument`` (``"RunConfig(sync_config)"``) does nothing here."""
     if argument in _NOTED:
         return
     _NOTED.add(argument)
@@ -53,7 +53,8 @@ def _check_callable(value: Any, argument: str, example: str) -> None:
 
 def _check_optional_bool(value: Any, argument: str) -> None:
     if value is not None and not isinstance(value, bool):
-        raise TypeError(f"The value of `{argument}` is {value!r}, but it must be True, False or None.")
+        raise TypeError(
+            f"The value of `{argument}` is {value!r}, but it must be True, False or None.")
 
 @dataclass
 class TuneConfig:
@@ -159,7 +160,8 @@ class CheckpointConfig:
                 note_no_effect(f"CheckpointConfig({name})",
                                "a trial is a single process that stores its own checkpoints.")
         _check_optional_bool(self.checkpoint_at_end, "CheckpointConfig(checkpoint_at_end=...)")
-        if self.num_to_keep is not None and (not isinstance(self.num_to_keep, int) or self.num_to_keep < 1):
+        if self.num_to_keep is not None and (not isinstance(self.num_to_keep, int)
+                                             or self.num_to_keep < 1):
             raise ValueError(
                 f"CheckpointConfig(num_to_keep={self.num_to_keep!r}): keep at least 1 checkpoint, "
                 "or pass None to keep them all."

@@ -141,8 +141,8 @@ class Tuner:
         if not scheduler.set_search_properties(tc.metric, tc.mode):
             raise ValueError(
                 f"TuneConfig(metric={tc.metric!r}, mode={tc.mode!r}) conflicts with the "
-                f"{type(scheduler).__name__}'s metric={scheduler.metric!r}, mode={scheduler.mode!r}. "
-                "Set them in one place only."
+                f"{type(scheduler).__name__}'s metric={scheduler.metric!r}, "
+                f"mode={scheduler.mode!r}. Set them in one place only."
             )
         if type(scheduler) is not FIFOScheduler and (not scheduler.metric or not scheduler.mode):
             raise ValueError(
@@ -439,5 +439,7 @@ def _experiments_of(root: str, trainable: str) -> list[str]:
         names = [n for n in os.listdir(root) if n.startswith(f"{trainable}_")]
     except OSError:
         return []
-    paths = [os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n, JOURNAL_FILE))]
-    return sorted(paths, key=lambda p: os.path.getmtime(os.path.join(p, JOURNAL_FILE)), reverse=True)
+    paths = [os.path.join(root, n) for n in names
+             if os.path.isfile(os.path.join(root, n, JOURNAL_FILE))]
+    return sorted(paths, key=lambda p: os.path.getmtime(os.path.join(p, JOURNAL_FILE)),
+                  reverse=True)

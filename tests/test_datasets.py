@@ -20,10 +20,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("mlxtend")
 
-from torchvision import datasets as tv_datasets  # noqa: E402
-from torchvision import transforms as T  # noqa: E402
+from torchvision import datasets as tv_datasets  # noqa: E402 - after the skips above
+from torchvision import transforms as T  # noqa: E402 - likewise
 
-from dasktune import datasets  # noqa: E402
+from dasktune import datasets  # noqa: E402 - likewise
 
 RAW_FILES = {  # name: (images, bytes of its IDX header)
     "train-images-idx3-ubyte": (4000, 16), "train-labels-idx1-ubyte": (4000, 8),
@@ -193,7 +193,8 @@ def test_workers_log_the_fallback_instead_of_warning(tmp_path, monkeypatch, capl
 
 def _cached_images(dataset) -> list:
     """The per-process cache entry of ``dataset``'s (deterministic) transform."""
-    key = (os.path.abspath(dataset.raw_folder), bool(dataset.train), datasets._deterministic_signature(dataset.transform))
+    key = (os.path.abspath(dataset.raw_folder), bool(dataset.train),
+           datasets._deterministic_signature(dataset.transform))
     return datasets._transformed[key]
 
 

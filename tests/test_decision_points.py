@@ -16,7 +16,8 @@ def waits(points: tuple[DecisionPoints, ...], attr: str, values: list[object]) -
 
 
 def test_never_waits() -> None:
-    assert waits((DecisionPoints.never(),), "training_iteration", list(range(1, 20))) == [False] * 19
+    never = (DecisionPoints.never(),)
+    assert waits(never, "training_iteration", list(range(1, 20))) == [False] * 19
     assert waits((), "training_iteration", [1, 2, 3]) == [False] * 3
 
 

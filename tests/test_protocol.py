@@ -51,7 +51,8 @@ class Point:
 def test_messages_survive_the_wire() -> None:
     outcome = RunOutcome("r-1", RunStatus.ERROR, 3, 3, "trace", "ValueError", b"pickled")
     for message in [RunStarted("r-1", "tcp://w"),
-                    ResultReported("r-1", "tcp://w", 2, {"loss": 0.5}, "/c/checkpoint_000001", True),
+                    ResultReported("r-1", "tcp://w", 2, {"loss": 0.5}, "/c/checkpoint_000001",
+                                   True),
                     CheckpointStored("r-1", "tcp://w", "/c/checkpoint_000002", 4),
                     AwaitingDecision("r-1", "tcp://w", 2),
                     RunEnded("r-1", "tcp://w", outcome)]:
@@ -91,7 +92,8 @@ def test_other_objects_travel_pickled_and_come_back() -> None:
     value = {"when": when, "point": Point(2.0), "price": decimal.Decimal("1.5")}
     converted = plain(value)
     assert _is_dumpable(converted)
-    assert unplain(converted) == {"when": when, "point": Point(2.0), "price": decimal.Decimal("1.5")}
+    assert unplain(converted) == {"when": when, "point": Point(2.0),
+                                  "price": decimal.Decimal("1.5")}
 
 
 def test_a_value_that_cannot_travel_names_its_key() -> None:
@@ -134,7 +136,10 @@ def test_a_batch_of_messages_survives_the_wire_in_order() -> None:
 def test_messages_can_be_taken_out_of_an_event_alone_or_from_a_batch() -> None:
     first = ResultReported("r-1", "tcp://w", 1, {"loss": 0.5}, None, False).to_wire()
     second = ResultReported("r-1", "tcp://w", 2, {"loss": 0.4}, None, False).to_wire()
-    is_second = lambda m: m.get("seq") == 2  # noqa: E731
+
+    def is_second(message: dict) -> bool:
+        return message.get("seq") == 2
+
     assert without_messages(batch_message([first, second]), is_second) == batch_message([first])
     assert without_messages(second, is_second) is None
     assert without_messages(first, is_second) == first

@@ -112,13 +112,15 @@ def test_nan_and_inf_compared_when_not_filtered() -> None:
 
 
 def test_all_scope_skips_nan_results_within_a_trial() -> None:
-    grid = ResultGrid([make_result("a", [math.nan, 2.0, math.nan]), make_result("b", [3.0])], "/exp")
+    grid = ResultGrid([make_result("a", [math.nan, 2.0, math.nan]), make_result("b", [3.0])],
+                      "/exp")
     assert best_name(grid, metric="loss", mode="min", scope="all") == "a"
 
 
 def test_every_value_nan_says_so() -> None:
     grid = ResultGrid([make_result("a", [math.nan]), make_result("b", [math.inf])], "/exp")
-    with pytest.raises(ValueError, match="every trial's value is NaN or infinite.*filter_nan_and_inf=False"):
+    with pytest.raises(ValueError,
+                       match="every trial's value is NaN or infinite.*filter_nan_and_inf=False"):
         grid.get_best_result(metric="loss", mode="min")
 
 
@@ -251,7 +253,8 @@ def test_result_trial_id_and_repr() -> None:
     result = make_result("a", [1.0], status="ERROR", error=TrialError("boom"))
     assert result.trial_id == "a"
     text = repr(result)
-    assert text == "Result(metrics={'loss': 1.0, 'training_iteration': 1}, path='/exp/a', error=TrialError)"
+    assert text == ("Result(metrics={'loss': 1.0, 'training_iteration': 1}, path='/exp/a', "
+                    "error=TrialError)")
 
 
 def test_pareto_front_keeps_the_non_dominated_trials() -> None:

@@ -151,7 +151,8 @@ def test_bad_verbose_is_refused(value) -> None:
 
 
 def test_sub_configs_must_be_config_objects() -> None:
-    with pytest.raises(TypeError, match=r"`RunConfig\(checkpoint_config=...\)` is .*CheckpointConfig"):
+    with pytest.raises(TypeError,
+                       match=r"`RunConfig\(checkpoint_config=...\)` is .*CheckpointConfig"):
         RunConfig(checkpoint_config={"num_to_keep": 2})
     with pytest.raises(TypeError, match=r"`RunConfig\(failure_config=...\)`"):
         RunConfig(failure_config=3)

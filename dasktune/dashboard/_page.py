@@ -343,7 +343,7 @@ class ExperimentPage:
 
     def _patches(self, data: dict[str, list[Any]], trials: list[TrialView]) -> dict[str, Any]:
         rows = [self.rows[t.trial_id] for t in trials]
-        return {name: list(zip(rows, values)) for name, values in data.items()}
+        return {name: list(zip(rows, values, strict=True)) for name, values in data.items()}
 
     # -- sources ------------------------------------------------------------------
     def _columns(self) -> list[TableColumn]:
@@ -495,7 +495,7 @@ class ExperimentPage:
         self.cutoff_source.data = cutoffs
         self.rungs_note.text = "".join(
             f"<div>{html.escape(label)}: {len(r.get('values') or {})} recorded, cutoff "
-            f"{_fmt(r.get('cutoff'))}</div>" for label, r in zip(labels, model.rungs))
+            f"{_fmt(r.get('cutoff'))}</div>" for label, r in zip(labels, model.rungs, strict=True))
 
     def _update_summary(self, model: ExperimentModel) -> None:
         counts = model.counts()

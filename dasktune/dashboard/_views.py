@@ -128,7 +128,9 @@ class Axis:
     def label(self, at_top: bool) -> str:
         """The value shown at the top or the bottom of the axis."""
         if self.kind == "category":
-            return (self.categories[-1] if at_top else self.categories[0]) if self.categories else ""
+            if not self.categories:
+                return ""
+            return self.categories[-1] if at_top else self.categories[0]
         value = self.high if at_top else self.low
         return f"{10 ** value:.3g}" if self.kind == "log" else f"{value:.4g}"
 

@@ -352,7 +352,7 @@ class DaskBackend:
             resources=dict(resources) or None,
             priority=priority,
         )
-        for spec, future in zip(specs, futures):
+        for spec, future in zip(specs, futures, strict=True):
             run_id = spec.run_id
             self._futures[run_id] = future
             future.add_done_callback(lambda f, run_id=run_id: self.inbox.put(RunDone(run_id)))

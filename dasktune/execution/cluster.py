@@ -426,9 +426,9 @@ def _why_not_fork(n_workers: int) -> str | None:
         return "forking the driver is only done on Linux"
     server = getattr(forkserver, "_forkserver", None)
     expected = ["listener_fd", "alive_r", "preload", "main_path", "sys_path"]
+    attributes = ("_lock", "_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd")
     if (list(inspect.signature(forkserver.main).parameters) != expected
-            or not all(hasattr(server, a) for a in
-                       ("_lock", "_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd"))):
+            or not all(hasattr(server, a) for a in attributes)):
         return "this Python's forkserver is not the one dasktune knows how to start"
     if server._forkserver_pid is not None:
         return "the forkserver runs already"
@@ -489,7 +489,8 @@ class _Embedded:
 
     def _healthy(self) -> bool:
         try:
-            return self.client.status == "running" and len(self.client.scheduler_info()["workers"]) > 0
+            return (self.client.status == "running"
+                    and len(self.client.scheduler_info()["workers"]) > 0)
         except Exception:  # a closed or broken cluster is simply replaced
             return False
 

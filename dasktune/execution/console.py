@@ -215,9 +215,9 @@ class ConsoleReporter:
                 for t in ranked[:_MAX_ROWS]]
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
                   for i, h in enumerate(headers)]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)),
+        lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
                  "  ".join("-" * w for w in widths)]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
         if len(ranked) > _MAX_ROWS:
             lines.append(f"... {len(ranked) - _MAX_ROWS} more trials (ResultGrid.get_dataframe() "
                          "has them all)")

@@ -122,7 +122,8 @@ class Controller:
         """
         made: list[Trial] = []
         while room > 0 and not self._search_done and not self._stop_all:
-            if self.settings.searcher_counts_samples and 0 <= self.settings.num_samples <= len(self.trials):
+            if (self.settings.searcher_counts_samples
+                    and 0 <= self.settings.num_samples <= len(self.trials)):
                 self._search_done = True
                 break
             index = len(self.trials)

@@ -782,7 +782,8 @@ class _StopSignals:
     and end the process at once the second time. Only in the main thread (the only one
     Python delivers signals to); the previous handlers come back afterwards."""
 
-    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1")
+                    if hasattr(signal, name))
 
     def __init__(self, on_signal: Any) -> None:
         self._on_signal = on_signal

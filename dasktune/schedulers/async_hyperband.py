@@ -157,7 +157,8 @@ def _validate(
         raise _invalid(
             "brackets", brackets, "it must be an integer >= 1", "Pass brackets=1 (the usual ASHA)."
         )
-    check_bool("stop_last_trials", stop_last_trials, "Pass True to stop trials at max_t or False to let them run on.")
+    check_bool("stop_last_trials", stop_last_trials,
+               "Pass True to stop trials at max_t or False to let them run on.")
 
 
 def _check_operation(mode_of_operation: Any, operation: _Operation, name: str) -> None:

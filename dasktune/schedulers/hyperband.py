@@ -33,6 +33,7 @@ choices, where Ray pauses a trial only to stop it later:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -317,14 +318,14 @@ class HyperBandScheduler(FIFOScheduler):
             if milestones[0] > 0:
                 break
         sizes = _sizes(self._s_max_1, self._eta, s)
-        steps = [b - a for a, b in zip([0, *milestones[:-1]], milestones)]
+        steps = [b - a for a, b in itertools.pairwise([0, *milestones])]
         bracket = _Bracket(
             band=len(self._band_slots) - 1,
             s=s,
             size=sizes[0],
             milestone=milestones[0],
             halvings_left=s,
-            total_work=float(sum(n * r for n, r in zip(sizes, steps))),
+            total_work=float(sum(n * r for n, r in zip(sizes, steps, strict=True))),
         )
         self._brackets.append(bracket)
         return bracket
@@ -439,4 +440,5 @@ def _validate(
             "it must be a finite number > 1",
             "Pass reduction_factor=3 (keep the best third at each halving).",
         )
-    check_bool("stop_last_trials", stop_last_trials, "Pass True to stop trials at max_t or False to let the last ones run on.")
+    check_bool("stop_last_trials", stop_last_trials,
+               "Pass True to stop trials at max_t or False to let the last ones run on.")

@@ -140,7 +140,7 @@ class PB2(PopulationBasedTraining):
         start = (source_state.last_train_time, source_state.last_score)
         values = self._choose(tid, start)
         config = copy.deepcopy(source_state.config)
-        for (path, low, high), value in zip(self._bounds, values):
+        for (path, low, high), value in zip(self._bounds, values, strict=True):
             _set(config, path, _typed(value, _get(config, path), low, high))
         if self._custom_explore_fn is not None:
             config = self._custom_explore_fn(config)
@@ -172,7 +172,7 @@ class PB2(PopulationBasedTraining):
         else:
             from dasktune.schedulers import _gp_bandit
 
-            ends, rewards, values, changes = zip(*self._stretches)
+            ends, rewards, values, changes = zip(*self._stretches, strict=True)
             trying = [v for other, v in self._trying.items() if other != tid]
             unit = _gp_bandit.choose(
                 np.array(ends, dtype=float), np.array(rewards, dtype=float),
@@ -204,7 +204,7 @@ class PB2(PopulationBasedTraining):
 
 def _require_sklearn() -> None:
     try:
-        import sklearn  # noqa: F401
+        import sklearn  # noqa: F401 - only whether it imports
     except ImportError as exc:
         raise ImportError(
             "PB2 needs scikit-learn for its Gaussian process: pip install 'dasktune[pb2]'"

@@ -169,7 +169,7 @@ def _entry(row: Any) -> dict[str, Any]:
         if not missing:
             return dict(row)
     elif isinstance(row, Sequence) and not isinstance(row, str) and len(row) == 6:
-        return {**dict(zip(_ENTRY_KEYS, row)), "time_attr": "training_iteration"}
+        return {**dict(zip(_ENTRY_KEYS, row, strict=True)), "time_attr": "training_iteration"}
     raise ValueError(
         f"A PBT policy entry is {row!r}, but it must be a dict with the keys {list(_ENTRY_KEYS)} "
         "(as PopulationBasedTraining.policy_log() returns) or a 6-item row of a Ray policy file."

@@ -100,7 +100,11 @@ class LibrarySearcher(Searcher):
     # -- configuration ---------------------------------------------------------
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
+        self,
+        metric: str | None,
+        mode: str | None,
+        config: dict[str, Any] | None = None,
+        **spec: Any,
     ) -> bool:
         """Take the Tuner's metric, mode, ``param_space`` and ``seed``.
 
@@ -121,7 +125,9 @@ class LibrarySearcher(Searcher):
             return False
         param_space = config or {}
         if not isinstance(param_space, dict):
-            raise TypeError(f"The value of `param_space` is {param_space!r}, but it must be a dict.")
+            raise TypeError(
+                f"The value of `param_space` is {param_space!r}, but it must be a dict."
+            )
         if self._space_source == "space":
             if param_space and _space.has_searchable(param_space, self._native_space):
                 raise _space.space_twice_error(type(self).__name__)
@@ -179,7 +185,9 @@ class LibrarySearcher(Searcher):
 
     def get_state(self) -> dict[str, Any]:
         """The searcher's state: settings, space, the library's state; a snapshot."""
-        state = {key: value for key, value in self.__dict__.items() if key not in self._rebuilt_state}
+        state = {
+            key: value for key, value in self.__dict__.items() if key not in self._rebuilt_state
+        }
         for key in self._copied_state:
             state[key] = copy.deepcopy(state[key])
         return state

@@ -72,17 +72,21 @@ def check_seed(value: Any, argument: str) -> int | None:
     if value is None:
         return None
     if not is_integer(value) or value < 0:
-        raise ValueError(f"The value of `{argument}` is {value!r}, but it must be an int >= 0 or None.")
+        raise ValueError(
+            f"The value of `{argument}` is {value!r}, but it must be an int >= 0 or None."
+        )
     return int(value)
 
 
 def check_points(points: Any) -> list[dict[str, Any]]:
     if points is None:
         return []
-    if not isinstance(points, (list, tuple)) or not all(isinstance(point, dict) for point in points):
+    if not isinstance(points, (list, tuple)) or not all(
+        isinstance(point, dict) for point in points
+    ):
         raise TypeError(
-            f"The value of `points_to_evaluate` is {points!r}, but it must be a list of config dicts, "
-            "such as [{'lr': 0.01, 'activation': 'relu'}]."
+            f"The value of `points_to_evaluate` is {points!r}, but it must be a list of config "
+            "dicts, such as [{'lr': 0.01, 'activation': 'relu'}]."
         )
     return [copy.deepcopy(point) for point in points]
 
@@ -172,7 +176,11 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``override``'s entries on top, merging nested dicts."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not is_grid_search(value):
+        if (
+            isinstance(value, dict)
+            and isinstance(merged.get(key), dict)
+            and not is_grid_search(value)
+        ):
             merged[key] = merge(merged[key], value)
         else:
             merged[key] = value
@@ -188,7 +196,7 @@ def same_search(a: Any, b: Any) -> bool:
     """
     if isinstance(a, Categorical) and isinstance(b, Categorical):
         return len(a.categories) == len(b.categories) and all(
-            same_search(x, y) for x, y in zip(a.categories, b.categories))
+            same_search(x, y) for x, y in zip(a.categories, b.categories, strict=True))
     if isinstance(a, Domain) or isinstance(b, Domain):
         return type(a) is type(b) and equal(a, b)
     if isinstance(a, dict) and isinstance(b, dict):
@@ -263,8 +271,8 @@ def check_sequence(space: Any, value: Any, path: Path, where: str) -> list[Any]:
         return [MISSING] * len(space)
     if not isinstance(value, (list, tuple)) or len(value) != len(space):
         raise ValueError(
-            f"The value of `{located(where, path)}` is {value!r}, but the search space has a sequence of "
-            f"{len(space)} items there. Pass a list of that length."
+            f"The value of `{located(where, path)}` is {value!r}, but the search space has a "
+            f"sequence of {len(space)} items there. Pass a list of that length."
         )
     return list(value)
 
@@ -276,8 +284,8 @@ def checked_number(domain: Float | Integer, value: Any, where: str) -> Any:
         candidate = int(value)
     if not domain.contains(candidate):
         raise ValueError(
-            f"The value of `{where}` is {value!r}, but it is not a value of {domain!r}. Pass a value "
-            "inside the search space, or leave the key out to have it sampled."
+            f"The value of `{where}` is {value!r}, but it is not a value of {domain!r}. Pass a "
+            "value inside the search space, or leave the key out to have it sampled."
         )
     return candidate
 
@@ -335,6 +343,6 @@ def fits(
         return (
             isinstance(value, (list, tuple))
             and len(value) == len(obj)
-            and all(fits(o, v, native, fits_native) for o, v in zip(obj, value))
+            and all(fits(o, v, native, fits_native) for o, v in zip(obj, value, strict=True))
         )
     return equal(obj, value)

@@ -96,7 +96,11 @@ class ConcurrencyLimiter(Searcher):
         return self.searcher.mode
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
+        self,
+        metric: str | None,
+        mode: str | None,
+        config: dict[str, Any] | None = None,
+        **spec: Any,
     ) -> bool:
         """Forward the Tuner's settings to the wrapped searcher."""
         self._limit = not self._searcher_limits_itself()
@@ -120,7 +124,10 @@ class ConcurrencyLimiter(Searcher):
             )
         if len(self._live) >= self.max_concurrent:
             logger.debug(
-                "No suggestion for %s: %d/%d trials live.", trial_id, len(self._live), self.max_concurrent
+                "No suggestion for %s: %d/%d trials live.",
+                trial_id,
+                len(self._live),
+                self.max_concurrent,
             )
             return None
         suggestion = self.searcher.suggest(trial_id)
@@ -157,7 +164,9 @@ class ConcurrencyLimiter(Searcher):
         cached, self._cached = self._cached, {}
         for finished_id, (finished_result, finished_error) in cached.items():
             self._live.discard(finished_id)
-            self.searcher.on_trial_complete(finished_id, result=finished_result, error=finished_error)
+            self.searcher.on_trial_complete(
+                finished_id, result=finished_result, error=finished_error
+            )
         self._unfinished = 0
 
     # -- state ----------------------------------------------------------------

@@ -120,16 +120,21 @@ class HyperOptSearch(LibrarySearcher):
         if space is not None:
             if not isinstance(space, dict):
                 raise TypeError(
-                    f"The value of `space` is {space!r}, but HyperOptSearch takes a dict of hyperopt "
-                    "expressions such as {'lr': hp.loguniform('lr', -10, -1)}. Wrap the expression "
-                    "in a dict, or leave `space` out and pass the Tuner a param_space."
+                    f"The value of `space` is {space!r}, but HyperOptSearch takes a dict of "
+                    "hyperopt expressions such as {'lr': hp.loguniform('lr', -10, -1)}. Wrap "
+                    "the expression in a dict, or leave `space` out and pass the Tuner a "
+                    "param_space."
                 )
             self._take_space_argument(space)
 
     # -- configuration ---------------------------------------------------------
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
+        self,
+        metric: str | None,
+        mode: str | None,
+        config: dict[str, Any] | None = None,
+        **spec: Any,
     ) -> bool:
         """Take the Tuner's metric (one name), mode, ``param_space`` and ``seed``.
 
@@ -144,9 +149,9 @@ class HyperOptSearch(LibrarySearcher):
         nodes = _skeleton(space, (), argument)
         if not nodes:
             raise ValueError(
-                f"The `{argument}` given to HyperOptSearch holds only constants, so there is nothing "
-                "to search. Add a hyperparameter such as tune.uniform(0, 1) or hp.uniform('x', 0, 1), "
-                "or drop search_alg to run the constants once."
+                f"The `{argument}` given to HyperOptSearch holds only constants, so there is "
+                "nothing to search. Add a hyperparameter such as tune.uniform(0, 1) or "
+                "hp.uniform('x', 0, 1), or drop search_alg to run the constants once."
             )
         domain = _make_domain(nodes)
         for index, point in enumerate(self._points):
@@ -199,7 +204,9 @@ class HyperOptSearch(LibrarySearcher):
             self._rng = np.random.default_rng(self._seed)
         return self._rng
 
-    def _point_doc(self, tid: int, point: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    def _point_doc(
+        self, tid: int, point: dict[str, Any], rng: np.random.Generator
+    ) -> dict[str, Any]:
         """A hyperopt trial document for a point to evaluate; missing values are sampled."""
         assert self._domain is not None and self._space is not None
         params = self._domain.params
@@ -226,7 +233,10 @@ class HyperOptSearch(LibrarySearcher):
 
     def _config(self, misc: dict[str, Any]) -> dict[str, Any]:
         assert self._domain is not None and self._space is not None
-        values = {label: _python_scalars(value) for label, value in hyperopt.base.spec_from_misc(misc).items()}
+        values = {
+            label: _python_scalars(value)
+            for label, value in hyperopt.base.spec_from_misc(misc).items()
+        }
         memo: dict[Any, Any] = {}
         for node in pyll.dfs(self._domain.expr):
             if node.name == "hyperopt_param":
@@ -266,7 +276,9 @@ class HyperOptSearch(LibrarySearcher):
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`get_state`'s output; the search continues where it was."""
         super().set_state(state)
-        self._domain = _make_domain(_skeleton(self._space, (), "space")) if self._space is not None else None
+        self._domain = (
+            _make_domain(_skeleton(self._space, (), "space")) if self._space is not None else None
+        )
 
 
 # -- checks of the arguments ------------------------------------------------------------
@@ -275,8 +287,8 @@ class HyperOptSearch(LibrarySearcher):
 def _check_metric(metric: Any) -> None:
     if metric is not None and not isinstance(metric, str):
         raise ValueError(
-            f"The value of `metric` is {metric!r}, but HyperOptSearch optimises one metric, given by "
-            "its name. Pass metric='loss', or use OptunaSearch for several objectives."
+            f"The value of `metric` is {metric!r}, but HyperOptSearch optimises one metric, "
+            "given by its name. Pass metric='loss', or use OptunaSearch for several objectives."
         )
 
 
@@ -304,17 +316,18 @@ def _check_gamma(value: Any) -> float:
 def _unsupported(obj: Any, path: Path, argument: str) -> ValueError | None:
     if isinstance(obj, Function):
         return ValueError(
-            f"HyperOptSearch cannot search {_space.entry(argument, path)} = sample_from(...): its value comes "
-            "from your function, which TPE cannot model. Replace it with a domain such as "
-            "tune.uniform(...) or tune.choice([...]), or compute the value inside the trainable from "
-            "the other hyperparameters."
+            f"HyperOptSearch cannot search {_space.entry(argument, path)} = sample_from(...): "
+            "its value comes from your function, which TPE cannot model. Replace it with a "
+            "domain such as tune.uniform(...) or tune.choice([...]), or compute the value "
+            "inside the trainable from the other hyperparameters."
         )
     if is_grid_search(obj):
         return ValueError(
-            f"HyperOptSearch cannot search {_space.entry(argument, path)} = grid_search({obj['grid_search']!r}): "
-            "TPE picks every value itself and does not enumerate grids. Use "
-            f"tune.choice({obj['grid_search']!r}) to let it choose among the values, or drop search_alg "
-            "to run the grid with the default BasicVariantGenerator."
+            f"HyperOptSearch cannot search {_space.entry(argument, path)} = "
+            f"grid_search({obj['grid_search']!r}): TPE picks every value itself and does not "
+            f"enumerate grids. Use tune.choice({obj['grid_search']!r}) to let it choose among "
+            "the values, or drop search_alg to run the grid with the default "
+            "BasicVariantGenerator."
         )
     return None
 
@@ -330,16 +343,23 @@ def _skeleton(obj: Any, path: Path, argument: str) -> list[Any]:
     if error is not None:
         raise error
     if isinstance(obj, Categorical):
-        options = [pyll.as_apply(_skeleton(c, path + (i,), argument)) for i, c in enumerate(obj.categories)]
+        options = [
+            pyll.as_apply(_skeleton(c, path + (i,), argument))
+            for i, c in enumerate(obj.categories)
+        ]
         return [hp.choice(_space.label(path), options)]
     if isinstance(obj, (Float, Integer)):
         return [_hp_parameter(obj, _space.label(path))]
     if isinstance(obj, pyll.Apply):
         return [obj]
     if isinstance(obj, dict):
-        return [node for key, value in obj.items() for node in _skeleton(value, path + (key,), argument)]
+        return [
+            node for key, value in obj.items() for node in _skeleton(value, path + (key,), argument)
+        ]
     if isinstance(obj, (list, tuple)):
-        return [node for i, value in enumerate(obj) for node in _skeleton(value, path + (i,), argument)]
+        return [
+            node for i, value in enumerate(obj) for node in _skeleton(value, path + (i,), argument)
+        ]
     return []
 
 
@@ -424,7 +444,9 @@ def _python_scalars(value: Any) -> Any:
 # -- points to evaluate -----------------------------------------------------------------
 
 
-def _assign(obj: Any, value: Any, path: Path, out: dict[str, Any], draw: Draw | None, where: str) -> None:
+def _assign(
+    obj: Any, value: Any, path: Path, out: dict[str, Any], draw: Draw | None, where: str
+) -> None:
     """Fill ``out`` (label -> raw value) with the point ``value`` in the space ``obj``.
 
     Parameters the point leaves out are drawn with ``draw``; with ``draw``
@@ -440,9 +462,9 @@ def _assign(obj: Any, value: Any, path: Path, out: dict[str, Any], draw: Draw | 
             index = _match(obj.categories, value, _fits)
             if index is None:
                 raise ValueError(
-                    f"The value of `{_space.located(where, path)}` is {value!r}, but it must be one of the "
-                    f"categories {obj.categories!r}. Pass the value itself (not its index), or leave "
-                    "the key out to let HyperOpt choose."
+                    f"The value of `{_space.located(where, path)}` is {value!r}, but it must "
+                    f"be one of the categories {obj.categories!r}. Pass the value itself (not "
+                    "its index), or leave the key out to let HyperOpt choose."
                 )
         out[label] = index
         _assign(obj.categories[index], value, path + (index,), out, draw, where)
@@ -478,8 +500,9 @@ def _assign_hyperopt(
         if value is not _MISSING:
             if not is_number(value):
                 raise ValueError(
-                    f"The value of `{_space.located(where, path)}` is {value!r}, but the hyperopt parameter "
-                    f"{label!r} takes a number. Pass a number in its range, or leave the key out."
+                    f"The value of `{_space.located(where, path)}` is {value!r}, but the "
+                    f"hyperopt parameter {label!r} takes a number. Pass a number in its range, "
+                    "or leave the key out."
                 )
             out[label] = _python_scalars(value)
         elif draw is not None:
@@ -495,9 +518,9 @@ def _assign_hyperopt(
             index = _match(options, value, _fits_hyperopt)
             if index is None:
                 raise ValueError(
-                    f"The value of `{_space.located(where, path)}` is {value!r}, but it is none of the options of "
-                    f"hp.choice({label!r}, ...). Pass one of the option values (not its index), or "
-                    "leave the key out to let HyperOpt choose."
+                    f"The value of `{_space.located(where, path)}` is {value!r}, but it is "
+                    f"none of the options of hp.choice({label!r}, ...). Pass one of the option "
+                    "values (not its index), or leave the key out to let HyperOpt choose."
                 )
         out[label] = index
         _assign_hyperopt(options[index], value, path, out, draw, where)
@@ -515,9 +538,9 @@ def _assign_hyperopt(
             _assign_hyperopt(child, _MISSING, path, out, draw, where)
     else:
         raise ValueError(
-            f"`{_space.located(where, path)}` sets a value for the hyperopt expression {node.name}(...), which "
-            "HyperOptSearch cannot map back to its parameters. Leave the key out of the point to let "
-            "HyperOpt sample it."
+            f"`{_space.located(where, path)}` sets a value for the hyperopt expression "
+            f"{node.name}(...), which HyperOptSearch cannot map back to its parameters. Leave "
+            "the key out of the point to let HyperOpt sample it."
         )
 
 
@@ -527,7 +550,8 @@ def _fits(obj: Any, value: Any) -> bool:
 
 
 def _match(options: list[Any], value: Any, fits: Callable[[Any, Any], bool]) -> int | None:
-    """The index of the first option equal to ``value`` (same type first), else the first that fits."""
+    """The index of the first option equal to ``value`` (same type first), else of the first
+    that fits."""
     return _space.match(options, value, fits, _literal)
 
 
@@ -552,6 +576,6 @@ def _fits_hyperopt(node: Any, value: Any) -> bool:
         return (
             isinstance(value, (list, tuple))
             and len(value) == len(node.pos_args)
-            and all(_fits_hyperopt(o, v) for o, v in zip(node.pos_args, value))
+            and all(_fits_hyperopt(o, v) for o, v in zip(node.pos_args, value, strict=True))
         )
     return not isinstance(value, (dict, list, tuple, str))

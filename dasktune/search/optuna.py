@@ -41,7 +41,9 @@ try:
     )
     from optuna.trial import TrialState
 except ImportError as _error:  # pragma: no cover - exercised by a test that hides optuna
-    raise ImportError("OptunaSearch needs the optuna package: pip install 'dasktune[optuna]'") from _error
+    raise ImportError(
+        "OptunaSearch needs the optuna package: pip install 'dasktune[optuna]'"
+    ) from _error
 
 __all__ = ["OptunaSearch"]
 
@@ -121,9 +123,9 @@ class OptunaSearch(LibrarySearcher):
         if space is not None:
             if not callable(space) and not isinstance(space, dict):
                 raise TypeError(
-                    f"The value of `space` is {space!r}, but OptunaSearch takes a dict of Optuna "
-                    "distributions, a define-by-run function fn(trial) -> dict | None, or None to use "
-                    "the Tuner's param_space."
+                    f"The value of `space` is {space!r}, but OptunaSearch takes a dict of "
+                    "Optuna distributions, a define-by-run function fn(trial) -> dict | None, "
+                    "or None to use the Tuner's param_space."
                 )
             self._take_space_argument(space)
 
@@ -174,9 +176,9 @@ class OptunaSearch(LibrarySearcher):
             return
         if not _check_space(space, (), argument):
             raise ValueError(
-                f"The `{argument}` given to OptunaSearch holds only constants, so there is nothing to "
-                "search. Add a hyperparameter such as tune.uniform(0, 1), or drop search_alg to run "
-                "the constants once."
+                f"The `{argument}` given to OptunaSearch holds only constants, so there is "
+                "nothing to search. Add a hyperparameter such as tune.uniform(0, 1), or drop "
+                "search_alg to run the constants once."
             )
         for index, point in enumerate(self._points):
             _enqueue_params(space, point, (), {}, f"points_to_evaluate[{index}]")
@@ -210,7 +212,8 @@ class OptunaSearch(LibrarySearcher):
             modes = self._mode if isinstance(self._mode, list) else [self._mode]
             sampler = self._sampler or optuna.samplers.TPESampler(seed=self._seed)
             self._study = optuna.create_study(
-                directions=["maximize" if mode == "max" else "minimize" for mode in modes], sampler=sampler
+                directions=["maximize" if mode == "max" else "minimize" for mode in modes],
+                sampler=sampler,
             )
             for point in self._points:
                 params: dict[str, Any] = {}
@@ -229,9 +232,9 @@ class OptunaSearch(LibrarySearcher):
         returned = self._space(trial)
         if returned is not None and not isinstance(returned, dict):
             raise TypeError(
-                f"The define-by-run function {self._space!r} returned {returned!r}, but it must return "
-                "None or a dict of constants to add to the config. Return None, or a dict such as "
-                "{'batch_size': 64}."
+                f"The define-by-run function {self._space!r} returned {returned!r}, but it "
+                "must return None or a dict of constants to add to the config. Return None, or "
+                "a dict such as {'batch_size': 64}."
             )
         return _space.merge(_copy_containers(self._constants), {**trial.params, **(returned or {})})
 
@@ -261,18 +264,22 @@ class OptunaSearch(LibrarySearcher):
             One dict per trial with ``trial_id``, ``config`` and ``metrics``
             (metric name -> value), in the order Optuna completed them.
         """
-        if self._study is None or not any(t.state == TrialState.COMPLETE for t in self._study.trials):
+        if self._study is None or not any(
+            t.state == TrialState.COMPLETE for t in self._study.trials
+        ):
             return []
         metrics = self._metric if isinstance(self._metric, list) else [self._metric]
         best = self._study.best_trials if self._multi else [self._study.best_trial]
         front = []
         for trial in best:
-            trial_id, config = self._suggested.get(trial.number, (str(trial.number), dict(trial.params)))
+            trial_id, config = self._suggested.get(
+                trial.number, (str(trial.number), dict(trial.params))
+            )
             front.append(
                 {
                     "trial_id": trial_id,
                     "config": _copy_containers(config),
-                    "metrics": dict(zip(metrics, trial.values)),
+                    "metrics": dict(zip(metrics, trial.values, strict=True)),
                 }
             )
         return front
@@ -292,8 +299,8 @@ def _check_objectives(metric: Any, mode: Any) -> None:
     for name in metrics:
         if name is not None and not isinstance(name, str):
             raise ValueError(
-                f"The value of `metric` is {metric!r}, but it must be a result key (a str) or a list of "
-                "them. Pass metric='loss' or metric=['loss', 'latency']."
+                f"The value of `metric` is {metric!r}, but it must be a result key (a str) or "
+                "a list of them. Pass metric='loss' or metric=['loss', 'latency']."
             )
     for single in modes:
         validate_mode(single)
@@ -301,14 +308,15 @@ def _check_objectives(metric: Any, mode: Any) -> None:
         both_lists = isinstance(metric, (list, tuple)) and isinstance(mode, (list, tuple))
         if not both_lists or len(metrics) != len(modes):
             raise ValueError(
-                f"The values of `metric` and `mode` are {metric!r} and {mode!r}, but a multi-objective "
-                "search needs a list of metrics and a list of modes of the same length. Pass, for "
-                "example, metric=['loss', 'latency'], mode=['min', 'min']."
+                f"The values of `metric` and `mode` are {metric!r} and {mode!r}, but a "
+                "multi-objective search needs a list of metrics and a list of modes of the "
+                "same length. Pass, for example, metric=['loss', 'latency'], mode=['min', "
+                "'min']."
             )
         if not metrics or None in metrics or None in modes:
             raise ValueError(
-                f"The values of `metric` and `mode` are {metric!r} and {mode!r}, but the lists must be "
-                "non-empty and hold no None. Name every metric and give each a mode."
+                f"The values of `metric` and `mode` are {metric!r} and {mode!r}, but the lists "
+                "must be non-empty and hold no None. Name every metric and give each a mode."
             )
 
 
@@ -319,23 +327,26 @@ def _check_space(obj: Any, path: Path, argument: str) -> bool:
     """Raise for what Optuna cannot search; return whether ``obj`` has a hyperparameter."""
     if isinstance(obj, Function):
         raise ValueError(
-            f"OptunaSearch cannot search {_space.entry(argument, path)} = sample_from(...): its value comes from "
-            "your function, which the sampler cannot model. Replace it with a domain such as "
-            "tune.uniform(...) or tune.choice([...]), compute the value inside the trainable, or pass "
-            "OptunaSearch a define-by-run function that derives it."
+            f"OptunaSearch cannot search {_space.entry(argument, path)} = sample_from(...): "
+            "its value comes from your function, which the sampler cannot model. Replace it "
+            "with a domain such as tune.uniform(...) or tune.choice([...]), compute the value "
+            "inside the trainable, or pass OptunaSearch a define-by-run function that derives "
+            "it."
         )
     if is_grid_search(obj):
         raise ValueError(
-            f"OptunaSearch cannot search {_space.entry(argument, path)} = grid_search({obj['grid_search']!r}): "
-            "the sampler picks every value itself and does not enumerate grids. Use "
-            f"tune.choice({obj['grid_search']!r}) to let it choose among the values, or drop search_alg to "
-            "run the grid with the default BasicVariantGenerator."
+            f"OptunaSearch cannot search {_space.entry(argument, path)} = "
+            f"grid_search({obj['grid_search']!r}): the sampler picks every value itself and "
+            f"does not enumerate grids. Use tune.choice({obj['grid_search']!r}) to let it "
+            "choose among the values, or drop search_alg to run the grid with the default "
+            "BasicVariantGenerator."
         )
     if isinstance(obj, Float) and obj.kind is SamplingKind.NORMAL:
         raise ValueError(
-            f"OptunaSearch cannot search {_space.entry(argument, path)} = randn(mean={obj.mean}, sd={obj.sd}): "
-            "Optuna has no normal distribution. Use tune.uniform(lower, upper) over the range you expect "
-            f"(for example tune.uniform({obj.mean - 3 * obj.sd}, {obj.mean + 3 * obj.sd})), or use "
+            f"OptunaSearch cannot search {_space.entry(argument, path)} = "
+            f"randn(mean={obj.mean}, sd={obj.sd}): Optuna has no normal distribution. Use "
+            "tune.uniform(lower, upper) over the range you expect (for example "
+            f"tune.uniform({obj.mean - 3 * obj.sd}, {obj.mean + 3 * obj.sd})), or use "
             "HyperOptSearch, which supports tune.randn."
         )
     if isinstance(obj, Categorical):
@@ -425,8 +436,9 @@ def _sample_distribution(distribution: BaseDistribution, name: str, trial: optun
     if isinstance(distribution, CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     raise TypeError(
-        f"The search space entry {name!r} is {distribution!r}, an Optuna distribution OptunaSearch does "
-        "not know. Use FloatDistribution, IntDistribution or CategoricalDistribution."
+        f"The search space entry {name!r} is {distribution!r}, an Optuna distribution "
+        "OptunaSearch does not know. Use FloatDistribution, IntDistribution or "
+        "CategoricalDistribution."
     )
 
 
@@ -465,9 +477,9 @@ def _enqueue_params(obj: Any, value: Any, path: Path, out: dict[str, Any], where
         index = _match(obj.categories, value)
         if index is None:
             raise ValueError(
-                f"The value of `{_space.located(where, path)}` is {value!r}, but it must be one of the categories "
-                f"{obj.categories!r}. Pass the value itself (not its index), or leave the key out to let "
-                "Optuna choose."
+                f"The value of `{_space.located(where, path)}` is {value!r}, but it must be "
+                f"one of the categories {obj.categories!r}. Pass the value itself (not its "
+                "index), or leave the key out to let Optuna choose."
             )
         if _by_value(obj):
             out[name] = obj.categories[index]
@@ -483,12 +495,14 @@ def _enqueue_params(obj: Any, value: Any, path: Path, out: dict[str, Any], where
         for key, item in _space.check_container(obj, value, path, where).items():
             _enqueue_params(obj[key], item, path + (key,), out, where)
     elif isinstance(obj, (list, tuple)):
-        for i, (child, item) in enumerate(zip(obj, _space.check_sequence(obj, value, path, where))):
+        items = _space.check_sequence(obj, value, path, where)
+        for i, (child, item) in enumerate(zip(obj, items, strict=True)):
             _enqueue_params(child, item, path + (i,), out, where)
 
 
 def _match(categories: list[Any], value: Any) -> int | None:
-    """The index of the first category equal to ``value`` (same type first), else the first that fits."""
+    """The index of the first category equal to ``value`` (same type first), else of the first
+    that fits."""
     return _space.match(categories, value, _fits)
 
 

@@ -132,18 +132,24 @@ def _call_text(name: str, **arguments: Any) -> str:
 def _check_real(call: str, argument: str, value: Any) -> float:
     if not is_number(value):
         raise _fail(
-            call, f"`{argument}` is {value!r}, but it must be a real number", f"pass a number as `{argument}`"
+            call,
+            f"`{argument}` is {value!r}, but it must be a real number",
+            f"pass a number as `{argument}`",
         )
     number = float(value)
     if not math.isfinite(number):
-        raise _fail(call, f"`{argument}` is {value!r}, but it must be finite", f"pass a finite `{argument}`")
+        raise _fail(
+            call, f"`{argument}` is {value!r}, but it must be finite", f"pass a finite `{argument}`"
+        )
     return number
 
 
 def _check_integral(call: str, argument: str, value: Any) -> int:
     if not is_number(value):
         raise _fail(
-            call, f"`{argument}` is {value!r}, but it must be an integer", f"pass an int as `{argument}`"
+            call,
+            f"`{argument}` is {value!r}, but it must be an integer",
+            f"pass an int as `{argument}`",
         )
     if not is_integer(value) and not float(value).is_integer():
         raise _fail(
@@ -157,7 +163,9 @@ def _check_integral(call: str, argument: str, value: Any) -> int:
 def _check_bounds(call: str, lower: Any, upper: Any, *, log: bool) -> None:
     """Check numeric bounds (already checked to be numbers): ordered, positive for logs."""
     if not lower < upper:
-        fix = "swap them" if lower > upper else "widen the range, or use a constant for a fixed value"
+        fix = (
+            "swap them" if lower > upper else "widen the range, or use a constant for a fixed value"
+        )
         raise _fail(call, "`lower` must be less than `upper`", fix)
     if log and lower <= 0:
         raise _fail(
@@ -171,7 +179,9 @@ def _check_base(call: str, base: Any) -> float:
     number = _check_real(call, "base", base)
     if number <= 0 or number == 1:
         raise _fail(
-            call, f"`base` is {base!r}, but it must be positive and not 1", "pass base=10 (the default)"
+            call,
+            f"`base` is {base!r}, but it must be positive and not 1",
+            "pass base=10 (the default)",
         )
     return number
 
@@ -180,7 +190,9 @@ def _check_q(call: str, q: Any, *, integer: bool) -> float | int:
     number: float | int = _check_integral(call, "q", q) if integer else _check_real(call, "q", q)
     if number <= 0:
         raise _fail(
-            call, f"`q` is {q!r}, but it must be greater than 0", "pass a positive quantum such as q=1"
+            call,
+            f"`q` is {q!r}, but it must be greater than 0",
+            "pass a positive quantum such as q=1",
         )
     return number
 
@@ -189,7 +201,9 @@ def _check_sd(call: str, sd: Any) -> float:
     number = _check_real(call, "sd", sd)
     if number <= 0:
         raise _fail(
-            call, f"`sd` is {sd!r}, but it must be greater than 0", "pass a positive standard deviation"
+            call,
+            f"`sd` is {sd!r}, but it must be greater than 0",
+            "pass a positive standard deviation",
         )
     return number
 
@@ -197,7 +211,9 @@ def _check_sd(call: str, sd: Any) -> float:
 # ------------------------------------------------------------- quantization
 
 
-def _multiples_within(lower: float, upper: float, q: float, *, upper_inclusive: bool) -> tuple[int, int]:
+def _multiples_within(
+    lower: float, upper: float, q: float, *, upper_inclusive: bool
+) -> tuple[int, int]:
     """The smallest and largest ``k`` with ``k * q`` inside the bounds (float-tolerant)."""
 
     def near_integer(x: float) -> bool:
@@ -248,7 +264,9 @@ class Float(Domain):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", SamplingKind(self.kind))
-        call = _call_text("Float", lower=self.lower, upper=self.upper, kind=self.kind.value, q=self.q)
+        call = _call_text(
+            "Float", lower=self.lower, upper=self.upper, kind=self.kind.value, q=self.q
+        )
         if self.kind is SamplingKind.NORMAL:
             if self.lower is not None or self.upper is not None:
                 raise _fail(
@@ -301,7 +319,9 @@ class Float(Domain):
     def contains(self, value: Any) -> bool:
         if not is_number(value):
             return False
-        if self.q is not None and not math.isclose(value / self.q, round(value / self.q), abs_tol=1e-9):
+        if self.q is not None and not math.isclose(
+            value / self.q, round(value / self.q), abs_tol=1e-9
+        ):
             return False
         if self.lower is None or self.upper is None:
             return math.isfinite(value)
@@ -331,10 +351,14 @@ class Integer(Domain):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", SamplingKind(self.kind))
-        call = _call_text("Integer", lower=self.lower, upper=self.upper, kind=self.kind.value, q=self.q)
+        call = _call_text(
+            "Integer", lower=self.lower, upper=self.upper, kind=self.kind.value, q=self.q
+        )
         if self.kind is SamplingKind.NORMAL:
             raise _fail(
-                call, "an Integer domain cannot be normal", "use randn()/qrandn() for a normal domain"
+                call,
+                "an Integer domain cannot be normal",
+                "use randn()/qrandn() for a normal domain",
             )
         lower = _check_integral(call, "lower", self.lower)
         upper = _check_integral(call, "upper", self.upper)
@@ -571,7 +595,9 @@ def qlograndint(lower: int, upper: int, q: int, base: float = 10) -> Integer:
     _check_bounds(call, lower, upper, log=True)
     _check_q(call, q, integer=True)
     _check_base(call, base)
-    return _rename(call, lambda: Integer(low, high + 1, kind=SamplingKind.LOGUNIFORM, base=base, q=q))
+    return _rename(
+        call, lambda: Integer(low, high + 1, kind=SamplingKind.LOGUNIFORM, base=base, q=q)
+    )
 
 
 def choice(categories: Sequence[Any]) -> Categorical:

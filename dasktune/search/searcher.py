@@ -27,7 +27,11 @@ class Searcher(MetricModeMixin):
         self._set_metric_and_mode(metric, mode)
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
+        self,
+        metric: str | None,
+        mode: str | None,
+        config: dict[str, Any] | None = None,
+        **spec: Any,
     ) -> bool:
         """Fill in metric, mode and the search space from the Tuner.
 
@@ -53,7 +57,7 @@ class Searcher(MetricModeMixin):
         """A trial finished; ``result`` is its last result, ``error`` whether it failed."""
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
-        """Limit the searcher's own concurrency; False if it cannot (ConcurrencyLimiter then does)."""
+        """Limit the searcher's own concurrency; False if it cannot (ConcurrencyLimiter will)."""
         return False
 
     def add_evaluated_point(self, parameters: dict[str, Any], value: float, error: bool = False,

@@ -219,7 +219,11 @@ def _check_space(param_space: Any, argument: str = "param_space") -> dict[str, A
     for path, value in _unresolved(param_space):
         if is_grid_search(value):
             values = value[GRID_SEARCH_KEY]
-            if isinstance(values, (str, bytes, dict)) or not isinstance(values, Sequence) or not values:
+            if (
+                isinstance(values, (str, bytes, dict))
+                or not isinstance(values, Sequence)
+                or not values
+            ):
                 raise ValueError(
                     f"The grid search at `{_format_path(path)}` is {value!r}, but its "
                     "'grid_search' entry must be a non-empty list; use grid_search([...])."
@@ -266,7 +270,7 @@ def _resolve_in_place(
             except _UnresolvedAccess as error:
                 blocked[path] = error.path
                 continue
-            except Exception as error:  # noqa: BLE001 - rethrown with its location
+            except Exception as error:  # rethrown with its location
                 raise ValueError(
                     f"The sample_from function at `{_format_path(path)}` raised "
                     f"{type(error).__name__}: {error}"
@@ -404,7 +408,11 @@ def _merge_point(space: dict[str, Any], point: Any, index: int) -> dict[str, Any
                     "param space or remove it from the point."
                 )
             current = target[key]
-            if isinstance(value, dict) and isinstance(current, dict) and not is_grid_search(current):
+            if (
+                isinstance(value, dict)
+                and isinstance(current, dict)
+                and not is_grid_search(current)
+            ):
                 assign(current, value, path + (key,))
                 continue
             if isinstance(current, Categorical) and isinstance(value, dict):
@@ -420,7 +428,8 @@ def _merge_point(space: dict[str, Any], point: Any, index: int) -> dict[str, Any
             if is_grid_search(current):
                 if not any(value == v for v in current[GRID_SEARCH_KEY]):
                     logger.warning(
-                        "points_to_evaluate[%d] sets `%s` to %r, which is not one of its grid values %r.",
+                        "points_to_evaluate[%d] sets `%s` to %r, which is not one of its grid "
+                        "values %r.",
                         index, _format_path(path + (key,)), value, current[GRID_SEARCH_KEY],
                     )
             elif isinstance(domain, Domain) and not domain.contains(value):
@@ -471,7 +480,7 @@ def _same_space(a: Any, b: Any) -> bool:
         return True
     try:
         return bool(a == b)
-    except Exception:  # noqa: BLE001 - e.g. numpy arrays as constants
+    except Exception:  # e.g. numpy arrays as constants
         return False
 
 
@@ -525,7 +534,8 @@ class BasicVariantGenerator(Searcher):
     Example:
         >>> from dasktune.search.sample import grid_search, randint
         >>> searcher = BasicVariantGenerator(random_state=0)
-        >>> searcher.set_search_properties(None, None, {"a": grid_search([1, 2]), "b": 5}, num_samples=1)
+        >>> space = {"a": grid_search([1, 2]), "b": 5}
+        >>> searcher.set_search_properties(None, None, space, num_samples=1)
         True
         >>> [searcher.suggest(str(i)) for i in range(3)]
         [{'a': 1, 'b': 5}, {'a': 2, 'b': 5}, 'FINISHED']
@@ -572,7 +582,11 @@ class BasicVariantGenerator(Searcher):
     # -- configuration ------------------------------------------------------
 
     def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None = None, **spec: Any
+        self,
+        metric: str | None,
+        mode: str | None,
+        config: dict[str, Any] | None = None,
+        **spec: Any,
     ) -> bool:
         """Receive the param space and run settings from the Tuner.
 
@@ -645,9 +659,13 @@ class BasicVariantGenerator(Searcher):
     def _start_next_unit(self) -> bool:
         assert self._space is not None
         if self._points_started < len(self._points):
-            spec = _merge_point(self._space, self._points[self._points_started], self._points_started)
+            spec = _merge_point(
+                self._space, self._points[self._points_started], self._points_started
+            )
             self._points_started += 1
-        elif self._num_samples == -1 or self._samples_started < self._num_samples - len(self._points):
+        elif self._num_samples == -1 or (
+            self._samples_started < self._num_samples - len(self._points)
+        ):
             spec = self._space
             self._samples_started += 1
         else:

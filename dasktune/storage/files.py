@@ -33,7 +33,8 @@ class StorageError(OSError):
             + ("The disk under the storage path is full: free space there, or pass "
                "RunConfig(storage_path=...) a filesystem with room. "
                if cause.errno == 28 else
-               "Check that the storage path is writable and mounted (RunConfig(storage_path=...)). ")
+               "Check that the storage path is writable and mounted "
+               "(RunConfig(storage_path=...)). ")
             + "The experiment stopped; the results so far are in the exception's result_grid, "
             "and on disk up to the last complete line (Tuner.restore(path) continues it)."
         ), path)

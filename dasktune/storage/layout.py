@@ -66,7 +66,7 @@ def checkpoint_index(path: str) -> int:
 
 
 def spool_file_name(run_id: str) -> str:
-    """The file in which run ``run_id`` spools what it reports (see :mod:`dasktune.storage.spool`)."""
+    """The file in which run ``run_id`` spools what it reports (:mod:`dasktune.storage.spool`)."""
     return f".run-{run_id}.jsonl"
 
 

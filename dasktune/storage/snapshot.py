@@ -35,7 +35,7 @@ _COMPACT_BYTES = 4 * 2**20
 
 
 class _Pickler(cloudpickle.Pickler):
-    def persistent_id(self, obj: Any) -> Any:  # noqa: D102 - pickle's hook
+    def persistent_id(self, obj: Any) -> Any:  # pickle's hook
         if isinstance(obj, Trial):
             return ("dasktune-trial", obj.trial_id)
         return None
@@ -46,7 +46,7 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self._trial = trial
 
-    def persistent_load(self, pid: Any) -> Any:  # noqa: D102 - pickle's hook
+    def persistent_load(self, pid: Any) -> Any:  # pickle's hook
         kind, trial_id = pid
         if kind != "dasktune-trial":
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")

@@ -105,7 +105,8 @@ def read_spool(path: str, offset: int = 0) -> SpoolRecords:
             continue
         if "seq" in record:
             records.results.append(SpooledResult(record["seq"], record["result"],
-                                                 record.get("checkpoint"), record.get("wait", False)))
+                                                 record.get("checkpoint"),
+                                                 record.get("wait", False)))
         elif "checkpoint_stored" in record:
             records.checkpoints.append((record["checkpoint_stored"], record["iteration"]))
         elif "end" in record:

@@ -221,7 +221,8 @@ class Session:
         seq = self.num_reports
         if self._spool is not None:  # on disk before the driver hears of it: never lost
             self._spool.result(seq, result, checkpoint_path, wait)
-        self._emit(ResultReported(self.spec.run_id, self.worker, seq, result, checkpoint_path, wait))
+        self._emit(ResultReported(self.spec.run_id, self.worker, seq, result, checkpoint_path,
+                                  wait))
         if wait:
             self._wait_for_decision(seq)
             decision = self._box.decision or CONTINUE
@@ -269,7 +270,8 @@ class Session:
         the trial (one the driver lost touch with) took the name, the next is used.
         """
         while True:
-            target = os.path.join(self.context.trial_dir, checkpoint_dir_name(self.checkpoint_index))
+            target = os.path.join(self.context.trial_dir,
+                                  checkpoint_dir_name(self.checkpoint_index))
             self.checkpoint_index += 1
             if os.path.abspath(checkpoint.path) == os.path.abspath(target):
                 break  # the trainable saved straight into its place

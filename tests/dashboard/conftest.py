@@ -16,8 +16,8 @@ from dasktune.schedulers import ASHAScheduler
 def curve(config):
     """A learning curve whose height depends on lr and width (ASHA stops the low ones)."""
     for step in range(1, 13):
-        tune.report({"score": config["width"] / 64 * (1 - 1 / (step + 1)) - abs(config["lr"] - 0.01),
-                     "loss": 1 / step})
+        score = config["width"] / 64 * (1 - 1 / (step + 1)) - abs(config["lr"] - 0.01)
+        tune.report({"score": score, "loss": 1 / step})
         time.sleep(config.get("sleep", 0))
 
 

@@ -575,7 +575,8 @@ def test_trials_may_be_drawn_ahead_only_where_that_changes_no_decision() -> None
     assert make_controller().may_draw_ahead, "random search, FIFO"
     assert make_controller(scheduler=ASHAScheduler(metric="m", mode="max")).may_draw_ahead
     pausing = [ASHAScheduler(metric="m", mode="max", mode_of_operation="promotion"),
-               HyperBandScheduler(metric="m", mode="max"), MedianStoppingRule(metric="m", mode="max"),
+               HyperBandScheduler(metric="m", mode="max"),
+               MedianStoppingRule(metric="m", mode="max"),
                PopulationBasedTraining(metric="m", mode="max",
                                        hyperparam_mutations={"lr": [0.1, 0.2]})]
     for scheduler in pausing:

@@ -1,4 +1,4 @@
-"""MedianStoppingRule under ``max_concurrent_trials``: the experiments run under Ray Tune and dasktune.
+"""MedianStoppingRule under ``max_concurrent_trials``: experiments run under Ray Tune and dasktune.
 
 Each scenario is a grid over fixed learning curves (one config per curve, reported at
 ``training_iteration`` 1, 2, ...), run with ``MedianStoppingRule(time_attr="training_iteration")``

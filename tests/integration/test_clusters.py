@@ -29,7 +29,8 @@ GUARDLESS_SCRIPT = textwrap.dedent(
     results = tuner.fit()
     best = results.get_best_result()
     print("BEST", best.config["x"], best.metrics["score"])
-    print("PIDS", len({r.metrics["pid"] for r in results}), os.getpid() in {r.metrics["pid"] for r in results})
+    pids = {r.metrics["pid"] for r in results}
+    print("PIDS", len(pids), os.getpid() in pids)
     """
 )
 
@@ -114,7 +115,8 @@ def test_cancelling_a_running_trial_future_stops_it_at_its_next_report(tmp_path)
         future = c.submit(task, pure=False)
         time.sleep(1.0)
         future.cancel()
-        # The worker slot frees quickly: the next task runs well before the 4 s the trial would take.
+        # The worker slot frees quickly: the next task runs well before the 4 s the trial would
+        # take.
         start = time.monotonic()
         assert c.submit(lambda: 1, pure=False).result(timeout=10) == 1
         assert time.monotonic() - start < 2.0
@@ -166,7 +168,7 @@ def test_ctrl_c_stops_the_experiment_promptly_and_keeps_the_results(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the driver and its workers alike
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - start < 15, "Ctrl-C took too long"
-    line = next((l for l in out.splitlines() if l.startswith("INTERRUPTED")), None)
+    line = next((row for row in out.splitlines() if row.startswith("INTERRUPTED")), None)
     assert line is not None, err[-3000:]
     _, trials, rows = line.split()
     assert int(trials) == 2 and int(rows) >= 1
@@ -325,7 +327,7 @@ def test_tls_without_cryptography_says_what_to_install(tmp_path):
     import dask
 
     try:
-        import cryptography  # noqa: F401
+        import cryptography  # noqa: F401 - only whether it imports
         pytest.skip("cryptography is installed")
     except ImportError:
         pass

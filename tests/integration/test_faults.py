@@ -83,7 +83,9 @@ def test_a_killed_worker_s_trial_resumes_from_its_latest_checkpoint(cluster_clie
     assert_rows_exactly_once(result, 8)
     assert len(runs_of(result)) == 2, "one retry by FailureConfig, no silent re-run by Dask"
     assert result.metrics_dataframe["iterations_since_restore"].tolist()[4:] == [1, 2, 3, 4]
-    assert result.checkpoint is not None and open(os.path.join(result.checkpoint.path, "it")).read() == "8"
+    assert result.checkpoint is not None
+    with open(os.path.join(result.checkpoint.path, "it")) as f:
+        assert f.read() == "8"
 
 
 def test_a_trial_that_always_kills_its_worker_runs_max_failures_plus_one_times(cluster_client,
@@ -232,7 +234,8 @@ def test_a_connection_that_never_comes_back_stops_the_experiment_saved(tmp_path)
                                dashboard_address=None, silence_logs=logging.CRITICAL)
         client = Client(cluster, set_as_default=False)
         try:
-            with pytest.raises(ConnectionError, match="reconnect-timeout = 3 s.*Tuner.restore") as info:
+            with pytest.raises(ConnectionError,
+                               match="reconnect-timeout = 3 s.*Tuner.restore") as info:
                 fit(checkpointed, client, storage,
                     param_space={"iters": 2000, "sleep": 0.05},  # 100 s: it cannot end first
                     callbacks=[KillScheduler(client)])

@@ -40,8 +40,9 @@ SCRIPT = textwrap.dedent(
         tune.report({{"forked": "driver_only_marker" in sys.modules, "pid": os.getpid(),
                       "draw": float(np.random.rand()), **extra}})
 
+    run_config = tune.RunConfig(storage_path=os.environ["STORAGE"], verbose=0)
     grid = tune.Tuner(train, param_space={{"i": tune.grid_search([0, 1, 2, 3])}},
-                      run_config=tune.RunConfig(storage_path=os.environ["STORAGE"], verbose=0)).fit()
+                      run_config=run_config).fit()
     {epilogue}
     from multiprocessing import forkserver
     print()
@@ -49,6 +50,9 @@ SCRIPT = textwrap.dedent(
                                 "trials": [r.metrics for r in grid]}}))
     """
 )
+
+LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the driver is forked on Linux only")
 
 TORCH_PRELUDE = """
 import torch
@@ -62,8 +66,8 @@ TORCH_TRAIN = """
         for _ in range(30):
             conv(x).sum().backward()
         from threadpoolctl import threadpool_info
-        extra = {"threads": torch.get_num_threads(),
-                 "native": sorted({(i["internal_api"], i["num_threads"]) for i in threadpool_info()})}
+        native = {(i["internal_api"], i["num_threads"]) for i in threadpool_info()}
+        extra = {"threads": torch.get_num_threads(), "native": sorted(native)}
 """
 
 
@@ -94,7 +98,7 @@ def assert_exits(pid: int, within_s: float = 10.0) -> None:
     pytest.fail(f"the forkserver (pid {pid}) outlived its driver")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the driver is forked on Linux only")
+@LINUX_ONLY
 def test_workers_fork_from_the_driver_after_torch_ran_there(tmp_path):
     """torch's OpenMP pool started in the driver: forked workers still train, on one thread each."""
     pytest.importorskip("torch")
@@ -132,7 +136,7 @@ helper.wait(timeout=30)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the driver is forked on Linux only")
+@LINUX_ONLY
 def test_the_driver_s_files_signal_handlers_and_log_handlers_stay_behind(tmp_path):
     train_body = """
     import signal

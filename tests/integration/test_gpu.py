@@ -57,7 +57,7 @@ def gpu_trial(config):
                           device=device)
     weight = torch.randn(512, 512, device=device, requires_grad=True)
     optimizer = torch.optim.SGD([weight], lr=config.get("lr", 0.01))
-    for step in range(config.get("steps", 5)):
+    for _ in range(config.get("steps", 5)):
         start = time.time()
         loss = (weight @ weight).square().mean()
         optimizer.zero_grad()

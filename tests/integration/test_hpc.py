@@ -205,9 +205,10 @@ def test_the_tutorial_runs_on_a_cluster_found_through_a_scheduler_file(tmp_path)
 
     dask_cli = str(Path(sys.executable).parent / "dask")
     scheduler_file = tmp_path / "scheduler.json"
-    env = dict(os.environ, HOME=str(tmp_path / "home"), DASK_DASKTUNE__CACHE_DIR=str(tmp_path / "cache"),
-               SCHEDULER_FILE=str(scheduler_file), TUTORIAL=str(ROOT / "examples" /
-                                                                  "getting_started.py"))
+    env = dict(os.environ, HOME=str(tmp_path / "home"),
+               DASK_DASKTUNE__CACHE_DIR=str(tmp_path / "cache"),
+               SCHEDULER_FILE=str(scheduler_file),
+               TUTORIAL=str(ROOT / "examples" / "getting_started.py"))
     os.makedirs(env["HOME"])
     with pytest.MonkeyPatch.context() as mp:  # offline on purpose, as in the example tests
         mp.setitem(dask.config.config["dasktune"], "cache-dir", env["DASK_DASKTUNE__CACHE_DIR"])

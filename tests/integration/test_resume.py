@@ -118,8 +118,8 @@ def finish(tmp_path: Path, mode: str, **env: str) -> dict:
     out, err = proc.communicate(timeout=180)
     assert_group_gone(proc.pid)
     assert proc.returncode == 0, err[-4000:]
-    line = next(l for l in out.splitlines() if l.startswith("RESULTS"))
-    statuses = json.loads(next(l for l in out.splitlines() if l.startswith("STATUSES"))[9:])
+    line = next(row for row in out.splitlines() if row.startswith("RESULTS"))
+    statuses = json.loads(next(row for row in out.splitlines() if row.startswith("STATUSES"))[9:])
     return {"rows": {int(k): v for k, v in json.loads(line[8:]).items()},
             "statuses": {int(k): v for k, v in statuses.items()}}
 
@@ -134,7 +134,8 @@ def runs_of(experiment: Path, x: int) -> int:
     return len(list((experiment / f"train_{x - 1:05d}").glob(".run-*.jsonl")))
 
 
-def cut_short_midway(tmp_path: Path, sig: int, mode: str = "run") -> tuple[subprocess.Popen, str, str]:
+def cut_short_midway(tmp_path: Path, sig: int,
+                     mode: str = "run") -> tuple[subprocess.Popen, str, str]:
     """Run the experiment until trial x=1 finished and x=2 is midway, then send ``sig``."""
     experiment = tmp_path / "results" / "exp"
     proc = start(tmp_path, mode)
@@ -199,7 +200,7 @@ def test_two_drivers_on_one_storage_path_get_two_directories(tmp_path):
     for name in ("same", "same_2"):
         for x in (1, 2, 3, 4):
             lines = (tmp_path / "results" / name / f"train_{x - 1:05d}" / "result.json")
-            its = [json.loads(l)["it"] for l in lines.read_text().splitlines()]
+            its = [json.loads(row)["it"] for row in lines.read_text().splitlines()]
             assert its == list(range(1, 8 * x + 1)), (name, x, its)
 
 

@@ -238,8 +238,8 @@ def test_resume_auto_with_restart_errored_reruns_only_the_failed_trial(client, s
                      raise_on_failed_trial=False, client=client)
     assert sorted(t.status for t in first.trials) == ["ERROR", "TERMINATED", "TERMINATED"]
     open(fixed, "w").close()
-    second = tune.run(fails_until_fixed, config=space, name="flaky", storage_path=storage, verbose=0,
-                      resume="AUTO+RESTART_ERRORED", client=client)
+    second = tune.run(fails_until_fixed, config=space, name="flaky", storage_path=storage,
+                      verbose=0, resume="AUTO+RESTART_ERRORED", client=client)
     assert [t.status for t in second.trials] == ["TERMINATED"] * 3
     assert not os.path.exists(os.path.join(storage, "flaky_2")), "it continued, not restarted"
     for trial in second.trials:

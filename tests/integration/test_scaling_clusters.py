@@ -127,8 +127,9 @@ def test_a_cluster_without_workers_fails_with_the_fix(storage):
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client, \
             dask.config.set({"dasktune.worker-timeout": 1}):
         start = time.monotonic()
-        with pytest.raises(RuntimeError, match=r"The Dask cluster has had no worker for "
-                                               r"dasktune.worker-timeout = 1 s.*cluster.adapt") as info:
+        no_worker = (r"The Dask cluster has had no worker for "
+                     r"dasktune.worker-timeout = 1 s.*cluster.adapt")
+        with pytest.raises(RuntimeError, match=no_worker) as info:
             tune.Tuner(short, param_space={"x": 1},
                        run_config=tune.RunConfig(storage_path=storage, verbose=0),
                        client=client).fit()

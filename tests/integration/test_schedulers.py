@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -290,7 +291,7 @@ def test_a_clone_of_a_trial_that_is_behind_records_its_new_lineage(client, stora
     for result in grid:
         df = result.metrics_dataframe
         iterations = df["training_iteration"].tolist()
-        backs = [i + 1 for i, (a, b) in enumerate(zip(iterations, iterations[1:])) if b <= a]
+        backs = [i + 1 for i, (a, b) in enumerate(itertools.pairwise(iterations)) if b <= a]
         if not backs:
             continue
         stepped_back += 1

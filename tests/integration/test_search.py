@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -56,7 +57,7 @@ def test_seed_gives_the_same_config_sequence(client, storage, make_searcher):
 
 def overlapping(grid) -> bool:
     spans = sorted((r.metrics["start"], r.metrics["end"]) for r in grid)
-    return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
 
 
 def test_model_based_searcher_keeps_both_workers_busy(client, storage):
@@ -127,8 +128,8 @@ def test_optuna_multi_objective_gives_a_pareto_front(client, storage):
     front = grid.get_pareto_front()
     assert 1 <= len(front) <= 10
     for a in front:  # nothing on the front is dominated by any trial
-        assert not any(b.metrics["loss"] <= a.metrics["loss"] and b.metrics["cost"] < a.metrics["cost"]
-                       for b in grid)
+        assert not any(b.metrics["loss"] <= a.metrics["loss"]
+                       and b.metrics["cost"] < a.metrics["cost"] for b in grid)
 
 
 def test_bad_search_input_fails_before_any_trial(client, storage):

@@ -133,7 +133,8 @@ def checkpointing(config):
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "step.txt"), "w") as f:
                 f.write(str(step + 1))
-            tune.report({"score": step, "start": start}, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report({"score": step, "start": start},
+                        checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def test_checkpoints_are_copied_into_storage_and_pruned(client, storage):

@@ -241,7 +241,7 @@ def test_rung_settles_only_when_nothing_can_reach_it() -> None:
 def test_drain_promotes_the_best_of_a_rung_that_promoted_no_one() -> None:
     scheduler = asha(reduction_factor=4, max_t=16)  # rungs 1, 4; quota floor(n / 4)
     trials = [Trial(f"t{i}", {}) for i in range(3)]
-    for trial, value in zip(trials, (2, 7, 5)):
+    for trial, value in zip(trials, (2, 7, 5), strict=True):
         scheduler.on_trial_add(trial)
         assert report(scheduler, trial, 1, value) is PAUSE
     scheduler.on_no_more_trials()
@@ -324,5 +324,6 @@ def test_a_class_runs_only_its_own_algorithm() -> None:
     class MyASHA(AsyncHyperBandScheduler):
         pass
 
-    with pytest.raises(ValueError, match=r"MyASHA runs 'stopping' ASHA.*subclass PromotionASHAScheduler"):
+    with pytest.raises(ValueError,
+                       match=r"MyASHA runs 'stopping' ASHA.*subclass PromotionASHAScheduler"):
         MyASHA(metric="s", mode="max", mode_of_operation="promotion")

@@ -215,7 +215,7 @@ def test_trial_ending_early_leaves_the_round() -> None:
     trials = [Trial(f"t{i}", {}) for i in range(8)]
     for trial in trials:
         scheduler.on_trial_add(trial)
-    for trial, value in zip(trials[3:7], [4, 2, 5, 1]):
+    for trial, value in zip(trials[3:7], [4, 2, 5, 1], strict=True):
         assert scheduler.on_trial_result(trial, {"training_iteration": 3, "score": value}) is PAUSE
     assert scheduler.on_trial_result(trials[7], {"training_iteration": 2, "score": 9}) is CONTINUE
     assert scheduler.pop_trial_updates() == []
@@ -314,7 +314,7 @@ def test_choose_trial_to_run_only_resumes_winners() -> None:
     trials = [Trial(f"t{i}", {}) for i in range(8)]
     for trial in trials:
         scheduler.on_trial_add(trial)
-    for trial, value in zip(trials[3:], [4, 2, 5, 1, 3]):
+    for trial, value in zip(trials[3:], [4, 2, 5, 1, 3], strict=True):
         scheduler.on_trial_result(trial, {"training_iteration": 3, "score": value})
         trial.status = TrialStatus.PAUSED
     scheduler.pop_trial_updates()

@@ -188,7 +188,7 @@ def test_two_at_a_time_ends_do_not_depend_on_the_order_of_reports() -> None:
     for _ in range(30):
         speeds = [rng.uniform(0.5, 1.5) for _ in names]
         outcome = simulate(msr(**rule), [CURVES[n] for n in names], max_concurrent_trials=limit,
-                           speed=lambda config: speeds[config["curve"]])
+                           speed=lambda config, speeds=speeds: speeds[config["curve"]])
         ends = {names[i]: outcome.trials[f"t_{i:05d}"].last_result["training_iteration"]
                 for i in range(len(names))}
         assert ends == expected, speeds

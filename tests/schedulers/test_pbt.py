@@ -102,7 +102,8 @@ def test_exploit_by_hand() -> None:
     assert report(scheduler, a, 1, 0.5) is CONTINUE  # 1 - 0 < 2
     # t=2: A alone has a score: no quantiles.  B: {A 1, B 2}: ceil(2 * 0.25) = 1 each:
     # lower [A], upper [B] (B saves).  C: lower [A], upper [C].  D: lower [A], upper [D].
-    decisions = [report(scheduler, x, 2, s) for x, s in zip((a, b, c, d), (1, 2, 3, 4))]
+    decisions = [report(scheduler, x, 2, s)
+                 for x, s in zip((a, b, c, d), (1, 2, 3, 4), strict=True)]
     assert decisions == [CONTINUE] * 4
     assert scheduler.pop_trial_updates() == []
     assert report(scheduler, a, 3, 1.2) is CONTINUE  # 3 - 2 < 2
@@ -129,7 +130,7 @@ def test_trial_records_hold_the_policy_log_for_the_coordinator() -> None:
     a, b, c, d = population(scheduler)
     scheduler.on_no_more_trials()
     assert scheduler.trial_records("A") == {"pbt_policy.jsonl": []}
-    for x, s in zip((a, b, c, d), (1, 2, 3, 4)):
+    for x, s in zip((a, b, c, d), (1, 2, 3, 4), strict=True):
         report(scheduler, x, 2, s)
     assert report(scheduler, a, 4, 1.5) is PAUSE  # A exploits D (test_exploit_by_hand)
     records = scheduler.trial_records("A")
@@ -156,7 +157,7 @@ def test_mode_min_and_nan() -> None:
     scheduler = pbt(mode="min", metric="loss", resample_probability=0.0)
     a, b, c, d = population(scheduler)
     scheduler.on_no_more_trials()
-    for trial, loss in zip((a, b, c, d), (3.0, 1.0, 2.0, 0.5)):
+    for trial, loss in zip((a, b, c, d), (3.0, 1.0, 2.0, 0.5), strict=True):
         scheduler.on_trial_result(trial, {"training_iteration": 2, "loss": loss})
     # Scores (negated losses): A -3, B -1, C -2, D -0.5 -> at 4 with NaN, A ranks lowest;
     # upper [D] (saved at 2: lower [A], upper [D] when D reported) -> A exploits D.
@@ -245,7 +246,7 @@ def test_pbt_copies_good_configs_and_replay_reproduces_the_best() -> None:
 def test_synch_waits_for_everyone_then_perturbs_all() -> None:
     scheduler = pbt(synch=True, resample_probability=0.0)
     a, b, c, d = population(scheduler)
-    for trial, score in zip((a, b, c), (1.0, 2.0, 3.0)):
+    for trial, score in zip((a, b, c), (1.0, 2.0, 3.0), strict=True):
         assert report(scheduler, trial, 2, score) is PAUSE
     # D reaches 2 too, but a trial might still be created: keep waiting.
     assert report(scheduler, d, 2, 4.0) is PAUSE
@@ -376,7 +377,7 @@ def test_custom_explore_fn_alone() -> None:
                     resample_probability=0.0)
     a, b, c, d = population(scheduler)
     scheduler.on_no_more_trials()
-    for trial, score in zip((a, b, c, d), (1, 2, 3, 4)):
+    for trial, score in zip((a, b, c, d), (1, 2, 3, 4), strict=True):
         report(scheduler, trial, 2, score)
     assert report(scheduler, a, 4, 0) is PAUSE
     assert scheduler.pop_trial_updates()[0].new_config == {"lr": 0.05}
@@ -428,8 +429,10 @@ MUTATIONS_MISSING = r"needs `hyperparam_mutations` or `custom_explore_fn`"
     ("kwargs", "error", "message"),
     [
         ({"hyperparam_mutations": {}}, ValueError, MUTATIONS_MISSING),
-        ({"quantile_fraction": -0.1}, ValueError, r"`quantile_fraction` is -0.1, but it must be in \[0,"),
-        ({"hyperparam_mutations": ["lr"]}, ValueError, r"`hyperparam_mutations` is \['lr'\], but it must be a dict"),
+        ({"quantile_fraction": -0.1}, ValueError,
+         r"`quantile_fraction` is -0.1, but it must be in \[0,"),
+        ({"hyperparam_mutations": ["lr"]}, ValueError,
+         r"`hyperparam_mutations` is \['lr'\], but it must be a dict"),
         ({"quantile_fraction": 0.6}, ValueError, r"`quantile_fraction` is 0.6"),
         ({"perturbation_interval": 0}, ValueError, r"`perturbation_interval` is 0, but it must"),
         ({"perturbation_interval": -5}, ValueError, r"`perturbation_interval` is -5"),

@@ -78,7 +78,11 @@ def every_domain_space() -> dict[str, Any]:
                 {"name": "adam", "betas": [tune.uniform(0.8, 0.95), 0.999]},
             ]
         ),
-        "model": {"layers": [tune.randint(16, 64), 32], "dropout": tune.uniform(0.0, 0.5), "name": "mlp"},
+        "model": {
+            "layers": [tune.randint(16, 64), 32],
+            "dropout": tune.uniform(0.0, 0.5),
+            "name": "mlp",
+        },
         "const_list": [1, 2, 3],
         "const_obj": MARKER,
     }
@@ -90,7 +94,9 @@ FLAT_DOMAINS = [
 ]
 
 
-def check_every_domain_config(config: dict[str, Any], space: dict[str, Any], flat: list[str]) -> None:
+def check_every_domain_config(
+    config: dict[str, Any], space: dict[str, Any], flat: list[str]
+) -> None:
     assert list(config) == list(space)
     for key in flat:
         domain = space[key]
@@ -109,7 +115,8 @@ def check_every_domain_config(config: dict[str, Any], space: dict[str, Any], fla
         assert type(optimizer["betas"]) is list and optimizer["betas"][1] == 0.999
         assert 0.8 <= optimizer["betas"][0] <= 0.95
     layers = config["model"]["layers"]
-    assert type(layers) is list and type(layers[0]) is int and 16 <= layers[0] < 64 and layers[1] == 32
+    assert type(layers) is list and type(layers[0]) is int
+    assert 16 <= layers[0] < 64 and layers[1] == 32
     assert config["model"]["name"] == "mlp" and 0.0 <= config["model"]["dropout"] <= 0.5
     assert config["const_list"] == [1, 2, 3] and type(config["const_list"]) is list
     assert config["const_obj"] is MARKER
@@ -148,7 +155,9 @@ class LibrarySearcherContract(SearcherContract):
 
     # -- helpers --------------------------------------------------------------
 
-    def make(self, space: dict[str, Any], mode: str = "min", metric: str = "y", **kwargs: Any) -> Any:
+    def make(
+        self, space: dict[str, Any], mode: str = "min", metric: str = "y", **kwargs: Any
+    ) -> Any:
         """A searcher for ``metric`` and ``mode`` that gets ``space`` as the Tuner's param_space."""
         searcher = self.searcher_class(metric=metric, mode=mode, **kwargs)
         searcher.set_search_properties(None, None, space)
@@ -251,7 +260,9 @@ class LibrarySearcherContract(SearcherContract):
             ({"n": 2.5}, "not a value of"),
         ],
     )
-    def test_bad_points_are_rejected_with_the_key(self, point: dict[str, Any], message: str) -> None:
+    def test_bad_points_are_rejected_with_the_key(
+        self, point: dict[str, Any], message: str
+    ) -> None:
         with pytest.raises(ValueError, match=message):
             self.make(simple_space(), points_to_evaluate=[point])
 
@@ -349,5 +360,7 @@ class LibrarySearcherContract(SearcherContract):
             assert restored.suggest("t1")["data"] is constant
             again = self.searcher_class(metric="y", mode="min")
             again.restore(path)
-            with pytest.raises(ValueError, match="already made suggestions for another param_space"):
+            with pytest.raises(
+                ValueError, match="already made suggestions for another param_space"
+            ):
                 again.set_search_properties(None, None, {"x": tune.uniform(0, 2), "data": constant})

@@ -16,7 +16,9 @@ from .searcher_contract import SearcherContract
 class RecordingSearcher(Searcher):
     """Suggests numbered configs, FINISHED after ``total``; records every call."""
 
-    def __init__(self, total: int = 100, metric: str | None = None, mode: str | None = None) -> None:
+    def __init__(
+        self, total: int = 100, metric: str | None = None, mode: str | None = None
+    ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.total = total
         self.suggested: list[str] = []
@@ -127,7 +129,11 @@ def test_batch_waits_for_the_whole_batch_then_forwards_all_results() -> None:
     assert limiter.suggest("d") is None  # a finished trial does not free a place
 
     limiter.on_trial_complete("c", {"score": 3.0})
-    assert inner.completed == [("b", {"score": 2.0}, False), ("a", None, True), ("c", {"score": 3.0}, False)]
+    assert inner.completed == [
+        ("b", {"score": 2.0}, False),
+        ("a", None, True),
+        ("c", {"score": 3.0}, False),
+    ]
     assert limiter.live_trials == frozenset()
     assert [limiter.suggest(t) for t in "def"] == [{"i": 4}, {"i": 5}, {"i": 6}]
     assert limiter.suggest("g") is None
@@ -255,7 +261,9 @@ def test_a_searcher_that_limits_itself_is_not_limited_twice() -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
 def test_max_concurrent_must_be_a_positive_int(bad: Any) -> None:
-    with pytest.raises(ValueError, match=rf"`max_concurrent` is {bad!r}, but it must be an int >= 1"):
+    with pytest.raises(
+        ValueError, match=rf"`max_concurrent` is {bad!r}, but it must be an int >= 1"
+    ):
         ConcurrencyLimiter(RecordingSearcher(), max_concurrent=bad)
 
 
@@ -278,7 +286,9 @@ class TestConcurrencyLimiterContract(SearcherContract):
 
     deterministic_restore = True
 
-    def make_searcher(self, metric: str | None, mode: str | None, space: dict[str, Any]) -> Searcher:
+    def make_searcher(
+        self, metric: str | None, mode: str | None, space: dict[str, Any]
+    ) -> Searcher:
         limiter = ConcurrencyLimiter(BasicVariantGenerator(random_state=0), max_concurrent=4)
         limiter.set_search_properties(metric, mode, space, num_samples=-1)
         return limiter

@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("hyperopt")
 
-from hyperopt import hp  # noqa: E402
+from hyperopt import hp
 
-from dasktune.search import sample as tune  # noqa: E402
-from dasktune.search.hyperopt import HyperOptSearch  # noqa: E402
+from dasktune.search import sample as tune
+from dasktune.search.hyperopt import HyperOptSearch
 
-from .library_searcher_contract import LibrarySearcherContract, drive  # noqa: E402
+from .library_searcher_contract import LibrarySearcherContract, drive
 
 
 class TestHyperOptSearch(LibrarySearcherContract):
@@ -25,7 +25,9 @@ class TestHyperOptSearch(LibrarySearcherContract):
     library = "hyperopt"
     extra_domains = {"randn": tune.randn(5.0, 2.0), "qrandn": tune.qrandn(0.0, 1.0, 0.5)}
 
-    def make_searcher(self, metric: str | None, mode: str | None, space: dict[str, Any]) -> HyperOptSearch:
+    def make_searcher(
+        self, metric: str | None, mode: str | None, space: dict[str, Any]
+    ) -> HyperOptSearch:
         # Few start-up points, so the longer contract tests reach TPE.
         searcher = HyperOptSearch(n_initial_points=4, random_state_seed=0)
         searcher.set_search_properties(metric, mode, space)
@@ -36,7 +38,7 @@ class TestHyperOptSearch(LibrarySearcherContract):
 
     def told(self, searcher: Any) -> list[tuple[str, float | None]]:
         trials = searcher.get_state()["_trials"]
-        return list(zip(trials.statuses(), trials.losses()))
+        return list(zip(trials.statuses(), trials.losses(), strict=True))
 
     def startup(self, count: int) -> dict[str, Any]:
         return {"n_initial_points": count}
@@ -52,7 +54,9 @@ def make(space: dict[str, Any], mode: str = "min", **kwargs: Any) -> HyperOptSea
 
 
 def test_space_passed_as_argument_may_hold_dasktune_domains() -> None:
-    searcher = HyperOptSearch({"x": tune.uniform(0, 1), "n": tune.randint(0, 3)}, metric="y", mode="min")
+    searcher = HyperOptSearch(
+        {"x": tune.uniform(0, 1), "n": tune.randint(0, 3)}, metric="y", mode="min"
+    )
     config = searcher.suggest("a")
     assert 0 <= config["x"] <= 1 and config["n"] in (0, 1, 2)
 
@@ -110,7 +114,9 @@ def test_sequential_suggestions_equal_hyperopt_fmin_for_the_same_seed(mode: str)
         rstate=np.random.default_rng(11),
         show_progressbar=False,
     )
-    expected = [(float(t["misc"]["vals"]["x"][0]), float(t["misc"]["vals"]["y"][0])) for t in trials.trials]
+    expected = [
+        (float(t["misc"]["vals"]["x"][0]), float(t["misc"]["vals"]["y"][0])) for t in trials.trials
+    ]
     sign = 1.0 if mode == "min" else -1.0
     searcher = make({"x": tune.uniform(-5, 5), "y": tune.uniform(0, 10)}, mode=mode,
                     n_initial_points=5, random_state_seed=11)
@@ -129,7 +135,10 @@ def test_max_mode_negates_the_loss() -> None:
 
 
 def test_points_to_evaluate_with_a_native_space_take_choice_values() -> None:
-    space = {"width": hp.uniform("width", 0, 20), "activation": hp.choice("activation", ["relu", "tanh"])}
+    space = {
+        "width": hp.uniform("width", 0, 20),
+        "activation": hp.choice("activation", ["relu", "tanh"]),
+    }
     points = [{"width": 1, "activation": "tanh"}, {"width": 4, "activation": "relu"}]
     searcher = HyperOptSearch(space, metric="m", mode="min", points_to_evaluate=points)
     assert searcher.suggest("a") == {"width": 1.0, "activation": "tanh"}
@@ -147,6 +156,8 @@ def test_points_to_evaluate_with_a_native_space_take_choice_values() -> None:
         ({"mode": "maximize"}, ValueError, "'min' or 'max'"),
     ],
 )
-def test_bad_arguments_are_named(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+def test_bad_arguments_are_named(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         HyperOptSearch(**kwargs)

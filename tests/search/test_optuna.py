@@ -8,18 +8,18 @@ import pytest
 
 pytest.importorskip("optuna")
 
-import optuna  # noqa: E402
-from optuna.distributions import (  # noqa: E402
+import optuna
+from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import TrialState  # noqa: E402
+from optuna.trial import TrialState
 
-from dasktune.search import sample as tune  # noqa: E402
-from dasktune.search.optuna import OptunaSearch  # noqa: E402
+from dasktune.search import sample as tune
+from dasktune.search.optuna import OptunaSearch
 
-from .library_searcher_contract import LibrarySearcherContract, drive  # noqa: E402
+from .library_searcher_contract import LibrarySearcherContract, drive
 
 _TOLD = {TrialState.COMPLETE: "ok", TrialState.FAIL: "fail"}
 
@@ -31,7 +31,9 @@ class TestOptunaSearch(LibrarySearcherContract):
     seed_argument = "seed"
     library = "optuna"
 
-    def make_searcher(self, metric: str | None, mode: str | None, space: dict[str, Any]) -> OptunaSearch:
+    def make_searcher(
+        self, metric: str | None, mode: str | None, space: dict[str, Any]
+    ) -> OptunaSearch:
         searcher = OptunaSearch(seed=0)
         searcher.set_search_properties(metric, mode, space)
         return searcher
@@ -127,7 +129,10 @@ def test_optuna_info_logging_is_silenced() -> None:
 
 
 def test_points_to_evaluate_with_native_distributions() -> None:
-    space = {"width": FloatDistribution(0, 20), "activation": CategoricalDistribution(["relu", "tanh"])}
+    space = {
+        "width": FloatDistribution(0, 20),
+        "activation": CategoricalDistribution(["relu", "tanh"]),
+    }
     points = [{"width": 1.0, "activation": "tanh"}, {"width": 4.0, "activation": "relu"}]
     searcher = OptunaSearch(space, metric="m", mode="min", points_to_evaluate=points)
     assert searcher.suggest("a") == points[0]
@@ -146,7 +151,9 @@ def test_points_to_evaluate_with_native_distributions() -> None:
         ({"points_to_evaluate": [1]}, TypeError, "points_to_evaluate"),
     ],
 )
-def test_bad_arguments_are_named(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+def test_bad_arguments_are_named(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         OptunaSearch(**kwargs)
 
@@ -171,7 +178,8 @@ def test_multi_objective_smoke() -> None:
     for p in front:
         assert p["metrics"]["loss"] == pytest.approx(p["config"]["x"] ** 2)
         dominated = any(
-            q["metrics"]["loss"] <= p["metrics"]["loss"] and q["metrics"]["speed"] >= p["metrics"]["speed"]
+            q["metrics"]["loss"] <= p["metrics"]["loss"]
+            and q["metrics"]["speed"] >= p["metrics"]["speed"]
             and q is not p and q["metrics"] != p["metrics"]
             for q in front
         )

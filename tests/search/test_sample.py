@@ -171,13 +171,19 @@ def test_grid_search_returns_ray_marker() -> None:
         (tune.quniform(0, 1, 0.25), Float(0.0, 1.0, q=0.25)),
         (tune.loguniform(1e-3, 1), Float(1e-3, 1.0, kind=SamplingKind.LOGUNIFORM)),
         (tune.loguniform(1, 8, base=2), Float(1.0, 8.0, kind=SamplingKind.LOGUNIFORM, base=2)),
-        (tune.qloguniform(1, 100, 1, base=2), Float(1.0, 100.0, kind=SamplingKind.LOGUNIFORM, base=2, q=1.0)),
+        (
+            tune.qloguniform(1, 100, 1, base=2),
+            Float(1.0, 100.0, kind=SamplingKind.LOGUNIFORM, base=2, q=1.0),
+        ),
         (tune.randn(1, 3), Float(None, None, kind=SamplingKind.NORMAL, mean=1.0, sd=3.0)),
         (tune.qrandn(0, 2, 0.5), Float(None, None, kind=SamplingKind.NORMAL, sd=2.0, q=0.5)),
         (tune.randint(0, 5), Integer(0, 5)),
         (tune.qrandint(0, 10, 2), Integer(0, 11, q=2)),
         (tune.lograndint(1, 100), Integer(1, 100, kind=SamplingKind.LOGUNIFORM)),
-        (tune.qlograndint(1, 100, 10, base=2), Integer(1, 101, kind=SamplingKind.LOGUNIFORM, base=2, q=10)),
+        (
+            tune.qlograndint(1, 100, 10, base=2),
+            Integer(1, 101, kind=SamplingKind.LOGUNIFORM, base=2, q=10),
+        ),
         (tune.choice("a b".split()), Categorical(["a", "b"])),
     ],
 )
@@ -222,9 +228,11 @@ def test_contains() -> None:
 
 def test_numbers_follow_one_rule() -> None:
     """Any real number but a bool (dasktune._validation.is_number), numpy scalars included."""
-    assert tune.uniform(0, 1).contains(np.float32(0.5)) and tune.uniform(0, 1).contains(Fraction(1, 2))
+    assert tune.uniform(0, 1).contains(np.float32(0.5))
+    assert tune.uniform(0, 1).contains(Fraction(1, 2))
     assert not tune.uniform(0, 1).contains(True) and not tune.randint(0, 3).contains(True)
-    assert tune.randint(0, 3).contains(np.int64(2)) and not tune.randint(0, 3).contains(np.float64(2))
+    assert tune.randint(0, 3).contains(np.int64(2))
+    assert not tune.randint(0, 3).contains(np.float64(2))
     assert tune.uniform(Fraction(1, 4), np.float32(1)) == tune.uniform(0.25, 1.0)
     assert tune.randint(np.int64(1), 4.0) == tune.randint(1, 4)
     with pytest.raises(ValueError, match="`lower` is True, but it must be a real number"):
@@ -234,7 +242,12 @@ def test_numbers_follow_one_rule() -> None:
 
 
 def test_sampling_is_reproducible_with_the_same_generator_seed() -> None:
-    domains = (tune.uniform(0, 1), tune.lograndint(1, 100), tune.choice(list("abc")), tune.qrandn(0, 1, 0.1))
+    domains = (
+        tune.uniform(0, 1),
+        tune.lograndint(1, 100),
+        tune.choice(list("abc")),
+        tune.qrandn(0, 1, 0.1),
+    )
     for domain in domains:
         assert draw(domain, 50, seed=7) == draw(domain, 50, seed=7)
         assert draw(domain, 50, seed=7) != draw(domain, 50, seed=8)
@@ -250,14 +263,23 @@ def test_sampling_is_reproducible_with_the_same_generator_seed() -> None:
             lambda: tune.uniform(5, 1),
             ["uniform(lower=5, upper=1)", "`lower` must be less than `upper`", "swap them"],
         ),
-        (lambda: tune.uniform(1, 1), ["uniform(lower=1, upper=1)", "`lower` must be less than `upper`"]),
+        (
+            lambda: tune.uniform(1, 1),
+            ["uniform(lower=1, upper=1)", "`lower` must be less than `upper`"],
+        ),
         (lambda: tune.uniform(0, math.inf), ["`upper` is inf", "finite"]),
         (lambda: tune.uniform("a", 1), ["`lower` is 'a'", "real number"]),
         (lambda: tune.quniform(3, 1, 0.5), ["quniform(lower=3, upper=1, q=0.5)", "swap them"]),
-        (lambda: tune.quniform(0, 1, 0), ["quniform(lower=0, upper=1, q=0)", "`q` is 0", "greater than 0"]),
+        (
+            lambda: tune.quniform(0, 1, 0),
+            ["quniform(lower=0, upper=1, q=0)", "`q` is 0", "greater than 0"],
+        ),
         (lambda: tune.quniform(0, 1, -0.1), ["`q` is -0.1"]),
         (lambda: tune.quniform(0.1, 0.2, 1), ["no multiple of `q`", "smaller `q`"]),
-        (lambda: tune.loguniform(0, 1), ["loguniform(lower=0, upper=1, base=10)", "`lower` is 0", "> 0"]),
+        (
+            lambda: tune.loguniform(0, 1),
+            ["loguniform(lower=0, upper=1, base=10)", "`lower` is 0", "> 0"],
+        ),
         (lambda: tune.loguniform(-1, 1), ["`lower` is -1"]),
         (lambda: tune.loguniform(1e-2, 1e-4), ["`lower` must be less than `upper`", "swap them"]),
         (lambda: tune.loguniform(1, 10, base=1), ["`base` is 1"]),
@@ -274,7 +296,10 @@ def test_sampling_is_reproducible_with_the_same_generator_seed() -> None:
         (lambda: tune.qrandint(0, 10, 0), ["`q` is 0"]),
         (lambda: tune.qrandint(0, 10, 2.5), ["`q` is 2.5", "integer"]),
         (lambda: tune.qrandint(1, 3, 5), ["no multiple of `q` (5) lies in [1, 3]"]),
-        (lambda: tune.lograndint(0, 10), ["lograndint(lower=0, upper=10, base=10)", "`lower` is 0"]),
+        (
+            lambda: tune.lograndint(0, 10),
+            ["lograndint(lower=0, upper=10, base=10)", "`lower` is 0"],
+        ),
         (lambda: tune.lograndint(10, 1), ["swap them"]),
         (lambda: tune.qlograndint(0, 10, 2), ["qlograndint(lower=0", "`lower` is 0"]),
         (lambda: tune.qlograndint(1, 10, -2), ["`q` is -2"]),
@@ -289,7 +314,9 @@ def test_sampling_is_reproducible_with_the_same_generator_seed() -> None:
         (lambda: Integer(0, 5, kind=SamplingKind.NORMAL), ["cannot be normal"]),
     ],
 )
-def test_bad_input_names_argument_value_rule_and_fix(build: Callable[[], Any], expected: list[str]) -> None:
+def test_bad_input_names_argument_value_rule_and_fix(
+    build: Callable[[], Any], expected: list[str]
+) -> None:
     with pytest.raises(ValueError) as info:
         build()
     message = str(info.value)

@@ -80,7 +80,10 @@ def test_nested_dicts_lists_and_tuples_are_resolved() -> None:
 def test_domains_inside_chosen_values_are_resolved() -> None:
     space = {
         "opt": tune.choice(
-            [{"name": "sgd", "lr": tune.uniform(0.1, 0.2)}, {"name": "adam", "lr": tune.uniform(1e-4, 1e-3)}]
+            [
+                {"name": "sgd", "lr": tune.uniform(0.1, 0.2)},
+                {"name": "adam", "lr": tune.uniform(1e-4, 1e-3)},
+            ]
         )
     }
     names = Counter()
@@ -146,8 +149,13 @@ def test_sample_from_cycle_raises_naming_both_keys() -> None:
 
 
 def test_sample_from_missing_key_names_location_and_known_keys() -> None:
-    space = {"lr": tune.uniform(0, 1), "x": tune.sample_from(lambda spec: spec.config.learning_rate)}
-    with pytest.raises(ValueError, match=r"function at `x` raised AttributeError.*'learning_rate'.*'lr'"):
+    space = {
+        "lr": tune.uniform(0, 1),
+        "x": tune.sample_from(lambda spec: spec.config.learning_rate),
+    }
+    with pytest.raises(
+        ValueError, match=r"function at `x` raised AttributeError.*'learning_rate'.*'lr'"
+    ):
         resolve(space, np.random.default_rng(0))
 
 
@@ -216,7 +224,9 @@ def test_num_samples_repeats_whole_grid_and_resamples_random_values() -> None:
 
 
 def test_grid_values_may_hold_domains_and_dicts() -> None:
-    space = {"opt": tune.grid_search([{"name": "sgd", "lr": tune.uniform(0.1, 0.2)}, {"name": "adam"}])}
+    space = {
+        "opt": tune.grid_search([{"name": "sgd", "lr": tune.uniform(0.1, 0.2)}, {"name": "adam"}])
+    }
     configs = run_all(make(space, num_samples=2))
     assert [c["opt"]["name"] for c in configs] == ["sgd", "adam", "sgd", "adam"]
     assert configs[0]["opt"]["lr"] != configs[2]["opt"]["lr"]
@@ -289,11 +299,19 @@ def test_infinite_num_samples_never_finishes() -> None:
     ("space", "num_samples", "points"),
     [
         (
-            {"a": tune.grid_search([1, 2, 3]), "b": tune.grid_search(["x", "y"]), "c": tune.uniform(0, 1)},
+            {
+                "a": tune.grid_search([1, 2, 3]),
+                "b": tune.grid_search(["x", "y"]),
+                "c": tune.uniform(0, 1),
+            },
             3,
             None,
         ),
-        ({"a": tune.grid_search([1, 2]), "b": tune.randint(0, 3)}, 4, [{"a": 2, "b": 2}, {"a": 1}, {"b": 2}]),
+        (
+            {"a": tune.grid_search([1, 2]), "b": tune.randint(0, 3)},
+            4,
+            [{"a": 2, "b": 2}, {"a": 1}, {"b": 2}],
+        ),
         ({"a": tune.uniform(0, 1)}, 2, [{"a": 0.5}, {"a": 0.6}, {"a": 0.7}]),
         ({}, 5, None),
     ],
@@ -335,11 +353,15 @@ SPACE = {
 
 
 def test_same_seed_same_sequence() -> None:
-    assert run_all(make(SPACE, num_samples=5, seed=123)) == run_all(make(SPACE, num_samples=5, seed=123))
+    assert run_all(make(SPACE, num_samples=5, seed=123)) == run_all(
+        make(SPACE, num_samples=5, seed=123)
+    )
 
 
 def test_different_seeds_differ() -> None:
-    assert run_all(make(SPACE, num_samples=5, seed=1)) != run_all(make(SPACE, num_samples=5, seed=2))
+    assert run_all(make(SPACE, num_samples=5, seed=1)) != run_all(
+        make(SPACE, num_samples=5, seed=2)
+    )
 
 
 def test_random_state_takes_precedence_over_spec_seed() -> None:
@@ -374,7 +396,8 @@ def test_points_come_first_and_partial_points_are_filled() -> None:
     points = [{"lr": 0.5, "layers": 2}, {"opt": {"beta": 0.9}}]
     configs = run_all(make(space, num_samples=4, points_to_evaluate=points))
     assert len(configs) == 4
-    assert configs[0]["lr"] == 0.5 and configs[0]["layers"] == 2 and 0.8 <= configs[0]["opt"]["beta"] < 0.99
+    assert configs[0]["lr"] == 0.5 and configs[0]["layers"] == 2
+    assert 0.8 <= configs[0]["opt"]["beta"] < 0.99
     assert configs[1]["opt"] == {"name": "adam", "beta": 0.9} and 0 <= configs[1]["lr"] < 1
     assert all(c["opt"]["name"] == "adam" for c in configs)
 
@@ -405,7 +428,9 @@ def test_more_points_than_num_samples_are_all_evaluated() -> None:
 
 def test_point_with_unknown_key_names_it() -> None:
     searcher = BasicVariantGenerator(points_to_evaluate=[{"lr": 0.1, "momentum": 0.9}])
-    with pytest.raises(ValueError, match=r"points_to_evaluate\[0\]` sets `momentum`.*not in the param space"):
+    with pytest.raises(
+        ValueError, match=r"points_to_evaluate\[0\]` sets `momentum`.*not in the param space"
+    ):
         searcher.set_search_properties(None, None, {"lr": tune.uniform(0, 1)})
 
 
@@ -491,7 +516,9 @@ def test_mode_is_validated() -> None:
 class TestBasicVariantGeneratorContract(SearcherContract):
     deterministic_restore = True
 
-    def make_searcher(self, metric: str | None, mode: str | None, space: dict[str, Any]) -> Searcher:
+    def make_searcher(
+        self, metric: str | None, mode: str | None, space: dict[str, Any]
+    ) -> Searcher:
         searcher = BasicVariantGenerator(random_state=0)
         searcher.set_search_properties(metric, mode, space, num_samples=-1)
         return searcher

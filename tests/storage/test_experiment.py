@@ -219,7 +219,8 @@ def test_write_experiment_state_keeps_the_old_file_if_writing_fails(tmp_path: Pa
     assert json.loads((tmp_path / "experiment_state.json").read_text()) == {"name": "old"}
 
 
-def test_write_experiment_state_uses_replace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_experiment_state_uses_replace(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, str]] = []
     real_replace = os.replace
 

@@ -41,7 +41,8 @@ def test_from_directory_accepts_str_and_pathlike(state_dir: Path) -> None:
 
 def test_from_directory_missing_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(ValueError, match=r"Checkpoint\.from_directory\(path=.*nope.*no such directory"):
+    with pytest.raises(ValueError,
+                       match=r"Checkpoint\.from_directory\(path=.*nope.*no such directory"):
         Checkpoint.from_directory(missing)
 
 

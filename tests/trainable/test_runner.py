@@ -126,7 +126,7 @@ def test_function_trainable_stopped_at_a_decision_point(tmp_path: Path) -> None:
         for step in range(10):
             try:
                 tune.report({"step": step})
-            except Exception:  # noqa: BLE001 - a user's broad except must not swallow the stop
+            except Exception:  # a user's broad except must not swallow the stop
                 pytest.fail("StopTrial was caught by `except Exception`")
             after_stop.append(step)
 
@@ -328,7 +328,8 @@ def test_class_stopped_with_checkpoint_at_end_saves_its_state(tmp_path: Path) ->
 def test_class_paused_saves_its_state_even_without_at_end(tmp_path: Path) -> None:
     driver = FakeDriver(answers=[PAUSE])
     try:
-        outcome = run(tmp_path, Counter, driver, checkpoint_config=(0, False), config={"steps": 100},
+        outcome = run(tmp_path, Counter, driver, checkpoint_config=(0, False),
+                      config={"steps": 100},
                       decision_points=(DecisionPoints.at("training_iteration", [2]),))
     finally:
         driver.close()

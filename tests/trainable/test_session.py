@@ -156,7 +156,8 @@ def test_result_message_shape_without_decision_points(tmp_path: Path, driver: Fa
 def test_report_waits_only_at_decision_points(tmp_path: Path) -> None:
     driver = FakeDriver(answers=[CONTINUE, CONTINUE])
     try:
-        session = Session(make_spec(tmp_path, decision_points=(EVERY_SECOND_ITERATION,)), driver.emit)
+        session = Session(make_spec(tmp_path, decision_points=(EVERY_SECOND_ITERATION,)),
+                          driver.emit)
         decisions = [session.report({"i": i}) for i in range(5)]
     finally:
         driver.close()
@@ -168,7 +169,8 @@ def test_report_waits_only_at_decision_points(tmp_path: Path) -> None:
 def test_module_report_raises_stop_trial_on_stop(tmp_path: Path) -> None:
     driver = FakeDriver(answers=[STOP])
     try:
-        session = Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)), driver.emit)
+        session = Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)),
+                          driver.emit)
         set_session(session)
         with pytest.raises(StopTrial) as info:
             report({"loss": 1.0})
@@ -390,7 +392,8 @@ def test_get_checkpoint_outside_a_session_is_none() -> None:
 ])
 def test_outside_a_session_errors_name_the_function(call: Any, name: str) -> None:
     set_session(None)
-    with pytest.raises(RuntimeError, match=rf"tune\.{name}\(\) was called outside a dasktune trial"):
+    with pytest.raises(RuntimeError,
+                       match=rf"tune\.{name}\(\) was called outside a dasktune trial"):
         call()
 
 
@@ -500,7 +503,8 @@ def test_a_continue_answers_only_results_up_to_its_sequence_number(tmp_path: Pat
     deliver(spec.run_id, CONTINUE, 1)
     assert session.report({"loss": 1.0}) == CONTINUE, "result 1 was answered already"
     done: list[Any] = []
-    waiter = threading.Thread(target=lambda: done.append(session.report({"loss": 0.5})), daemon=True)
+    waiter = threading.Thread(target=lambda: done.append(session.report({"loss": 0.5})),
+                              daemon=True)
     waiter.start()
     deliver(spec.run_id, CONTINUE, 1)  # the old answer again
     waiter.join(timeout=1.0)
