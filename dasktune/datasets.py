@@ -56,7 +56,7 @@ def cache_dir() -> str:
     return os.path.expanduser(str(config.get("cache-dir")))
 
 
-def _mnist_class() -> type:
+def _mnist_class() -> type[Any]:
     try:
         from torchvision import datasets as tv
     except ImportError as exc:
@@ -95,7 +95,7 @@ def _mnist_class() -> type:
 def MNIST(root: str, train: bool = True, transform: Any = None,  # torchvision's name
           target_transform: Any = None, download: bool = False) -> Any:
     """torchvision's ``MNIST`` with the offline fallback described in the module docstring."""
-    cls = _mnist_class()
+    cls: Any = _mnist_class()  # torchvision's types are not known here
     root = os.path.expanduser(root)
     probe = cls.__new__(cls)
     probe.root = root
@@ -243,14 +243,15 @@ def _write_subset() -> str:
     labels = labels.astype(np.uint8)
     # 400 train and 100 test images of each digit, in a fixed shuffled order.
     rng = np.random.default_rng(0)
-    train_idx, test_idx = [], []
+    train_idx: list[int] = []
+    test_idx: list[int] = []
     for digit in range(10):
         idx = rng.permutation(np.flatnonzero(labels == digit))
         train_idx.extend(idx[:400])
         test_idx.extend(idx[400:])
-    train_idx, test_idx = rng.permutation(train_idx), rng.permutation(test_idx)
+    shuffled = (("train", rng.permutation(train_idx)), ("t10k", rng.permutation(test_idx)))
     os.makedirs(raw, exist_ok=True)
-    for prefix, idx in (("train", train_idx), ("t10k", test_idx)):
+    for prefix, idx in shuffled:
         _write_idx(os.path.join(raw, f"{prefix}-images-idx3-ubyte"), images[idx])
         _write_idx(os.path.join(raw, f"{prefix}-labels-idx1-ubyte"), labels[idx])
     return root

@@ -346,6 +346,16 @@ def _parents(tree: ast.AST) -> dict[int, list[ast.stmt]]:
     return holders
 
 
+#: The nodes that know where they stand in the source.
+_Located = ast.expr | ast.stmt | ast.keyword | ast.alias
+
+
+def _end(node: _Located) -> tuple[int, int]:
+    """Where ``node`` ends: (line, column); always known for a parsed node."""
+    assert node.end_lineno is not None and node.end_col_offset is not None
+    return node.end_lineno, node.end_col_offset
+
+
 class _Text:
     """The script's text, addressed by AST positions, and the edits to make to it."""
 
@@ -362,11 +372,11 @@ class _Text:
         text = self.lines[line - 1] if line - 1 < len(self.lines) else ""
         return self._starts[line - 1] + len(text.encode()[:col_bytes].decode(errors="replace"))
 
-    def span(self, node: ast.AST) -> tuple[int, int]:
-        return (self.offset(node.lineno, node.col_offset),  # type: ignore[attr-defined]
-                self.offset(node.end_lineno, node.end_col_offset))  # type: ignore[attr-defined]
+    def span(self, node: _Located) -> tuple[int, int]:
+        end_line, end_col = _end(node)
+        return self.offset(node.lineno, node.col_offset), self.offset(end_line, end_col)
 
-    def segment(self, node: ast.AST) -> str:
+    def segment(self, node: _Located) -> str:
         start, end = self.span(node)
         return self.source[start:end]
 
@@ -381,7 +391,7 @@ class _Text:
         """The span of the lines ``node`` fills alone (comments after it included), if so."""
         start, end = self.span(node)
         line_start = self._starts[node.lineno - 1]
-        line_end = self._starts[node.end_lineno]  # type: ignore[attr-defined]
+        line_end = self._starts[_end(node)[0]]
         before = self.source[line_start:start]
         after = self.source[end:line_end]
         if before.strip() or (after.strip() and not after.strip().startswith("#")):
@@ -535,12 +545,13 @@ class _Porter:
         # Replace the covered prefix of the chain: the innermost Attribute/Name spanning it.
         prefix = node
         for _ in range(len(parts) - covered):
-            prefix = prefix.value  # type: ignore[attr-defined]
+            assert isinstance(prefix, ast.Attribute)  # the chain a.b.c is Attributes down to a
+            prefix = prefix.value
         start, end = self.text.span(prefix)
         if self.text.source[start:end] != new:
             self.text.replace(start, end, new)
 
-    def _expression(self, root: str, target: _Target) -> str | None:
+    def _expression(self, root: str, target: _Module | _Name | _Literal | _Sibling) -> str | None:
         """The dasktune expression for ``target`` used through the binding ``root``."""
         if isinstance(target, _Literal):
             return repr(target.value)
@@ -843,7 +854,7 @@ class _Porter:
                     and isinstance(body[0].value, ast.Constant))):
             position += 1
         if position:
-            end = self.text._starts[body[position - 1].end_lineno]  # type: ignore[attr-defined]
+            end = self.text._starts[_end(body[position - 1])[0]]
         else:
             end = 0
         self.text.replace(end, end, "".join(f"{line}\n" for line in lines))

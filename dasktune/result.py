@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -217,9 +217,10 @@ class ResultGrid:
         points = []
         for result in self._results:
             values = [result.metrics.get(m) for m in metrics]
-            if all(is_finite_number(v) for v in values):
+            finite = [float(v) for v in values if is_finite_number(v)]
+            if len(finite) == len(values):
                 signs = [1.0 if mode == "min" else -1.0 for mode in modes]
-                points.append((result, [s * float(v) for s, v in zip(signs, values, strict=True)]))
+                points.append((result, [s * v for s, v in zip(signs, finite, strict=True)]))
 
         def dominated(a: list[float]) -> bool:
             return any(all(x <= y for x, y in zip(b, a, strict=True))
@@ -281,8 +282,11 @@ class ResultGrid:
 class _TrialRecord(Protocol):
     """What :func:`build_result_grid` reads of a trial's stored record."""
 
-    checkpoints: list[tuple[str, dict[str, Any]]]
-    exception: bytes | None
+    @property
+    def checkpoints(self) -> Sequence[tuple[str, Mapping[str, Any]]]: ...
+
+    @property
+    def exception(self) -> bytes | None: ...
 
     @property
     def last_row(self) -> dict[str, Any] | None: ...
@@ -305,7 +309,7 @@ def build_result_grid(trials: Iterable[Trial], records: Callable[[str], _TrialRe
             config=trial.config,
             path=trial.local_path,
             checkpoint=Checkpoint(record.checkpoints[-1][0]) if record.checkpoints else None,
-            best_checkpoints=[(Checkpoint(p), m) for p, m in record.checkpoints],
+            best_checkpoints=[(Checkpoint(p), dict(m)) for p, m in record.checkpoints],
             error=TrialError(trial.error_msg) if failed else None,
             _exception=record.exception if failed else None,
             status=str(trial.status),

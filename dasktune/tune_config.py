@@ -90,7 +90,7 @@ class TuneConfig:
     scheduler: TrialScheduler | None = None
     search_alg: Searcher | None = None
     max_concurrent_trials: int | None = None
-    time_budget_s: float | None = None
+    time_budget_s: float | datetime.timedelta | None = None  # a float after __post_init__
     seed: int | None = None
     reuse_actors: bool | None = None
     trial_name_creator: Callable[[Trial], str] | None = None
@@ -313,7 +313,7 @@ class RunConfig:
     """
 
     name: str | None = None
-    storage_path: str | None = None
+    storage_path: str | os.PathLike[str] | None = None  # a str after __post_init__
     stop: Mapping[str, Any] | Callable[[str, dict[str, Any]], bool] | Any | None = None
     checkpoint_config: CheckpointConfig | None = field(default_factory=CheckpointConfig)
     failure_config: FailureConfig | None = field(default_factory=FailureConfig)
@@ -323,7 +323,7 @@ class RunConfig:
     storage_filesystem: Any = None
     sync_config: Any = None
     progress_reporter: Any = None
-    local_dir: str | None = None
+    local_dir: str | os.PathLike[str] | None = None
     #: "auto": when the same script runs again (a requeued batch job), continue the
     #: unfinished experiment of the same name (or, without a name, the newest unfinished
     #: one of the same trainable) instead of starting a new one. Default: dasktune.resume.

@@ -271,12 +271,14 @@ class Tuner:
         root = os.path.abspath(os.path.expanduser(rc.storage_path or config.get("storage-path")))
         target = self._resume_target(root)
         journaled = None
+        checkpoint_config = rc.checkpoint_config
+        assert checkpoint_config is not None  # RunConfig.__post_init__ fills in the default
         if target is not None:
-            store, journaled = ExperimentStore.reopen(target[0], rc.checkpoint_config)
+            store, journaled = ExperimentStore.reopen(target[0], checkpoint_config)
             prefix = journaled.trial_id_prefix
         else:
             prefix = uuid.uuid4().hex[:5]
-            store = ExperimentStore.create(root, self._experiment_name(), rc.checkpoint_config, {
+            store = ExperimentStore.create(root, self._experiment_name(), checkpoint_config, {
                 "trainable": trainable_name(fn), "metric": metric, "mode": mode,
                 "trial_id_prefix": prefix})
             store.guard(atomic_write, os.path.join(store.path, TUNER_FILE), settings_data)
@@ -292,6 +294,10 @@ class Tuner:
         from dasktune.execution._dask import DaskBackend
 
         tc, rc = self.tune_config, self.run_config
+        failure, ckpt, budget = rc.failure_config, rc.checkpoint_config, tc.time_budget_s
+        # What the configs' __post_init__ made of None and of a timedelta:
+        assert failure is not None and ckpt is not None and rc.verbose is not None
+        assert not isinstance(budget, datetime.timedelta)
         fn, params = unwrap(self.trainable)
         single = isinstance(metric, str) or metric is None
         total = getattr(searcher, "total_samples", None) or (
@@ -322,9 +328,9 @@ class Tuner:
                 required.append((needed, f"{type(searcher).__name__}(metric=...)"))
         settings = ControllerSettings(
             num_samples=tc.num_samples,
-            time_budget_s=tc.time_budget_s,
-            max_failures=rc.failure_config.max_failures,
-            fail_fast=rc.failure_config.fail_fast,
+            time_budget_s=budget,
+            max_failures=failure.max_failures,
+            fail_fast=failure.fail_fast,
             required_metrics=tuple(dict.fromkeys(required)),
             searcher_counts_samples=not searcher.ends_search_itself,
             max_concurrent_trials=tc.max_concurrent_trials or 0,
@@ -336,7 +342,6 @@ class Tuner:
             controller.stopper = resumed.stopper
             controller.adopt(resumed.trials, resumed.search_finished)
             to_run = resumed.to_run
-        ckpt = rc.checkpoint_config
         spec = ExperimentSpec(
             trainable=fn, params=params, trainable_name=trainable_name(fn),
             checkpoint_frequency=ckpt.checkpoint_frequency,
@@ -353,7 +358,7 @@ class Tuner:
         loop = ExperimentLoop(backend, controller, spec, store, capacity, CallbackList(callbacks),
                               console, metric, mode, resume=to_run)
         grid = loop.run()
-        if rc.failure_config.fail_fast == "raise" and grid.errors:
+        if failure.fail_fast == "raise" and grid.errors:
             raise _trial_exception(grid)
         return grid
 
@@ -410,7 +415,7 @@ def _pickled_settings(param_space: dict[str, Any], tune_config: TuneConfig,
         try:
             cloudpickle.dumps(value)
         except Exception:
-            if key != "run_config":
+            if not isinstance(value, RunConfig):
                 logger.info("The experiment's %s cannot be pickled; Tuner.restore will need "
                             "it passed again.", key)
                 continue

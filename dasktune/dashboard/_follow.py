@@ -142,9 +142,9 @@ class ExperimentFollower:
                 self._read_results(trial)
         for record in held:
             self._apply(record)
-            trial = self._trials.get(record.get("id", ""))
-            if trial is not None and record.get("kind") == "status":
-                self._status_changed(trial, record["status"])
+            changed = self._trials.get(record.get("id", ""))
+            if changed is not None and record.get("kind") == "status":
+                self._status_changed(changed, record["status"])
         self._read_rungs()
         return self.model.version
 

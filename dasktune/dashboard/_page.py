@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from bokeh.document import Document
@@ -23,13 +23,17 @@ from bokeh.layouts import column, row
 from bokeh.models import (
     BooleanFilter,
     CDSView,
-    CheckboxButtonGroup,
-    ColorBar,
     ColumnDataSource,
-    DataTable,
-    Div,
+    FactorRange,
     HoverTool,
     LinearColorMapper,
+    Range1d,
+)
+from bokeh.models.annotations import ColorBar
+from bokeh.models.widgets import (
+    CheckboxButtonGroup,
+    DataTable,
+    Div,
     NumberFormatter,
     Select,
     TableColumn,
@@ -63,6 +67,8 @@ _BEST = "#2ca02c"
 _MARKERS = {"stopped": ("x", "#d62728"), "paused": ("square", "#ff7f0e")}
 _PCP_INTERVAL_S = 2.0
 _HEIGHT = 360
+#: Column data of a ColumnDataSource: a column name and its values.
+_Columns = dict[str, Any]
 
 
 def _fmt(value: float | None) -> str:
@@ -130,9 +136,9 @@ class ExperimentPage:
                                                  color=[]))
         self.best_source = ColumnDataSource(dict(x=[], y=[]))  # drawn over the other curves
         self.pcp_source = ColumnDataSource(dict(xs=[], ys=[], trial=[], value=[], alpha=[]))
-        self.view = CDSView(filter=BooleanFilter([]))
-        self.curve_view = CDSView(filter=BooleanFilter([]))
-        self.pcp_view = CDSView(filter=BooleanFilter([]))
+        #: Which rows the filter shows, in the table, the curves and the parallel coordinates.
+        self.row_filters = [BooleanFilter(booleans=[]) for _ in range(3)]
+        self.view, self.curve_view, self.pcp_view = (CDSView(filter=f) for f in self.row_filters)
 
         self.table = DataTable(source=self.table_source, view=self.view, columns=[],
                                height=_HEIGHT, sizing_mode="stretch_width", index_position=None,
@@ -143,7 +149,9 @@ class ExperimentPage:
         self.pcp = self._pcp_figure()
         self.rung_source = ColumnDataSource(dict(x=[], y=[], trial=[]))
         self.cutoff_source = ColumnDataSource(dict(x=[], y=[], label=[]))
-        self.rungs_plot = figure(height=_HEIGHT, sizing_mode="stretch_width", x_range=[],
+        self.rung_range = FactorRange()
+        self.rungs_plot = figure(height=_HEIGHT, sizing_mode="stretch_width",
+                                 x_range=self.rung_range,
                                  title="Scheduler rungs: values recorded, and the cutoff",
                                  tools="hover,pan,wheel_zoom,reset", name="dasktune-rungs",
                                  tooltips=[("trial", "@trial"), ("value", "@y")])
@@ -164,14 +172,14 @@ class ExperimentPage:
         )
 
     @staticmethod
-    def _empty_table() -> dict[str, list[Any]]:
+    def _empty_table() -> _Columns:
         return {name: [] for name in ("id", "trial", "status", "iter", "last", "best")}
 
     @staticmethod
-    def _empty_curves() -> dict[str, list[Any]]:
+    def _empty_curves() -> _Columns:
         return dict(xs=[], ys=[], trial=[], status=[], color=[], width=[], alpha=[])
 
-    def _curve_figure(self, scale: str) -> Any:
+    def _curve_figure(self, scale: Literal["linear", "log"]) -> Any:
         fig = figure(height=_HEIGHT, sizing_mode="stretch_width", y_axis_type=scale,
                      title="Learning curves", x_axis_label="training_iteration",
                      tools="pan,wheel_zoom,box_zoom,reset,save", name=f"dasktune-curves-{scale}",
@@ -189,7 +197,7 @@ class ExperimentPage:
 
     def _pcp_figure(self) -> Any:
         fig = figure(height=_HEIGHT, sizing_mode="stretch_width", title="Parallel coordinates",
-                     tools="pan,wheel_zoom,reset,save", y_range=(-0.12, 1.16),
+                     tools="pan,wheel_zoom,reset,save", y_range=Range1d(start=-0.12, end=1.16),
                      name="dasktune-parallel", output_backend="webgl")
         self.pcp_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1,
                                             nan_color="#cccccc")
@@ -218,7 +226,7 @@ class ExperimentPage:
             for key, model in models.items():
                 if self.wanted in (key, model.name, model.path):
                     return key
-        return next(reversed(models))
+        return list(models)[-1]
 
     def _choose(self, key: str) -> None:
         if key and key != self.key:
@@ -247,7 +255,8 @@ class ExperimentPage:
         models = self.catalog()
         keys = list(models)
         if keys != self.experiment_select.options:
-            self.experiment_select.options = keys
+            # Bokeh's stubs want a list[str | tuple[Any, str]]: a list[str] is one at run time.
+            self.experiment_select.options = keys  # type: ignore[assignment]
             self.experiment_select.visible = len(keys) > 1
         key = self._pick(models)
         if key is None:
@@ -277,7 +286,7 @@ class ExperimentPage:
         if model.metric and model.metric not in options:
             options.insert(0, model.metric)
         if options != self.metric_select.options:
-            self.metric_select.options = options
+            self.metric_select.options = options  # type: ignore[assignment]  # see _update
         if self.metric is None and options:
             self.metric = model.metric if model.metric in options else options[0]
             self.metric_select.value = self.metric
@@ -360,7 +369,7 @@ class ExperimentPage:
                                        width=90))
         return columns
 
-    def _table_data(self, trials: list[TrialView]) -> dict[str, list[Any]]:
+    def _table_data(self, trials: list[TrialView]) -> _Columns:
         model = self.model
         assert model is not None
         rows = [table_row(t, self.metric, model.mode, self.keys) for t in trials]
@@ -368,7 +377,7 @@ class ExperimentPage:
                  *(f"config/{k}" for k in self.keys)]
         return {name: [r[name] for r in rows] for name in names}
 
-    def _curve_data(self, trials: list[TrialView]) -> dict[str, list[Any]]:
+    def _curve_data(self, trials: list[TrialView]) -> _Columns:
         data = self._empty_curves()
         for trial in trials:
             xs, ys = trial.curve(self.metric) if self.metric else ((), ())
@@ -413,8 +422,8 @@ class ExperimentPage:
         for i in range(len(data["id"])):
             row_ = {name: data[name][i] for name in names}
             keep.append(row_["status"] in statuses and test(row_))
-        for view in (self.view, self.curve_view, self.pcp_view):
-            view.filter.booleans = keep
+        for row_filter in self.row_filters:
+            row_filter.booleans = keep
 
     def _update_pcp(self, full: bool) -> None:
         model = self.model
@@ -477,7 +486,9 @@ class ExperimentPage:
             self.rungs_plot.visible = False
             return
         self.rungs_plot.visible = True
-        labels, points, cutoffs = [], dict(x=[], y=[], trial=[]), dict(x=[], y=[], label=[])
+        labels: list[str] = []
+        points: _Columns = dict(x=[], y=[], trial=[])
+        cutoffs: _Columns = dict(x=[], y=[], label=[])
         names = {tid: t.name for tid, t in model.trials.items()}
         for rung in model.rungs:
             label = f"bracket {rung['bracket']} · {model.time_attr} {rung['milestone']:g}"
@@ -490,7 +501,7 @@ class ExperimentPage:
                 cutoffs["x"].append(label)
                 cutoffs["y"].append(rung["cutoff"])
                 cutoffs["label"].append(_fmt(rung["cutoff"]))
-        self.rungs_plot.x_range.factors = labels
+        self.rung_range.factors = labels
         self.rung_source.data = points
         self.cutoff_source.data = cutoffs
         self.rungs_note.text = "".join(

@@ -50,7 +50,7 @@ def _allow_scripts_without_main_guard() -> None:
             data.pop("init_main_from_name", None)
         return data
 
-    multiprocessing.spawn.get_preparation_data = get_preparation_data  # type: ignore[assignment]
+    multiprocessing.spawn.get_preparation_data = get_preparation_data
     _patched = True
 
 
@@ -324,7 +324,9 @@ def _start_forkserver_from_driver(preload: list[str], n_workers: int) -> bool:
     import warnings
     from multiprocessing import connection, forkserver, resource_tracker, util
 
-    server = forkserver._forkserver
+    # CPython's private forkserver (and connection.arbitrary_address), which typeshed does not
+    # describe: _why_not_fork checked that the forkserver has the attributes used here.
+    server: Any = forkserver._forkserver
     with server._lock:
         if server._forkserver_pid is not None:
             return False
@@ -332,7 +334,7 @@ def _start_forkserver_from_driver(preload: list[str], n_workers: int) -> bool:
         listener = socket.socket(socket.AF_UNIX)
         alive_r = alive_w = -1
         try:
-            address = connection.arbitrary_address("AF_UNIX")
+            address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]
             listener.bind(address)
             if not util.is_abstract_socket_namespace(address):
                 os.chmod(address, 0o600)
@@ -427,7 +429,7 @@ def _why_not_fork(n_workers: int) -> str | None:
     server = getattr(forkserver, "_forkserver", None)
     expected = ["listener_fd", "alive_r", "preload", "main_path", "sys_path"]
     attributes = ("_lock", "_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd")
-    if (list(inspect.signature(forkserver.main).parameters) != expected
+    if (server is None or list(inspect.signature(forkserver.main).parameters) != expected
             or not all(hasattr(server, a) for a in attributes)):
         return "this Python's forkserver is not the one dasktune knows how to start"
     if server._forkserver_pid is not None:

@@ -68,7 +68,7 @@ def _in_notebook() -> bool:
 
 def expected_total(controller: Any) -> int | None:
     """How many trials the experiment will run, if its searcher knows in advance."""
-    searcher = getattr(controller, "searcher", None)
+    searcher: Any = getattr(controller, "searcher", None)
     while hasattr(searcher, "searcher"):  # a ConcurrencyLimiter around the real one
         searcher = searcher.searcher
     total = getattr(searcher, "total_samples", None)
@@ -198,12 +198,13 @@ class ConsoleReporter:
     def table(self, trials: Sequence[Trial]) -> str:
         """The final table: status, config and the last metric of each trial, best first."""
         ranked = list(trials)
-        if self.metric and self.mode:
+        metric, mode = self.metric, self.mode
+        if metric and mode:
             def key(t: Trial) -> float:
-                value = t.last_result.get(self.metric)
+                value = t.last_result.get(metric)
                 if not isinstance(value, numbers.Real) or math.isnan(value):
                     return math.inf
-                return -float(value) if self.mode == "max" else float(value)
+                return -float(value) if mode == "max" else float(value)
             ranked.sort(key=key)
         config_keys = sorted({k for t in trials for k, v in t.config.items()
                               if not isinstance(v, (dict, list))})[:6]

@@ -129,7 +129,7 @@ class Controller:
             index = len(self.trials)
             trial_id = f"{self.trial_id_prefix}_{index:05d}"
             config = self.searcher.suggest(trial_id)
-            if config == Searcher.FINISHED:
+            if isinstance(config, str):  # Searcher.FINISHED, the one str suggest() returns
                 self._search_done = True
                 break
             if config is None:

@@ -79,8 +79,8 @@ class OnColumns(Kernel):
         return self.kernel.bounds
 
     def __eq__(self, other: object) -> bool:
-        return (type(self) is type(other) and self.kernel == other.kernel  # type: ignore[attr-defined]
-                and list(self.columns) == list(other.columns))  # type: ignore[attr-defined]
+        return (type(self) is type(other) and self.kernel == other.kernel
+                and list(self.columns) == list(other.columns))
 
     def __call__(self, X: np.ndarray, Y: np.ndarray | None = None,
                  eval_gradient: bool = False) -> Any:

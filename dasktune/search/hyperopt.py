@@ -459,13 +459,14 @@ def _assign(
                 return
             index = int(draw(label))
         else:
-            index = _match(obj.categories, value, _fits)
-            if index is None:
+            found = _match(obj.categories, value, _fits)
+            if found is None:
                 raise ValueError(
                     f"The value of `{_space.located(where, path)}` is {value!r}, but it must "
                     f"be one of the categories {obj.categories!r}. Pass the value itself (not "
                     "its index), or leave the key out to let HyperOpt choose."
                 )
+            index = found
         out[label] = index
         _assign(obj.categories[index], value, path + (index,), out, draw, where)
     elif isinstance(obj, (Float, Integer)):
@@ -482,9 +483,9 @@ def _assign(
         for key, child in obj.items():
             _assign(child, items.get(key, _MISSING), path + (key,), out, draw, where)
     elif isinstance(obj, (list, tuple)):
-        items = _space.check_sequence(obj, value, path, where)
+        elements = _space.check_sequence(obj, value, path, where)
         for i, child in enumerate(obj):
-            _assign(child, items[i], path + (i,), out, draw, where)
+            _assign(child, elements[i], path + (i,), out, draw, where)
 
 
 def _assign_hyperopt(
@@ -515,13 +516,14 @@ def _assign_hyperopt(
                 return
             index = int(draw(label))
         else:
-            index = _match(options, value, _fits_hyperopt)
-            if index is None:
+            found = _match(options, value, _fits_hyperopt)
+            if found is None:
                 raise ValueError(
                     f"The value of `{_space.located(where, path)}` is {value!r}, but it is "
                     f"none of the options of hp.choice({label!r}, ...). Pass one of the option "
                     "values (not its index), or leave the key out to let HyperOpt choose."
                 )
+            index = found
         out[label] = index
         _assign_hyperopt(options[index], value, path, out, draw, where)
     elif node.name == "dict" and not node.pos_args:
@@ -530,9 +532,9 @@ def _assign_hyperopt(
         for key, child in children.items():
             _assign_hyperopt(child, items.get(key, _MISSING), path + (key,), out, draw, where)
     elif node.name == "pos_args":
-        items = _space.check_sequence(node.pos_args, value, path, where)
+        elements = _space.check_sequence(node.pos_args, value, path, where)
         for i, child in enumerate(node.pos_args):
-            _assign_hyperopt(child, items[i], path + (i,), out, draw, where)
+            _assign_hyperopt(child, elements[i], path + (i,), out, draw, where)
     elif value is _MISSING:
         for child in node.inputs():
             _assign_hyperopt(child, _MISSING, path, out, draw, where)

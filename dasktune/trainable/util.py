@@ -23,7 +23,8 @@ class _Parameterized:
         self.params = params
         self.__name__ = getattr(trainable, "__name__", type(trainable).__name__)
         if callable(trainable):
-            functools.update_wrapper(self, trainable, updated=())
+            # Its name, module and docs: the holder itself is not called, hence the ignore.
+            functools.update_wrapper(self, trainable, updated=())  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"with_parameters({self.__name__}, {', '.join(self.params)})"
