@@ -152,6 +152,8 @@ class ExperimentAnalysis:
             experiment's own metric and mode when not given.
 
     Example:
+        It reads an experiment that a run on a cluster wrote, so the doctests skip it:
+
         >>> analysis = ExperimentAnalysis("~/dasktune_results/my_exp")  # doctest: +SKIP
         >>> analysis.get_best_config(metric="loss", mode="min")  # doctest: +SKIP
     """
