@@ -37,8 +37,12 @@ def test_trials_run_in_their_own_directory_as_in_ray(client, storage):
         assert os.path.exists(os.path.join(result.path, "my_model", "value.txt"))
 
 
+def reports_its_directory(config):
+    tune.report({"cwd": os.getcwd()})  # writes nothing: here that would be the worker's cwd
+
+
 def test_chdir_to_trial_dir_false_keeps_the_worker_s_directory(client, storage):
-    grid = tune.Tuner(writes_relative_files, param_space={"x": 1},
+    grid = tune.Tuner(reports_its_directory, param_space={"x": 1},
                       tune_config=tune.TuneConfig(chdir_to_trial_dir=False),
                       run_config=tune.RunConfig(name="nocwd", storage_path=storage, verbose=0),
                       client=client).fit()
