@@ -76,6 +76,8 @@ class DashboardCallback(Callback):
         self._iterations: dict[str, float] = {}
         self._paused_marked: set[str] = set()
         self._scanned = 0.0
+        self._listed = 0  # how many of the experiment's trials (a list that only grows) were seen
+        self._open: dict[str, Trial] = {}  # trials not yet finished, which a scan looks at
         self._rungs_json = ""
         self._ended = False
 
@@ -219,10 +221,21 @@ class DashboardCallback(Callback):
             self._scan(trials)
 
     def _scan(self, trials: list[Trial]) -> None:
-        """Statuses no hook announced (paused, pending), and the scheduler's rungs."""
-        for trial in list(trials):
+        """Statuses no hook announced (paused, pending), and the scheduler's rungs.
+
+        Only the trials added since the last scan and those not finished are looked
+        at, so that a scan costs what is in flight, not the whole experiment.
+        """
+        if len(trials) < self._listed:  # not the list seen before: look at all of it
+            self._listed = 0
+        for trial in trials[self._listed:]:
+            self._open[trial.trial_id] = trial
+        self._listed = len(trials)
+        for trial in list(self._open.values()):
             self._see(trial)
             status = str(trial.status)
+            if trial.status.is_finished:
+                del self._open[trial.trial_id]
             if status == self._statuses.get(trial.trial_id):
                 continue
             if status == "PAUSED" and trial.trial_id in self._iterations:
