@@ -46,7 +46,8 @@ def best_of_run(searcher: Searcher, evals: int, seed: int) -> float:
         config = searcher.suggest(trial_id)
         if not isinstance(config, dict):
             raise RuntimeError(
-                f"{type(searcher).__name__}.suggest returned {config!r} at trial {i}")
+                f"{type(searcher).__name__}.suggest returned {config!r} at trial {i}"
+            )
         value = branin(config["x1"], config["x2"])
         searcher.on_trial_complete(trial_id, {"value": value})
         best = min(best, value)
@@ -62,8 +63,8 @@ def searchers(initial_points: list[int]) -> dict[str, Callable[[int], Searcher]]
         print(f"skipping HyperOptSearch: {error}")
     else:
         for n in initial_points:
-            made[f"HyperOptSearch(n_initial_points={n})"] = (
-                lambda seed, n=n: HyperOptSearch(n_initial_points=n, random_state_seed=seed)
+            made[f"HyperOptSearch(n_initial_points={n})"] = lambda seed, n=n: HyperOptSearch(
+                n_initial_points=n, random_state_seed=seed
             )
     try:
         from dasktune.search.optuna import OptunaSearch
@@ -84,10 +85,14 @@ def _random_search(seed: int) -> Searcher:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evals", type=int, default=40, help="evaluations per run (default 40)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
-                        help="seeds (default 0-4)")
     parser.add_argument(
-        "--hyperopt-initial-points", type=int, nargs="+", default=[10, 20],
+        "--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0-4)"
+    )
+    parser.add_argument(
+        "--hyperopt-initial-points",
+        type=int,
+        nargs="+",
+        default=[10, 20],
         help="n_initial_points of HyperOptSearch; several values run several variants "
         "(default: 10 and 20)",
     )
@@ -95,8 +100,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.evals < 1:
         parser.error(f"--evals is {args.evals}, but it must be at least 1")
 
-    print(f"Branin, {args.evals} sequential evaluations, seeds {args.seeds}; "
-          f"global minimum {BRANIN_MIN}")
+    print(
+        f"Branin, {args.evals} sequential evaluations, seeds {args.seeds}; "
+        f"global minimum {BRANIN_MIN}"
+    )
     summary: dict[str, Any] = {}
     for name, factory in searchers(args.hyperopt_initial_points).items():
         start = time.perf_counter()

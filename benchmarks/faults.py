@@ -93,19 +93,38 @@ def rerun_after(fault_at: float, starts: str) -> float | None:
 def cluster() -> Any:
     from distributed import Client, LocalCluster
 
-    local = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=None, silence_logs=logging.CRITICAL)
+    local = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+    )
     return local, Client(local, set_as_default=False)
 
 
-def fit(client: Any, storage: str, name: str, space: dict[str, Any], max_failures: int = 0,
-        callbacks: list[Any] | None = None, **run_kwargs: Any) -> Path:
-    tune.Tuner(counting, param_space=space,
-               run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
-                                         callbacks=callbacks,
-                                         failure_config=tune.FailureConfig(max_failures),
-                                         **run_kwargs),
-               client=client).fit()
+def fit(
+    client: Any,
+    storage: str,
+    name: str,
+    space: dict[str, Any],
+    max_failures: int = 0,
+    callbacks: list[Any] | None = None,
+    **run_kwargs: Any,
+) -> Path:
+    tune.Tuner(
+        counting,
+        param_space=space,
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            verbose=0,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures),
+            **run_kwargs,
+        ),
+        client=client,
+    ).fit()
     return Path(storage) / name
 
 
@@ -113,14 +132,24 @@ def scenario_worker_killed(storage: str) -> Row:
     marker, starts = os.path.join(storage, "killed"), os.path.join(storage, "starts")
     local, client = cluster()
     with local, client:
-        experiment = fit(client, storage, "worker", {"iters": ITERS, "kill_at": 7,
-                                                     "kill_marker": marker, "starts": starts,
-                                                     "x": tune.grid_search([1, 2])},
-                         max_failures=1)
+        experiment = fit(
+            client,
+            storage,
+            "worker",
+            {
+                "iters": ITERS,
+                "kill_at": 7,
+                "kill_marker": marker,
+                "starts": starts,
+                "x": tune.grid_search([1, 2]),
+            },
+            max_failures=1,
+        )
     fault_at = float(Path(marker).read_text())
     trials, rows, dups, _ = read_back(experiment)
-    return Row("worker SIGKILLed mid-trial", trials, 2 * ITERS, rows, dups,
-               rerun_after(fault_at, starts))
+    return Row(
+        "worker SIGKILLed mid-trial", trials, 2 * ITERS, rows, dups, rerun_after(fault_at, starts)
+    )
 
 
 class _OnResult(Callback):
@@ -138,12 +167,23 @@ def scenario_connection(storage: str) -> Row:
     local, client = cluster()
     with local, client:
         cut = _OnResult(8, lambda: client.loop.add_callback(client.scheduler_comm.comm.abort))
-        experiment = fit(client, storage, "connection",
-                         {"iters": ITERS, "starts": starts, "x": tune.grid_search([1, 2])},
-                         max_failures=3, callbacks=[cut])
+        experiment = fit(
+            client,
+            storage,
+            "connection",
+            {"iters": ITERS, "starts": starts, "x": tune.grid_search([1, 2])},
+            max_failures=3,
+            callbacks=[cut],
+        )
     trials, rows, dups, _ = read_back(experiment)
-    return Row("driver's connection dropped", trials, 2 * ITERS, rows, dups,
-               rerun_after(cut.fired or 0, starts))
+    return Row(
+        "driver's connection dropped",
+        trials,
+        2 * ITERS,
+        rows,
+        dups,
+        rerun_after(cut.fired or 0, starts),
+    )
 
 
 class _DropFirstResult:
@@ -155,8 +195,11 @@ class _DropFirstResult:
         original, state = worker.log_event, {"done": False}
 
         def lost(message: Any) -> bool:  # alone or in a batch of messages
-            if (not state["done"] and message.get("kind") == "result"
-                    and message["result"]["training_iteration"] == 5):
+            if (
+                not state["done"]
+                and message.get("kind") == "result"
+                and message["result"]["training_iteration"] == 5
+            ):
                 state["done"] = True
                 return True
             return False
@@ -199,14 +242,19 @@ def scenario_lost_decision(storage: str) -> Row:
     with local, client:
         client.run(_drop_first_decision)
         start = time.monotonic()
-        experiment = fit(client, storage, "decision", {"iters": 5, "sleep": 0.0},
-                         stop=lambda trial_id, result: False)  # waits at every result
+        experiment = fit(
+            client,
+            storage,
+            "decision",
+            {"iters": 5, "sleep": 0.0},
+            stop=lambda trial_id, result: False,
+        )  # waits at every result
         took = time.monotonic() - start
     trials, rows, dups, _ = read_back(experiment)
     return Row("one decision lost (trial waiting), whole run", trials, 5, rows, dups, took)
 
 
-SCRIPT = '''
+SCRIPT = """
 import os, sys, tempfile, time
 import dask
 import dasktune as tune
@@ -221,17 +269,24 @@ else:
                tune_config=tune.TuneConfig(max_concurrent_trials=2),
                run_config=tune.RunConfig(name="driver", storage_path=storage, verbose=0,
                                          resume="auto" if mode == "auto" else None)).fit()
-'''
+"""
 
 
 def _script(storage: str, mode: str) -> subprocess.Popen:
     env = dict(os.environ, STORAGE=storage, BENCH_DIR=os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, mode], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, mode],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-def _driver_fault(storage: str, sig: int, label: str, then: str = "restore",
-                  cut_journal: bool = False) -> Row:
+def _driver_fault(
+    storage: str, sig: int, label: str, then: str = "restore", cut_journal: bool = False
+) -> Row:
     experiment = Path(storage) / "driver"
     proc = _script(storage, "auto" if then == "auto" else "run")
     first = experiment / "counting_00000" / "result.json"
@@ -275,8 +330,9 @@ SCENARIOS: dict[str, Callable[[str], Row]] = {
     "decision": scenario_lost_decision,
     "driver-kill": lambda s: _driver_fault(s, signal.SIGKILL, "driver SIGKILLed, restored"),
     "driver-term": lambda s: _driver_fault(s, signal.SIGTERM, "job SIGTERMed, restored"),
-    "journal-cut": lambda s: _driver_fault(s, signal.SIGKILL, "journal's last line cut, restored",
-                                           cut_journal=True),
+    "journal-cut": lambda s: _driver_fault(
+        s, signal.SIGKILL, "journal's last line cut, restored", cut_journal=True
+    ),
     "auto": lambda s: _driver_fault(s, signal.SIGKILL, "driver killed, resume='auto'", then="auto"),
     "two-drivers": scenario_two_drivers,
 }
@@ -285,8 +341,9 @@ SCENARIOS: dict[str, Callable[[str], Row]] = {
 def main() -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these")
     args = parser.parse_args()
     rows = []
@@ -300,8 +357,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for row in rows:
         recover = "-" if row.recover_s is None else f"{row.recover_s:.1f}"
-        print(f"| {row.fault} | {row.trials} | {row.expected} | {row.on_disk} | "
-              f"{row.duplicates} | {recover} |")
+        print(
+            f"| {row.fault} | {row.trials} | {row.expected} | {row.on_disk} | "
+            f"{row.duplicates} | {recover} |"
+        )
 
 
 if __name__ == "__main__":

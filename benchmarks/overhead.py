@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-WORKLOAD = r'''
+WORKLOAD = r"""
 import json, resource, sys, tempfile, time
 t0 = time.perf_counter()
 ENGINE, N, R, STORAGE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -73,16 +73,20 @@ t2 = time.perf_counter()
 assert len(grid) == N and all(len(r.metrics_dataframe) == R for r in grid), "lost results"
 print(json.dumps({"fit_s": t2 - t1, "import_s": t1 - t0,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-'''
+"""
 
 
-def run_once(engine: str, trials: int, reports: int,
-             env: dict[str, str] | None = None) -> dict[str, float]:
+def run_once(
+    engine: str, trials: int, reports: int, env: dict[str, str] | None = None
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as storage:
         start = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-c", WORKLOAD, engine, str(trials), str(reports), storage],
-            capture_output=True, text=True, check=False, env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **(env or {})},
         )
         wall = time.perf_counter() - start
     if out.returncode != 0:
@@ -92,32 +96,43 @@ def run_once(engine: str, trials: int, reports: int,
     return stats
 
 
-def measure(engine: str, trials: int, reports: int, repeat: int,
-            runs: list[dict[str, float]] | None = None) -> dict[str, float]:
+def measure(
+    engine: str, trials: int, reports: int, repeat: int, runs: list[dict[str, float]] | None = None
+) -> dict[str, float]:
     runs = runs or [run_once(engine, trials, reports) for _ in range(repeat)]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     wall = med["wall_s"]
-    print(f"{engine:9s} {trials} trials x {reports} reports, median of {repeat}: "
-          f"wall {wall:.2f} s (fit {med['fit_s']:.2f} s), "
-          f"{trials / wall:.1f} trials/s, {trials * reports / wall:.0f} results/s, "
-          f"driver peak RSS {med['peak_rss_mb']:.0f} MB; "
-          f"all walls: {', '.join(format(r['wall_s'], '.2f') for r in runs)}")
+    print(
+        f"{engine:9s} {trials} trials x {reports} reports, median of {repeat}: "
+        f"wall {wall:.2f} s (fit {med['fit_s']:.2f} s), "
+        f"{trials / wall:.1f} trials/s, {trials * reports / wall:.0f} results/s, "
+        f"driver peak RSS {med['peak_rss_mb']:.0f} MB; "
+        f"all walls: {', '.join(format(r['wall_s'], '.2f') for r in runs)}"
+    )
     return med
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--reports", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--vs-ray", action="store_true",
-                        help="also run Ray Tune and print the ratio")
-    parser.add_argument("--tensorboard", action="store_true",
-                        help="only dasktune, with TensorBoard files off and on, runs interleaved")
-    parser.add_argument("--also", metavar="CHECKOUT",
-                        help="also time the dasktune in this checkout (another commit), "
-                             "interleaved with this one, and print the ratio")
+    parser.add_argument(
+        "--vs-ray", action="store_true", help="also run Ray Tune and print the ratio"
+    )
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="only dasktune, with TensorBoard files off and on, runs interleaved",
+    )
+    parser.add_argument(
+        "--also",
+        metavar="CHECKOUT",
+        help="also time the dasktune in this checkout (another commit), "
+        "interleaved with this one, and print the ratio",
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     if args.tensorboard:
@@ -128,15 +143,20 @@ def main() -> None:
         ours_runs, other_runs = [], []
         for _ in range(args.repeat):
             ours_runs.append(run_once("dasktune", args.trials, args.reports))
-            other_runs.append(run_once("dasktune", args.trials, args.reports,
-                                       env={"PYTHONPATH": args.also}))
+            other_runs.append(
+                run_once("dasktune", args.trials, args.reports, env={"PYTHONPATH": args.also})
+            )
         ours = {k: statistics.median(r[k] for r in ours_runs) for k in ours_runs[0]}
         other = {k: statistics.median(r[k] for r in other_runs) for k in other_runs[0]}
-        for label, runs, med in (("this checkout", ours_runs, ours),
-                                 (args.also, other_runs, other)):
-            print(f"dasktune ({label}): median wall {med['wall_s']:.2f} s; all: "
-                  f"{', '.join(format(r['wall_s'], '.2f') for r in runs)}; "
-                  f"{med['wall_s'] / floor['wall_s']:.2f}x bare Dask")
+        for label, runs, med in (
+            ("this checkout", ours_runs, ours),
+            (args.also, other_runs, other),
+        ):
+            print(
+                f"dasktune ({label}): median wall {med['wall_s']:.2f} s; all: "
+                f"{', '.join(format(r['wall_s'], '.2f') for r in runs)}; "
+                f"{med['wall_s'] / floor['wall_s']:.2f}x bare Dask"
+            )
         print(f"this checkout / {args.also}: {ours['wall_s'] / other['wall_s']:.2f}x")
         return
     ours = measure("dasktune", args.trials, args.reports, args.repeat)
@@ -157,8 +177,9 @@ def compare_tensorboard(trials: int, reports: int, repeat: int) -> None:
     runs: dict[str, list[dict[str, float]]] = {"false": [], "true": []}
     for _ in range(repeat):
         for setting, done in runs.items():
-            done.append(run_once("dasktune", trials, reports,
-                                 env={"DASK_DASKTUNE__TENSORBOARD": setting}))
+            done.append(
+                run_once("dasktune", trials, reports, env={"DASK_DASKTUNE__TENSORBOARD": setting})
+            )
     off = measure("no TB", trials, reports, repeat, runs["false"])
     on = measure("TB", trials, reports, repeat, runs["true"])
     print(f"TensorBoard on / off wall-time ratio: {on['wall_s'] / off['wall_s']:.2f}x")

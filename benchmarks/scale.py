@@ -63,8 +63,13 @@ def child_dask(n: int, r: int, workers: int, scheduler_file: str | None) -> dict
     if scheduler_file:
         client = Client(scheduler_file=scheduler_file)
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address="127.0.0.1:0", host="127.0.0.1")
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address="127.0.0.1:0",
+            host="127.0.0.1",
+        )
         client = Client(cluster)
     got: list = []
     client.subscribe_topic("bench", got.append)
@@ -78,22 +83,39 @@ def child_dask(n: int, r: int, workers: int, scheduler_file: str | None) -> dict
     while len(got) < n * r:
         time.sleep(0.001)
     t1, t2 = start[0], time.perf_counter()
-    cpu = {"driver": time.process_time() - start[2], **_cpu_by_thread(),
-           "workers": _workers_cpu(client) - workers_before}
+    cpu = {
+        "driver": time.process_time() - start[2],
+        **_cpu_by_thread(),
+        "workers": _workers_cpu(client) - workers_before,
+    }
     client.close()
     if cluster is not None:
         cluster.close()
     stamps.sort()
     tenth = max(1, n // 10)
-    marks = [start] + [(stamps[i - 1][0], 0.0, stamps[i - 1][2])
-                       for i in range(tenth, n + 1, tenth)]
+    marks = [start] + [
+        (stamps[i - 1][0], 0.0, stamps[i - 1][2]) for i in range(tenth, n + 1, tenth)
+    ]
     marks[0] = (start[0], 0.0, start[2])
-    return {"fit_s": t2 - t1, "start_s": t1 - t0, "tenths": marks, "tenth": tenth, "cpu": cpu,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "fit_s": t2 - t1,
+        "start_s": t1 - t0,
+        "tenths": marks,
+        "tenth": tenth,
+        "cpu": cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
-def child_tune(engine: str, n: int, r: int, workers: int, storage: str,
-               scheduler_file: str | None, sleep: float = 0.0) -> dict:
+def child_tune(
+    engine: str,
+    n: int,
+    r: int,
+    workers: int,
+    storage: str,
+    scheduler_file: str | None,
+    sleep: float = 0.0,
+) -> dict:
     """dasktune or Ray Tune: N trials of R reports (``sleep`` seconds before each)."""
     import resource
 
@@ -151,16 +173,22 @@ def child_tune(engine: str, n: int, r: int, workers: int, storage: str,
 
         def on_experiment_end(self, trials, **info) -> None:
             threads = _cpu_by_thread()
-            self.cpu = {"driver": time.process_time() - self.driver,
-                        **{k: v - self.threads.get(k, 0.0) for k, v in threads.items()}}
+            self.cpu = {
+                "driver": time.process_time() - self.driver,
+                **{k: v - self.threads.get(k, 0.0) for k, v in threads.items()},
+            }
             if self.client is not None:
                 self.cpu["workers"] = _workers_cpu(self.client) - self.workers
 
     tenths, cpu = Tenths(), Cpu()
-    tuner = tune.Tuner(trivial, param_space={"x": tune.uniform(0, 1)},
-                       tune_config=tune.TuneConfig(num_samples=n),
-                       run_config=tune.RunConfig(storage_path=storage, name="scale", verbose=0,
-                                                 callbacks=[tenths, cpu]))
+    tuner = tune.Tuner(
+        trivial,
+        param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(num_samples=n),
+        run_config=tune.RunConfig(
+            storage_path=storage, name="scale", verbose=0, callbacks=[tenths, cpu]
+        ),
+    )
     t1 = time.perf_counter()
     grid = tuner.fit()
     t2 = time.perf_counter()
@@ -168,11 +196,15 @@ def child_tune(engine: str, n: int, r: int, workers: int, storage: str,
     if len(grid) != n or iterations[0] != r or iterations[-1] != r:
         raise SystemExit(f"lost results: {len(grid)} trials, iterations {iterations[:3]}...")
     results_s = tenths.last_result - tenths.first_result
-    return {"fit_s": t2 - t1, "tenths": tenths.marks, "tenth": tenth,
-            "start_s": tenths.marks[0][0] - t1 if tenths.marks else 0.0,
-            "results_per_s": (n * r - 1) / results_s if results_s > 0 else 0.0,
-            "cpu": getattr(cpu, "cpu", {}),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "fit_s": t2 - t1,
+        "tenths": tenths.marks,
+        "tenth": tenth,
+        "start_s": tenths.marks[0][0] - t1 if tenths.marks else 0.0,
+        "results_per_s": (n * r - 1) / results_s if results_s > 0 else 0.0,
+        "cpu": getattr(cpu, "cpu", {}),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _client_of(engine: str):
@@ -216,11 +248,17 @@ def child_stop_latency(n: int, workers: int, storage: str, scheduler_file: str |
             tune.report({"score": config["x"] * (i + 1), "t": time.time()})
 
     tuner = tune.Tuner(
-        steps, param_space={"x": tune.uniform(0, 1)},
-        tune_config=tune.TuneConfig(num_samples=n, scheduler=ASHAScheduler(
-            metric="score", mode="max", max_t=max_t, grace_period=1, reduction_factor=2)),
+        steps,
+        param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(
+            num_samples=n,
+            scheduler=ASHAScheduler(
+                metric="score", mode="max", max_t=max_t, grace_period=1, reduction_factor=2
+            ),
+        ),
         run_config=tune.RunConfig(storage_path=storage, name="stops", verbose=0),
-        client=client)
+        client=client,
+    )
     with get_task_stream(client=client) as stream:
         grid = tuner.fit()
     ended = {}
@@ -265,6 +303,7 @@ def _cpu_by_thread() -> dict[str, float]:
 
 def _workers_cpu(client) -> float:
     """CPU seconds the cluster's worker processes used so far."""
+
     def used() -> float:
         import resource
 
@@ -283,16 +322,43 @@ class ProcessCluster:
         self.file = os.path.join(self.dir, "scheduler.json")
         dask = [sys.executable, "-m", "dask"]
         quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.procs = [subprocess.Popen(
-            dask + ["scheduler", "--scheduler-file", self.file, "--host", "127.0.0.1",
-                    "--port", "0", "--dashboard-address", "127.0.0.1:0"], **quiet)]
+        self.procs = [
+            subprocess.Popen(
+                dask
+                + [
+                    "scheduler",
+                    "--scheduler-file",
+                    self.file,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                ],
+                **quiet,
+            )
+        ]
         deadline = time.monotonic() + 60
         while not os.path.exists(self.file) and time.monotonic() < deadline:
             time.sleep(0.05)
         for _ in range(workers):
-            self.procs.append(subprocess.Popen(
-                dask + ["worker", "--scheduler-file", self.file, "--nthreads", "1",
-                        "--host", "127.0.0.1", "--no-dashboard"], **quiet))
+            self.procs.append(
+                subprocess.Popen(
+                    dask
+                    + [
+                        "worker",
+                        "--scheduler-file",
+                        self.file,
+                        "--nthreads",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--no-dashboard",
+                    ],
+                    **quiet,
+                )
+            )
         from distributed import Client
 
         with Client(scheduler_file=self.file, timeout=60) as client:
@@ -326,21 +392,53 @@ class _ignored:
         return exc[0] is not None and issubclass(exc[0], ProcessLookupError)
 
 
-def run_child(args: argparse.Namespace, engine: str, *, trials: int, reports: int,
-              sleep: float = 0.0, profile: str | None = None) -> dict:
+def run_child(
+    args: argparse.Namespace,
+    engine: str,
+    *,
+    trials: int,
+    reports: int,
+    sleep: float = 0.0,
+    profile: str | None = None,
+) -> dict:
     """Run one workload in a fresh process; returns its figures and wall time."""
     storage = tempfile.mkdtemp(prefix="dasktune-scale-")
     cluster = ProcessCluster(args.workers) if args.cluster == "processes" else None
     python = args.ray_python if engine == "ray" else sys.executable
-    cmd = [python, HERE, "--child", engine, "--trials", str(trials), "--reports", str(reports),
-           "--workers", str(args.workers), "--storage", storage, "--sleep", str(sleep)]
+    cmd = [
+        python,
+        HERE,
+        "--child",
+        engine,
+        "--trials",
+        str(trials),
+        "--reports",
+        str(reports),
+        "--workers",
+        str(args.workers),
+        "--storage",
+        storage,
+        "--sleep",
+        str(sleep),
+    ]
     if cluster is not None:
         cmd += ["--scheduler-file", cluster.file]
     if profile:
         os.makedirs(profile, exist_ok=True)
         out = os.path.join(profile, f"{engine}-{trials}x{reports}-{int(time.time())}.txt")
-        cmd = ["py-spy", "record", "--format", "raw", "--rate", "200", "--threads",
-               "--subprocesses", "--output", out, "--"] + cmd
+        cmd = [
+            "py-spy",
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--threads",
+            "--subprocesses",
+            "--output",
+            out,
+            "--",
+        ] + cmd
     try:
         scheduler_cpu = cluster.scheduler_cpu() if cluster is not None else 0.0
         start = time.perf_counter()
@@ -370,8 +468,10 @@ def count_on_disk(experiment: str, trials: int, reports: int) -> str:
             its = [json.loads(line)["training_iteration"] for line in f.read().splitlines()]
         bad += its != list(range(1, reports + 1))
     if len(dirs) != trials or bad:
-        raise RuntimeError(f"results lost or doubled on disk: {len(dirs)} trial directories "
-                           f"of {trials}, {bad} with other rows than 1..{reports}")
+        raise RuntimeError(
+            f"results lost or doubled on disk: {len(dirs)} trial directories "
+            f"of {trials}, {bad} with other rows than 1..{reports}"
+        )
     return f"all {trials * reports} results on disk exactly once"
 
 
@@ -389,16 +489,21 @@ def tenth_table(stats: dict, trials: int) -> list[str]:
     first, last = rows[0], rows[-1]
     coordinator = f"{last[1] / first[1]:.2f}x" if first[1] else "-"
     driver = f"{last[2] / first[2]:.2f}x" if first[2] else "-"
-    lines.append(f"  last/first: wall {last[0] / first[0]:.2f}x, coordinator CPU {coordinator}, "
-                 f"driver CPU {driver}")
+    lines.append(
+        f"  last/first: wall {last[0] / first[0]:.2f}x, coordinator CPU {coordinator}, "
+        f"driver CPU {driver}"
+    )
     return lines
 
 
 def cpu_line(label: str, stats: dict, trials: int) -> str:
     """CPU per trial, in ms, by part: the driver's threads and the workers."""
     cpu = stats.get("cpu") or {}
-    parts = [f"{name} {1000 * seconds / trials:.2f}" for name, seconds in
-             sorted(cpu.items(), key=lambda kv: -kv[1]) if seconds >= 0.005 * trials / 1000]
+    parts = [
+        f"{name} {1000 * seconds / trials:.2f}"
+        for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])
+        if seconds >= 0.005 * trials / 1000
+    ]
     return f"{label} CPU ms per trial: " + ", ".join(parts)
 
 
@@ -409,33 +514,46 @@ def median_of(runs: list[dict], key: str) -> float:
 def describe(label: str, runs: list[dict], trials: int, reports: int) -> str:
     wall = median_of(runs, "wall_s")
     start = median_of(runs, "start_s")
-    return (f"{label:9s} {trials} x {reports}, median of {len(runs)}: wall {wall:.2f} s "
-            f"(cluster start {start:.2f} s, then the trials "
-            f"{median_of(runs, 'fit_s') - (start if label != 'bare Dask' else 0):.2f} s), "
-            f"{trials / wall:.0f} trials/s, "
-            f"{trials * reports / wall:.0f} results/s, driver peak RSS "
-            f"{median_of(runs, 'peak_rss_mb'):.0f} MB; walls: "
-            + ", ".join(f"{r['wall_s']:.2f}" for r in runs))
+    return (
+        f"{label:9s} {trials} x {reports}, median of {len(runs)}: wall {wall:.2f} s "
+        f"(cluster start {start:.2f} s, then the trials "
+        f"{median_of(runs, 'fit_s') - (start if label != 'bare Dask' else 0):.2f} s), "
+        f"{trials / wall:.0f} trials/s, "
+        f"{trials * reports / wall:.0f} results/s, driver peak RSS "
+        f"{median_of(runs, 'peak_rss_mb'):.0f} MB; walls: "
+        + ", ".join(f"{r['wall_s']:.2f}" for r in runs)
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--reports", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--cluster", choices=("local", "processes"), default="local",
-                        help="local: the embedded cluster (LocalCluster for bare Dask); "
-                             "processes: dask scheduler + dask worker commands")
+    parser.add_argument(
+        "--cluster",
+        choices=("local", "processes"),
+        default="local",
+        help="local: the embedded cluster (LocalCluster for bare Dask); "
+        "processes: dask scheduler + dask worker commands",
+    )
     parser.add_argument("--vs-ray", action="store_true", help="also run Ray Tune")
-    parser.add_argument("--ray-python", default=RAY_PYTHON if os.path.exists(RAY_PYTHON)
-                        else sys.executable)
-    parser.add_argument("--ingest-trials", type=int, default=20,
-                        help="trials of the ingest-rate run (0: skip it)")
+    parser.add_argument(
+        "--ray-python", default=RAY_PYTHON if os.path.exists(RAY_PYTHON) else sys.executable
+    )
+    parser.add_argument(
+        "--ingest-trials", type=int, default=20, help="trials of the ingest-rate run (0: skip it)"
+    )
     parser.add_argument("--ingest-reports", type=int, default=1000)
-    parser.add_argument("--stop-trials", type=int, default=64,
-                        help="trials of the ASHA stop-latency run (0: skip it)")
+    parser.add_argument(
+        "--stop-trials",
+        type=int,
+        default=64,
+        help="trials of the ASHA stop-latency run (0: skip it)",
+    )
     parser.add_argument("--profile", metavar="DIR", help="record the dasktune driver with py-spy")
     parser.add_argument("--only", choices=("dasktune", "dask"), help="run one engine only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -448,23 +566,38 @@ def main() -> None:
         if args.child == "dask":
             stats = child_dask(args.trials, args.reports, args.workers, args.scheduler_file)
         elif args.child == "stops":
-            stats = child_stop_latency(args.trials, args.workers, args.storage,
-                                       args.scheduler_file)
+            stats = child_stop_latency(args.trials, args.workers, args.storage, args.scheduler_file)
         else:
-            stats = child_tune(args.child, args.trials, args.reports, args.workers, args.storage,
-                               args.scheduler_file, args.sleep)
+            stats = child_tune(
+                args.child,
+                args.trials,
+                args.reports,
+                args.workers,
+                args.storage,
+                args.scheduler_file,
+                args.sleep,
+            )
         print(json.dumps(stats))
         return
 
     n, r = args.trials, args.reports
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-          f"{args.workers} workers ({args.cluster}); {n} trials x {r} reports")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"{args.workers} workers ({args.cluster}); {n} trials x {r} reports"
+    )
     engines = [e for e in ("dask", "dasktune") if args.only in (None, e)]
     runs: dict[str, list[dict]] = {e: [] for e in engines}
     for _ in range(args.repeat):  # interleaved: drift hits both engines alike
         for engine in engines:
-            runs[engine].append(run_child(args, engine, trials=n, reports=r,
-                                          profile=args.profile if engine == "dasktune" else None))
+            runs[engine].append(
+                run_child(
+                    args,
+                    engine,
+                    trials=n,
+                    reports=r,
+                    profile=args.profile if engine == "dasktune" else None,
+                )
+            )
     if args.vs_ray:
         runs["ray"] = [run_child(args, "ray", trials=n, reports=r)]
     for engine, label in (("dask", "bare Dask"), ("dasktune", "dasktune"), ("ray", "Ray Tune")):
@@ -487,20 +620,23 @@ def main() -> None:
         ratio = median_of(runs["ray"], "wall_s") / median_of(runs["dasktune"], "wall_s")
         print(f"Ray Tune / dasktune wall time: {ratio:.1f}x")
     if args.ingest_trials and "dasktune" in runs:
-        ingest = run_child(args, "dasktune", trials=args.ingest_trials,
-                           reports=args.ingest_reports)
+        ingest = run_child(args, "dasktune", trials=args.ingest_trials, reports=args.ingest_reports)
         results = args.ingest_trials * args.ingest_reports
-        print(f"ingest: {args.ingest_trials} trials x {args.ingest_reports} reports: "
-              f"{ingest['results_per_s']:.0f} results/s from the first result to the last, "
-              f"{results / ingest['fit_s']:.0f} results/s over the whole fit "
-              f"({ingest['fit_s']:.2f} s, cluster start included); {ingest['on_disk']}")
+        print(
+            f"ingest: {args.ingest_trials} trials x {args.ingest_reports} reports: "
+            f"{ingest['results_per_s']:.0f} results/s from the first result to the last, "
+            f"{results / ingest['fit_s']:.0f} results/s over the whole fit "
+            f"({ingest['fit_s']:.2f} s, cluster start included); {ingest['on_disk']}"
+        )
     if args.stop_trials and "dasktune" in runs:
         stops = run_child(args, "stops", trials=args.stop_trials, reports=0)["latencies"]
         if stops:
             ms = sorted(1000 * s for s in stops)
-            print(f"ASHA stop latency, report to free worker slot, {len(ms)} stopped trials: "
-                  f"median {statistics.median(ms):.1f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:.1f} "
-                  f"ms, max {ms[-1]:.1f} ms")
+            print(
+                f"ASHA stop latency, report to free worker slot, {len(ms)} stopped trials: "
+                f"median {statistics.median(ms):.1f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:.1f} "
+                f"ms, max {ms[-1]:.1f} ms"
+            )
 
 
 if __name__ == "__main__":

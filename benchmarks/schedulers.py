@@ -77,7 +77,10 @@ def schedulers(max_t: int, rf: int) -> dict[str, Callable[[], TrialScheduler]]:
             max_t=max_t, grace_period=1, reduction_factor=rf, **common
         ),
         "ASHA promotion": lambda: AsyncHyperBandScheduler(
-            max_t=max_t, grace_period=1, reduction_factor=rf, mode_of_operation="promotion",
+            max_t=max_t,
+            grace_period=1,
+            reduction_factor=rf,
+            mode_of_operation="promotion",
             **common,
         ),
         "HyperBand": lambda: HyperBandScheduler(max_t=max_t, reduction_factor=rf, **common),
@@ -93,12 +96,20 @@ def schedulers(max_t: int, rf: int) -> dict[str, Callable[[], TrialScheduler]]:
     }
 
 
-def simulate(scheduler: TrialScheduler, curves: np.ndarray, speeds: np.ndarray, workers: int,
-             budget: int) -> Outcome:
+def simulate(
+    scheduler: TrialScheduler, curves: np.ndarray, speeds: np.ndarray, workers: int, budget: int
+) -> Outcome:
     """One experiment: trial ``i`` reports ``curves[i][k - 1]`` every ``speeds[i]`` seconds."""
     configs, step, length = curve_step(curves)
-    return Simulator(scheduler, configs, step, length, concurrency=workers, budget=budget,
-                     speed=lambda config: float(speeds[config["curve"]])).run()
+    return Simulator(
+        scheduler,
+        configs,
+        step,
+        length,
+        concurrency=workers,
+        budget=budget,
+        speed=lambda config: float(speeds[config["curve"]]),
+    ).run()
 
 
 def summary(values: list[float]) -> str:
@@ -136,8 +147,9 @@ def main() -> None:
     for workers in args.workers:
         for name, make in schedulers(args.max_t, args.reduction_factor).items():
             started = time.perf_counter()
-            outcomes = [simulate(make(), curves, speeds, workers, args.budget)
-                         for curves, speeds in pools]
+            outcomes = [
+                simulate(make(), curves, speeds, workers, args.budget) for curves, speeds in pools
+            ]
             elapsed = time.perf_counter() - started
             full = [sum(r.iteration == args.max_t for r in o.reports) for o in outcomes]
             print(

@@ -52,16 +52,27 @@ def load_example(engine: str, variant: str = "example") -> dict:
     tree = ast.parse(open(EXAMPLE).read())
     if variant == "as-written":
         for node in tree.body:
-            if (isinstance(node, ast.ImportFrom) and node.module == "dasktune"
-                    and [a.name for a in node.names] == ["datasets"]):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "dasktune"
+                and [a.name for a in node.names] == ["datasets"]
+            ):
                 node.module = "torchvision"
 
     def assigns(*names: str) -> list[ast.stmt]:
-        return [node for node in tree.body if isinstance(node, ast.Assign)
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names]
+        return [
+            node
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in names
+        ]
 
-    definitions = [node for node in tree.body if isinstance(
-        node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))]
+    definitions = [
+        node
+        for node in tree.body
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))
+    ]
     namespace: dict = {"__name__": "tutorial_definitions"}
     body = definitions + assigns("EPOCH_SIZE", "TEST_SIZE")
     exec(compile(ast.Module(body=body, type_ignores=[]), EXAMPLE, "exec"), namespace)
@@ -72,8 +83,10 @@ def load_example(engine: str, variant: str = "example") -> dict:
 
         namespace.update(tune=ray_tune, ASHAScheduler=ASHAScheduler, HyperOptSearch=HyperOptSearch)
     # The search space is built with the engine's own domains.
-    exec(compile(ast.Module(body=assigns("search_space"), type_ignores=[]), EXAMPLE, "exec"),
-         namespace)
+    exec(
+        compile(ast.Module(body=assigns("search_space"), type_ignores=[]), EXAMPLE, "exec"),
+        namespace,
+    )
     return namespace
 
 
@@ -85,10 +98,14 @@ def epoch_seconds(ns: dict, repeat: int = 30) -> float:
 
     torch.set_num_threads(1)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
-    train = DataLoader(ns["datasets"].MNIST("~/data", train=True, download=True, transform=tf),
-                       batch_size=64, shuffle=True)
-    test = DataLoader(ns["datasets"].MNIST("~/data", train=False, transform=tf),
-                      batch_size=64, shuffle=True)
+    train = DataLoader(
+        ns["datasets"].MNIST("~/data", train=True, download=True, transform=tf),
+        batch_size=64,
+        shuffle=True,
+    )
+    test = DataLoader(
+        ns["datasets"].MNIST("~/data", train=False, transform=tf), batch_size=64, shuffle=True
+    )
     model = ns["ConvNet"]()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
     ns["train_func"], ns["test_func"] = ns.get("untimed", (ns["train_func"], ns["test_func"]))
@@ -106,6 +123,7 @@ def epoch_seconds(ns: dict, repeat: int = 30) -> float:
 
 def timed(fn, path: str):
     """``fn``, logging how long each call took to ``path`` (on whichever process runs it)."""
+
     def wrapper(*args, **kwargs):
         start, cpu = time.perf_counter(), time.thread_time()
         try:
@@ -143,13 +161,32 @@ def run_stages(ns: dict, engine: str, storage: str) -> list[dict]:
     logs = tempfile.mkdtemp(prefix="dasktune-tutorial-epochs-")
     stages = [
         ("single trial", dict(param_space=ns["search_space"])),
-        ("ASHA, 20 samples", dict(param_space=ns["search_space"], tune_config=tune.TuneConfig(
-            num_samples=20, scheduler=ns["ASHAScheduler"](metric="mean_accuracy", mode="max")))),
-        ("HyperOpt, 10 samples", dict(tune_config=tune.TuneConfig(
-            num_samples=10, search_alg=ns["HyperOptSearch"](
-                {"lr": ns["hp"].loguniform("lr", -10, -1),
-                 "momentum": ns["hp"].uniform("momentum", 0.1, 0.9)},
-                metric="mean_accuracy", mode="max")))),
+        (
+            "ASHA, 20 samples",
+            dict(
+                param_space=ns["search_space"],
+                tune_config=tune.TuneConfig(
+                    num_samples=20,
+                    scheduler=ns["ASHAScheduler"](metric="mean_accuracy", mode="max"),
+                ),
+            ),
+        ),
+        (
+            "HyperOpt, 10 samples",
+            dict(
+                tune_config=tune.TuneConfig(
+                    num_samples=10,
+                    search_alg=ns["HyperOptSearch"](
+                        {
+                            "lr": ns["hp"].loguniform("lr", -10, -1),
+                            "momentum": ns["hp"].uniform("momentum", 0.1, 0.9),
+                        },
+                        metric="mean_accuracy",
+                        mode="max",
+                    ),
+                )
+            ),
+        ),
     ]
     rows = []
     for number, (name, kwargs) in enumerate(stages):
@@ -164,39 +201,58 @@ def run_stages(ns: dict, engine: str, storage: str) -> list[dict]:
         # plus its first epoch), whatever the engine.
         frames = [r.metrics_dataframe for r in results]
         busy = sum(float(df["time_total_s"].iloc[-1]) for df in frames if len(df))
-        rows.append(dict(stage=name, wall=wall, trials=len(results), epochs=epochs, best=best,
-                         busy=busy, in_trials=logged_seconds(log)[0],
-                         in_trials_cpu=logged_seconds(log)[1]))
+        rows.append(
+            dict(
+                stage=name,
+                wall=wall,
+                trials=len(results),
+                epochs=epochs,
+                best=best,
+                busy=busy,
+                in_trials=logged_seconds(log)[0],
+                in_trials_cpu=logged_seconds(log)[1],
+            )
+        )
     return rows
 
 
 def report(label: str, rows: list[dict], total: float, epoch_s: float, workers: int) -> float:
     """Print the stages' table; return the cost of the three stages together."""
-    print(f"\n{label}: whole tutorial as one process (imports and cluster start included): "
-          f"{total:.1f} s")
-    print(f"{'stage':22s} {'wall s':>7s} {'trials':>6s} {'epochs':>6s} {'best acc':>8s} "
-          f"{'cost':>5s} {'cost*':>5s} {'busy':>5s} {'epochs in trials':>16s} "
-          f"{'rest of trials':>14s} {'outside trials':>14s}")
+    print(
+        f"\n{label}: whole tutorial as one process (imports and cluster start included): "
+        f"{total:.1f} s"
+    )
+    print(
+        f"{'stage':22s} {'wall s':>7s} {'trials':>6s} {'epochs':>6s} {'best acc':>8s} "
+        f"{'cost':>5s} {'cost*':>5s} {'busy':>5s} {'epochs in trials':>16s} "
+        f"{'rest of trials':>14s} {'outside trials':>14s}"
+    )
     for r in rows:
         compute = r["epochs"] * epoch_s
         slots = r["wall"] * workers
         own = r["in_trials"] or float("nan")
-        print(f"{r['stage']:22s} {r['wall']:7.2f} {r['trials']:6d} {r['epochs']:6d} "
-              f"{r['best']:8.3f} {slots / compute:4.2f}x {slots / own:4.2f}x "
-              f"{r['busy'] / slots:5.0%} {own:14.1f} s {r['busy'] - own:12.1f} s "
-              f"{slots - r['busy']:12.1f} s")
+        print(
+            f"{r['stage']:22s} {r['wall']:7.2f} {r['trials']:6d} {r['epochs']:6d} "
+            f"{r['best']:8.3f} {slots / compute:4.2f}x {slots / own:4.2f}x "
+            f"{r['busy'] / slots:5.0%} {own:14.1f} s {r['busy'] - own:12.1f} s "
+            f"{slots - r['busy']:12.1f} s"
+        )
     compute = sum(r["epochs"] for r in rows) * epoch_s
     own = sum(r["in_trials"] for r in rows) or float("nan")
     stages = sum(r["wall"] for r in rows)
     cost = stages * workers / compute
-    print(f"pure compute of all epochs: {compute:.1f} s on one thread ({epoch_s * 1000:.0f} ms "
-          f"per epoch); the three stages took {stages:.1f} s on {workers} workers: "
-          f"cost {cost:.2f}x the pure compute (efficiency {1 / cost:.0%}); with the script's "
-          f"imports: {total * workers / compute:.2f}x")
+    print(
+        f"pure compute of all epochs: {compute:.1f} s on one thread ({epoch_s * 1000:.0f} ms "
+        f"per epoch); the three stages took {stages:.1f} s on {workers} workers: "
+        f"cost {cost:.2f}x the pure compute (efficiency {1 / cost:.0%}); with the script's "
+        f"imports: {total * workers / compute:.2f}x"
+    )
     own_cpu = sum(r["in_trials_cpu"] for r in rows)
-    print(f"cost* = against the epochs' own time in the trials ({own:.1f} s, of which "
-          f"{own_cpu:.1f} s CPU: the same epochs under the load of the moment): "
-          f"{stages * workers / own:.2f}x")
+    print(
+        f"cost* = against the epochs' own time in the trials ({own:.1f} s, of which "
+        f"{own_cpu:.1f} s CPU: the same epochs under the load of the moment): "
+        f"{stages * workers / own:.2f}x"
+    )
     return cost
 
 
@@ -215,8 +271,9 @@ def mnist_home() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--vs-ray", action="store_true")
     parser.add_argument("--variant", choices=("as-written", "example", "both"), default="both")
     parser.add_argument("--storage", default=None)
@@ -249,19 +306,24 @@ def main() -> None:
         epoch_s = epoch_seconds(load_example("dasktune", variant))
         for engine in engines:
             total, rows = totals[(variant, engine)]
-            costs[(variant, engine)] = report(f"{engine}, tutorial {variant}", rows, total,
-                                              epoch_s, workers)
+            costs[(variant, engine)] = report(
+                f"{engine}, tutorial {variant}", rows, total, epoch_s, workers
+            )
     for variant in variants:
         if "ray" in engines:
             ours, theirs = totals[(variant, "dasktune")], totals[(variant, "ray")]
             for a, b in zip(ours[1], theirs[1], strict=True):
                 print(f"{variant}: Ray Tune / dasktune, {a['stage']}: {b['wall'] / a['wall']:.1f}x")
-            print(f"{variant}: Ray Tune / dasktune, the three stages: "
-                  f"{sum(b['wall'] for b in theirs[1]) / sum(a['wall'] for a in ours[1]):.1f}x; "
-                  f"cost: dasktune {costs[(variant, 'dasktune')]:.2f}x, Ray Tune "
-                  f"{costs[(variant, 'ray')]:.2f}x the pure compute")
-        print(f"tutorial {variant}: dasktune's three stages cost "
-              f"{costs[(variant, 'dasktune')]:.2f}x the pure compute of their epochs")
+            print(
+                f"{variant}: Ray Tune / dasktune, the three stages: "
+                f"{sum(b['wall'] for b in theirs[1]) / sum(a['wall'] for a in ours[1]):.1f}x; "
+                f"cost: dasktune {costs[(variant, 'dasktune')]:.2f}x, Ray Tune "
+                f"{costs[(variant, 'ray')]:.2f}x the pure compute"
+            )
+        print(
+            f"tutorial {variant}: dasktune's three stages cost "
+            f"{costs[(variant, 'dasktune')]:.2f}x the pure compute of their epochs"
+        )
 
 
 if __name__ == "__main__":

@@ -70,9 +70,15 @@ class RunOutcome:
     exception: bytes | None = None  # the trial's exception, pickled, if it could be
 
     def to_wire(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "status": self.status.value,
-                "num_reports": self.num_reports, "iteration": self.iteration,
-                "error": self.error, "error_type": self.error_type, "exception": self.exception}
+        return {
+            "run_id": self.run_id,
+            "status": self.status.value,
+            "num_reports": self.num_reports,
+            "iteration": self.iteration,
+            "error": self.error,
+            "error_type": self.error_type,
+            "exception": self.exception,
+        }
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> RunOutcome:
@@ -108,8 +114,15 @@ class ResultReported:
     kind = "result"
 
     def to_wire(self) -> dict[str, Any]:
-        return {"kind": self.kind, "run": self.run, "worker": self.worker, "seq": self.seq,
-                "result": self.result, "checkpoint": self.checkpoint, "wait": self.wait}
+        return {
+            "kind": self.kind,
+            "run": self.run,
+            "worker": self.worker,
+            "seq": self.seq,
+            "result": self.result,
+            "checkpoint": self.checkpoint,
+            "wait": self.wait,
+        }
 
 
 @dataclass
@@ -124,8 +137,13 @@ class CheckpointStored:
     kind = "checkpoint"
 
     def to_wire(self) -> dict[str, Any]:
-        return {"kind": self.kind, "run": self.run, "worker": self.worker,
-                "checkpoint": self.checkpoint, "iteration": self.iteration}
+        return {
+            "kind": self.kind,
+            "run": self.run,
+            "worker": self.worker,
+            "checkpoint": self.checkpoint,
+            "iteration": self.iteration,
+        }
 
 
 @dataclass
@@ -152,8 +170,12 @@ class RunEnded:
     kind = "end"
 
     def to_wire(self) -> dict[str, Any]:
-        return {"kind": self.kind, "run": self.run, "worker": self.worker,
-                "outcome": self.outcome.to_wire()}
+        return {
+            "kind": self.kind,
+            "run": self.run,
+            "worker": self.worker,
+            "outcome": self.outcome.to_wire(),
+        }
 
 
 Message = RunStarted | ResultReported | CheckpointStored | AwaitingDecision | RunEnded
@@ -185,8 +207,9 @@ def plain(value: Any, where: str = "the message") -> Any:
     if value is None or kind is str or kind is int or kind is float or kind is bool:
         return value
     if isinstance(value, Mapping):
-        return {k if type(k) is str else str(k): plain(v, f"{where}[{k!r}]")
-                for k, v in value.items()}
+        return {
+            k if type(k) is str else str(k): plain(v, f"{where}[{k!r}]") for k, v in value.items()
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
         return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, float):  # np.float64 and other float subclasses
@@ -275,8 +298,9 @@ def from_wire(data: dict[str, Any]) -> Message:
     kind = data["kind"]
     if kind == "result":
         result = unplain(data["result"]) if data.get(_CONVERTED) else data["result"]
-        return ResultReported(data["run"], data["worker"], data["seq"], result,
-                              data["checkpoint"], data["wait"])
+        return ResultReported(
+            data["run"], data["worker"], data["seq"], result, data["checkpoint"], data["wait"]
+        )
     if kind == "start":
         return RunStarted(data["run"], data["worker"])
     if kind == "checkpoint":

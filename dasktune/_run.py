@@ -40,8 +40,12 @@ class TuneError(Exception):
     experiment's :class:`ExperimentAnalysis`, for the results of the others.
     """
 
-    def __init__(self, message: str, failed_trials: Sequence[Any] = (),
-                 analysis: ExperimentAnalysis | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        failed_trials: Sequence[Any] = (),
+        analysis: ExperimentAnalysis | None = None,
+    ) -> None:
         super().__init__(message)
         self.failed_trials = list(failed_trials)
         self.analysis = analysis
@@ -81,9 +85,13 @@ def _by_name(value: Any, table: Mapping[str, tuple[str, str]], argument: str) ->
     return getattr(importlib.import_module(module), name)()
 
 
-def _checkpoint_config(config: CheckpointConfig | None, keep_checkpoints_num: int | None,
-                       checkpoint_score_attr: str | None, checkpoint_freq: int,
-                       checkpoint_at_end: bool) -> CheckpointConfig:
+def _checkpoint_config(
+    config: CheckpointConfig | None,
+    keep_checkpoints_num: int | None,
+    checkpoint_score_attr: str | None,
+    checkpoint_freq: int,
+    checkpoint_at_end: bool,
+) -> CheckpointConfig:
     """``checkpoint_config`` with Ray's older checkpoint arguments applied over it."""
     config = copy.copy(config) if config is not None else CheckpointConfig()
     if not isinstance(config, CheckpointConfig):
@@ -96,8 +104,9 @@ def _checkpoint_config(config: CheckpointConfig | None, keep_checkpoints_num: in
     if checkpoint_score_attr is not None:
         # Ray's older spelling: "min-loss" keeps the lowest loss.
         descending = checkpoint_score_attr.startswith("min-")
-        config.checkpoint_score_attribute = checkpoint_score_attr[4:] if descending \
-            else checkpoint_score_attr
+        config.checkpoint_score_attribute = (
+            checkpoint_score_attr[4:] if descending else checkpoint_score_attr
+        )
         config.checkpoint_score_order = "min" if descending else "max"
     if checkpoint_freq:
         config.checkpoint_frequency = checkpoint_freq
@@ -129,23 +138,30 @@ def _resume_options(resume: Any, resume_config: Any) -> tuple[str, ResumeOptions
         options = ResumeOptions(
             resume_unfinished=getattr(resume_config, "resume_unfinished", True),
             resume_errored=getattr(resume_config, "resume_errored", False),
-            restart_errored=getattr(resume_config, "restart_errored", False))
+            restart_errored=getattr(resume_config, "restart_errored", False),
+        )
         return ("auto" if resume in (None, "AUTO") else "must"), options
     if resume in (None, False):
         return None
     text = "LOCAL" if resume is True else str(resume).upper()
     head, _, tail = text.partition("+")
     if head not in ("AUTO", "LOCAL", "REMOTE", "PROMPT", "ERRORED_ONLY", "MUST") or tail not in (
-            "", "ERRORED", "RESTART_ERRORED", "ERRORED_ONLY"):
+        "",
+        "ERRORED",
+        "RESTART_ERRORED",
+        "ERRORED_ONLY",
+    ):
         raise ValueError(
             f"The value of `tune.run(resume=...)` is {resume!r}, but it must be None, True, "
             "'AUTO', 'LOCAL', or one of them with '+ERRORED', '+RESTART_ERRORED' or "
             "'+ERRORED_ONLY', as in Ray Tune."
         )
     errored_only = "ERRORED_ONLY" in (head, tail)
-    options = ResumeOptions(resume_unfinished=not errored_only,
-                            resume_errored=tail == "ERRORED" or errored_only,
-                            restart_errored=tail == "RESTART_ERRORED")
+    options = ResumeOptions(
+        resume_unfinished=not errored_only,
+        resume_errored=tail == "ERRORED" or errored_only,
+        restart_errored=tail == "RESTART_ERRORED",
+    )
     return ("auto" if head in ("AUTO", "PROMPT") else "must"), options
 
 
@@ -239,11 +255,15 @@ def run(
             f"tune.run(restore={restore!r}): dasktune cannot start a trial from a checkpoint "
             "path yet. Load the checkpoint in your trainable instead (a path in config)."
         )
-    for argument, value in (("export_formats", export_formats), ("server_port", server_port),
-                            ("trial_executor", trial_executor)):
+    for argument, value in (
+        ("export_formats", export_formats),
+        ("server_port", server_port),
+        ("trial_executor", trial_executor),
+    ):
         if value:
-            note_no_effect(f"tune.run({argument})", "dasktune has no such facility.",
-                           logging.WARNING)
+            note_no_effect(
+                f"tune.run({argument})", "dasktune has no such facility.", logging.WARNING
+            )
     trainable = run_or_experiment
     if resources_per_trial is not None:
         if not isinstance(resources_per_trial, Mapping):
@@ -255,29 +275,46 @@ def run(
         trainable = with_resources(trainable, resources_per_trial)
 
     tune_config = TuneConfig(
-        metric=metric, mode=mode, num_samples=num_samples,
+        metric=metric,
+        mode=mode,
+        num_samples=num_samples,
         search_alg=_by_name(search_alg, _SEARCHERS, "search_alg"),
         scheduler=_by_name(scheduler, _SCHEDULERS, "scheduler"),
-        max_concurrent_trials=max_concurrent_trials, time_budget_s=time_budget_s,
-        reuse_actors=reuse_actors, trial_name_creator=trial_name_creator,
-        trial_dirname_creator=trial_dirname_creator, chdir_to_trial_dir=chdir_to_trial_dir,
+        max_concurrent_trials=max_concurrent_trials,
+        time_budget_s=time_budget_s,
+        reuse_actors=reuse_actors,
+        trial_name_creator=trial_name_creator,
+        trial_dirname_creator=trial_dirname_creator,
+        chdir_to_trial_dir=chdir_to_trial_dir,
     )
     run_config = RunConfig(
-        name=name, storage_path=storage_path, local_dir=local_dir, stop=stop,
-        checkpoint_config=_checkpoint_config(checkpoint_config, keep_checkpoints_num,
-                                             checkpoint_score_attr, checkpoint_freq,
-                                             checkpoint_at_end),
+        name=name,
+        storage_path=storage_path,
+        local_dir=local_dir,
+        stop=stop,
+        checkpoint_config=_checkpoint_config(
+            checkpoint_config,
+            keep_checkpoints_num,
+            checkpoint_score_attr,
+            checkpoint_freq,
+            checkpoint_at_end,
+        ),
         failure_config=FailureConfig(max_failures=max_failures, fail_fast=fail_fast),
-        callbacks=list(callbacks) if callbacks is not None else None, verbose=verbose,
-        log_to_file=log_to_file, storage_filesystem=storage_filesystem,
-        sync_config=sync_config, progress_reporter=progress_reporter,
+        callbacks=list(callbacks) if callbacks is not None else None,
+        verbose=verbose,
+        log_to_file=log_to_file,
+        storage_filesystem=storage_filesystem,
+        sync_config=sync_config,
+        progress_reporter=progress_reporter,
     )
-    tuner = _tuner_for(trainable, config, tune_config, run_config, client,
-                       _resume_options(resume, resume_config))
+    tuner = _tuner_for(
+        trainable, config, tune_config, run_config, client, _resume_options(resume, resume_config)
+    )
     grid = tuner.fit()
     # Without metric and mode here, the analysis takes the experiment's (a scheduler's, say).
-    analysis = ExperimentAnalysis(grid.experiment_path, default_metric=metric,
-                                  default_mode=mode, _result_grid=grid)
+    analysis = ExperimentAnalysis(
+        grid.experiment_path, default_metric=metric, default_mode=mode, _result_grid=grid
+    )
     failed = [t for t in analysis.trials if t.status == TrialStatus.ERROR]
     if failed and raise_on_failed_trial:
         lines = [f"  {t.trial_name} ({t.trial_id}): {_error_line(t.error_msg)}" for t in failed]
@@ -285,13 +322,20 @@ def run(
             f"Trials did not complete: {len(failed)} of {len(analysis.trials)} failed. Their "
             f"errors are in error.txt in each trial's directory under {analysis.experiment_path}; "
             "pass raise_on_failed_trial=False to get the analysis instead.\n" + "\n".join(lines),
-            failed, analysis,
+            failed,
+            analysis,
         )
     return analysis
 
 
-def _tuner_for(trainable: Any, config: Any, tune_config: TuneConfig, run_config: RunConfig,
-               client: Any, resume: tuple[str, ResumeOptions] | None) -> Any:
+def _tuner_for(
+    trainable: Any,
+    config: Any,
+    tune_config: TuneConfig,
+    run_config: RunConfig,
+    client: Any,
+    resume: tuple[str, ResumeOptions] | None,
+) -> Any:
     """A new Tuner, or one that continues the named experiment as ``resume`` asks."""
     from dasktune.tuner import Tuner
 
@@ -299,17 +343,27 @@ def _tuner_for(trainable: Any, config: Any, tune_config: TuneConfig, run_config:
     if resume is not None:
         mode, options = resume
         if path is not None and Tuner.can_restore(path):
-            return Tuner.restore(path, trainable, resume_unfinished=options.resume_unfinished,
-                                 resume_errored=options.resume_errored,
-                                 restart_errored=options.restart_errored, client=client)
+            return Tuner.restore(
+                path,
+                trainable,
+                resume_unfinished=options.resume_unfinished,
+                resume_errored=options.resume_errored,
+                restart_errored=options.restart_errored,
+                client=client,
+            )
         if mode == "must":
             raise ValueError(
                 f"tune.run(resume=...): there is no experiment to resume at {path or '(no name)'}"
                 ". Give tune.run the name= and storage_path= of the experiment to continue, or "
                 "resume='AUTO' to start afresh when there is none."
             )
-    return Tuner(trainable, param_space=dict(config or {}), tune_config=tune_config,
-                 run_config=run_config, client=client)
+    return Tuner(
+        trainable,
+        param_space=dict(config or {}),
+        tune_config=tune_config,
+        run_config=run_config,
+        client=client,
+    )
 
 
 def _named_path(run_config: RunConfig) -> str | None:

@@ -6,10 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 #: The fields ``tune.report`` adds to every result (the rest are the user's metrics).
-AUTO_RESULT_FIELDS = frozenset({
-    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "trial_id", "done",
-    "pid", "hostname", "time_since_restore", "iterations_since_restore",
-})
+AUTO_RESULT_FIELDS = frozenset(
+    {
+        "training_iteration",
+        "time_this_iter_s",
+        "time_total_s",
+        "timestamp",
+        "trial_id",
+        "done",
+        "pid",
+        "hostname",
+        "time_since_restore",
+        "iterations_since_restore",
+    }
+)
 
 
 def flatten(result: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
@@ -22,4 +32,3 @@ def flatten(result: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict
         else:
             out[name] = value
     return out
-

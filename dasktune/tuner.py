@@ -206,12 +206,20 @@ class Tuner:
                     "Tuner.restore(path, trainable, param_space=...)."
                 )
         run_config = saved.get("run_config") or RunConfig()
-        run_config = dataclasses.replace(run_config, storage_path=os.path.dirname(path),
-                                         name=os.path.basename(path))
-        tuner = cls(trainable, param_space=param_space, tune_config=saved.get("tune_config"),
-                    run_config=run_config, client=client)
-        tuner._resume_from = (path, ResumeOptions(resume_unfinished, resume_errored,
-                                                  restart_errored))
+        run_config = dataclasses.replace(
+            run_config, storage_path=os.path.dirname(path), name=os.path.basename(path)
+        )
+        tuner = cls(
+            trainable,
+            param_space=param_space,
+            tune_config=saved.get("tune_config"),
+            run_config=run_config,
+            client=client,
+        )
+        tuner._resume_from = (
+            path,
+            ResumeOptions(resume_unfinished, resume_errored, restart_errored),
+        )
         return tuner
 
     def _resume_target(self, root: str) -> tuple[str, ResumeOptions] | None:
@@ -227,13 +235,15 @@ class Tuner:
                 f"RunConfig(resume={mode!r}): use 'auto' to continue an unfinished experiment "
                 "of the same name when the script runs again, or None to start a new one."
             )
-        candidates = [os.path.join(root, rc.name)] if rc.name else _experiments_of(
-            root, trainable_name(unwrap(self.trainable)[0]))
+        candidates = (
+            [os.path.join(root, rc.name)]
+            if rc.name
+            else _experiments_of(root, trainable_name(unwrap(self.trainable)[0]))
+        )
         for path in candidates:
             if self.can_restore(path):
                 if load_journal(path).finished:
-                    logger.info("%s finished already; resume='auto' starts a new experiment.",
-                                path)
+                    logger.info("%s finished already; resume='auto' starts a new experiment.", path)
                     return None
                 return path, ResumeOptions()
         return None
@@ -267,7 +277,8 @@ class Tuner:
             logger.warning(
                 "TuneConfig(num_samples=-1) with no RunConfig(stop=...) and no time_budget_s: "
                 "the experiment runs until you stop it (Ctrl-C or SIGTERM). Give it a time "
-                "budget or a stopper if that is not what you want.")
+                "budget or a stopper if that is not what you want."
+            )
         root = os.path.abspath(os.path.expanduser(rc.storage_path or config.get("storage-path")))
         target = self._resume_target(root)
         journaled = None
@@ -278,19 +289,47 @@ class Tuner:
             prefix = journaled.trial_id_prefix
         else:
             prefix = uuid.uuid4().hex[:5]
-            store = ExperimentStore.create(root, self._experiment_name(), checkpoint_config, {
-                "trainable": trainable_name(fn), "metric": metric, "mode": mode,
-                "trial_id_prefix": prefix})
+            store = ExperimentStore.create(
+                root,
+                self._experiment_name(),
+                checkpoint_config,
+                {
+                    "trainable": trainable_name(fn),
+                    "metric": metric,
+                    "mode": mode,
+                    "trial_id_prefix": prefix,
+                },
+            )
             store.guard(atomic_write, os.path.join(store.path, TUNER_FILE), settings_data)
         try:
-            return self._run(store, journaled, target, prefix, searcher, scheduler, stopper,
-                             callbacks, metric, mode)
+            return self._run(
+                store,
+                journaled,
+                target,
+                prefix,
+                searcher,
+                scheduler,
+                stopper,
+                callbacks,
+                metric,
+                mode,
+            )
         finally:
             store.close()
 
-    def _run(self, store: ExperimentStore, journaled: Any, target: Any, prefix: str,
-             searcher: Searcher, scheduler: TrialScheduler, stopper: Any,
-             callbacks: list[Callback], metric: Any, mode: Any) -> ResultGrid:
+    def _run(
+        self,
+        store: ExperimentStore,
+        journaled: Any,
+        target: Any,
+        prefix: str,
+        searcher: Searcher,
+        scheduler: TrialScheduler,
+        stopper: Any,
+        callbacks: list[Callback],
+        metric: Any,
+        mode: Any,
+    ) -> ResultGrid:
         from dasktune.execution._dask import DaskBackend
 
         tc, rc = self.tune_config, self.run_config
@@ -301,9 +340,15 @@ class Tuner:
         fn, params = unwrap(self.trainable)
         single = isinstance(metric, str) or metric is None
         total = getattr(searcher, "total_samples", None) or (
-            tc.num_samples if tc.num_samples > 0 else None)
-        console = ConsoleReporter(rc.verbose, metric if single else None, mode if single else None,
-                                  interval=config.get("console.interval"), num_samples=total)
+            tc.num_samples if tc.num_samples > 0 else None
+        )
+        console = ConsoleReporter(
+            rc.verbose,
+            metric if single else None,
+            mode if single else None,
+            interval=config.get("console.interval"),
+            num_samples=total,
+        )
         backend = DaskBackend.connect(self.client)
         try:
             resources, checked = self._check_workers(backend, resources_of(self.trainable), console)
@@ -313,9 +358,11 @@ class Tuner:
         page = attach_dashboard(backend.client, callbacks, store.path)
         if backend.cluster is not None:
             verb = "started" if backend.started_cluster else "reusing"
-            console.note(f"dasktune: {verb} a local Dask cluster with "
-                         f"{len(backend.workers())} workers; dashboard: {backend.dashboard_link}"
-                         f"{page}")
+            console.note(
+                f"dasktune: {verb} a local Dask cluster with "
+                f"{len(backend.workers())} workers; dashboard: {backend.dashboard_link}"
+                f"{page}"
+            )
         elif page:
             console.note(f"dasktune: on your Dask cluster{page}")
         console.note(f"dasktune: {'resuming' if journaled else 'results go to'} {store.path}")
@@ -343,7 +390,9 @@ class Tuner:
             controller.adopt(resumed.trials, resumed.search_finished)
             to_run = resumed.to_run
         spec = ExperimentSpec(
-            trainable=fn, params=params, trainable_name=trainable_name(fn),
+            trainable=fn,
+            params=params,
+            trainable_name=trainable_name(fn),
             checkpoint_frequency=ckpt.checkpoint_frequency,
             checkpoint_at_end=bool(ckpt.checkpoint_at_end),
             trial_name_creator=tc.trial_name_creator,
@@ -352,11 +401,23 @@ class Tuner:
             log_files=rc.log_file_names(),
         )
         capacity = Capacity(
-            resources, checked, max_concurrent=tc.max_concurrent_trials or 0,
+            resources,
+            checked,
+            max_concurrent=tc.max_concurrent_trials or 0,
             worker_timeout=None if backend.is_adaptive() else float(config.get("worker-timeout")),
         )
-        loop = ExperimentLoop(backend, controller, spec, store, capacity, CallbackList(callbacks),
-                              console, metric, mode, resume=to_run)
+        loop = ExperimentLoop(
+            backend,
+            controller,
+            spec,
+            store,
+            capacity,
+            CallbackList(callbacks),
+            console,
+            metric,
+            mode,
+            resume=to_run,
+        )
         grid = loop.run()
         if failure.fail_fast == "raise" and grid.errors:
             raise _trial_exception(grid)
@@ -376,14 +437,19 @@ class Tuner:
         if not any(isinstance(c, ResultsTableCallback) for c in callbacks):
             callbacks.append(ResultsTableCallback())
         if config.get("dashboard.page"):
-            callbacks.append(DashboardCallback(
-                self.tune_config.scheduler, expected_trials(self.param_space, self.tune_config),
-                interval=float(config.get("dashboard.interval"))))
+            callbacks.append(
+                DashboardCallback(
+                    self.tune_config.scheduler,
+                    expected_trials(self.param_space, self.tune_config),
+                    interval=float(config.get("dashboard.interval")),
+                )
+            )
         return callbacks
 
     @staticmethod
-    def _check_workers(backend: Any, resources: dict[str, float],
-                       console: ConsoleReporter) -> tuple[dict[str, float], bool]:
+    def _check_workers(
+        backend: Any, resources: dict[str, float], console: ConsoleReporter
+    ) -> tuple[dict[str, float], bool]:
         """The request as Dask can express it, and whether it was checked against workers.
 
         With no worker yet (batch jobs still queued, a cluster that scales itself
@@ -396,28 +462,39 @@ class Tuner:
         if workers:
             return usable_request(workers, resources), True
         if backend.is_adaptive():
-            console.note("dasktune: the cluster has no workers yet; it scales up for the waiting "
-                         "trials (cluster.adapt)")
+            console.note(
+                "dasktune: the cluster has no workers yet; it scales up for the waiting "
+                "trials (cluster.adapt)"
+            )
         else:
-            console.note("dasktune: the cluster has no workers yet; trials wait for them (up to "
-                         f"dasktune.worker-timeout = {float(config.get('worker-timeout')):g} s)")
+            console.note(
+                "dasktune: the cluster has no workers yet; trials wait for them (up to "
+                f"dasktune.worker-timeout = {float(config.get('worker-timeout')):g} s)"
+            )
         # A worker thread is a CPU: queued with a CPU request that no worker advertises,
         # the first runs would never start.
         return {k: v for k, v in resources.items() if k != "CPU"}, False
 
 
-def _pickled_settings(param_space: dict[str, Any], tune_config: TuneConfig,
-                      run_config: RunConfig) -> bytes:
+def _pickled_settings(
+    param_space: dict[str, Any], tune_config: TuneConfig, run_config: RunConfig
+) -> bytes:
     """The Tuner's settings for :meth:`Tuner.restore`, leaving out what cannot be pickled."""
     settings: dict[str, Any] = {}
-    for key, value in (("param_space", param_space), ("tune_config", tune_config),
-                       ("run_config", run_config)):
+    for key, value in (
+        ("param_space", param_space),
+        ("tune_config", tune_config),
+        ("run_config", run_config),
+    ):
         try:
             cloudpickle.dumps(value)
         except Exception:
             if not isinstance(value, RunConfig):
-                logger.info("The experiment's %s cannot be pickled; Tuner.restore will need "
-                            "it passed again.", key)
+                logger.info(
+                    "The experiment's %s cannot be pickled; Tuner.restore will need "
+                    "it passed again.",
+                    key,
+                )
                 continue
             value = dataclasses.replace(value, callbacks=None)  # callbacks are the usual culprit
             try:
@@ -433,8 +510,11 @@ def _load_settings(path: str) -> dict[str, Any]:
         with open(os.path.join(path, TUNER_FILE), "rb") as f:
             return dict(cloudpickle.load(f))
     except (OSError, EOFError, AttributeError, ImportError) as exc:
-        logger.warning("Could not read %s (%r); restoring with default settings.",
-                       os.path.join(path, TUNER_FILE), exc)
+        logger.warning(
+            "Could not read %s (%r); restoring with default settings.",
+            os.path.join(path, TUNER_FILE),
+            exc,
+        )
         return {}
 
 
@@ -444,7 +524,9 @@ def _experiments_of(root: str, trainable: str) -> list[str]:
         names = [n for n in os.listdir(root) if n.startswith(f"{trainable}_")]
     except OSError:
         return []
-    paths = [os.path.join(root, n) for n in names
-             if os.path.isfile(os.path.join(root, n, JOURNAL_FILE))]
-    return sorted(paths, key=lambda p: os.path.getmtime(os.path.join(p, JOURNAL_FILE)),
-                  reverse=True)
+    paths = [
+        os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n, JOURNAL_FILE))
+    ]
+    return sorted(
+        paths, key=lambda p: os.path.getmtime(os.path.join(p, JOURNAL_FILE)), reverse=True
+    )

@@ -67,70 +67,97 @@ print(f"Small run: {SMOKE}")"""
 #: against whole lines at the top level; comment lines directly above it go with it).
 #: An anchor whose markdown is None marks a piece that the notebook leaves out.
 SECTIONS: list[tuple[str, str | None]] = [
-    (r"^import ", """\
+    (
+        r"^import ",
+        """\
 ## Imports
 
 The only lines that differ from Ray Tune's tutorial: `tune` and the scheduler and searcher come
 from `dasktune`, and `datasets` from `dasktune` too, which is torchvision's `datasets` plus the
 offline fallback for MNIST.
-"""),
+""",
+    ),
     (r"^SMOKE = ", None),  # the command-line flag; the first code cell replaces it
-    (r"^EPOCH_SIZE = ", """\
+    (
+        r"^EPOCH_SIZE = ",
+        """\
 ## The model, and how to train and test it
 
 Plain PyTorch, nothing to do with tuning: a one-convolution network, one function that trains it
 for an "epoch" and one that measures its accuracy. An epoch here is a slice of 512 images, so
 that every trial takes seconds rather than minutes.
-"""),
-    (r"^def train_mnist\(", """\
+""",
+    ),
+    (
+        r"^def train_mnist\(",
+        """\
 ## The trainable
 
 The function dasktune runs once per trial, on a Dask worker, with that trial's `config`. It
 trains for ten epochs and calls `tune.report` after each one: that is how the scheduler sees the
 learning curve and can stop the trial early. Every fifth epoch it also hands over a checkpoint of
 the network, which dasktune copies into the experiment's directory.
-"""),
-    (r"^search_space = ", """\
+""",
+    ),
+    (
+        r"^search_space = ",
+        """\
 ## The search space
 
 The learning rate is drawn on a log scale between 1e-10 and 1, with `sample_from` and a plain
 Python function; the momentum uniformly between 0.1 and 0.9.
-"""),
-    (r"^# Fetch the data", """\
+""",
+    ),
+    (
+        r"^# Fetch the data",
+        """\
 ## The data
 
 Load MNIST once in this process before tuning, to find out which data we will train on: full
 MNIST, or its offline stand-in. The workers load it again themselves, once per process.
-"""),
-    (r"^# Stage 1:", """\
+""",
+    ),
+    (
+        r"^# Stage 1:",
+        """\
 ## Stage 1: one trial
 
 A `Tuner` with no `num_samples` runs a single configuration. Its results come back as a
 `ResultGrid`; `results.plot` draws the learning curve and saves it as a PNG next to the
 experiment's results (the path is the cell's output).
-"""),
-    (r"^# Stage 2:", """\
+""",
+    ),
+    (
+        r"^# Stage 2:",
+        """\
 ## Stage 2: random search with ASHA
 
 Now many configurations (a few in a small run), started as fast as the workers take them. The
 ASHA scheduler compares trials at fixed epochs, its rungs, and stops those in the bottom part:
 most bad learning rates are given up after an epoch or two, so the epochs trained add up to far
 less than trials times ten.
-"""),
-    (r"^# Stage 3:", """\
+""",
+    ),
+    (
+        r"^# Stage 3:",
+        """\
 ## Stage 3: Bayesian optimisation with HyperOpt
 
 Random search ignores what it has learnt. `HyperOptSearch` fits a model of accuracy against the
 configuration to the finished trials and proposes the next configuration where it expects an
 improvement. Its search space is written in HyperOpt's own terms (`hp.loguniform`, ...).
-"""),
-    (r"^# The best configs", """\
+""",
+    ),
+    (
+        r"^# The best configs",
+        """\
 ## The best configurations, and the best network tested
 
 `get_dataframe` gives one row per trial (its last result and its config). Then we take the best
 trial's last checkpoint, load its weights into a fresh `ConvNet`, and measure its accuracy on
 the test images.
-"""),
+""",
+    ),
 ]
 
 
@@ -138,8 +165,11 @@ def _body_lines(source: str) -> list[str]:
     """The script's lines after its module docstring."""
     tree = ast.parse(source)
     start = 0
-    if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(
-            getattr(tree.body[0], "value", None), ast.Constant):
+    if (
+        tree.body
+        and isinstance(tree.body[0], ast.Expr)
+        and isinstance(getattr(tree.body[0], "value", None), ast.Constant)
+    ):
         start = tree.body[0].end_lineno or 0
     return source.splitlines()[start:]
 
@@ -148,7 +178,8 @@ def _top_level_starts(lines: list[str]) -> set[int]:
     """Indices of the lines that begin a top-level statement."""
     tree = ast.parse("\n".join(lines))
     return {node.lineno - 1 for node in tree.body} | {
-        node.decorator_list[0].lineno - 1 for node in tree.body
+        node.decorator_list[0].lineno - 1
+        for node in tree.body
         if getattr(node, "decorator_list", None)
     }
 
@@ -159,20 +190,27 @@ def split_script(source: str) -> list[tuple[str | None, str]]:
     starts = _top_level_starts(lines)
     cuts = []
     for anchor, _ in SECTIONS:
-        found = [i for i, line in enumerate(lines) if re.match(anchor, line)
-                 and (i in starts or line.startswith("#"))]
+        found = [
+            i
+            for i, line in enumerate(lines)
+            if re.match(anchor, line) and (i in starts or line.startswith("#"))
+        ]
         if not found:
-            raise SystemExit(f"_make_notebook: no top-level line of {SCRIPT} matches the anchor "
-                             f"{anchor!r}. Update SECTIONS to the script's new shape.")
+            raise SystemExit(
+                f"_make_notebook: no top-level line of {SCRIPT} matches the anchor "
+                f"{anchor!r}. Update SECTIONS to the script's new shape."
+            )
         cut = found[0]
         while cut > 0 and lines[cut - 1].startswith("#"):  # keep a leading comment with its code
             cut -= 1
         if cuts and cut <= cuts[-1]:
             raise SystemExit(f"_make_notebook: the anchor {anchor!r} is out of order in {SCRIPT}.")
         cuts.append(cut)
-    if any(line.strip() for line in lines[:cuts[0]]):
-        raise SystemExit(f"_make_notebook: code before the first anchor {SECTIONS[0][0]!r} "
-                         f"in {SCRIPT} would be lost.")
+    if any(line.strip() for line in lines[: cuts[0]]):
+        raise SystemExit(
+            f"_make_notebook: code before the first anchor {SECTIONS[0][0]!r} "
+            f"in {SCRIPT} would be lost."
+        )
     pieces = []
     for (_, markdown), begin, end in zip(SECTIONS, cuts, cuts[1:] + [len(lines)], strict=True):
         pieces.append((markdown, "\n".join(lines[begin:end]).strip("\n")))
@@ -184,21 +222,29 @@ def build(source: str | None = None) -> nbformat.NotebookNode:
     if source is None:
         with open(SCRIPT) as f:
             source = f.read()
-    cells = [new_markdown_cell(INTRO.strip()), new_markdown_cell(SMOKE_MARKDOWN.strip()),
-             new_code_cell(SMOKE_CELL)]
+    cells = [
+        new_markdown_cell(INTRO.strip()),
+        new_markdown_cell(SMOKE_MARKDOWN.strip()),
+        new_code_cell(SMOKE_CELL),
+    ]
     for markdown, code in split_script(source):
         if markdown is None:
             if not re.fullmatch(r"SMOKE = [^\n]*", code):
-                raise SystemExit(f"_make_notebook: the piece dropped from the notebook holds more "
-                                 f"than the SMOKE line:\n{code}")
+                raise SystemExit(
+                    f"_make_notebook: the piece dropped from the notebook holds more "
+                    f"than the SMOKE line:\n{code}"
+                )
             continue
         cells += [new_markdown_cell(markdown.strip()), new_code_cell(code)]
     for i, cell in enumerate(cells):  # stable ids: regenerating changes nothing
         cell["id"] = f"{cell['cell_type']}-{i:02d}"
-    nb = new_notebook(cells=cells, metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    })
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+    )
     nbformat.validate(nb)
     return nb
 

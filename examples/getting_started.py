@@ -139,9 +139,11 @@ tuner = tune.Tuner(
 )
 results = tuner.fit()
 dfs = {result.path: result.metrics_dataframe for result in results}
-print(f"Stage 2, ASHA: best mean_accuracy "
-      f"{results.get_best_result('mean_accuracy', 'max').metrics['mean_accuracy']:.3f}, "
-      f"{sum(len(d) for d in dfs.values())} epochs trained by {len(dfs)} trials")
+print(
+    f"Stage 2, ASHA: best mean_accuracy "
+    f"{results.get_best_result('mean_accuracy', 'max').metrics['mean_accuracy']:.3f}, "
+    f"{sum(len(d) for d in dfs.values())} epochs trained by {len(dfs)} trials"
+)
 print("Learning curves:", results.plot("mean_accuracy", title="Stage 2: random search with ASHA"))
 
 # Stage 3: Bayesian optimisation with HyperOpt.
@@ -155,24 +157,37 @@ tuner = tune.Tuner(
     tune_config=tune.TuneConfig(num_samples=3 if SMOKE else 10, search_alg=hyperopt_search),
 )
 results = tuner.fit()
-print(f"Stage 3, HyperOpt: best mean_accuracy "
-      f"{results.get_best_result('mean_accuracy', 'max').metrics['mean_accuracy']:.3f}")
+print(
+    f"Stage 3, HyperOpt: best mean_accuracy "
+    f"{results.get_best_result('mean_accuracy', 'max').metrics['mean_accuracy']:.3f}"
+)
 print("Learning curves:", results.plot("mean_accuracy", title="Stage 3: HyperOpt"))
 
 # The best configs, and the best model loaded back from its checkpoint.
-print(results.get_dataframe()
-      .sort_values("mean_accuracy", ascending=False)
-      [["mean_accuracy", "config/lr", "config/momentum", "training_iteration"]]
-      .head(5).to_string(index=False))
+print(
+    results.get_dataframe()
+    .sort_values("mean_accuracy", ascending=False)[
+        ["mean_accuracy", "config/lr", "config/momentum", "training_iteration"]
+    ]
+    .head(5)
+    .to_string(index=False)
+)
 best_result = results.get_best_result("mean_accuracy", mode="max")
 with best_result.checkpoint.as_directory() as checkpoint_dir:
     state_dict = torch.load(os.path.join(checkpoint_dir, "model.pth"))
 model = ConvNet()
 model.load_state_dict(state_dict)
 test_loader = DataLoader(
-    datasets.MNIST("~/data", train=False, transform=transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])),
+    datasets.MNIST(
+        "~/data",
+        train=False,
+        transform=transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
+        ),
+    ),
     batch_size=256,
 )
-print(f"Best model, loaded from {best_result.checkpoint.path}: "
-      f"accuracy {test_func(model, test_loader):.3f} on test images")
+print(
+    f"Best model, loaded from {best_result.checkpoint.path}: "
+    f"accuracy {test_func(model, test_loader):.3f} on test images"
+)

@@ -69,8 +69,9 @@ def train_spirals(config):
     x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
     torch.manual_seed(config["seed"])
     width = config["width"]
-    model = nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                          nn.Linear(width, 2)).to(device)
+    model = nn.Sequential(
+        nn.Linear(2, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 2)
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     for _ in range(EPOCHS):
         model.train()
@@ -81,17 +82,23 @@ def train_spirals(config):
         model.eval()
         with torch.no_grad():
             accuracy = (model(x_val).argmax(dim=1) == y_val).float().mean().item()
-        tune.report({
-            "accuracy": accuracy,
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        })
+        tune.report(
+            {
+                "accuracy": accuracy,
+                "device": str(device),
+                "device_name": torch.cuda.get_device_name(device)
+                if device.type == "cuda"
+                else "cpu",
+            }
+        )
 
 
 gpus = 1 if torch.cuda.is_available() else 0
 if gpus and importlib.util.find_spec("dask_cuda") is None:
-    print("This machine has a GPU, but dask-cuda is not installed: the trials run on the "
-          "CPU. pip install 'dasktune[cuda]' to give them the GPU.")
+    print(
+        "This machine has a GPU, but dask-cuda is not installed: the trials run on the "
+        "CPU. pip install 'dasktune[cuda]' to give them the GPU."
+    )
     gpus = 0
 tuner = tune.Tuner(
     tune.with_resources(train_spirals, {"cpu": 1, "gpu": gpus}),
@@ -102,11 +109,15 @@ tuner = tune.Tuner(
     },
     tune_config=tune.TuneConfig(num_samples=3 if SMOKE else 8, seed=0),
 )
-print(f"Asking for {{'cpu': 1, 'gpu': {gpus}}} per trial "
-      f"({'on the GPU workers' if gpus else 'no usable GPU: CPU only'})")
+print(
+    f"Asking for {{'cpu': 1, 'gpu': {gpus}}} per trial "
+    f"({'on the GPU workers' if gpus else 'no usable GPU: CPU only'})"
+)
 results = tuner.fit()
 best = results.get_best_result(metric="accuracy", mode="max")
 print(f"Best config: {best.config}")
 print(f"Best accuracy: {best.metrics['accuracy']:.3f}")
-print(f"Devices used by the trials: {sorted({r.metrics['device'] for r in results})} "
-      f"({sorted({r.metrics['device_name'] for r in results})})")
+print(
+    f"Devices used by the trials: {sorted({r.metrics['device'] for r in results})} "
+    f"({sorted({r.metrics['device_name'] for r in results})})"
+)

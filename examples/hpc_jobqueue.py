@@ -70,11 +70,11 @@ def slurm_cluster(gpus_per_job: int = 1):
     from dask_jobqueue import SLURMCluster
 
     return SLURMCluster(
-        cores=8,               # worker threads; with GPU=1 still one GPU trial at a time
+        cores=8,  # worker threads; with GPU=1 still one GPU trial at a time
         processes=1,
         memory="32GB",
         walltime=WALLTIME,
-        queue="gpu",           # your partition
+        queue="gpu",  # your partition
         account="my-project",  # your allocation
         job_extra_directives=[f"--gres=gpu:{gpus_per_job}"] if gpus_per_job else [],
         worker_extra_args=job_resources(gpus_per_job, cores=8) + LIFETIME,
@@ -112,9 +112,13 @@ def local_cluster(gpus_per_job: int = 0):
     """dask-jobqueue's own stand-in: the "jobs" are processes on this machine."""
     from dask_jobqueue.local import LocalCluster
 
-    return LocalCluster(cores=1, processes=1, memory="1GB", walltime="00:30:00",
-                        worker_extra_args=job_resources(gpus_per_job, cores=1) if gpus_per_job
-                        else [])
+    return LocalCluster(
+        cores=1,
+        processes=1,
+        memory="1GB",
+        walltime="00:30:00",
+        worker_extra_args=job_resources(gpus_per_job, cores=1) if gpus_per_job else [],
+    )
 
 
 def make_cluster(system: str, gpus_per_job: int):
@@ -123,15 +127,23 @@ def make_cluster(system: str, gpus_per_job: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--system", choices=["slurm", "pbs", "local"], default="slurm")
-    parser.add_argument("--gpus", type=int, default=None,
-                        help="GPUs per job and per trial (default: 1 on SLURM/PBS, 0 locally)")
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="GPUs per job and per trial (default: 1 on SLURM/PBS, 0 locally)",
+    )
     parser.add_argument("--local", action="store_true", help="local processes as the jobs")
     parser.add_argument("--smoke", action="store_true", help="small and local (the test suite)")
-    parser.add_argument("--storage", default=None,
-                        help="results directory, on the shared filesystem (~/dasktune_results)")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="results directory, on the shared filesystem (~/dasktune_results)",
+    )
     args = parser.parse_args()
     system = "local" if args.local or args.smoke else args.system
     gpus = args.gpus if args.gpus is not None else (0 if system == "local" else 1)
@@ -148,8 +160,11 @@ def main() -> None:
                 scheduler=ASHAScheduler(metric="loss", mode="min", max_t=STEPS, grace_period=5),
                 seed=0,
             ),
-            run_config=tune.RunConfig(name="hpc", storage_path=args.storage,
-                                      failure_config=tune.FailureConfig(max_failures=3)),
+            run_config=tune.RunConfig(
+                name="hpc",
+                storage_path=args.storage,
+                failure_config=tune.FailureConfig(max_failures=3),
+            ),
             client=client,
         ).fit()
     best = results.get_best_result(metric="loss", mode="min")

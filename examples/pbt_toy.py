@@ -45,13 +45,15 @@ def train(config):
     while step < STEPS:
         # The gain falls off fast with the distance, in decades, from today's best rate.
         distance = math.log10(config["lr"]) - math.log10(best_lr(step))
-        accuracy += (1 - accuracy) * 0.1 * math.exp(-(distance / 0.5) ** 2)
+        accuracy += (1 - accuracy) * 0.1 * math.exp(-((distance / 0.5) ** 2))
         step += 1
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "state.json"), "w") as f:
                 json.dump({"accuracy": accuracy, "step": step}, f)
-            tune.report({"accuracy": accuracy, "lr": config["lr"]},
-                        checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(
+                {"accuracy": accuracy, "lr": config["lr"]},
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
 
 
 space = {"lr": tune.loguniform(1e-4, 1e-1)}
@@ -84,14 +86,17 @@ pbt = tune.Tuner(
 
 random_best = random_search.get_best_result()
 pbt_best = pbt.get_best_result()
-print(f"random search: best accuracy {random_best.metrics['accuracy']:.4f} "
-      f"(lr fixed at {random_best.config['lr']:.2g})")
-print(f"PBT:           best accuracy {pbt_best.metrics['accuracy']:.4f} "
-      f"(lr at the end {pbt_best.metrics['lr']:.2g})")
+print(
+    f"random search: best accuracy {random_best.metrics['accuracy']:.4f} "
+    f"(lr fixed at {random_best.config['lr']:.2g})"
+)
+print(
+    f"PBT:           best accuracy {pbt_best.metrics['accuracy']:.4f} "
+    f"(lr at the end {pbt_best.metrics['lr']:.2g})"
+)
 iterations = [sum(len(r.metrics_dataframe) for r in grid) for grid in (random_search, pbt)]
 print(f"iterations trained: random search {iterations[0]}, PBT {iterations[1]}")
 changes = os.path.join(pbt_best.path, "config_changes.jsonl")
 if os.path.exists(changes):
     with open(changes) as f:
-        print(f"the best PBT trial changed its config {len(f.readlines())} times "
-              f"(see {changes})")
+        print(f"the best PBT trial changed its config {len(f.readlines())} times (see {changes})")

@@ -41,8 +41,12 @@ results = tuner.fit()
 
 best = results.get_best_result(metric="mean_accuracy", mode="max")
 print(f"Best config: {best.config}")
-print(f"Best mean_accuracy: {best.metrics['mean_accuracy']:.3f} "
-      f"after {best.metrics['training_iteration']} iterations")
-print(f"Trials run: {len(results)}, iterations trained: "
-      f"{sum(len(r.metrics_dataframe) for r in results)} "
-      f"(of {len(results) * 20} without early stopping)")
+print(
+    f"Best mean_accuracy: {best.metrics['mean_accuracy']:.3f} "
+    f"after {best.metrics['training_iteration']} iterations"
+)
+print(
+    f"Trials run: {len(results)}, iterations trained: "
+    f"{sum(len(r.metrics_dataframe) for r in results)} "
+    f"(of {len(results) * 20} without early stopping)"
+)

@@ -70,8 +70,9 @@ tuner = tune.Tuner(
     },
     tune_config=tune.TuneConfig(
         num_samples=6 if SMOKE else 24,
-        scheduler=ASHAScheduler(metric="accuracy", mode="max", max_t=STEPS, grace_period=1,
-                                reduction_factor=2),
+        scheduler=ASHAScheduler(
+            metric="accuracy", mode="max", max_t=STEPS, grace_period=1, reduction_factor=2
+        ),
         seed=0,
     ),
 )
@@ -79,11 +80,17 @@ results = tuner.fit()
 
 best = results.get_best_result(metric="accuracy", mode="max")
 print(f"Best config: {best.config}")
-print(f"Best validation accuracy: {best.metrics['accuracy']:.3f} "
-      f"with {best.metrics['n_iter']} boosting iterations")
-print(f"Boosting iterations fitted: {sum(r.metrics.get('n_iter', 0) for r in results)} "
-      f"(of {len(results) * STEPS * TREES_PER_STEP} without early stopping)")
+print(
+    f"Best validation accuracy: {best.metrics['accuracy']:.3f} "
+    f"with {best.metrics['n_iter']} boosting iterations"
+)
+print(
+    f"Boosting iterations fitted: {sum(r.metrics.get('n_iter', 0) for r in results)} "
+    f"(of {len(results) * STEPS * TREES_PER_STEP} without early stopping)"
+)
 
 final = make_model(best.config, max_iter=best.metrics["n_iter"]).fit(X_train, y_train)
-print(f"Test accuracy of the best config, refitted on all training data: "
-      f"{final.score(X_test, y_test):.3f}")
+print(
+    f"Test accuracy of the best config, refitted on all training data: "
+    f"{final.score(X_test, y_test):.3f}"
+)

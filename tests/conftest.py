@@ -15,8 +15,13 @@ def client():
     from dasktune.execution.cluster import _allow_scripts_without_main_guard
 
     _allow_scripts_without_main_guard()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
     with Client(cluster, set_as_default=False) as c:
         yield c
     cluster.close()

@@ -19,16 +19,26 @@ ROOT = str(Path(dasktune.__file__).resolve().parents[1])
 
 def environment(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DASKTUNE_", "DASK_"))}
-    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]),
-               DASK_DASKTUNE__CLUSTER__KEEP_ALIVE="0", DASK_DASKTUNE__CLUSTER__N_WORKERS="2",
-               PYTHONUNBUFFERED="1")
+    env.update(
+        HOME=str(home),
+        PYTHONPATH=os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]),
+        DASK_DASKTUNE__CLUSTER__KEEP_ALIVE="0",
+        DASK_DASKTUNE__CLUSTER__N_WORKERS="2",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 def dasktune_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dasktune", *args], cwd=cwd,
-                          env=environment(cwd), capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "dasktune", *args],
+        cwd=cwd,
+        env=environment(cwd),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 RAY_SCRIPT = '''\
@@ -108,7 +118,7 @@ def test_unreadable_and_invalid_scripts_exit_2(tmp_path, capsys):
     assert "is not valid Python (line 2" in capsys.readouterr().err
 
 
-RUN_SCRIPT = '''\
+RUN_SCRIPT = """\
 import ray
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
@@ -135,19 +145,29 @@ analysis = tune.run(
     verbose=0,
 )
 print("BEST", analysis.best_config["rate"], round(analysis.best_result["mean_accuracy"], 3))
-'''
+"""
 
 
-@pytest.mark.parametrize("script, expected", [
-    (RAY_SCRIPT, "BEST 3 9 "),
-    (RUN_SCRIPT, "BEST 0.2 0.8"),
-])
+@pytest.mark.parametrize(
+    "script, expected",
+    [
+        (RAY_SCRIPT, "BEST 3 9 "),
+        (RUN_SCRIPT, "BEST 0.2 0.8"),
+    ],
+)
 def test_a_ported_script_runs_under_dasktune(tmp_path, script, expected):
     (tmp_path / "ray_script.py").write_text(script)
     proc = dasktune_command("port", "ray_script.py", "-o", "ported.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    run = subprocess.run([sys.executable, "ported.py"], cwd=tmp_path, env=environment(tmp_path),
-                         capture_output=True, text=True, timeout=240, check=False)
+    run = subprocess.run(
+        [sys.executable, "ported.py"],
+        cwd=tmp_path,
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
     assert expected in run.stdout, output[-4000:]
@@ -164,6 +184,7 @@ def test_the_console_script_points_at_main():
 
 # -- reading experiments: summary, plot, dashboard ------------------------------------------
 
+
 def ramp(config):
     for step in range(1, 5):
         dasktune.report({"acc": config["lr"] * step, "loss": 1 / (config["lr"] * step)})
@@ -173,10 +194,12 @@ def ramp(config):
 def experiment(client, tmp_path_factory):
     storage = str(tmp_path_factory.mktemp("cli"))
     grid = dasktune.Tuner(
-        ramp, param_space={"lr": dasktune.grid_search([0.1, 0.3, 0.2]), "opt": "sgd"},
+        ramp,
+        param_space={"lr": dasktune.grid_search([0.1, 0.3, 0.2]), "opt": "sgd"},
         tune_config=dasktune.TuneConfig(metric="acc", mode="max"),
         run_config=dasktune.RunConfig(name="ramp", storage_path=storage, verbose=0),
-        client=client).fit()
+        client=client,
+    ).fit()
     return grid.experiment_path
 
 
@@ -194,8 +217,9 @@ def test_summary_as_csv_and_json_with_another_metric(experiment, capsys):
 
     import pandas as pd
 
-    assert main(["summary", experiment, "--metric", "loss", "--mode", "min",
-                 "--format", "csv"]) == 0
+    assert (
+        main(["summary", experiment, "--metric", "loss", "--mode", "min", "--format", "csv"]) == 0
+    )
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert list(table["trial"]) == ["ramp_00001", "ramp_00002", "ramp_00000"]
     assert table["config/lr"].tolist() == [0.3, 0.2, 0.1] and table["iter"].tolist() == [4] * 3

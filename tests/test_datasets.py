@@ -26,8 +26,10 @@ from torchvision import transforms as T  # noqa: E402 - likewise
 from dasktune import datasets  # noqa: E402 - likewise
 
 RAW_FILES = {  # name: (images, bytes of its IDX header)
-    "train-images-idx3-ubyte": (4000, 16), "train-labels-idx1-ubyte": (4000, 8),
-    "t10k-images-idx3-ubyte": (1000, 16), "t10k-labels-idx1-ubyte": (1000, 8),
+    "train-images-idx3-ubyte": (4000, 16),
+    "train-labels-idx1-ubyte": (4000, 8),
+    "t10k-images-idx3-ubyte": (1000, 16),
+    "t10k-labels-idx1-ubyte": (1000, 8),
 }
 NORMALIZE = T.Compose([T.ToTensor(), T.Normalize((0.1307,), (0.3081,))])
 
@@ -124,8 +126,9 @@ def test_fallback_writes_the_subset_once_under_the_cache(tmp_path, monkeypatch):
     assert not root.exists()
 
 
-def test_failed_download_falls_back_and_is_not_retried_at_once(tmp_path, monkeypatch,
-                                                               session_cache, downloads):
+def test_failed_download_falls_back_and_is_not_retried_at_once(
+    tmp_path, monkeypatch, session_cache, downloads
+):
     cache = own_cache(tmp_path, session_cache, monkeypatch)
     root = tmp_path / "data"
     with pytest.warns(datasets.OfflineDataWarning, match="URLError|RuntimeError"):
@@ -193,17 +196,24 @@ def test_workers_log_the_fallback_instead_of_warning(tmp_path, monkeypatch, capl
 
 def _cached_images(dataset) -> list:
     """The per-process cache entry of ``dataset``'s (deterministic) transform."""
-    key = (os.path.abspath(dataset.raw_folder), bool(dataset.train),
-           datasets._deterministic_signature(dataset.transform))
+    key = (
+        os.path.abspath(dataset.raw_folder),
+        bool(dataset.train),
+        datasets._deterministic_signature(dataset.transform),
+    )
     return datasets._transformed[key]
 
 
 @pytest.mark.parametrize("train", [True, False])
-@pytest.mark.parametrize("transform", [
-    NORMALIZE,
-    T.ToTensor(),
-    T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.25,)), T.Normalize((0.1,), (2.0,))]),
-], ids=["ToTensor+Normalize", "ToTensor", "ToTensor+2xNormalize"])
+@pytest.mark.parametrize(
+    "transform",
+    [
+        NORMALIZE,
+        T.ToTensor(),
+        T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.25,)), T.Normalize((0.1,), (2.0,))]),
+    ],
+    ids=["ToTensor+Normalize", "ToTensor", "ToTensor+2xNormalize"],
+)
 def test_vectorised_fast_path_equals_torchvision_per_image(session_cache, transform, train):
     ours = datasets.MNIST(str(session_cache / "unused-root"), train=train, transform=transform)
     reference = tv_datasets.MNIST(str(subset_root(session_cache)), train=train, transform=transform)
@@ -222,8 +232,7 @@ def test_other_deterministic_transforms_are_cached_per_image(session_cache):
     # In-place Normalize is not vectorised (and a mean of its own keeps its cache entry apart).
     transform = T.Compose([T.ToTensor(), T.Normalize((0.2,), (0.3,), inplace=True)])
     ours = datasets.MNIST(str(session_cache / "unused-root"), train=False, transform=transform)
-    reference = tv_datasets.MNIST(str(subset_root(session_cache)), train=False,
-                                  transform=transform)
+    reference = tv_datasets.MNIST(str(subset_root(session_cache)), train=False, transform=transform)
     for index in (0, 1, 500, 999):
         image = ours[index][0]
         assert torch.equal(image, reference[index][0])
@@ -232,10 +241,14 @@ def test_other_deterministic_transforms_are_cached_per_image(session_cache):
     assert sum(image is not None for image in cached) == 4  # only what was read
 
 
-@pytest.mark.parametrize("transform", [
-    T.Compose([T.RandomRotation(45), T.ToTensor()]),
-    T.Compose([T.ToTensor(), T.Lambda(lambda x: x + torch.rand(1))]),
-], ids=["RandomRotation", "Lambda"])
+@pytest.mark.parametrize(
+    "transform",
+    [
+        T.Compose([T.RandomRotation(45), T.ToTensor()]),
+        T.Compose([T.ToTensor(), T.Lambda(lambda x: x + torch.rand(1))]),
+    ],
+    ids=["RandomRotation", "Lambda"],
+)
 def test_random_transforms_are_not_cached(session_cache, transform):
     ours = datasets.MNIST(str(session_cache / "unused-root"), train=True, transform=transform)
     keys = set(datasets._transformed)
@@ -248,9 +261,15 @@ def test_random_transforms_are_not_cached(session_cache, transform):
 
 def test_transforms_that_differ_only_in_parameters_have_separate_caches(session_cache):
     root = str(session_cache / "unused-root")
-    half = datasets.MNIST(root, train=False, transform=T.Compose(
-        [T.PILToTensor(), T.ConvertImageDtype(torch.float16)]))
-    double = datasets.MNIST(root, train=False, transform=T.Compose(
-        [T.PILToTensor(), T.ConvertImageDtype(torch.float64)]))
+    half = datasets.MNIST(
+        root,
+        train=False,
+        transform=T.Compose([T.PILToTensor(), T.ConvertImageDtype(torch.float16)]),
+    )
+    double = datasets.MNIST(
+        root,
+        train=False,
+        transform=T.Compose([T.PILToTensor(), T.ConvertImageDtype(torch.float64)]),
+    )
     assert half[3][0].dtype == torch.float16
     assert double[3][0].dtype == torch.float64

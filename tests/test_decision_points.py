@@ -58,7 +58,13 @@ def test_value_going_back_does_not_wait_again() -> None:
 def test_float_milestones_and_values() -> None:
     points = (DecisionPoints.at("time_total_s", [0.5, 1.5]),)
     assert waits(points, "time_total_s", [0.3, 0.5, 1.0, 1.49, 1.5, 9.0]) == [
-        False, True, False, False, True, False]
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_nan_missing_and_non_numbers_are_ignored_without_consuming_a_milestone() -> None:
@@ -86,14 +92,16 @@ def test_numpy_float64_reaches_milestones() -> None:
 
 
 def test_several_points_are_tracked_independently() -> None:
-    tracker = DecisionPointTracker((
-        DecisionPoints.at("training_iteration", [2]),
-        DecisionPoints.at("time_total_s", [10.0]),
-        DecisionPoints.never(),
-    ))
+    tracker = DecisionPointTracker(
+        (
+            DecisionPoints.at("training_iteration", [2]),
+            DecisionPoints.at("time_total_s", [10.0]),
+            DecisionPoints.never(),
+        )
+    )
     results = [
         {"training_iteration": 1, "time_total_s": 3.0},
-        {"training_iteration": 2, "time_total_s": 6.0},   # iteration milestone
+        {"training_iteration": 2, "time_total_s": 6.0},  # iteration milestone
         {"training_iteration": 3, "time_total_s": 11.0},  # time milestone
         {"training_iteration": 4, "time_total_s": 12.0},
     ]
@@ -101,17 +109,20 @@ def test_several_points_are_tracked_independently() -> None:
 
 
 def test_both_points_reached_at_once_consume_both() -> None:
-    tracker = DecisionPointTracker((
-        DecisionPoints.at("training_iteration", [2]),
-        DecisionPoints.at("time_total_s", [10.0]),
-    ))
+    tracker = DecisionPointTracker(
+        (
+            DecisionPoints.at("training_iteration", [2]),
+            DecisionPoints.at("time_total_s", [10.0]),
+        )
+    )
     assert tracker.needs_decision({"training_iteration": 2, "time_total_s": 10.0})
     assert not tracker.needs_decision({"training_iteration": 3, "time_total_s": 11.0})
 
 
 def test_always_among_several_points_still_advances_the_others() -> None:
-    tracker = DecisionPointTracker((DecisionPoints.always(),
-                                    DecisionPoints.at("training_iteration", [1])))
+    tracker = DecisionPointTracker(
+        (DecisionPoints.always(), DecisionPoints.at("training_iteration", [1]))
+    )
     assert tracker.needs_decision({"training_iteration": 1})
     assert tracker.needs_decision({"training_iteration": 2})
     assert tracker._passed == [0, 1]
@@ -125,14 +136,19 @@ def test_trackers_do_not_share_state() -> None:
 
 
 def test_merge_decision_points() -> None:
-    merged = merge_decision_points([
-        DecisionPoints.at("training_iteration", [4, 1]),
-        DecisionPoints.never(),
-        DecisionPoints.at("training_iteration", [4, 16]),
+    merged = merge_decision_points(
+        [
+            DecisionPoints.at("training_iteration", [4, 1]),
+            DecisionPoints.never(),
+            DecisionPoints.at("training_iteration", [4, 16]),
+            DecisionPoints.at("time_total_s", [60]),
+        ]
+    )
+    assert merged == (
+        DecisionPoints.at("training_iteration", [1, 4, 16]),
         DecisionPoints.at("time_total_s", [60]),
-    ])
-    assert merged == (DecisionPoints.at("training_iteration", [1, 4, 16]),
-                      DecisionPoints.at("time_total_s", [60]))
+    )
     assert merge_decision_points([DecisionPoints.never(), DecisionPoints.always()]) == (
-        DecisionPoints.always(),)
+        DecisionPoints.always(),
+    )
     assert merge_decision_points([DecisionPoints.never()]) == ()

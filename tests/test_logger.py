@@ -28,8 +28,12 @@ from dasktune.trial import Trial
 
 @pytest.fixture
 def trial(tmp_path) -> Trial:
-    return Trial("t1", {"lr": 0.1, "opt": {"name": "sgd"}}, trial_name="train_00000",
-                 local_path=str(tmp_path / "train_00000"))
+    return Trial(
+        "t1",
+        {"lr": 0.1, "opt": {"name": "sgd"}},
+        trial_name="train_00000",
+        local_path=str(tmp_path / "train_00000"),
+    )
 
 
 def result(i: int, **metrics) -> dict:
@@ -57,8 +61,12 @@ def test_the_callback_hooks_map_onto_the_log_methods(trial) -> None:
     recorder.on_trial_result(2, [trial], trial, result(1))
     recorder.on_trial_complete(3, [trial], trial)
     recorder.on_trial_error(4, [trial], trial)
-    assert recorder.calls == [("start", "t1"), ("result", 2, "t1", 1), ("end", "t1", False),
-                              ("end", "t1", True)]
+    assert recorder.calls == [
+        ("start", "t1"),
+        ("result", 2, "t1", 1),
+        ("end", "t1", False),
+        ("end", "t1", True),
+    ]
 
 
 def test_the_file_loggers_never_use_the_names_of_dasktune_s_record() -> None:
@@ -75,8 +83,9 @@ def read_csv(path: str) -> list[dict]:
 def test_csv_logger_flattens_and_keeps_the_first_result_s_columns(trial) -> None:
     logger = CSVLoggerCallback()
     logger.on_trial_start(1, [trial], trial)
-    logger.on_trial_result(1, [trial], trial, result(1, loss=0.5, eval={"acc": 0.7},
-                                                    config={"lr": 0.1}))
+    logger.on_trial_result(
+        1, [trial], trial, result(1, loss=0.5, eval={"acc": 0.7}, config={"lr": 0.1})
+    )
     logger.on_trial_result(2, [trial], trial, result(2, loss=0.25, eval={"acc": 0.8}, late=1))
     logger.on_trial_complete(3, [trial], trial)
     rows = read_csv(os.path.join(trial.local_path, CSV_FILE))
@@ -108,10 +117,19 @@ def test_json_logger_writes_ray_s_rows_with_the_config(trial) -> None:
     with open(os.path.join(trial.local_path, JSON_RESULT_FILE)) as f:
         rows = [json.loads(line) for line in f]
     assert rows == [
-        {"training_iteration": 1, "trial_id": "t1", "loss": 0.5,
-         "config": {"lr": 0.1, "opt": {"name": "sgd"}}},
-        {"training_iteration": 2, "trial_id": "t1", "loss": 0.25, "arr": [0, 1],
-         "config": {"lr": 0.2, "opt": {"name": "sgd"}}},
+        {
+            "training_iteration": 1,
+            "trial_id": "t1",
+            "loss": 0.5,
+            "config": {"lr": 0.1, "opt": {"name": "sgd"}},
+        },
+        {
+            "training_iteration": 2,
+            "trial_id": "t1",
+            "loss": 0.25,
+            "arr": [0, 1],
+            "config": {"lr": 0.2, "opt": {"name": "sgd"}},
+        },
     ]
     with open(os.path.join(trial.local_path, JSON_PARAMS_FILE)) as f:
         text = f.read()
@@ -130,12 +148,22 @@ def test_loggers_close_what_is_open_when_the_experiment_ends(trial) -> None:
 
 
 def test_pretty_print_drops_config_and_empty_values() -> None:
-    text = pretty_print({"loss": np.float64(0.5), "config": {"lr": 1}, "hist_stats": [1],
-                         "note": None, "eval": {"acc": 0.9}, "pid": 7}, exclude={"pid"})
+    text = pretty_print(
+        {
+            "loss": np.float64(0.5),
+            "config": {"lr": 1},
+            "hist_stats": [1],
+            "note": None,
+            "eval": {"acc": 0.9},
+            "pid": 7,
+        },
+        exclude={"pid"},
+    )
     assert text == "eval:\n  acc: 0.9\nloss: 0.5\n"
 
 
 # -- results.csv: one table of every result ----------------------------------------------------
+
 
 def late_metric(config):
     for step in range(1, 4):
@@ -150,9 +178,12 @@ def test_results_csv_holds_every_result_with_a_stable_header(client, storage):
 
     from dasktune.logger import RESULTS_TABLE_FILE
 
-    grid = tune.Tuner(late_metric, param_space={"lr": tune.grid_search([1.0, 2.0])},
-                      run_config=tune.RunConfig(name="table", storage_path=storage, verbose=0),
-                      client=client).fit()
+    grid = tune.Tuner(
+        late_metric,
+        param_space={"lr": tune.grid_search([1.0, 2.0])},
+        run_config=tune.RunConfig(name="table", storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
     path = os.path.join(grid.experiment_path, RESULTS_TABLE_FILE)
     table = pd.read_csv(path)
     assert len(table) == 6  # every report of every trial

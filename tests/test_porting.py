@@ -25,8 +25,10 @@ def ported(source: str) -> str:
 def changed_lines(result) -> tuple[list[str], list[str]]:
     """The lines the port removed and those it added."""
     diff = list(difflib.ndiff(result.original.splitlines(), result.ported.splitlines()))
-    return ([line[2:] for line in diff if line.startswith("- ")],
-            [line[2:] for line in diff if line.startswith("+ ")])
+    return (
+        [line[2:] for line in diff if line.startswith("- ")],
+        [line[2:] for line in diff if line.startswith("+ ")],
+    )
 
 
 def constructs(result) -> list[str]:
@@ -63,14 +65,19 @@ def test_function_trainable_with_train_report_and_tune_imports():
     result = port(source)
     # Only the lines that had to change did; the comments on them stay.
     assert changed_lines(result) == (
-        ["from ray import train, tune",
-         "from ray.tune.schedulers import ASHAScheduler  # the scheduler",
-         '        train.report({"loss": config["lr"] / (step + 1)})',
-         '    run_config=train.RunConfig(stop={"training_iteration": 5}),  # keep me'],
-        ["import dasktune as tune",
-         "from dasktune.schedulers import ASHAScheduler  # the scheduler",
-         '        tune.report({"loss": config["lr"] / (step + 1)})',
-         '    run_config=tune.RunConfig(stop={"training_iteration": 5}),  # keep me'])
+        [
+            "from ray import train, tune",
+            "from ray.tune.schedulers import ASHAScheduler  # the scheduler",
+            '        train.report({"loss": config["lr"] / (step + 1)})',
+            '    run_config=train.RunConfig(stop={"training_iteration": 5}),  # keep me',
+        ],
+        [
+            "import dasktune as tune",
+            "from dasktune.schedulers import ASHAScheduler  # the scheduler",
+            '        tune.report({"loss": config["lr"] / (step + 1)})',
+            '    run_config=tune.RunConfig(stop={"training_iteration": 5}),  # keep me',
+        ],
+    )
     assert port(source).problems == []
 
 
@@ -92,8 +99,7 @@ def test_air_session_report_and_context_functions():
     assert "import dasktune as tune\n" in text
     assert "ray" not in text.replace("from dasktune", "")
     assert 'tune.report({"x": 1}, checkpoint=tune.Checkpoint.from_directory("."))' in text
-    assert ("print(tune.get_context().get_trial_id(), tune.get_context().get_trial_dir())"
-            in text)
+    assert "print(tune.get_context().get_trial_id(), tune.get_context().get_trial_dir())" in text
     assert "return tune.get_checkpoint()" in text
     assert "tune.RunConfig(failure_config=tune.FailureConfig(max_failures=2))" in text
 
@@ -161,8 +167,10 @@ def test_tune_run_script_with_import_ray_and_ray_init_address():
     code = "\n".join(line.split("#")[0] for line in text.splitlines())
     assert "import ray" not in code and "ray." not in code
     assert "import distributed\nimport dasktune as tune\n" in text
-    assert ("if args.address:  # dasktune port: was ray.init(address=args.address)\n"
-            "    dask_client = distributed.Client(args.address)\n") in text
+    assert (
+        "if args.address:  # dasktune port: was ray.init(address=args.address)\n"
+        "    dask_client = distributed.Client(args.address)\n"
+    ) in text
     assert "shutdown" not in text
     assert result.problems == []
     assert any("distributed.Client" in note for _, note in result.notes)
@@ -173,8 +181,10 @@ def test_ray_init_with_a_literal_address_and_with_auto():
         import ray
         ray.init("tcp://10.0.0.1:8786")
     """)
-    assert ('dask_client = distributed.Client("tcp://10.0.0.1:8786")  '
-            '# dasktune port: was ray.init("tcp://10.0.0.1:8786")') in text
+    assert (
+        'dask_client = distributed.Client("tcp://10.0.0.1:8786")  '
+        '# dasktune port: was ray.init("tcp://10.0.0.1:8786")'
+    ) in text
     result = port("""
         import ray
         ray.init(address="auto")
@@ -198,23 +208,28 @@ def test_ray_init_with_resources_leaves_a_comment_and_keeps_blocks_whole():
                 ray.shutdown()
     """
     text = ported(source)
-    assert textwrap.dedent("""\
+    assert (
+        textwrap.dedent("""\
         import dasktune as tune
 
         if __name__ == "__main__":
             if smoke_test:
                 pass
                 # dasktune port: ray.init(num_cpus=2, num_gpus=0) removed: dasktune starts one
-        """) in text
+        """)
+        in text
+    )
     assert "    finally:\n        pass\n" in text
     assert "import ray" not in text
 
 
 def test_aliases_and_import_forms():
     assert ported("from ray import tune as rt\nrt.run(f)\n") == (
-        "import dasktune as rt\nrt.run(f)\n")
+        "import dasktune as rt\nrt.run(f)\n"
+    )
     assert ported("import ray.tune as tune\ntune.run(f)\n") == (
-        "import dasktune as tune\ntune.run(f)\n")
+        "import dasktune as tune\ntune.run(f)\n"
+    )
     text = ported("""
         import ray
         import ray.tune
@@ -251,36 +266,65 @@ def test_multi_name_imports_are_split_where_they_must_be():
     assert "from dasktune.search import ConcurrencyLimiter, BasicVariantGenerator\n" in text
     assert "from dasktune.search.hyperopt import HyperOptSearch\n" in text
     assert "from dasktune.search.optuna import OptunaSearch\n" in text
-    assert ("from dasktune.stopper import (\n    MaximumIterationStopper,\n"
-            "    TrialPlateauStopper,\n)\n") in text, "a multi-line import keeps its layout"
+    assert (
+        "from dasktune.stopper import (\n    MaximumIterationStopper,\n"
+        "    TrialPlateauStopper,\n)\n"
+    ) in text, "a multi-line import keeps its layout"
     assert "from dasktune.logger import LoggerCallback\n" in text
     assert "TRAINING_ITERATION = 'training_iteration'  # dasktune port: was " in text
     assert constructs(result) == ["ray.tune.CLIReporter"], "reported once, at its import"
     assert "remove the reporter" in result.problems[0].reason
 
 
-@pytest.mark.parametrize("source, construct, reason", [
-    ("import ray\nf = ray.remote(g)\n", "ray.remote", "distributed.Client.submit"),
-    ("import ray\nx = ray.get(ref)\n", "ray.get", "distributed.Client.submit"),
-    ("import ray\nds = ray.data.read_csv('x')\n", "ray.data", "tune.with_parameters"),
-    ("from ray import tune\nt = tune.with_resources(f, tune.PlacementGroupFactory([{}]))\n",
-     "tune.PlacementGroupFactory", "placement groups"),
-    ("from ray.train.torch import TorchTrainer\n", "ray.train.torch.TorchTrainer",
-     "Ray Train's distributed trainers"),
-    ("from ray.train import ScalingConfig\n", "ray.train.ScalingConfig", "Ray Train"),
-    ("from ray.tune.search.bayesopt import BayesOptSearch\n",
-     "ray.tune.search.bayesopt.BayesOptSearch", "HyperOptSearch and OptunaSearch"),
-    ("from ray.tune.schedulers.hb_bohb import HyperBandForBOHB\n",
-     "ray.tune.schedulers.hb_bohb.HyperBandForBOHB", "BOHB is not in dasktune"),
-    ("from ray.tune.integration.keras import TuneReportCallback\n",
-     "ray.tune.integration.keras.TuneReportCallback", "callback of your own"),
-    ("from ray import tune\ntune.Tuner.restore('/x', f)\n", "tune.Tuner.restore",
-     "cannot restore"),
-    ("from ray.air import Checkpoint\nc = Checkpoint.from_dict({'a': 1})\n",
-     "Checkpoint.from_dict", "Checkpoint.from_directory"),
-    ("import ray\nif not ray.is_initialized():\n    ray.init()\n", "ray.is_initialized",
-     "Ray runtime"),
-])
+@pytest.mark.parametrize(
+    "source, construct, reason",
+    [
+        ("import ray\nf = ray.remote(g)\n", "ray.remote", "distributed.Client.submit"),
+        ("import ray\nx = ray.get(ref)\n", "ray.get", "distributed.Client.submit"),
+        ("import ray\nds = ray.data.read_csv('x')\n", "ray.data", "tune.with_parameters"),
+        (
+            "from ray import tune\nt = tune.with_resources(f, tune.PlacementGroupFactory([{}]))\n",
+            "tune.PlacementGroupFactory",
+            "placement groups",
+        ),
+        (
+            "from ray.train.torch import TorchTrainer\n",
+            "ray.train.torch.TorchTrainer",
+            "Ray Train's distributed trainers",
+        ),
+        ("from ray.train import ScalingConfig\n", "ray.train.ScalingConfig", "Ray Train"),
+        (
+            "from ray.tune.search.bayesopt import BayesOptSearch\n",
+            "ray.tune.search.bayesopt.BayesOptSearch",
+            "HyperOptSearch and OptunaSearch",
+        ),
+        (
+            "from ray.tune.schedulers.hb_bohb import HyperBandForBOHB\n",
+            "ray.tune.schedulers.hb_bohb.HyperBandForBOHB",
+            "BOHB is not in dasktune",
+        ),
+        (
+            "from ray.tune.integration.keras import TuneReportCallback\n",
+            "ray.tune.integration.keras.TuneReportCallback",
+            "callback of your own",
+        ),
+        (
+            "from ray import tune\ntune.Tuner.restore('/x', f)\n",
+            "tune.Tuner.restore",
+            "cannot restore",
+        ),
+        (
+            "from ray.air import Checkpoint\nc = Checkpoint.from_dict({'a': 1})\n",
+            "Checkpoint.from_dict",
+            "Checkpoint.from_directory",
+        ),
+        (
+            "import ray\nif not ray.is_initialized():\n    ray.init()\n",
+            "ray.is_initialized",
+            "Ray runtime",
+        ),
+    ],
+)
 def test_unportable_constructs_are_listed_with_the_way_out(source, construct, reason):
     result = port(source)
     assert construct in constructs(result), result.problems
@@ -364,7 +408,7 @@ def test_pb2_is_ported_from_its_module_and_the_package():
     lines = result.ported.splitlines()
     assert "from dasktune.schedulers import PB2" in lines
     assert "from dasktune.schedulers import PB2 as Bandits" in lines
-    assert "b = dasktune.schedulers.PB2(hyperparam_bounds={\"lr\": [1e-4, 1e-1]})" in lines
+    assert 'b = dasktune.schedulers.PB2(hyperparam_bounds={"lr": [1e-4, 1e-1]})' in lines
 
 
 def test_a_script_without_ray_is_left_alone():
@@ -433,8 +477,10 @@ def test_imports_the_rewritten_code_needs_go_before_the_first_ray_import():
         def f(config):
             train.report({"a": 1})
     """)
-    assert text.startswith("import os\nimport dasktune as tune\nfrom dasktune.schedulers import ("
-                           "  # a comment\n    ASHAScheduler,\n)\n\ndef f(config):\n")
+    assert text.startswith(
+        "import os\nimport dasktune as tune\nfrom dasktune.schedulers import ("
+        "  # a comment\n    ASHAScheduler,\n)\n\ndef f(config):\n"
+    )
     assert 'tune.report({"a": 1})' in text
 
 

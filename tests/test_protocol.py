@@ -50,24 +50,36 @@ class Point:
 
 def test_messages_survive_the_wire() -> None:
     outcome = RunOutcome("r-1", RunStatus.ERROR, 3, 3, "trace", "ValueError", b"pickled")
-    for message in [RunStarted("r-1", "tcp://w"),
-                    ResultReported("r-1", "tcp://w", 2, {"loss": 0.5}, "/c/checkpoint_000001",
-                                   True),
-                    CheckpointStored("r-1", "tcp://w", "/c/checkpoint_000002", 4),
-                    AwaitingDecision("r-1", "tcp://w", 2),
-                    RunEnded("r-1", "tcp://w", outcome)]:
+    for message in [
+        RunStarted("r-1", "tcp://w"),
+        ResultReported("r-1", "tcp://w", 2, {"loss": 0.5}, "/c/checkpoint_000001", True),
+        CheckpointStored("r-1", "tcp://w", "/c/checkpoint_000002", 4),
+        AwaitingDecision("r-1", "tcp://w", 2),
+        RunEnded("r-1", "tcp://w", outcome),
+    ]:
         wire = message.to_wire()
         assert _is_dumpable(wire), f"{type(message).__name__} must be plain event data"
         assert from_wire(wire) == message
 
 
-@pytest.mark.parametrize("value, expected", [
-    (np.float64(0.25), 0.25), (np.float32(0.5), 0.5), (np.int64(3), 3), (np.int8(-2), -2),
-    (np.bool_(True), True), (np.array([1.5, 2.5]), [1.5, 2.5]), (np.arange(4).reshape(2, 2),
-                                                                  [[0, 1], [2, 3]]),
-    (Color.RED, 1), (Label.A, "a"), ((1, 2), [1, 2]), (fractions.Fraction(1, 4), 0.25),
-    (pd.Series([1.0, 2.0]), [1.0, 2.0]), (np.str_("x"), "x"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (np.float64(0.25), 0.25),
+        (np.float32(0.5), 0.5),
+        (np.int64(3), 3),
+        (np.int8(-2), -2),
+        (np.bool_(True), True),
+        (np.array([1.5, 2.5]), [1.5, 2.5]),
+        (np.arange(4).reshape(2, 2), [[0, 1], [2, 3]]),
+        (Color.RED, 1),
+        (Label.A, "a"),
+        ((1, 2), [1, 2]),
+        (fractions.Fraction(1, 4), 0.25),
+        (pd.Series([1.0, 2.0]), [1.0, 2.0]),
+        (np.str_("x"), "x"),
+    ],
+)
 def test_what_numpy_pandas_and_the_standard_library_give_becomes_plain(value, expected) -> None:
     converted = plain(value)
     assert converted == expected
@@ -78,7 +90,9 @@ def test_what_numpy_pandas_and_the_standard_library_give_becomes_plain(value, ex
 def test_torch_values_become_plain() -> None:
     torch = pytest.importorskip("torch")
     assert plain({"loss": torch.tensor(0.5), "w": torch.tensor([1.0, 2.0])}) == {
-        "loss": 0.5, "w": [1.0, 2.0]}
+        "loss": 0.5,
+        "w": [1.0, 2.0],
+    }
 
 
 def test_dict_keys_become_strings_and_nesting_is_kept() -> None:
@@ -92,8 +106,11 @@ def test_other_objects_travel_pickled_and_come_back() -> None:
     value = {"when": when, "point": Point(2.0), "price": decimal.Decimal("1.5")}
     converted = plain(value)
     assert _is_dumpable(converted)
-    assert unplain(converted) == {"when": when, "point": Point(2.0),
-                                  "price": decimal.Decimal("1.5")}
+    assert unplain(converted) == {
+        "when": when,
+        "point": Point(2.0),
+        "price": decimal.Decimal("1.5"),
+    }
 
 
 def test_a_value_that_cannot_travel_names_its_key() -> None:
@@ -102,31 +119,53 @@ def test_a_value_that_cannot_travel_names_its_key() -> None:
 
 
 def test_a_converted_result_is_rebuilt_on_the_driver() -> None:
-    message = ResultReported("r", "w", 1, {"acc": np.float64(0.5), "at": datetime.date(2026, 1, 2)},
-                             None, False)
+    message = ResultReported(
+        "r", "w", 1, {"acc": np.float64(0.5), "at": datetime.date(2026, 1, 2)}, None, False
+    )
     wire = plain_message(message)
     assert _is_dumpable(wire)
     back = from_wire(wire)
     assert back.result == {"acc": 0.5, "at": datetime.date(2026, 1, 2)}
 
 
-@pytest.mark.parametrize("value", [
-    None, "s", 1, 1.5, True, b"x", [1, "a", None], {"a": {"b": [1.0, {"c": None}]}},
-    np.float64(1.0), np.int64(1), (1, 2), {1: "int key"}, {"a": (1,)}, [np.bool_(True)],
-    {"a": datetime.date(2026, 1, 1)}, Color.RED, Label.A,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "s",
+        1,
+        1.5,
+        True,
+        b"x",
+        [1, "a", None],
+        {"a": {"b": [1.0, {"c": None}]}},
+        np.float64(1.0),
+        np.int64(1),
+        (1, 2),
+        {1: "int key"},
+        {"a": (1,)},
+        [np.bool_(True)],
+        {"a": datetime.date(2026, 1, 1)},
+        Color.RED,
+        Label.A,
+    ],
+)
 def test_is_plain_agrees_with_what_dask_events_accept(value) -> None:
-    assert is_plain(value) == _is_dumpable(value) or isinstance(value, tuple) or (
-        isinstance(value, dict) and any(isinstance(v, tuple) for v in value.values())
+    assert (
+        is_plain(value) == _is_dumpable(value)
+        or isinstance(value, tuple)
+        or (isinstance(value, dict) and any(isinstance(v, tuple) for v in value.values()))
     ), value  # Dask takes tuples, which msgpack turns into lists: is_plain is stricter
     if is_plain(value):
         assert _is_dumpable(value)
 
 
 def test_a_batch_of_messages_survives_the_wire_in_order() -> None:
-    messages = [RunStarted("r-1", "tcp://w"),
-                ResultReported("r-1", "tcp://w", 1, {"loss": 0.5}, None, False),
-                ResultReported("r-1", "tcp://w", 2, {"loss": 0.4}, None, False)]
+    messages = [
+        RunStarted("r-1", "tcp://w"),
+        ResultReported("r-1", "tcp://w", 1, {"loss": 0.5}, None, False),
+        ResultReported("r-1", "tcp://w", 2, {"loss": 0.4}, None, False),
+    ]
     wire = batch_message([m.to_wire() for m in messages])
     assert _is_dumpable(wire)
     assert read_messages(wire) == messages

@@ -19,8 +19,10 @@ from dasktune.tune_config import (
 
 
 def entries(*scores: float | None) -> list[tuple[str, dict]]:
-    return [(f"c{i}", {} if s is None else {"acc": s, "training_iteration": i + 1})
-            for i, s in enumerate(scores)]
+    return [
+        (f"c{i}", {} if s is None else {"acc": s, "training_iteration": i + 1})
+        for i, s in enumerate(scores)
+    ]
 
 
 def paths(retention) -> list[str]:
@@ -43,8 +45,9 @@ def test_the_best_are_kept_by_score_and_the_newest_always() -> None:
 
 
 def test_min_order_keeps_the_lowest() -> None:
-    config = CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="acc",
-                              checkpoint_score_order="min")
+    config = CheckpointConfig(
+        num_to_keep=2, checkpoint_score_attribute="acc", checkpoint_score_order="min"
+    )
     assert paths(config.retained(entries(0.5, 0.1, 0.3, 0.9))) == ["c1", "c2", "c3"]
 
 
@@ -55,8 +58,11 @@ def test_ties_keep_the_newest() -> None:
 
 def test_nested_and_numpy_scores() -> None:
     config = CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="eval/acc")
-    checkpoints = [("c0", {"eval": {"acc": np.float32(0.9)}}), ("c1", {"eval": {"acc": 0.1}}),
-                   ("c2", {"eval": {"acc": np.float64(0.2)}})]
+    checkpoints = [
+        ("c0", {"eval": {"acc": np.float32(0.9)}}),
+        ("c1", {"eval": {"acc": 0.1}}),
+        ("c2", {"eval": {"acc": np.float64(0.2)}}),
+    ]
     assert paths(config.retained(checkpoints)) == ["c0", "c2"]
 
 
@@ -87,10 +93,19 @@ def test_every_argument_of_ray_s_tune_config_is_accepted() -> None:
     def name(trial):
         return f"t_{trial.trial_id}"
 
-    config = TuneConfig(mode="max", metric="acc", search_alg=None, scheduler=None, num_samples=2,
-                        max_concurrent_trials=2, time_budget_s=5, reuse_actors=True,
-                        trial_name_creator=name, trial_dirname_creator=name,
-                        chdir_to_trial_dir=False)
+    config = TuneConfig(
+        mode="max",
+        metric="acc",
+        search_alg=None,
+        scheduler=None,
+        num_samples=2,
+        max_concurrent_trials=2,
+        time_budget_s=5,
+        reuse_actors=True,
+        trial_name_creator=name,
+        trial_dirname_creator=name,
+        chdir_to_trial_dir=False,
+    )
     assert config.trial_name_creator is name and config.trial_dirname_creator is name
     assert config.reuse_actors is True and config.chdir_to_trial_dir is False
 
@@ -108,10 +123,19 @@ def test_flags_must_be_bools(argument) -> None:
 
 
 def test_every_argument_of_ray_s_run_config_is_accepted(tmp_path, fresh_notes) -> None:
-    config = RunConfig(name="exp", storage_path=tmp_path, storage_filesystem=object(),
-                       failure_config=None, checkpoint_config=None, sync_config=SyncConfig(),
-                       verbose=None, stop={"training_iteration": 3}, callbacks=[],
-                       progress_reporter=object(), log_to_file=True)
+    config = RunConfig(
+        name="exp",
+        storage_path=tmp_path,
+        storage_filesystem=object(),
+        failure_config=None,
+        checkpoint_config=None,
+        sync_config=SyncConfig(),
+        verbose=None,
+        stop={"training_iteration": 3},
+        callbacks=[],
+        progress_reporter=object(),
+        log_to_file=True,
+    )
     assert config.storage_path == str(tmp_path), "a pathlib.Path becomes a string"
     assert config.checkpoint_config == CheckpointConfig()
     assert config.failure_config == FailureConfig()
@@ -124,16 +148,23 @@ def test_local_dir_is_the_older_name_of_storage_path(tmp_path) -> None:
         RunConfig(storage_path="/a", local_dir="/b")
 
 
-@pytest.mark.parametrize("value, names", [
-    (False, None), (True, ("stdout", "stderr")), ("out.log", ("out.log", "out.log")),
-    (("o.txt", "e.txt"), ("o.txt", "e.txt")), (["o.txt", "e.txt"], ("o.txt", "e.txt")),
-])
+@pytest.mark.parametrize(
+    "value, names",
+    [
+        (False, None),
+        (True, ("stdout", "stderr")),
+        ("out.log", ("out.log", "out.log")),
+        (("o.txt", "e.txt"), ("o.txt", "e.txt")),
+        (["o.txt", "e.txt"], ("o.txt", "e.txt")),
+    ],
+)
 def test_log_to_file_names(value, names) -> None:
     assert RunConfig(log_to_file=value).log_file_names() == names
 
 
-@pytest.mark.parametrize("value", [("a", "b", "c"), 3, ("out", ""), "/tmp/out.log",
-                                   ("../out", "err")])
+@pytest.mark.parametrize(
+    "value", [("a", "b", "c"), 3, ("out", ""), "/tmp/out.log", ("../out", "err")]
+)
 def test_bad_log_to_file_is_refused(value) -> None:
     with pytest.raises(ValueError, match=r"RunConfig\(log_to_file="):
         RunConfig(log_to_file=value)
@@ -151,8 +182,9 @@ def test_bad_verbose_is_refused(value) -> None:
 
 
 def test_sub_configs_must_be_config_objects() -> None:
-    with pytest.raises(TypeError,
-                       match=r"`RunConfig\(checkpoint_config=...\)` is .*CheckpointConfig"):
+    with pytest.raises(
+        TypeError, match=r"`RunConfig\(checkpoint_config=...\)` is .*CheckpointConfig"
+    ):
         RunConfig(checkpoint_config={"num_to_keep": 2})
     with pytest.raises(TypeError, match=r"`RunConfig\(failure_config=...\)`"):
         RunConfig(failure_config=3)
@@ -160,15 +192,21 @@ def test_sub_configs_must_be_config_objects() -> None:
 
 def test_arguments_without_effect_are_logged_once_per_process(caplog, fresh_notes) -> None:
     with caplog.at_level(logging.INFO, logger="dasktune.tune_config"):
-        RunConfig(sync_config=SyncConfig(sync_period=10), progress_reporter=object(),
-                  storage_filesystem=object())
-        RunConfig(sync_config=SyncConfig(), progress_reporter=object(),
-                  storage_filesystem=object())
+        RunConfig(
+            sync_config=SyncConfig(sync_period=10),
+            progress_reporter=object(),
+            storage_filesystem=object(),
+        )
+        RunConfig(sync_config=SyncConfig(), progress_reporter=object(), storage_filesystem=object())
         CheckpointConfig(_checkpoint_keep_all_ranks=True)
     messages = [r.getMessage() for r in caplog.records]
-    for argument in ("RunConfig(sync_config)", "RunConfig(progress_reporter)",
-                     "RunConfig(storage_filesystem)", "SyncConfig",
-                     "CheckpointConfig(_checkpoint_keep_all_ranks)"):
+    for argument in (
+        "RunConfig(sync_config)",
+        "RunConfig(progress_reporter)",
+        "RunConfig(storage_filesystem)",
+        "SyncConfig",
+        "CheckpointConfig(_checkpoint_keep_all_ranks)",
+    ):
         said = [m for m in messages if m.startswith(f"{argument} has no effect in dasktune")]
         assert len(said) == 1, (argument, messages)
     # Results that would go elsewhere deserve a warning; the rest is information.

@@ -66,8 +66,11 @@ def test_invalid_argument_names_the_argument_the_value_the_rule_and_the_fix() ->
 def test_validate_mode() -> None:
     for mode in (None, "min", "max"):
         validate_mode(mode)
-    with pytest.raises(ValueError, match=r"^The value of `mode` is 'maximise', but it must be "
-                                         r"'min' or 'max'\. Pass mode='max'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^The value of `mode` is 'maximise', but it must be "
+        r"'min' or 'max'\. Pass mode='max'",
+    ):
         validate_mode("maximise")
     with pytest.raises(ValueError, match=r"`TuneConfig\(mode=\.\.\.\)` is 1"):
         validate_mode(1, "TuneConfig(mode=...)")
@@ -105,9 +108,12 @@ def test_mixin_checks_the_mode() -> None:
 
 def test_mixin_requires_metric_and_mode_with_the_fix() -> None:
     Rule("loss", "min")._require_metric_and_mode()
-    with pytest.raises(ValueError, match=r"Rule needs a `metric` and a `mode`, but metric='loss' "
-                                         r"and mode=None\. Pass them to Rule\(metric=\.\.\., "
-                                         r"mode=\.\.\.\) or to tune\.TuneConfig"):
+    with pytest.raises(
+        ValueError,
+        match=r"Rule needs a `metric` and a `mode`, but metric='loss' "
+        r"and mode=None\. Pass them to Rule\(metric=\.\.\., "
+        r"mode=\.\.\.\) or to tune\.TuneConfig",
+    ):
         Rule("loss")._require_metric_and_mode()
 
 

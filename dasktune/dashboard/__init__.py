@@ -15,8 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DashboardCallback", "ExperimentFollower", "ExperimentModel", "ExperimentServer",
-           "attach_dashboard", "expected_trials"]
+__all__ = [
+    "DashboardCallback",
+    "ExperimentFollower",
+    "ExperimentModel",
+    "ExperimentServer",
+    "attach_dashboard",
+    "expected_trials",
+]
 
 _WHERE = {
     "DashboardCallback": "dasktune.dashboard._publish",

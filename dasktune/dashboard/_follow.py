@@ -52,14 +52,20 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 def plain_config(config: dict[str, Any]) -> dict[str, Any]:
     """A config flattened to ``a/b`` keys with JSON scalars (anything else as its repr)."""
-    return {key: value if value is None or isinstance(value, (bool, int, float, str))
-            else repr(value) for key, value in flatten(config).items()}
+    return {
+        key: value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
+        for key, value in flatten(config).items()
+    }
 
 
 def result_record(trial_id: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "result", "id": trial_id,
-            "iteration": float(result.get("training_iteration") or 0),
-            "metrics": numeric_metrics(result), "time": result.get("timestamp")}
+    return {
+        "kind": "result",
+        "id": trial_id,
+        "iteration": float(result.get("training_iteration") or 0),
+        "metrics": numeric_metrics(result),
+        "time": result.get("timestamp"),
+    }
 
 
 @dataclass
@@ -116,8 +122,12 @@ class _FollowedTrial:
 class ExperimentFollower:
     """Reads an experiment directory into an :class:`ExperimentModel`, poll by poll."""
 
-    def __init__(self, path: str, model: ExperimentModel | None = None,
-                 sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        model: ExperimentModel | None = None,
+        sink: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         """Fill ``model`` (a new one by default), or hand each record to ``sink`` instead."""
         self.path = os.path.abspath(path)
         self.model = model or ExperimentModel(os.path.basename(self.path), self.path)
@@ -161,26 +171,46 @@ class ExperimentFollower:
     def _journal_record(self, record: dict[str, Any], held: list[dict[str, Any]]) -> None:
         event = record.get("event")
         if event == "experiment":
-            self._apply({"kind": "experiment", "name": record.get("name"), "path": self.path,
-                              "metric": record.get("metric"), "mode": record.get("mode"),
-                              "started": _mtime(os.path.join(self.path, "tuner.pkl"))})
+            self._apply(
+                {
+                    "kind": "experiment",
+                    "name": record.get("name"),
+                    "path": self.path,
+                    "metric": record.get("metric"),
+                    "mode": record.get("mode"),
+                    "started": _mtime(os.path.join(self.path, "tuner.pkl")),
+                }
+            )
         elif event == "trial":
             trial_dir = os.path.join(self.path, record["dir"])
             self._trials[record["id"]] = _FollowedTrial(
-                record["id"], trial_dir, _Tail(os.path.join(trial_dir, RESULT_FILE)))
+                record["id"], trial_dir, _Tail(os.path.join(trial_dir, RESULT_FILE))
+            )
             self._names[record["id"]] = os.path.basename(record["dir"])
-            self._apply({"kind": "trial", "id": record["id"],
-                              "name": os.path.basename(record["dir"]), "index": record["index"],
-                              "config": plain_config(record["config"])})
+            self._apply(
+                {
+                    "kind": "trial",
+                    "id": record["id"],
+                    "name": os.path.basename(record["dir"]),
+                    "index": record["index"],
+                    "config": plain_config(record["config"]),
+                }
+            )
         elif event == "config":
-            self._apply({"kind": "trial", "id": record["id"],
-                              "name": self._names.get(record["id"], record["id"]),
-                              "config": plain_config(record["config"])})
+            self._apply(
+                {
+                    "kind": "trial",
+                    "id": record["id"],
+                    "name": self._names.get(record["id"], record["id"]),
+                    "config": plain_config(record["config"]),
+                }
+            )
         elif event == "status":
             held.append({"kind": "status", "id": record["id"], "status": record["status"]})
         elif event == "end":
-            held.append({"kind": "end", "status": record.get("status"),
-                         "reason": record.get("reason")})
+            held.append(
+                {"kind": "end", "status": record.get("status"), "reason": record.get("reason")}
+            )
         elif event == "resumed":  # after the end record it follows, which is held too
             held.append({"kind": "experiment"})
 
@@ -217,8 +247,9 @@ class ExperimentFollower:
             trial.spools_read.add(name)
             status, iteration = end
             if status in ("stopped", "paused") and iteration is not None:
-                self._apply({"kind": "mark", "id": trial.trial_id, "iteration": iteration,
-                                  "what": status})
+                self._apply(
+                    {"kind": "mark", "id": trial.trial_id, "iteration": iteration, "what": status}
+                )
 
     def _read_rungs(self) -> None:
         path = os.path.join(self.path, RUNGS_FILE)

@@ -120,8 +120,9 @@ class ExperimentModel:
         tid = record["id"]
         trial = self.trials.get(tid)
         if trial is None:
-            trial = self.trials[tid] = TrialView(tid, record.get("name") or tid,
-                                                 int(record.get("index", len(self.trials))))
+            trial = self.trials[tid] = TrialView(
+                tid, record.get("name") or tid, int(record.get("index", len(self.trials)))
+            )
         trial.config = dict(record.get("config") or {})
         self._bump(trial)
 
@@ -146,8 +147,13 @@ class ExperimentModel:
             _insert(xs, ys, x, float(value))
         if x >= trial.iteration:
             trial.iteration = x
-            trial.last.update({k: float(v) for k, v in (record.get("metrics") or {}).items()
-                               if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            trial.last.update(
+                {
+                    k: float(v)
+                    for k, v in (record.get("metrics") or {}).items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                }
+            )
         if trial.status in ("PENDING", "PAUSED"):
             trial.status = "RUNNING"  # it reports, so it runs (a resume is not journaled)
         when = record.get("time")
@@ -181,8 +187,9 @@ class ExperimentModel:
     # -- reading ------------------------------------------------------------
     def changed_since(self, version: int) -> list[TrialView]:
         """The trials changed after ``version``, in their order of creation."""
-        return sorted((t for t in self.trials.values() if t.version > version),
-                      key=lambda t: t.index)
+        return sorted(
+            (t for t in self.trials.values() if t.version > version), key=lambda t: t.index
+        )
 
     def ordered(self) -> list[TrialView]:
         return sorted(self.trials.values(), key=lambda t: t.index)
@@ -203,8 +210,9 @@ class ExperimentModel:
             end = now
         return max(0.0, end - self.started)
 
-    def best(self, metric: str | None = None,
-             mode: str | None = None) -> tuple[TrialView, float] | None:
+    def best(
+        self, metric: str | None = None, mode: str | None = None
+    ) -> tuple[TrialView, float] | None:
         """The trial with the best last value of ``metric`` (Ray's default scope) and the value."""
         metric = metric or self.metric
         mode = mode or self.mode or "max"

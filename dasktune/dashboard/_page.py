@@ -61,8 +61,13 @@ logger = logging.getLogger(__name__)
 Catalog = Callable[[], Mapping[str, ExperimentModel]]
 ClusterInfo = Callable[[], "dict[str, int] | None"]
 
-_COLORS = {"RUNNING": "#1f77b4", "PENDING": "#9e9e9e", "PAUSED": "#ff7f0e",
-           "TERMINATED": "#8c8c8c", "ERROR": "#d62728"}
+_COLORS = {
+    "RUNNING": "#1f77b4",
+    "PENDING": "#9e9e9e",
+    "PAUSED": "#ff7f0e",
+    "TERMINATED": "#8c8c8c",
+    "ERROR": "#d62728",
+}
 _BEST = "#2ca02c"
 _MARKERS = {"stopped": ("x", "#d62728"), "paused": ("square", "#ff7f0e")}
 _PCP_INTERVAL_S = 2.0
@@ -88,8 +93,14 @@ def _duration(seconds: float | None) -> str:
 class ExperimentPage:
     """Builds the page into ``doc`` and keeps it up to date."""
 
-    def __init__(self, doc: Document, catalog: Catalog, cluster: ClusterInfo | None = None,
-                 wanted: str | None = None, interval_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        doc: Document,
+        catalog: Catalog,
+        cluster: ClusterInfo | None = None,
+        wanted: str | None = None,
+        interval_ms: int = 1000,
+    ) -> None:
         self.doc = doc
         self.catalog = catalog
         self.cluster = cluster
@@ -122,27 +133,35 @@ class ExperimentPage:
         self.metric_select.on_change("value", lambda attr, old, new: self._set_metric(new))
         self.log_toggle = Toggle(label="log scale", active=False, width=100, align="end")
         self.log_toggle.on_change("active", lambda attr, old, new: self._set_log(new))
-        self.filter_input = TextInput(title="Filter trials", width=320,
-                                      placeholder="text, or key<value: lr<0.01 RUNNING")
+        self.filter_input = TextInput(
+            title="Filter trials", width=320, placeholder="text, or key<value: lr<0.01 RUNNING"
+        )
         self.filter_input.on_change("value", lambda attr, old, new: self._refilter())
-        self.status_buttons = CheckboxButtonGroup(labels=list(STATUSES),
-                                                  active=list(range(len(STATUSES))),
-                                                  align="end")
+        self.status_buttons = CheckboxButtonGroup(
+            labels=list(STATUSES), active=list(range(len(STATUSES))), align="end"
+        )
         self.status_buttons.on_change("active", lambda attr, old, new: self._refilter())
 
         self.table_source = ColumnDataSource(self._empty_table())
         self.curve_source = ColumnDataSource(self._empty_curves())
-        self.mark_source = ColumnDataSource(dict(x=[], y=[], trial=[], what=[], marker=[],
-                                                 color=[]))
+        self.mark_source = ColumnDataSource(
+            dict(x=[], y=[], trial=[], what=[], marker=[], color=[])
+        )
         self.best_source = ColumnDataSource(dict(x=[], y=[]))  # drawn over the other curves
         self.pcp_source = ColumnDataSource(dict(xs=[], ys=[], trial=[], value=[], alpha=[]))
         #: Which rows the filter shows, in the table, the curves and the parallel coordinates.
         self.row_filters = [BooleanFilter(booleans=[]) for _ in range(3)]
         self.view, self.curve_view, self.pcp_view = (CDSView(filter=f) for f in self.row_filters)
 
-        self.table = DataTable(source=self.table_source, view=self.view, columns=[],
-                               height=_HEIGHT, sizing_mode="stretch_width", index_position=None,
-                               name="dasktune-trials")
+        self.table = DataTable(
+            source=self.table_source,
+            view=self.view,
+            columns=[],
+            height=_HEIGHT,
+            sizing_mode="stretch_width",
+            index_position=None,
+            name="dasktune-trials",
+        )
         self.curves = self._curve_figure("linear")
         self.curves_log = self._curve_figure("log")
         self.curves_log.visible = False
@@ -150,25 +169,52 @@ class ExperimentPage:
         self.rung_source = ColumnDataSource(dict(x=[], y=[], trial=[]))
         self.cutoff_source = ColumnDataSource(dict(x=[], y=[], label=[]))
         self.rung_range = FactorRange()
-        self.rungs_plot = figure(height=_HEIGHT, sizing_mode="stretch_width",
-                                 x_range=self.rung_range,
-                                 title="Scheduler rungs: values recorded, and the cutoff",
-                                 tools="hover,pan,wheel_zoom,reset", name="dasktune-rungs",
-                                 tooltips=[("trial", "@trial"), ("value", "@y")])
+        self.rungs_plot = figure(
+            height=_HEIGHT,
+            sizing_mode="stretch_width",
+            x_range=self.rung_range,
+            title="Scheduler rungs: values recorded, and the cutoff",
+            tools="hover,pan,wheel_zoom,reset",
+            name="dasktune-rungs",
+            tooltips=[("trial", "@trial"), ("value", "@y")],
+        )
         self.rungs_plot.scatter("x", "y", source=self.rung_source, size=7, alpha=0.6)
-        self.rungs_plot.scatter("x", "y", source=self.cutoff_source, marker="dash", size=28,
-                                line_width=3, color="#d62728", legend_label="cutoff")
+        self.rungs_plot.scatter(
+            "x",
+            "y",
+            source=self.cutoff_source,
+            marker="dash",
+            size=28,
+            line_width=3,
+            color="#d62728",
+            legend_label="cutoff",
+        )
         self.rungs_note = Div(text="", sizing_mode="stretch_width")
 
-        controls = row(self.experiment_select, self.metric_select, self.log_toggle,
-                       self.filter_input, self.status_buttons, sizing_mode="stretch_width")
+        controls = row(
+            self.experiment_select,
+            self.metric_select,
+            self.log_toggle,
+            self.filter_input,
+            self.status_buttons,
+            sizing_mode="stretch_width",
+        )
         self.layout = column(
-            self.title, self.summary, controls,
-            row(column(self.curves, self.curves_log, sizing_mode="stretch_width"), self.pcp,
-                sizing_mode="stretch_width"),
-            row(self.table, column(self.rungs_plot, self.rungs_note, sizing_mode="stretch_width"),
-                sizing_mode="stretch_width"),
-            sizing_mode="stretch_width", name="dasktune-page",
+            self.title,
+            self.summary,
+            controls,
+            row(
+                column(self.curves, self.curves_log, sizing_mode="stretch_width"),
+                self.pcp,
+                sizing_mode="stretch_width",
+            ),
+            row(
+                self.table,
+                column(self.rungs_plot, self.rungs_note, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+            name="dasktune-page",
         )
 
     @staticmethod
@@ -180,37 +226,74 @@ class ExperimentPage:
         return dict(xs=[], ys=[], trial=[], status=[], color=[], width=[], alpha=[])
 
     def _curve_figure(self, scale: Literal["linear", "log"]) -> Any:
-        fig = figure(height=_HEIGHT, sizing_mode="stretch_width", y_axis_type=scale,
-                     title="Learning curves", x_axis_label="training_iteration",
-                     tools="pan,wheel_zoom,box_zoom,reset,save", name=f"dasktune-curves-{scale}",
-                     output_backend="webgl")
-        lines = fig.multi_line("xs", "ys", source=self.curve_source, view=self.curve_view,
-                               line_color="color", line_width="width", line_alpha="alpha")
-        fig.add_tools(HoverTool(renderers=[lines], tooltips=[("trial", "@trial"),
-                                                              ("status", "@status")]))
+        fig = figure(
+            height=_HEIGHT,
+            sizing_mode="stretch_width",
+            y_axis_type=scale,
+            title="Learning curves",
+            x_axis_label="training_iteration",
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            name=f"dasktune-curves-{scale}",
+            output_backend="webgl",
+        )
+        lines = fig.multi_line(
+            "xs",
+            "ys",
+            source=self.curve_source,
+            view=self.curve_view,
+            line_color="color",
+            line_width="width",
+            line_alpha="alpha",
+        )
+        fig.add_tools(
+            HoverTool(renderers=[lines], tooltips=[("trial", "@trial"), ("status", "@status")])
+        )
         fig.line("x", "y", source=self.best_source, color=_BEST, line_width=3)
-        marks = fig.scatter("x", "y", source=self.mark_source, marker="marker", color="color",
-                            size=11, line_width=2)
-        fig.add_tools(HoverTool(renderers=[marks], tooltips=[("trial", "@trial"),
-                                                              ("scheduler", "@what here")]))
+        marks = fig.scatter(
+            "x", "y", source=self.mark_source, marker="marker", color="color", size=11, line_width=2
+        )
+        fig.add_tools(
+            HoverTool(
+                renderers=[marks], tooltips=[("trial", "@trial"), ("scheduler", "@what here")]
+            )
+        )
         return fig
 
     def _pcp_figure(self) -> Any:
-        fig = figure(height=_HEIGHT, sizing_mode="stretch_width", title="Parallel coordinates",
-                     tools="pan,wheel_zoom,reset,save", y_range=Range1d(start=-0.12, end=1.16),
-                     name="dasktune-parallel", output_backend="webgl")
-        self.pcp_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1,
-                                            nan_color="#cccccc")
-        lines = fig.multi_line("xs", "ys", source=self.pcp_source, view=self.pcp_view,
-                               line_color={"field": "value", "transform": self.pcp_mapper},
-                               line_alpha="alpha", line_width=1.5)
-        fig.add_tools(HoverTool(renderers=[lines], tooltips=[("trial", "@trial"),
-                                                              ("metric", "@value")]))
+        fig = figure(
+            height=_HEIGHT,
+            sizing_mode="stretch_width",
+            title="Parallel coordinates",
+            tools="pan,wheel_zoom,reset,save",
+            y_range=Range1d(start=-0.12, end=1.16),
+            name="dasktune-parallel",
+            output_backend="webgl",
+        )
+        self.pcp_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1, nan_color="#cccccc")
+        lines = fig.multi_line(
+            "xs",
+            "ys",
+            source=self.pcp_source,
+            view=self.pcp_view,
+            line_color={"field": "value", "transform": self.pcp_mapper},
+            line_alpha="alpha",
+            line_width=1.5,
+        )
+        fig.add_tools(
+            HoverTool(renderers=[lines], tooltips=[("trial", "@trial"), ("metric", "@value")])
+        )
         self.pcp_axes = ColumnDataSource(dict(x0=[], y0=[], x1=[], y1=[]))
         fig.segment("x0", "y0", "x1", "y1", source=self.pcp_axes, color="black", line_width=1)
         self.pcp_labels = ColumnDataSource(dict(x=[], y=[], text=[]))
-        fig.text("x", "y", "text", source=self.pcp_labels, text_align="center",
-                 text_baseline="middle", text_font_size="11px")
+        fig.text(
+            "x",
+            "y",
+            "text",
+            source=self.pcp_labels,
+            text_align="center",
+            text_baseline="middle",
+            text_font_size="11px",
+        )
         fig.add_layout(ColorBar(color_mapper=self.pcp_mapper, width=8), "right")
         fig.xaxis.visible = fig.yaxis.visible = False
         fig.xgrid.visible = fig.ygrid.visible = False
@@ -260,8 +343,10 @@ class ExperimentPage:
             self.experiment_select.visible = len(keys) > 1
         key = self._pick(models)
         if key is None:
-            self.summary.text = ("<p>No dasktune experiment has reported here yet. The page "
-                                 "fills in when <code>Tuner.fit()</code> starts.</p>")
+            self.summary.text = (
+                "<p>No dasktune experiment has reported here yet. The page "
+                "fills in when <code>Tuner.fit()</code> starts.</p>"
+            )
             return
         if self.model is not models[key]:
             self.key, self.model = key, models[key]
@@ -358,23 +443,34 @@ class ExperimentPage:
     def _columns(self) -> list[TableColumn]:
         number = NumberFormatter(format="0.[0000]")
         metric = self.metric or "metric"
-        columns = [TableColumn(field="trial", title="trial", width=170),
-                   TableColumn(field="status", title="status", width=110),
-                   TableColumn(field="iter", title="iter", width=50,
-                               formatter=NumberFormatter(format="0")),
-                   TableColumn(field="last", title=f"last {metric}", formatter=number, width=120),
-                   TableColumn(field="best", title=f"best {metric}", formatter=number, width=120)]
+        columns = [
+            TableColumn(field="trial", title="trial", width=170),
+            TableColumn(field="status", title="status", width=110),
+            TableColumn(
+                field="iter", title="iter", width=50, formatter=NumberFormatter(format="0")
+            ),
+            TableColumn(field="last", title=f"last {metric}", formatter=number, width=120),
+            TableColumn(field="best", title=f"best {metric}", formatter=number, width=120),
+        ]
         for key in self.keys:
-            columns.append(TableColumn(field=f"config/{key}", title=key, formatter=number,
-                                       width=90))
+            columns.append(
+                TableColumn(field=f"config/{key}", title=key, formatter=number, width=90)
+            )
         return columns
 
     def _table_data(self, trials: list[TrialView]) -> _Columns:
         model = self.model
         assert model is not None
         rows = [table_row(t, self.metric, model.mode, self.keys) for t in trials]
-        names = ["id", "trial", "status", "iter", "last", "best",
-                 *(f"config/{k}" for k in self.keys)]
+        names = [
+            "id",
+            "trial",
+            "status",
+            "iter",
+            "last",
+            "best",
+            *(f"config/{k}" for k in self.keys),
+        ]
         return {name: [r[name] for r in rows] for name in names}
 
     def _curve_data(self, trials: list[TrialView]) -> _Columns:
@@ -458,12 +554,14 @@ class ExperimentPage:
 
     def _draw_pcp_axes(self, axes: list[Axis]) -> None:
         n = len(axes)
-        self.pcp_axes.data = dict(x0=list(range(n)), y0=[0.0] * n, x1=list(range(n)),
-                                  y1=[1.0] * n)
+        self.pcp_axes.data = dict(x0=list(range(n)), y0=[0.0] * n, x1=list(range(n)), y1=[1.0] * n)
         labels: dict[str, list[Any]] = dict(x=[], y=[], text=[])
         for i, axis in enumerate(axes):
-            for y, text in ((1.11, axis.name + (" (log)" if axis.kind == "log" else "")),
-                            (1.04, axis.label(True)), (-0.05, axis.label(False))):
+            for y, text in (
+                (1.11, axis.name + (" (log)" if axis.kind == "log" else "")),
+                (1.04, axis.label(True)),
+                (-0.05, axis.label(False)),
+            ):
                 labels["x"].append(i)
                 labels["y"].append(y)
                 labels["text"].append(text)
@@ -472,17 +570,19 @@ class ExperimentPage:
         if metric_axis is not None and metric_axis.kind != "category":
             low, high = metric_axis.low, metric_axis.high
             if metric_axis.kind == "log":
-                low, high = 10 ** low, 10 ** high
+                low, high = 10**low, 10**high
             mode = self.model.mode if self.model else None
             palette = Viridis256 if mode != "min" else tuple(reversed(Viridis256))
-            self.pcp_mapper.update(low=low, high=high if high > low else low + 1,
-                                   palette=list(palette))
+            self.pcp_mapper.update(
+                low=low, high=high if high > low else low + 1, palette=list(palette)
+            )
 
     def _update_rungs(self, model: ExperimentModel) -> None:
         if not model.rungs:
             name = model.scheduler or "This scheduler"
-            self.rungs_note.text = (f"<p>{html.escape(name)} keeps no rungs (ASHA and HyperBand "
-                                    "do).</p>")
+            self.rungs_note.text = (
+                f"<p>{html.escape(name)} keeps no rungs (ASHA and HyperBand do).</p>"
+            )
             self.rungs_plot.visible = False
             return
         self.rungs_plot.visible = True
@@ -506,23 +606,31 @@ class ExperimentPage:
         self.cutoff_source.data = cutoffs
         self.rungs_note.text = "".join(
             f"<div>{html.escape(label)}: {len(r.get('values') or {})} recorded, cutoff "
-            f"{_fmt(r.get('cutoff'))}</div>" for label, r in zip(labels, model.rungs, strict=True))
+            f"{_fmt(r.get('cutoff'))}</div>"
+            for label, r in zip(labels, model.rungs, strict=True)
+        )
 
     def _update_summary(self, model: ExperimentModel) -> None:
         counts = model.counts()
         total = f" of {model.total}" if model.total else ""
         states = " ".join(
             f"<span style='color:{_COLORS[s]};font-weight:600'>{n} {s}</span>"
-            for s, n in counts.items() if n)
+            for s, n in counts.items()
+            if n
+        )
         best = model.best(self.metric)
         best_text = "–"
         if best is not None:
             trial, value = best
-            config = ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}"
-                               for k, v in list(trial.config.items())[:6])
-            best_text = (f"{html.escape(self.metric or '')} = <b>{_fmt(value)}</b> "
-                         f"({html.escape(trial.name)}, iter {trial.iteration:g}; "
-                         f"{html.escape(config)})")
+            config = ", ".join(
+                f"{k}={_fmt(v) if isinstance(v, float) else v}"
+                for k, v in list(trial.config.items())[:6]
+            )
+            best_text = (
+                f"{html.escape(self.metric or '')} = <b>{_fmt(value)}</b> "
+                f"({html.escape(trial.name)}, iter {trial.iteration:g}; "
+                f"{html.escape(config)})"
+            )
         if model.ended is not None:
             state = f"ended: {html.escape(str(model.ended.get('status') or 'finished'))}"
         else:
@@ -530,12 +638,16 @@ class ExperimentPage:
         info = self.cluster() if self.cluster is not None else None
         if info:
             busy, threads = info.get("busy", 0), max(info.get("threads", 0), 1)
-            workers = (f"{busy} of {threads} worker threads run trials "
-                       f"({100 * busy / threads:.0f}%), {info.get('workers', 0)} workers")
+            workers = (
+                f"{busy} of {threads} worker threads run trials "
+                f"({100 * busy / threads:.0f}%), {info.get('workers', 0)} workers"
+            )
         else:
             workers = f"{model.running()} trials running (no cluster attached)"
-        self.title.text = (f"<h2 style='margin:4px 0'>dasktune: {html.escape(model.name)} "
-                           f"<small style='color:#666'>({state})</small></h2>")
+        self.title.text = (
+            f"<h2 style='margin:4px 0'>dasktune: {html.escape(model.name)} "
+            f"<small style='color:#666'>({state})</small></h2>"
+        )
         self.summary.text = (
             "<table style='font-size:14px'>"
             f"<tr><td><b>Trials</b></td><td>{len(model.trials)}{total}: {states}</td></tr>"
@@ -543,4 +655,5 @@ class ExperimentPage:
             f"<tr><td><b>Best so far</b></td><td>{best_text}</td></tr>"
             f"<tr><td><b>Workers</b></td><td>{workers}</td></tr>"
             f"<tr><td><b>Directory</b></td><td><code>{html.escape(model.path)}</code></td></tr>"
-            "</table>")
+            "</table>"
+        )

@@ -76,12 +76,23 @@ class DashboardPlugin(SchedulerPlugin):
         each worker counts at most its number of threads.
         """
         workers = list(self.scheduler.workers.values())
-        busy = sum(min(ws.nthreads, sum(1 for ts in ws.processing
-                                        if str(ts.key).startswith(_TRIAL_TASK_PREFIX)
-                                        and not str(ts.key).startswith(_WARM_TASK_PREFIX)))
-                   for ws in workers)
-        return {"workers": len(workers), "threads": sum(ws.nthreads for ws in workers),
-                "busy": busy}
+        busy = sum(
+            min(
+                ws.nthreads,
+                sum(
+                    1
+                    for ts in ws.processing
+                    if str(ts.key).startswith(_TRIAL_TASK_PREFIX)
+                    and not str(ts.key).startswith(_WARM_TASK_PREFIX)
+                ),
+            )
+            for ws in workers
+        )
+        return {
+            "workers": len(workers),
+            "threads": sum(ws.nthreads for ws in workers),
+            "busy": busy,
+        }
 
     def _add_page(self, scheduler: Any) -> str | None:
         """Add the Bokeh application for the page; its route, or None without a dashboard."""

@@ -63,8 +63,9 @@ class DashboardCallback(Callback):
         interval: Seconds between two messages to the scheduler.
     """
 
-    def __init__(self, scheduler: Any = None, total: int | None = None,
-                 interval: float = 1.0) -> None:
+    def __init__(
+        self, scheduler: Any = None, total: int | None = None, interval: float = 1.0
+    ) -> None:
         self.scheduler = scheduler
         self.total = total
         self.interval = float(interval)
@@ -100,9 +101,13 @@ class DashboardCallback(Callback):
         try:
             client.register_plugin(DashboardPlugin(), name=PLUGIN_NAME)
         except Exception as exc:  # dasktune or bokeh missing where the scheduler runs
-            logger.info("The /dasktune page could not be added to the cluster's dashboard "
-                        "(%s: %s); `dasktune dashboard %s` shows the experiment instead.",
-                        type(exc).__name__, exc, experiment_path)
+            logger.info(
+                "The /dasktune page could not be added to the cluster's dashboard "
+                "(%s: %s); `dasktune dashboard %s` shows the experiment instead.",
+                type(exc).__name__,
+                exc,
+                experiment_path,
+            )
             return None
         self._client = client
         asyncio.run_coroutine_threadsafe(self._pump(), client.loop.asyncio_loop)
@@ -126,8 +131,9 @@ class DashboardCallback(Callback):
         while self._buffer:
             batch.append(self._buffer.popleft())
         try:
-            await self._client.scheduler.dasktune_dashboard_feed(experiment=self.path,
-                                                                  records=batch)
+            await self._client.scheduler.dasktune_dashboard_feed(
+                experiment=self.path, records=batch
+            )
         except Exception as exc:  # the cluster closed, or went away
             logger.debug("dasktune dashboard: could not send %d records: %r", len(batch), exc)
             return False
@@ -142,47 +148,70 @@ class DashboardCallback(Callback):
         if self.path is None:
             return
         head = _journal_head(self.path)
-        self._emit({"kind": "experiment", "name": os.path.basename(self.path), "path": self.path,
-                    "metric": head.get("metric"), "mode": head.get("mode"),
-                    "scheduler": type(self.scheduler).__name__ if self.scheduler
-                    else "FIFOScheduler",  # what the Tuner runs when none is given
-                    "total": self.total, "started": time.time()})
+        self._emit(
+            {
+                "kind": "experiment",
+                "name": os.path.basename(self.path),
+                "path": self.path,
+                "metric": head.get("metric"),
+                "mode": head.get("mode"),
+                "scheduler": type(self.scheduler).__name__
+                if self.scheduler
+                else "FIFOScheduler",  # what the Tuner runs when none is given
+                "total": self.total,
+                "started": time.time(),
+            }
+        )
         if self._client is not None and head.get("resumed"):
             # Trials of an earlier run of the experiment: their history is in the files.
             follower = ExperimentFollower(self.path, sink=self._emit)
             follower.poll()
 
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial,
-                       **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self._see(trial)
         tid = trial.trial_id
-        if self._statuses.get(tid) == "PAUSED" and tid not in self._paused_marked \
-                and tid in self._iterations:
-            self._emit({"kind": "mark", "id": tid, "iteration": self._iterations[tid],
-                        "what": "paused"})
+        if (
+            self._statuses.get(tid) == "PAUSED"
+            and tid not in self._paused_marked
+            and tid in self._iterations
+        ):
+            self._emit(
+                {"kind": "mark", "id": tid, "iteration": self._iterations[tid], "what": "paused"}
+            )
         self._paused_marked.discard(tid)
         self._status(trial, "RUNNING")
         self._maybe_scan(trials)
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
-                        result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
         self._see(trial)
         record = result_record(trial.trial_id, result)
         self._emit(record)
         self._iterations[trial.trial_id] = record["iteration"]
         if result.get("done"):  # the loop marks the result that a STOP decision answered
-            self._emit({"kind": "mark", "id": trial.trial_id, "iteration": record["iteration"],
-                        "what": "stopped"})
+            self._emit(
+                {
+                    "kind": "mark",
+                    "id": trial.trial_id,
+                    "iteration": record["iteration"],
+                    "what": "stopped",
+                }
+            )
         self._maybe_scan(trials)
 
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
-                          **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self._see(trial)
         self._status(trial, "TERMINATED")
         self._maybe_scan(trials)
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
-                       **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self._see(trial)
         self._status(trial, "ERROR")
         self._maybe_scan(trials)
@@ -190,8 +219,14 @@ class DashboardCallback(Callback):
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self._scan(trials)
         end = _journal_end(self.path) if self.path else {}
-        self._emit({"kind": "end", "status": end.get("status") or "finished",
-                    "reason": end.get("reason"), "time": time.time()})
+        self._emit(
+            {
+                "kind": "end",
+                "status": end.get("status") or "finished",
+                "reason": end.get("reason"),
+                "time": time.time(),
+            }
+        )
         self._ended = True
         client = self._client
         if client is not None and getattr(client, "status", "closed") == "running":
@@ -206,8 +241,15 @@ class DashboardCallback(Callback):
         tid = trial.trial_id
         if tid not in self._statuses:
             self._statuses[tid] = ""
-            self._emit({"kind": "trial", "id": tid, "name": trial.trial_name or tid,
-                        "index": _index_of(tid), "config": plain_config(trial.config)})
+            self._emit(
+                {
+                    "kind": "trial",
+                    "id": tid,
+                    "name": trial.trial_name or tid,
+                    "index": _index_of(tid),
+                    "config": plain_config(trial.config),
+                }
+            )
 
     def _status(self, trial: Trial, status: str) -> None:
         if self._statuses.get(trial.trial_id) != status:
@@ -228,7 +270,7 @@ class DashboardCallback(Callback):
         """
         if len(trials) < self._listed:  # not the list seen before: look at all of it
             self._listed = 0
-        for trial in trials[self._listed:]:
+        for trial in trials[self._listed :]:
             self._open[trial.trial_id] = trial
         self._listed = len(trials)
         for trial in list(self._open.values()):
@@ -239,8 +281,14 @@ class DashboardCallback(Callback):
             if status == self._statuses.get(trial.trial_id):
                 continue
             if status == "PAUSED" and trial.trial_id in self._iterations:
-                self._emit({"kind": "mark", "id": trial.trial_id,
-                            "iteration": self._iterations[trial.trial_id], "what": "paused"})
+                self._emit(
+                    {
+                        "kind": "mark",
+                        "id": trial.trial_id,
+                        "iteration": self._iterations[trial.trial_id],
+                        "what": "paused",
+                    }
+                )
                 self._paused_marked.add(trial.trial_id)
             self._status(trial, status)
         self._publish_rungs()
@@ -249,10 +297,18 @@ class DashboardCallback(Callback):
         rungs = self.scheduler.rungs() if self.scheduler is not None else ()
         if not rungs:
             return
-        data = {"time_attr": getattr(self.scheduler, "time_attr", "training_iteration"),
-                "rungs": [{"bracket": r.bracket, "milestone": float(r.milestone),
-                           "values": {k: float(v) for k, v in r.values.items()},
-                           "cutoff": r.cutoff} for r in rungs]}
+        data = {
+            "time_attr": getattr(self.scheduler, "time_attr", "training_iteration"),
+            "rungs": [
+                {
+                    "bracket": r.bracket,
+                    "milestone": float(r.milestone),
+                    "values": {k: float(v) for k, v in r.values.items()},
+                    "cutoff": r.cutoff,
+                }
+                for r in rungs
+            ],
+        }
         text = json.dumps(data)
         if text == self._rungs_json:
             return

@@ -28,8 +28,9 @@ def _free_port(host: str) -> int:
 class ExperimentServer:
     """A Bokeh server showing the experiment in ``path`` at ``http://host:port/dasktune``."""
 
-    def __init__(self, path: str, port: int = 8788, host: str = "127.0.0.1",
-                 interval: float = 1.0) -> None:
+    def __init__(
+        self, path: str, port: int = 8788, host: str = "127.0.0.1", interval: float = 1.0
+    ) -> None:
         from bokeh.application import Application
         from bokeh.application.handlers.function import FunctionHandler
         from bokeh.server.server import Server
@@ -39,11 +40,18 @@ class ExperimentServer:
         self.follower.poll()
         self.port = port or _free_port(host)
         self.host = host
-        origins = ["*"] if host in ("0.0.0.0", "::") else [
-            f"{name}:{self.port}" for name in {host, "localhost", "127.0.0.1"}]
-        self.server = Server({ROUTE: Application(FunctionHandler(self._make_doc))},
-                             port=self.port, address=host, allow_websocket_origin=origins,
-                             redirect_root=True)
+        origins = (
+            ["*"]
+            if host in ("0.0.0.0", "::")
+            else [f"{name}:{self.port}" for name in {host, "localhost", "127.0.0.1"}]
+        )
+        self.server = Server(
+            {ROUTE: Application(FunctionHandler(self._make_doc))},
+            port=self.port,
+            address=host,
+            allow_websocket_origin=origins,
+            redirect_root=True,
+        )
         self._poller = PeriodicCallback(self._poll, interval * 1000)
 
     @property

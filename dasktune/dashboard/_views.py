@@ -36,27 +36,37 @@ def _number(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def table_row(trial: TrialView, metric: str | None, mode: str | None,
-              keys: Sequence[str]) -> dict[str, Any]:
+def table_row(
+    trial: TrialView, metric: str | None, mode: str | None, keys: Sequence[str]
+) -> dict[str, Any]:
     """One row of the trial table (config values as shown: numbers stay numbers)."""
     row: dict[str, Any] = {
-        "id": trial.trial_id, "trial": trial.name, "status": trial.status,
+        "id": trial.trial_id,
+        "trial": trial.name,
+        "status": trial.status,
         "iter": trial.iteration,
         "last": _number(trial.last.get(metric)) if metric else float("nan"),
         "best": _number(trial.best(metric, mode)) if metric else float("nan"),
     }
     for key in keys:
         value = trial.config.get(key)
-        row[f"config/{key}"] = value if isinstance(value, (int, float)) and not isinstance(
-            value, bool) else ("" if value is None else str(value))
+        row[f"config/{key}"] = (
+            value
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else ("" if value is None else str(value))
+        )
     return row
 
 
 # -- the filter -----------------------------------------------------------------
 _COMPARISON = re.compile(r"^(?P<key>[^<>=!]+?)(?P<op>>=|<=|!=|=|<|>)(?P<value>.+)$")
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge, "<=": operator.le, "!=": operator.ne, "=": operator.eq,
-    ">": operator.gt, "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+    "!=": operator.ne,
+    "=": operator.eq,
+    ">": operator.gt,
+    "<": operator.lt,
 }
 
 
@@ -92,6 +102,7 @@ def _word_test(word: str) -> Callable[[dict[str, Any]], bool]:
             except (TypeError, ValueError):
                 return False
         return bool(compare(str(value).lower(), target))
+
     return test
 
 
@@ -132,7 +143,7 @@ class Axis:
                 return ""
             return self.categories[-1] if at_top else self.categories[0]
         value = self.high if at_top else self.low
-        return f"{10 ** value:.3g}" if self.kind == "log" else f"{value:.4g}"
+        return f"{10**value:.3g}" if self.kind == "log" else f"{value:.4g}"
 
 
 def _is_number(value: Any) -> bool:
@@ -155,8 +166,9 @@ def _axis(name: str, values: Sequence[Any]) -> Axis | None:
     return Axis(name, "category", categories=categories)
 
 
-def parallel_axes(trials: Sequence[TrialView], keys: Sequence[str],
-                  metric: str | None) -> list[Axis]:
+def parallel_axes(
+    trials: Sequence[TrialView], keys: Sequence[str], metric: str | None
+) -> list[Axis]:
     """The axes: each config key with something to show, then the metric's last value."""
     axes = []
     for key in keys:

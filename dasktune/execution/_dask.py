@@ -44,6 +44,7 @@ from dasktune.trainable._trial_run import run_trial
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class RunDone:
     """The future of run ``run_id`` completed (its 'end' message may still be on its way)."""
@@ -135,8 +136,16 @@ def _trial_task(
         return task is None or task.state in ("cancelled", "released", "forgotten")
 
     try:
-        outcome = run_trial(spec, trainable, params, checkpoint_config, emit, cancelled,
-                            worker=worker.address, exclusive=worker.state.nthreads == 1)
+        outcome = run_trial(
+            spec,
+            trainable,
+            params,
+            checkpoint_config,
+            emit,
+            cancelled,
+            worker=worker.address,
+            exclusive=worker.state.nthreads == 1,
+        )
         emit(RunEnded(spec.run_id, worker.address, outcome))
         return outcome
     finally:
@@ -179,8 +188,9 @@ class _Outbox:
             if box is None or box._worker is not worker:
                 box = cls._boxes[key] = cls(worker, topic)
             if cls._flusher is None or not cls._flusher.is_alive():
-                cls._flusher = threading.Thread(target=cls._flush_late, daemon=True,
-                                                name="dasktune-outbox")
+                cls._flusher = threading.Thread(
+                    target=cls._flush_late, daemon=True, name="dasktune-outbox"
+                )
                 cls._flusher.start()
         return box
 
@@ -189,7 +199,8 @@ class _Outbox:
         if not is_plain(wire):  # numpy or torch values, tuples...: events take plain data only
             wire = plain_message(message)
         urgent = isinstance(message, (RunEnded, AwaitingDecision)) or (
-            isinstance(message, ResultReported) and message.wait)
+            isinstance(message, ResultReported) and message.wait
+        )
         with self._lock:
             self._pending.append(wire)
             self._used = time.monotonic()
@@ -416,15 +427,22 @@ class DaskBackend:
         for address in workers:
             key = f"dasktune-warm-{uuid.uuid4().hex[:8]}"
             self._futures[key] = self.client.submit(
-                _warm, trainable, dict(params), key=key, workers=[address],
-                allow_other_workers=False, pure=False, priority=100,
+                _warm,
+                trainable,
+                dict(params),
+                key=key,
+                workers=[address],
+                allow_other_workers=False,
+                pure=False,
+                priority=100,
             )
         shared = [v for v in (trainable, *params.values()) if _is_future(v)]
         if shared:
             for _ in workers:
                 key = f"dasktune-parked-{uuid.uuid4().hex[:8]}"
                 self._futures[key] = self.client.submit(
-                    _parked, *shared, key=key, pure=False, resources={_PARKED: 1})
+                    _parked, *shared, key=key, pure=False, resources={_PARKED: 1}
+                )
 
     def deliver(self, worker: str, run_id: str, decision: Decision, seq: int = 0) -> None:
         """Send ``decision`` (about the run's result ``seq``) to the run's worker, without
@@ -432,7 +450,12 @@ class DaskBackend:
         if self.client.status == "closed":
             return  # the connection is gone for good; the experiment is stopping
         coro = self.client.run(
-            _session.deliver, run_id, decision, seq, workers=[worker], on_error="ignore",
+            _session.deliver,
+            run_id,
+            decision,
+            seq,
+            workers=[worker],
+            on_error="ignore",
             asynchronous=True,
         )
         loop = self.client.loop.asyncio_loop

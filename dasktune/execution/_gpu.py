@@ -47,8 +47,12 @@ def probe_gpus() -> GpuProbe:
     try:
         import pynvml
     except ImportError:
-        return GpuProbe(0, dask_cuda, "NVML's Python module (pynvml, from nvidia-ml-py) is not "
-                                      "installed, so no GPU can be found")
+        return GpuProbe(
+            0,
+            dask_cuda,
+            "NVML's Python module (pynvml, from nvidia-ml-py) is not "
+            "installed, so no GPU can be found",
+        )
     try:
         pynvml.nvmlInit()
         try:

@@ -33,8 +33,14 @@ class Capacity:
             scales itself, so wait for it).
     """
 
-    def __init__(self, request: dict[str, float], checked: bool, max_concurrent: int,
-                 worker_timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        request: dict[str, float],
+        checked: bool,
+        max_concurrent: int,
+        worker_timeout: float | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.request = dict(request)
         self.checked = checked
         self.max_concurrent = max_concurrent
@@ -74,8 +80,9 @@ class Capacity:
     def note_run(self, seconds: float) -> None:
         """A run ended after ``seconds`` (of its own time on the worker)."""
         seconds = max(0.0, float(seconds))
-        self.run_seconds = seconds if self.run_seconds is None else (
-            0.8 * self.run_seconds + 0.2 * seconds)
+        self.run_seconds = (
+            seconds if self.run_seconds is None else (0.8 * self.run_seconds + 0.2 * seconds)
+        )
 
     @property
     def per_slot(self) -> int:
@@ -111,8 +118,9 @@ class Capacity:
         return self.queue_limit // 2 if self.deep else 1
 
 
-def usable_request(workers: Mapping[str, Mapping[str, Any]],
-                   resources: Mapping[str, float]) -> dict[str, float]:
+def usable_request(
+    workers: Mapping[str, Mapping[str, Any]], resources: Mapping[str, float]
+) -> dict[str, float]:
     """The per-trial request as Dask can express it; raise if no worker can ever meet it.
 
     Dask places a task by the resources it asks for, and a task that asks for none
@@ -179,4 +187,3 @@ def trial_slots(workers: Mapping[str, Mapping[str, Any]], request: Mapping[str, 
             fit = min(fit, math.floor(have / amount + 1e-9))
         total += max(fit, 0)
     return total
-

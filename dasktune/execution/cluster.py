@@ -115,8 +115,10 @@ def cluster_options(n_workers: int | None = None) -> dict[str, Any]:
 
     host = config.get("cluster.host") or "127.0.0.1"
     if not isinstance(host, str):
-        raise TypeError(f"dasktune.cluster.host is {host!r}; it must be an address such as "
-                        "'127.0.0.1' (this machine only) or '0.0.0.0' (every interface).")
+        raise TypeError(
+            f"dasktune.cluster.host is {host!r}; it must be an address such as "
+            "'127.0.0.1' (this machine only) or '0.0.0.0' (every interface)."
+        )
     dashboard = config.get("cluster.dashboard-address")
     if dashboard is None:
         dashboard = f"[{host}]:0" if ":" in host else f"{host}:0"
@@ -138,8 +140,10 @@ def _security_wanted(value: Any) -> bool:
     if value is None or value is False:
         return False
     if value is not True:
-        raise TypeError(f"dasktune.cluster.security is {value!r}; it must be true (TLS with "
-                        "temporary certificates) or false.")
+        raise TypeError(
+            f"dasktune.cluster.security is {value!r}; it must be true (TLS with "
+            "temporary certificates) or false."
+        )
     try:
         import cryptography  # noqa: F401  (what Dask's temporary certificates need)
     except ImportError:
@@ -165,13 +169,17 @@ def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
     probe = GpuProbe(0, False) if setting == ClusterKind.CPU.value else probe_gpus()
     kind = select_kind(setting, probe)
     if kind is ClusterKind.CUDA:
-        cpu_workers = (n_workers or config.get("cluster.n-workers")
-                       or max(0, default_n_workers() - probe.count))
+        cpu_workers = (
+            n_workers
+            or config.get("cluster.n-workers")
+            or max(0, default_n_workers() - probe.count)
+        )
         options = cluster_options(n_workers=1)
         options.update(kwargs)
         # No forkserver forked from the driver: it has loaded NVML to count the GPUs.
-        return _with_worker_settings(None, lambda: _start_cuda_cluster(options, probe.count,
-                                                                       int(cpu_workers)))
+        return _with_worker_settings(
+            None, lambda: _start_cuda_cluster(options, probe.count, int(cpu_workers))
+        )
     from distributed import LocalCluster
 
     options = cluster_options(n_workers)
@@ -223,15 +231,19 @@ def _start_cuda_cluster(options: dict[str, Any], n_gpus: int, cpu_workers: int) 
 
     threads = config.get("cluster.gpu-worker-threads")
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"dasktune.cluster.gpu-worker-threads is {threads!r}; it must be a "
-                         "whole number >= 1 (2 lets two trials that ask for {'gpu': 0.5} "
-                         "share a GPU).")
+        raise ValueError(
+            f"dasktune.cluster.gpu-worker-threads is {threads!r}; it must be a "
+            "whole number >= 1 (2 lets two trials that ask for {'gpu': 0.5} "
+            "share a GPU)."
+        )
     try:
         from dask_cuda import LocalCUDACluster
     except ImportError as exc:  # installed, but broken (a CUDA library it needs is missing)
-        raise ImportError(f"dasktune.cluster.kind selected a CUDA cluster, but dask_cuda "
-                          f"failed to import: {exc}. Reinstall it (pip install "
-                          "'dasktune[cuda]') or set dasktune.cluster.kind to 'cpu'.") from exc
+        raise ImportError(
+            f"dasktune.cluster.kind selected a CUDA cluster, but dask_cuda "
+            f"failed to import: {exc}. Reinstall it (pip install "
+            "'dasktune[cuda]') or set dasktune.cluster.kind to 'cpu'."
+        ) from exc
     for key in ("n_workers", "threads_per_worker", "processes"):
         options.pop(key, None)
     options.setdefault("memory_limit", int(MEMORY_LIMIT / max(1, n_gpus + cpu_workers)))
@@ -240,9 +252,11 @@ def _start_cuda_cluster(options: dict[str, Any], n_gpus: int, cpu_workers: int) 
     try:
         cluster = LocalCUDACluster(threads_per_worker=threads, resources=resources, **options)
     except Exception as exc:  # NVML or the CUDA driver refused
-        raise RuntimeError(f"dask_cuda.LocalCUDACluster failed to start on this machine "
-                           f"({exc!r}). Set dasktune.cluster.kind to 'cpu' to tune on the "
-                           "CPUs, or check the NVIDIA driver with nvidia-smi.") from exc
+        raise RuntimeError(
+            f"dask_cuda.LocalCUDACluster failed to start on this machine "
+            f"({exc!r}). Set dasktune.cluster.kind to 'cpu' to tune on the "
+            "CPUs, or check the NVIDIA driver with nvidia-smi."
+        ) from exc
     try:
         add_cpu_workers(cluster, cpu_workers)
     except BaseException:
@@ -408,8 +422,9 @@ def _leave_the_driver_behind(keep: tuple[int, ...]) -> None:
     for sig in signal.valid_signals():
         try:
             if callable(signal.getsignal(sig)):
-                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
-                              else signal.SIG_DFL)
+                signal.signal(
+                    sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+                )
         except (OSError, ValueError):  # signals that cannot be caught
             pass
     root = logging_module.getLogger()
@@ -429,8 +444,11 @@ def _why_not_fork(n_workers: int) -> str | None:
     server = getattr(forkserver, "_forkserver", None)
     expected = ["listener_fd", "alive_r", "preload", "main_path", "sys_path"]
     attributes = ("_lock", "_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd")
-    if (server is None or list(inspect.signature(forkserver.main).parameters) != expected
-            or not all(hasattr(server, a) for a in attributes)):
+    if (
+        server is None
+        or list(inspect.signature(forkserver.main).parameters) != expected
+        or not all(hasattr(server, a) for a in attributes)
+    ):
         return "this Python's forkserver is not the one dasktune knows how to start"
     if server._forkserver_pid is not None:
         return "the forkserver runs already"
@@ -491,8 +509,9 @@ class _Embedded:
 
     def _healthy(self) -> bool:
         try:
-            return (self.client.status == "running"
-                    and len(self.client.scheduler_info()["workers"]) > 0)
+            return (
+                self.client.status == "running" and len(self.client.scheduler_info()["workers"]) > 0
+            )
         except Exception:  # a closed or broken cluster is simply replaced
             return False
 

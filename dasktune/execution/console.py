@@ -21,8 +21,13 @@ from typing import Any, TextIO
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
 from dasktune.trial import Trial, TrialStatus
 
-_ORDER = (TrialStatus.RUNNING, TrialStatus.PENDING, TrialStatus.PAUSED,
-          TrialStatus.TERMINATED, TrialStatus.ERROR)
+_ORDER = (
+    TrialStatus.RUNNING,
+    TrialStatus.PENDING,
+    TrialStatus.PAUSED,
+    TrialStatus.TERMINATED,
+    TrialStatus.ERROR,
+)
 _MAX_ROWS = 20
 _BAR_WIDTH = 24
 #: How often a line that rewrites itself (terminal, notebook) is refreshed, at most.
@@ -95,9 +100,15 @@ class ConsoleReporter:
             anything else a plain line every ``interval`` seconds.
     """
 
-    def __init__(self, verbose: int, metric: str | None, mode: str | None,
-                 interval: float = 5.0, stream: TextIO | None = None,
-                 num_samples: int | None = None) -> None:
+    def __init__(
+        self,
+        verbose: int,
+        metric: str | None,
+        mode: str | None,
+        interval: float = 5.0,
+        stream: TextIO | None = None,
+        num_samples: int | None = None,
+    ) -> None:
         self.verbose = verbose
         self.metric = metric
         self.mode = mode
@@ -140,14 +151,19 @@ class ConsoleReporter:
             done = counts[TrialStatus.TERMINATED] + counts[TrialStatus.ERROR]
             others = [p for p in parts if not p.endswith(("TERMINATED", "ERROR"))]
             errors = f", {counts[TrialStatus.ERROR]} ERROR" if counts[TrialStatus.ERROR] else ""
-            line = (head + f"{progress_bar(done, total)} trials done{errors}"
-                    + (f" | {', '.join(others)}" if others else ""))
+            line = (
+                head
+                + f"{progress_bar(done, total)} trials done{errors}"
+                + (f" | {', '.join(others)}" if others else "")
+            )
         else:
             line = head + f"{len(trials)} trials: " + (", ".join(parts) or "starting")
         best = controller.best_trial(self.metric, self.mode) if controller is not None else None
         if best is not None:
-            line += (f" | best {self.metric}={_fmt(best.last_result[self.metric])} "
-                     f"({best.trial_name}, iter {best.last_result.get('training_iteration')})")
+            line += (
+                f" | best {self.metric}={_fmt(best.last_result[self.metric])} "
+                f"({best.trial_name}, iter {best.last_result.get('training_iteration')})"
+            )
         return line
 
     def update(self, controller: Any, active: int, force: bool = False) -> None:
@@ -177,8 +193,11 @@ class ConsoleReporter:
 
     def result(self, trial: Trial, result: dict[str, Any]) -> None:
         if self.verbose >= 2:
-            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in result.items()
-                              if k in (self.metric, "training_iteration"))
+            shown = ", ".join(
+                f"{k}={_fmt(v)}"
+                for k, v in result.items()
+                if k in (self.metric, "training_iteration")
+            )
             self._print(f"  {trial.trial_name}: {shown}")
 
     def error(self, trial: Trial, error_type: str) -> None:
@@ -200,28 +219,43 @@ class ConsoleReporter:
         ranked = list(trials)
         metric, mode = self.metric, self.mode
         if metric and mode:
+
             def key(t: Trial) -> float:
                 value = t.last_result.get(metric)
                 if not isinstance(value, numbers.Real) or math.isnan(value):
                     return math.inf
                 return -float(value) if mode == "max" else float(value)
+
             ranked.sort(key=key)
-        config_keys = sorted({k for t in trials for k, v in t.config.items()
-                              if not isinstance(v, (dict, list))})[:6]
+        config_keys = sorted(
+            {k for t in trials for k, v in t.config.items() if not isinstance(v, (dict, list))}
+        )[:6]
         metrics = [self.metric] if self.metric else _reported_metrics(trials)
         headers = ["trial", "status", *config_keys, "iter", *metrics]
-        rows = [[t.trial_name, t.status.value, *(_fmt(t.config.get(k, "")) for k in config_keys),
-                 _fmt(t.last_result.get("training_iteration", "")),
-                 *(_fmt(t.last_result.get(m, "")) for m in metrics)]
-                for t in ranked[:_MAX_ROWS]]
-        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-                  for i, h in enumerate(headers)]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
-                 "  ".join("-" * w for w in widths)]
+        rows = [
+            [
+                t.trial_name,
+                t.status.value,
+                *(_fmt(t.config.get(k, "")) for k in config_keys),
+                _fmt(t.last_result.get("training_iteration", "")),
+                *(_fmt(t.last_result.get(m, "")) for m in metrics),
+            ]
+            for t in ranked[:_MAX_ROWS]
+        ]
+        widths = [
+            max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+            for i, h in enumerate(headers)
+        ]
+        lines = [
+            "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+            "  ".join("-" * w for w in widths),
+        ]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
         if len(ranked) > _MAX_ROWS:
-            lines.append(f"... {len(ranked) - _MAX_ROWS} more trials (ResultGrid.get_dataframe() "
-                         "has them all)")
+            lines.append(
+                f"... {len(ranked) - _MAX_ROWS} more trials (ResultGrid.get_dataframe() "
+                "has them all)"
+            )
         return "\n".join(lines)
 
 
@@ -230,8 +264,11 @@ def _reported_metrics(trials: Sequence[Trial], limit: int = 3) -> list[str]:
     names: list[str] = []
     for trial in trials:
         for key, value in trial.last_result.items():
-            if (key not in _AUTO_KEYS and key not in names and isinstance(value, numbers.Real)
-                    and not isinstance(value, bool)):
+            if (
+                key not in _AUTO_KEYS
+                and key not in names
+                and isinstance(value, numbers.Real)
+                and not isinstance(value, bool)
+            ):
                 names.append(key)
     return names[:limit]
-

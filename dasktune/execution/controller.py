@@ -65,8 +65,9 @@ class Controller:
         # The trials not yet finished, in order of creation: what the per-turn questions
         # (is it done? which paused trial runs next?) look at, so that their cost follows
         # the trials in flight, not every trial of the experiment.
-        self._unfinished: dict[str, Trial] = {t.trial_id: t for t in self.trials
-                                              if not t.status.is_finished}
+        self._unfinished: dict[str, Trial] = {
+            t.trial_id: t for t in self.trials if not t.status.is_finished
+        }
         self._idle_since: float | None = None
         # CONTINUE updates for trials that are still on their way to PAUSED.
         self._held: dict[str, list[TrialUpdate]] = {}
@@ -112,8 +113,10 @@ class Controller:
         (FIFO, ASHA's stopping rules). Schedulers that pause (PBT, HyperBand, promotion
         ASHA, a yielding median rule, any other) decide from the order in which trials
         progress, which queued trials would change."""
-        return (not self.searcher.learns_from_results
-                and type(self.scheduler) in (FIFOScheduler, AsyncHyperBandScheduler))
+        return not self.searcher.learns_from_results and type(self.scheduler) in (
+            FIFOScheduler,
+            AsyncHyperBandScheduler,
+        )
 
     def new_trials(self, room: int) -> list[Trial]:
         """Up to ``room`` new trials from the searcher (fewer if it has none now).
@@ -122,8 +125,9 @@ class Controller:
         """
         made: list[Trial] = []
         while room > 0 and not self._search_done and not self._stop_all:
-            if (self.settings.searcher_counts_samples
-                    and 0 <= self.settings.num_samples <= len(self.trials)):
+            if self.settings.searcher_counts_samples and 0 <= self.settings.num_samples <= len(
+                self.trials
+            ):
                 self._search_done = True
                 break
             index = len(self.trials)
@@ -195,8 +199,10 @@ class Controller:
         trial the search would create now (see :meth:`TrialScheduler.on_trials_waiting`)."""
         if not (self._search_done or self._stop_all or self._told_no_more):
             limit = self.live_limit()
-            if not limit or self.count(TrialStatus.PENDING, TrialStatus.RUNNING,
-                                       TrialStatus.PAUSED) < limit:
+            if (
+                not limit
+                or self.count(TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED) < limit
+            ):
                 return True
         return bool(self.count(TrialStatus.PENDING))
 
@@ -309,8 +315,12 @@ class Controller:
         # A searcher with nothing to offer now (a ConcurrencyLimiter counts paused trials as
         # live) while nothing runs and trials wait paused for more to come: the scheduler is
         # told no more come, or the two would wait for each other for ever.
-        idle = (self._idle_since is not None and not active_runs
-                and not self.count(TrialStatus.PENDING) and bool(self.count(TrialStatus.PAUSED)))
+        idle = (
+            self._idle_since is not None
+            and not active_runs
+            and not self.count(TrialStatus.PENDING)
+            and bool(self.count(TrialStatus.PAUSED))
+        )
         if (no_more or idle) and not self._told_no_more:
             self._told_no_more = True
             self.scheduler.on_no_more_trials()
@@ -347,8 +357,11 @@ class Controller:
                 f"and no new trial comes, so the experiment cannot finish. Its "
                 "choose_trial_to_run() should resume one, or pop_trial_updates() stop them. "
                 f"Scheduler state: {self.scheduler.debug_string()}; paused: "
-                + ", ".join(f"{t} at {t.last_result.get('training_iteration')}"
-                            for t in self.trials if t.status == TrialStatus.PAUSED)
+                + ", ".join(
+                    f"{t} at {t.last_result.get('training_iteration')}"
+                    for t in self.trials
+                    if t.status == TrialStatus.PAUSED
+                )
             )
 
     # -- the experiment as a whole ---------------------------------------
@@ -374,8 +387,9 @@ class Controller:
             return False
         if self._stop_all:
             return True
-        waiting = any(t.status in (TrialStatus.PENDING, TrialStatus.PAUSED)
-                      for t in self.unfinished())
+        waiting = any(
+            t.status in (TrialStatus.PENDING, TrialStatus.PAUSED) for t in self.unfinished()
+        )
         return self._search_done and not waiting
 
     def best_trial(self, metric: str | None, mode: str | None) -> Trial | None:

@@ -104,10 +104,19 @@ class ExperimentSpec:
 class ExperimentLoop:
     """Runs one experiment to its end and returns its ResultGrid."""
 
-    def __init__(self, backend: DaskBackend, controller: Controller, spec: ExperimentSpec,
-                 store: ExperimentStore, capacity: Capacity, callbacks: CallbackList,
-                 console: ConsoleReporter, metric: Any, mode: Any,
-                 resume: list[Trial] | None = None) -> None:
+    def __init__(
+        self,
+        backend: DaskBackend,
+        controller: Controller,
+        spec: ExperimentSpec,
+        store: ExperimentStore,
+        capacity: Capacity,
+        callbacks: CallbackList,
+        console: ConsoleReporter,
+        metric: Any,
+        mode: Any,
+        resume: list[Trial] | None = None,
+    ) -> None:
         self.backend = backend
         self.controller = controller
         self.spec = spec
@@ -277,13 +286,18 @@ class ExperimentLoop:
                 self._finish_run(run, RunStatus.STOPPED)  # resumable, like the others
                 continue
             self._finish_run(
-                run, RunStatus.ERROR,
+                run,
+                RunStatus.ERROR,
                 f"StopTimeout: Trial {run.trial} did not stop within dasktune.stop-grace = "
                 f"{self._stop_grace:g} s after the experiment stopped it: it did not reach "
                 "tune.report (a hung data loader, an endless loop?). "
-                + ("Its worker process was restarted to end it.\n" if restarted else
-                   "Its worker could not be restarted, so it may still run there.\n"),
-                "StopTimeout")
+                + (
+                    "Its worker process was restarted to end it.\n"
+                    if restarted
+                    else "Its worker could not be restarted, so it may still run there.\n"
+                ),
+                "StopTimeout",
+            )
 
     # -- launching ---------------------------------------------------------
     def _launch(self) -> None:
@@ -302,10 +316,14 @@ class ExperimentLoop:
             if again or new:
                 self.store.flush()
             for specs, priority in ((again, first), (new, 0)):
-                self.backend.submit_many(specs, self._trainable_ref, self._param_refs,
-                                         (self.spec.checkpoint_frequency,
-                                          self.spec.checkpoint_at_end),
-                                         self.capacity.request, priority=priority)
+                self.backend.submit_many(
+                    specs,
+                    self._trainable_ref,
+                    self._param_refs,
+                    (self.spec.checkpoint_frequency, self.spec.checkpoint_at_end),
+                    self.capacity.request,
+                    priority=priority,
+                )
                 specs.clear()
         finally:
             for spec in again + new:  # not submitted (an error on the way): not in flight
@@ -329,8 +347,9 @@ class ExperimentLoop:
             first_index = len(self.controller.trials) - len(new)
             drawn = [(t.trial_id, i, t.config) for i, t in enumerate(new, start=first_index)]
             # Saved before the trials are journaled: a resumed searcher knows every trial.
-            self.store.save_search_state(search_state(self.controller.searcher,
-                                                      self.controller.search_finished, drawn))
+            self.store.save_search_state(
+                search_state(self.controller.searcher, self.controller.search_finished, drawn)
+            )
             for index, trial in enumerate(new, start=first_index):
                 self._add_trial(trial, index)
                 fresh.append(self._prepare_run(trial))
@@ -341,11 +360,13 @@ class ExperimentLoop:
         trial.trial_name, trial.local_path = self.store.name_trial(index)
         if self.spec.trial_dirname_creator is not None:
             trial.local_path = self.store.custom_trial_dir(
-                _created_name(self.spec.trial_dirname_creator, trial, "trial_dirname_creator"))
+                _created_name(self.spec.trial_dirname_creator, trial, "trial_dirname_creator")
+            )
             trial.trial_name = os.path.basename(trial.local_path)
         if self.spec.trial_name_creator is not None:
-            trial.trial_name = _created_name(self.spec.trial_name_creator, trial,
-                                             "trial_name_creator")
+            trial.trial_name = _created_name(
+                self.spec.trial_name_creator, trial, "trial_name_creator"
+            )
         self.store.add_trial(trial, index)
 
     def _prepare_run(self, trial: Trial) -> RunSpec:
@@ -358,8 +379,11 @@ class ExperimentLoop:
         spec = RunSpec(
             run_id=run_id,
             context=TrialContext(
-                trial_id=trial.trial_id, trial_name=trial.trial_name, trial_dir=trial.local_path,
-                experiment_name=self.store.name, experiment_path=self.store.path,
+                trial_id=trial.trial_id,
+                trial_name=trial.trial_name,
+                trial_dir=trial.local_path,
+                experiment_name=self.store.name,
+                experiment_path=self.store.path,
                 resources=dict(self.capacity.request),
             ),
             config=trial.config,
@@ -375,9 +399,13 @@ class ExperimentLoop:
             log_files=self.spec.log_files,
         )
         trial.status = TrialStatus.PENDING
-        self._runs[run_id] = _Run(run_id, trial, store,
-                                  os.path.join(trial.local_path, spool_file_name(run_id)),
-                                  from_checkpoint=latest is not None)
+        self._runs[run_id] = _Run(
+            run_id,
+            trial,
+            store,
+            os.path.join(trial.local_path, spool_file_name(run_id)),
+            from_checkpoint=latest is not None,
+        )
         return spec
 
     def _run_of(self, trial: Trial) -> _Run | None:
@@ -411,8 +439,12 @@ class ExperimentLoop:
             store.clone_checkpoint(entry)
             trial.checkpoint_path = store.latest_checkpoint[0]  # type: ignore[index]
         if update.new_config is not None:
-            store.record_config_change(trial.last_result.get("training_iteration", 0),
-                                       update.checkpoint_from, trial.config, update.new_config)
+            store.record_config_change(
+                trial.last_result.get("training_iteration", 0),
+                update.checkpoint_from,
+                trial.config,
+                update.new_config,
+            )
             trial.config = dict(update.new_config)
             store.write_records(self.controller.scheduler.trial_records(trial.trial_id))
 
@@ -425,7 +457,11 @@ class ExperimentLoop:
             "%s wanted trial %s to continue from trial %s's checkpoint, but trial %s has "
             "reported none, so the trial keeps its own config. Report checkpoints "
             "(tune.report(..., checkpoint=...)) for it to copy.",
-            type(self.controller.scheduler).__name__, trial, other, other)
+            type(self.controller.scheduler).__name__,
+            trial,
+            other,
+            other,
+        )
 
     def _active_trials(self) -> int:
         return sum(1 for r in self._runs.values() if r.worker is not None)
@@ -481,8 +517,9 @@ class ExperimentLoop:
                 run.outcome = item.outcome
             self._maybe_finish(run)
 
-    def _receive(self, run: _Run, seq: int, result: dict[str, Any], checkpoint: str | None,
-                 wait: bool) -> None:
+    def _receive(
+        self, run: _Run, seq: int, result: dict[str, Any], checkpoint: str | None, wait: bool
+    ) -> None:
         """Handle the run's result number ``seq``, exactly once and in order."""
         if seq <= run.processed:  # already handled (read from the spool): answer again
             if wait:
@@ -504,15 +541,21 @@ class ExperimentLoop:
         for spooled in records.results:
             if spooled.seq == run.processed + 1:
                 run.processed = spooled.seq
-                self._on_result(run, spooled.seq, spooled.result, spooled.checkpoint,
-                                spooled.wait and run.worker is not None)
+                self._on_result(
+                    run,
+                    spooled.seq,
+                    spooled.result,
+                    spooled.checkpoint,
+                    spooled.wait and run.worker is not None,
+                )
         for path, _ in records.checkpoints:
             self._add_checkpoint(run, path, run.trial.last_result)
         if records.end is not None and run.outcome is None:
             run.outcome = RunOutcome.from_wire(records.end)
 
-    def _on_result(self, run: _Run, seq: int, result: dict[str, Any], checkpoint: str | None,
-                   wait: bool) -> None:
+    def _on_result(
+        self, run: _Run, seq: int, result: dict[str, Any], checkpoint: str | None, wait: bool
+    ) -> None:
         trial, store = run.trial, run.store
         if result["training_iteration"] <= store.recorded_through and run.requested is None:
             # A resumed trial re-trains iterations after an older checkpoint: they are
@@ -584,17 +627,24 @@ class ExperimentLoop:
             if run.outcome is not None:
                 self._maybe_finish(run)
                 return
-        if run.cancelled_by_us or (run.outcome is not None
-                                   and run.outcome.status == RunStatus.CANCELLED
-                                   and run.requested == Decision.STOP):
+        if run.cancelled_by_us or (
+            run.outcome is not None
+            and run.outcome.status == RunStatus.CANCELLED
+            and run.requested == Decision.STOP
+        ):
             self._finish_run(run, RunStatus.STOPPED)
         elif status == "cancelled":
             self.backend.resubscribe()  # a reconnected client may have lost its subscription
-            self._lose(run, "ConnectionLost", "the driver's connection to the Dask scheduler "
-                       "dropped, and Dask cancelled its tasks")
+            self._lose(
+                run,
+                "ConnectionLost",
+                "the driver's connection to the Dask scheduler "
+                "dropped, and Dask cancelled its tasks",
+            )
         elif not self.backend.connected():
-            self._lose(run, "ConnectionLost", "the driver's connection to the Dask scheduler "
-                       "dropped")
+            self._lose(
+                run, "ConnectionLost", "the driver's connection to the Dask scheduler dropped"
+            )
         else:
             cause = self.backend.fetch_outcome(run.run_id)
             self._lose(run, "WorkerLost", f"its Dask task failed with {cause!r}")
@@ -610,19 +660,25 @@ class ExperimentLoop:
         if outcome.status == RunStatus.CANCELLED:
             # It saw its Dask task released and stopped itself: as asked, or after a drop.
             if not run.cancelled_by_us and run.requested != Decision.STOP:
-                self._lose(run, "ConnectionLost", "Dask released its task (the driver's "
-                           "connection to the scheduler dropped)")
+                self._lose(
+                    run,
+                    "ConnectionLost",
+                    "Dask released its task (the driver's connection to the scheduler dropped)",
+                )
                 return
             outcome.status = RunStatus.STOPPED
         if run.processed < outcome.num_reports:
             self._recover(run)
         if run.processed < outcome.num_reports:
             self._finish_run(
-                run, RunStatus.ERROR,
+                run,
+                RunStatus.ERROR,
                 f"Trial {run.trial} reported {outcome.num_reports} results in its run "
                 f"{run.run_id}, but only {run.processed} reached the driver and its spool "
                 f"{run.spool} holds no more: the storage path may not be shared between the "
-                "workers and the driver.\n", "ResultsLost")
+                "workers and the driver.\n",
+                "ResultsLost",
+            )
         elif outcome.status == RunStatus.ERROR:
             run.exception = outcome.exception or self._exception_of(run)
             self._finish_run(run, RunStatus.ERROR, outcome.error, outcome.error_type)
@@ -655,28 +711,38 @@ class ExperimentLoop:
         self.backend.cancel(run.run_id)  # no silent re-run by Dask behind dasktune's back
         if run.worker is not None:  # it may still run (a dropped connection): stop it there
             self.backend.deliver(run.worker, run.run_id, Decision.STOP)
-        if run.outcome is not None and run.outcome.status not in (RunStatus.DUPLICATE,
-                                                                  RunStatus.CANCELLED):
+        if run.outcome is not None and run.outcome.status not in (
+            RunStatus.DUPLICATE,
+            RunStatus.CANCELLED,
+        ):
             self._maybe_finish(run)  # it had ended after all; its outcome was in its spool
         elif run.requested == Decision.STOP:
             self._finish_run(run, RunStatus.STOPPED)
         else:
             self._finish_run(
-                run, RunStatus.ERROR,
+                run,
+                RunStatus.ERROR,
                 f"{error_type}: Trial {run.trial} lost its run {run.run_id} after "
                 f"{run.processed} results: "
                 f"{why}. Its results so far are recorded; FailureConfig(max_failures=...) "
-                "decides whether it is retried from its latest checkpoint.\n", error_type)
+                "decides whether it is retried from its latest checkpoint.\n",
+                error_type,
+            )
 
     def _check_workers_alive(self, workers: Any) -> None:
         """Runs whose worker left the cluster are lost (noticed within a capacity refresh)."""
         for run in list(self._runs.values()):
             if run.worker is not None and run.worker not in workers and run.outcome is None:
-                self._lose(run, "WorkerLost", f"its worker {run.worker} left the cluster: the "
-                           "worker process died or was killed, or its batch job ended")
+                self._lose(
+                    run,
+                    "WorkerLost",
+                    f"its worker {run.worker} left the cluster: the "
+                    "worker process died or was killed, or its batch job ended",
+                )
 
-    def _finish_run(self, run: _Run, status: RunStatus, error: str | None = None,
-                    error_type: str | None = None) -> None:
+    def _finish_run(
+        self, run: _Run, status: RunStatus, error: str | None = None, error_type: str | None = None
+    ) -> None:
         self._runs.pop(run.run_id, None)
         self.backend.release(run.run_id)
         trial, store = run.trial, run.store
@@ -696,8 +762,12 @@ class ExperimentLoop:
             message = error or "unknown error"
             store.record_error(message, run.exception)
             if self.controller.on_error(trial, message):
-                logger.warning("Trial %s failed (%s); retrying it (failure %d).",
-                               trial, error_type, trial.num_failures)
+                logger.warning(
+                    "Trial %s failed (%s); retrying it (failure %d).",
+                    trial,
+                    error_type,
+                    trial.num_failures,
+                )
                 self._retry.append(trial)
             else:
                 self._notify("on_trial_error", trial)
@@ -725,8 +795,11 @@ class ExperimentLoop:
         self._state_interval = max(_STATE_INTERVAL_S, _STATE_COST_FACTOR * (done - now))
 
     def _save_scheduler_state(self) -> None:
-        self.store.save_scheduler_state(scheduler_state(
-            self.controller.scheduler, self.controller.stopper, self.controller.trials))
+        self.store.save_scheduler_state(
+            scheduler_state(
+                self.controller.scheduler, self.controller.stopper, self.controller.trials
+            )
+        )
 
     def _close(self, failure: BaseException | None) -> None:
         """Save the state, say in the journal how the experiment ended, release the cluster."""
@@ -743,8 +816,9 @@ class ExperimentLoop:
             self.backend.close()
 
     def result_grid(self) -> ResultGrid:
-        return build_result_grid(self.controller.trials, self.store.get, self.store.path,
-                                 self.metric, self.mode)
+        return build_result_grid(
+            self.controller.trials, self.store.get, self.store.path, self.metric, self.mode
+        )
 
 
 def _created_name(creator: Any, trial: Trial, argument: str) -> str:
@@ -772,9 +846,11 @@ class ExperimentInterrupted(SystemExit):
         self.experiment_path = experiment_path
 
     def __str__(self) -> str:
-        return (f"dasktune: stopped by {signal.Signals(self.signum).name}; the experiment is "
-                f"saved in {self.experiment_path}. Continue it with Tuner.restore(path, "
-                "trainable), or run the same script again with RunConfig(resume='auto').")
+        return (
+            f"dasktune: stopped by {signal.Signals(self.signum).name}; the experiment is "
+            f"saved in {self.experiment_path}. Continue it with Tuner.restore(path, "
+            "trainable), or run the same script again with RunConfig(resume='auto')."
+        )
 
 
 class _StopSignals:
@@ -782,8 +858,9 @@ class _StopSignals:
     and end the process at once the second time. Only in the main thread (the only one
     Python delivers signals to); the previous handlers come back afterwards."""
 
-    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1")
-                    if hasattr(signal, name))
+    SIGNALS = tuple(
+        getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)
+    )
 
     def __init__(self, on_signal: Any) -> None:
         self._on_signal = on_signal

@@ -40,26 +40,34 @@ class Resumed:
     stopper: Any
 
 
-def search_state(searcher: Searcher, search_finished: bool,
-                 drawn: list[tuple[str, int, dict[str, Any]]]) -> dict[str, Any]:
+def search_state(
+    searcher: Searcher, search_finished: bool, drawn: list[tuple[str, int, dict[str, Any]]]
+) -> dict[str, Any]:
     """What :meth:`ExperimentStore.save_search_state` keeps, each time trials are drawn.
 
     ``drawn`` are the trials drawn in this turn: saved with the state, they are
     restored even if the driver died before it journaled them.
     """
-    return {"searcher": searcher.get_state(), "search_finished": search_finished,
-            "drawn": drawn}
+    return {"searcher": searcher.get_state(), "search_finished": search_finished, "drawn": drawn}
 
 
-def scheduler_state(scheduler: TrialScheduler, stopper: Any,
-                    trials: list[Trial]) -> dict[str, Any]:
+def scheduler_state(scheduler: TrialScheduler, stopper: Any, trials: list[Trial]) -> dict[str, Any]:
     """What :meth:`ExperimentStore.save_scheduler_state` keeps, every few seconds."""
-    return {"scheduler": scheduler.get_state(), "stopper": stopper,
-            "trials": [t.trial_id for t in trials]}
+    return {
+        "scheduler": scheduler.get_state(),
+        "stopper": stopper,
+        "trials": [t.trial_id for t in trials],
+    }
 
 
-def resume(store: ExperimentStore, journaled: JournaledExperiment, searcher: Searcher,
-           scheduler: TrialScheduler, stopper: Any, options: ResumeOptions) -> Resumed:
+def resume(
+    store: ExperimentStore,
+    journaled: JournaledExperiment,
+    searcher: Searcher,
+    scheduler: TrialScheduler,
+    stopper: Any,
+    options: ResumeOptions,
+) -> Resumed:
     """Rebuild the trials and the searcher's and scheduler's state; say which trials run."""
     trials: list[Trial] = []
     by_id: dict[str, Trial] = {}
@@ -79,8 +87,11 @@ def resume(store: ExperimentStore, journaled: JournaledExperiment, searcher: Sea
     searched = store.load_state(SEARCHER_STATE_FILE, trial)
     search_finished = False
     if searched is None:
-        logger.warning("%s has no saved searcher state; the searcher starts afresh and may "
-                       "suggest configs again.", store.path)
+        logger.warning(
+            "%s has no saved searcher state; the searcher starts afresh and may "
+            "suggest configs again.",
+            store.path,
+        )
     else:
         searcher.set_state(searched["searcher"])
         search_finished = bool(searched["search_finished"])

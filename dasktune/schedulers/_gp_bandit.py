@@ -63,8 +63,10 @@ class OnColumns(Kernel):
 
     @property
     def hyperparameters(self) -> list[Hyperparameter]:
-        return [Hyperparameter("kernel__" + h.name, h.value_type, h.bounds, h.n_elements)
-                for h in self.kernel.hyperparameters]
+        return [
+            Hyperparameter("kernel__" + h.name, h.value_type, h.bounds, h.n_elements)
+            for h in self.kernel.hyperparameters
+        ]
 
     @property
     def theta(self) -> np.ndarray:
@@ -79,11 +81,15 @@ class OnColumns(Kernel):
         return self.kernel.bounds
 
     def __eq__(self, other: object) -> bool:
-        return (type(self) is type(other) and self.kernel == other.kernel
-                and list(self.columns) == list(other.columns))
+        return (
+            type(self) is type(other)
+            and self.kernel == other.kernel
+            and list(self.columns) == list(other.columns)
+        )
 
-    def __call__(self, X: np.ndarray, Y: np.ndarray | None = None,
-                 eval_gradient: bool = False) -> Any:
+    def __call__(
+        self, X: np.ndarray, Y: np.ndarray | None = None, eval_gradient: bool = False
+    ) -> Any:
         columns = list(self.columns)
         X = np.atleast_2d(X)[:, columns]
         Y = None if Y is None else np.atleast_2d(Y)[:, columns]
@@ -102,10 +108,13 @@ class OnColumns(Kernel):
 def time_varying_kernel(n_inputs: int) -> Kernel:
     """The kernel over ``(t, r, x_1 .. x_d)`` (``n_inputs = d + 2``), inputs scaled to [0, 1]."""
     decay = OnColumns(Matern(length_scale=1.0, length_scale_bounds=(1e-2, 1e3), nu=0.5), [0])
-    shape = OnColumns(RBF(length_scale=np.ones(n_inputs - 1), length_scale_bounds=(1e-2, 1e2)),
-                      list(range(1, n_inputs)))
-    return (ConstantKernel(1.0, (1e-2, 1e2)) * decay * shape
-            + WhiteKernel(noise_level=0.1, noise_level_bounds=(1e-6, 1e1)))
+    shape = OnColumns(
+        RBF(length_scale=np.ones(n_inputs - 1), length_scale_bounds=(1e-2, 1e2)),
+        list(range(1, n_inputs)),
+    )
+    return ConstantKernel(1.0, (1e-2, 1e2)) * decay * shape + WhiteKernel(
+        noise_level=0.1, noise_level_bounds=(1e-6, 1e1)
+    )
 
 
 def exploration_weight(n: int) -> float:
@@ -143,9 +152,15 @@ def choose(
         return _choose(times, rewards, points, changes, context, pending, rng)
 
 
-def _choose(times: np.ndarray, rewards: np.ndarray, points: np.ndarray, changes: np.ndarray,
-            context: tuple[float, float], pending: np.ndarray,
-            rng: np.random.Generator) -> np.ndarray:
+def _choose(
+    times: np.ndarray,
+    rewards: np.ndarray,
+    points: np.ndarray,
+    changes: np.ndarray,
+    context: tuple[float, float],
+    pending: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     d = points.shape[1]
     t_scale = _Scale(np.append(times, context[0]))
     r_scale = _Scale(np.append(rewards, context[1]))
@@ -156,8 +171,9 @@ def _choose(times: np.ndarray, rewards: np.ndarray, points: np.ndarray, changes:
     y = np.clip(y, -_CLIP, _CLIP)
 
     seed = int(rng.integers(2**31 - 1))
-    model = GaussianProcessRegressor(kernel=time_varying_kernel(d + 2), alpha=1e-8,
-                                     n_restarts_optimizer=0, random_state=seed)
+    model = GaussianProcessRegressor(
+        kernel=time_varying_kernel(d + 2), alpha=1e-8, n_restarts_optimizer=0, random_state=seed
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(inputs, y)
@@ -177,8 +193,13 @@ def _choose(times: np.ndarray, rewards: np.ndarray, points: np.ndarray, changes:
     values = ucb(candidates)
     best, best_value = candidates[int(np.argmax(values))], float(values.max())
     for x0 in candidates[np.argsort(values)[-_REFINED:]]:
-        found = minimize(lambda x: -ucb(x.reshape(1, -1))[0], x0, method="L-BFGS-B",
-                         bounds=[(0.0, 1.0)] * d, options={"maxiter": 50})
+        found = minimize(
+            lambda x: -ucb(x.reshape(1, -1))[0],
+            x0,
+            method="L-BFGS-B",
+            bounds=[(0.0, 1.0)] * d,
+            options={"maxiter": 50},
+        )
         x = np.clip(found.x, 0.0, 1.0)
         value = float(ucb(x.reshape(1, -1))[0])
         if value > best_value:

@@ -123,7 +123,7 @@ def _validate(
     stop_last_trials: Any,
 ) -> None:
     """Raise a ValueError naming the first invalid constructor argument."""
-    check_time_attr(time_attr, 'training_iteration')
+    check_time_attr(time_attr, "training_iteration")
     check_metric(metric)
     if not is_finite_number(max_t) or max_t <= 0:
         raise _invalid(
@@ -157,8 +157,11 @@ def _validate(
         raise _invalid(
             "brackets", brackets, "it must be an integer >= 1", "Pass brackets=1 (the usual ASHA)."
         )
-    check_bool("stop_last_trials", stop_last_trials,
-               "Pass True to stop trials at max_t or False to let them run on.")
+    check_bool(
+        "stop_last_trials",
+        stop_last_trials,
+        "Pass True to stop trials at max_t or False to let them run on.",
+    )
 
 
 def _check_operation(mode_of_operation: Any, operation: _Operation, name: str) -> None:
@@ -343,9 +346,14 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         """Each bracket's rungs, lowest first: the values recorded there and the cutoff."""
         sign = self._sign()
         return tuple(
-            Rung(index, rung.milestone, {tid: sign * v for tid, v in rung.recorded.items()},
-                 None if (cut := self._rung_cutoff(bracket, rung)) is None or np.isnan(cut)
-                 else sign * cut)
+            Rung(
+                index,
+                rung.milestone,
+                {tid: sign * v for tid, v in rung.recorded.items()},
+                None
+                if (cut := self._rung_cutoff(bracket, rung)) is None or np.isnan(cut)
+                else sign * cut,
+            )
             for index, bracket in enumerate(self._brackets)
             for rung in reversed(bracket.rungs)
         )
@@ -401,7 +409,6 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         probs = np.e ** (sizes - sizes.max())
         generator = self._rng if self._rng is not None else np.random
         return int(generator.choice(len(self._brackets), p=probs / probs.sum()))
-
 
 
 ASHAScheduler = AsyncHyperBandScheduler

@@ -292,9 +292,14 @@ class HyperBandScheduler(FIFOScheduler):
         for index, bracket in enumerate(self._brackets):
             for milestone, values, cutoff in getattr(bracket, "halvings", []):
                 shown = {tid: sign * v for tid, v in values.items() if np.isfinite(v)}
-                found.append(Rung(index, milestone, shown,
-                                  None if cutoff is None or not np.isfinite(cutoff)
-                                  else sign * cutoff))
+                found.append(
+                    Rung(
+                        index,
+                        milestone,
+                        shown,
+                        None if cutoff is None or not np.isfinite(cutoff) else sign * cutoff,
+                    )
+                )
         return tuple(found)
 
     # -- brackets -----------------------------------------------------------
@@ -424,7 +429,7 @@ class HyperBandScheduler(FIFOScheduler):
 def _validate(
     time_attr: Any, metric: Any, max_t: Any, reduction_factor: Any, stop_last_trials: Any
 ) -> None:
-    check_time_attr(time_attr, 'training_iteration')
+    check_time_attr(time_attr, "training_iteration")
     check_metric(metric)
     if not is_finite_number(max_t) or max_t < 1:
         raise _invalid(
@@ -440,5 +445,8 @@ def _validate(
             "it must be a finite number > 1",
             "Pass reduction_factor=3 (keep the best third at each halving).",
         )
-    check_bool("stop_last_trials", stop_last_trials,
-               "Pass True to stop trials at max_t or False to let the last ones run on.")
+    check_bool(
+        "stop_last_trials",
+        stop_last_trials,
+        "Pass True to stop trials at max_t or False to let the last ones run on.",
+    )

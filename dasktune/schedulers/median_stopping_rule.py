@@ -224,7 +224,7 @@ def _validate(
     min_time_slice: Any,
     hard_stop: Any,
 ) -> None:
-    check_time_attr(time_attr, 'time_total_s')
+    check_time_attr(time_attr, "time_total_s")
     check_metric(metric)
     if not is_finite_number(grace_period) or grace_period < 0:
         raise _invalid(

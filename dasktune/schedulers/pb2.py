@@ -102,12 +102,18 @@ class PB2(PopulationBasedTraining):
         _require_sklearn()
         bounds = _flat_bounds(hyperparam_bounds)
         super().__init__(
-            time_attr=time_attr, metric=metric, mode=mode,
+            time_attr=time_attr,
+            metric=metric,
+            mode=mode,
             perturbation_interval=perturbation_interval,
             hyperparam_mutations=_uniform_domains(hyperparam_bounds or {}),
-            quantile_fraction=quantile_fraction, resample_probability=0.0,
-            custom_explore_fn=custom_explore_fn, log_config=log_config,
-            require_attrs=require_attrs, synch=synch, seed=seed,
+            quantile_fraction=quantile_fraction,
+            resample_probability=0.0,
+            custom_explore_fn=custom_explore_fn,
+            log_config=log_config,
+            require_attrs=require_attrs,
+            synch=synch,
+            seed=seed,
         )
         self._bounds = bounds
         # Ended stretches: (end time, start reward, values, reward change per unit of time).
@@ -126,8 +132,12 @@ class PB2(PopulationBasedTraining):
         """End ``tid``'s stretch there (a data point if its reward is a number); start the next."""
         values = self._values(self._state[tid].config, f"the config of trial {tid}")
         stretch = self._current.get(tid)
-        if (stretch is not None and now > stretch.time and math.isfinite(score)
-                and math.isfinite(stretch.reward)):
+        if (
+            stretch is not None
+            and now > stretch.time
+            and math.isfinite(score)
+            and math.isfinite(stretch.reward)
+        ):
             change = (score - stretch.reward) / (now - stretch.time)
             self._stretches.append((now, stretch.reward, stretch.values, change))
             del self._stretches[:-WINDOW]
@@ -175,9 +185,11 @@ class PB2(PopulationBasedTraining):
             ends, rewards, values, changes = zip(*self._stretches, strict=True)
             trying = [v for other, v in self._trying.items() if other != tid]
             unit = _gp_bandit.choose(
-                np.array(ends, dtype=float), np.array(rewards, dtype=float),
+                np.array(ends, dtype=float),
+                np.array(rewards, dtype=float),
                 _unit(np.array(values, dtype=float), lows, spans),
-                np.array(changes, dtype=float), (float(time), float(reward)),
+                np.array(changes, dtype=float),
+                (float(time), float(reward)),
                 _unit(np.array(trying, dtype=float).reshape(-1, len(self._bounds)), lows, spans),
                 self._np_rng,
             )
@@ -216,9 +228,10 @@ def _flat_bounds(bounds: Any, path: Path = ()) -> list[tuple[Path, float, float]
     name = "hyperparam_bounds" + "".join(f"[{key!r}]" for key in path)
     if not isinstance(bounds, Mapping) or not bounds:
         raise _invalid(
-            name, bounds, "it must be a non-empty dict",
-            "Map each hyperparameter to its range, such as "
-            "hyperparam_bounds={'lr': [1e-4, 1e-1]}.",
+            name,
+            bounds,
+            "it must be a non-empty dict",
+            "Map each hyperparameter to its range, such as hyperparam_bounds={'lr': [1e-4, 1e-1]}.",
         )
     flat = []
     for key, value in bounds.items():
@@ -230,13 +243,17 @@ def _flat_bounds(bounds: Any, path: Path = ()) -> list[tuple[Path, float, float]
         pair = isinstance(value, (list, tuple)) and len(value) == 2
         if not pair or not all(is_finite_number(v) and not isinstance(v, bool) for v in value):
             raise _invalid(
-                entry, value, "it must be [low, high], two finite numbers",
+                entry,
+                value,
+                "it must be [low, high], two finite numbers",
                 f"Pass the range PB2 may choose {key!r} from, such as [1e-4, 1e-1].",
             )
         low, high = value
         if low > high:
             raise _invalid(
-                entry, value, "its low end must not exceed its high end",
+                entry,
+                value,
+                "its low end must not exceed its high end",
                 f"Pass [{high!r}, {low!r}].",
             )
         flat.append((where, float(low), float(high)))
@@ -245,8 +262,10 @@ def _flat_bounds(bounds: Any, path: Path = ()) -> list[tuple[Path, float, float]
 
 def _uniform_domains(bounds: Mapping[str, Any]) -> dict[str, Any]:
     """``hyperparam_bounds`` as uniform domains: PBT draws a missing key from them."""
-    return {key: _uniform_domains(value) if isinstance(value, Mapping) else uniform(*value)
-            for key, value in bounds.items()}
+    return {
+        key: _uniform_domains(value) if isinstance(value, Mapping) else uniform(*value)
+        for key, value in bounds.items()
+    }
 
 
 def _get(config: Mapping[str, Any], path: Path) -> Any:

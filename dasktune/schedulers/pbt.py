@@ -134,8 +134,12 @@ def _perturb(
     return new
 
 
-def _fill(config: dict[str, Any], mutations: Mapping[str, Any], rng: random.Random,
-          np_rng: np.random.Generator) -> None:
+def _fill(
+    config: dict[str, Any],
+    mutations: Mapping[str, Any],
+    rng: random.Random,
+    np_rng: np.random.Generator,
+) -> None:
     """Sample the keys of ``mutations`` that ``config`` lacks (Ray does this on trial add)."""
     for key, distribution in mutations.items():
         if isinstance(distribution, Mapping):
@@ -219,14 +223,23 @@ class PopulationBasedTraining(FIFOScheduler):
     ) -> None:
         if hyperparam_mutations is not None and not isinstance(hyperparam_mutations, Mapping):
             raise _invalid(
-                "hyperparam_mutations", hyperparam_mutations, "it must be a dict",
+                "hyperparam_mutations",
+                hyperparam_mutations,
+                "it must be a dict",
                 "Map each hyperparameter to its new values, such as "
                 "hyperparam_mutations={'lr': tune.loguniform(1e-4, 1e-1)}.",
             )
         mutations = dict(hyperparam_mutations or {})
         _validate(
-            time_attr, metric, perturbation_interval, burn_in_period, mutations,
-            quantile_fraction, resample_probability, perturbation_factors, custom_explore_fn,
+            time_attr,
+            metric,
+            perturbation_interval,
+            burn_in_period,
+            mutations,
+            quantile_fraction,
+            resample_probability,
+            perturbation_factors,
+            custom_explore_fn,
         )
         self._set_metric_and_mode(metric, mode)
         self._time_attr = time_attr
@@ -448,7 +461,9 @@ class PopulationBasedTraining(FIFOScheduler):
         self._num_perturbations += 1
         self._updates.append(
             TrialUpdate(
-                tid, TrialDecision.CONTINUE, new_config=copy.deepcopy(new_config),
+                tid,
+                TrialDecision.CONTINUE,
+                new_config=copy.deepcopy(new_config),
                 checkpoint_from=source,
             )
         )
@@ -459,9 +474,7 @@ class PopulationBasedTraining(FIFOScheduler):
             return False  # a trial not created yet has not reached it
         live = [(tid, s) for tid, s in self._state.items() if not s.finished]
         return bool(live) and all(
-            s.last_train_time >= self._next_perturbation_sync
-            for tid, s in live
-            if tid != exclude
+            s.last_train_time >= self._next_perturbation_sync for tid, s in live if tid != exclude
         )
 
     def _synchronize(self, now: float) -> None:
@@ -519,21 +532,27 @@ def _validate(
     perturbation_factors: Any,
     custom_explore_fn: Any,
 ) -> None:
-    check_time_attr(time_attr, 'training_iteration')
+    check_time_attr(time_attr, "training_iteration")
     check_metric(metric)
     if not is_finite_number(perturbation_interval) or perturbation_interval <= 0:
         raise _invalid(
-            "perturbation_interval", perturbation_interval, "it must be a finite number > 0",
+            "perturbation_interval",
+            perturbation_interval,
+            "it must be a finite number > 0",
             "Pass the `time_attr` units between perturbations, such as perturbation_interval=5.",
         )
     if not is_finite_number(burn_in_period) or burn_in_period < 0:
         raise _invalid(
-            "burn_in_period", burn_in_period, "it must be a finite number >= 0",
+            "burn_in_period",
+            burn_in_period,
+            "it must be a finite number >= 0",
             "Pass burn_in_period=0 (the default) to allow perturbations from the start.",
         )
     if custom_explore_fn is not None and not callable(custom_explore_fn):
         raise _invalid(
-            "custom_explore_fn", custom_explore_fn, "it must be None or a function",
+            "custom_explore_fn",
+            custom_explore_fn,
+            "it must be None or a function",
             "Pass a function that takes the new config and returns it.",
         )
     if not mutations and custom_explore_fn is None:
@@ -545,12 +564,16 @@ def _validate(
     _validate_mutations(mutations, "hyperparam_mutations")
     if not is_finite_number(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
         raise _invalid(
-            "quantile_fraction", quantile_fraction, "it must be in [0, 0.5] (0: no exploitation)",
+            "quantile_fraction",
+            quantile_fraction,
+            "it must be in [0, 0.5] (0: no exploitation)",
             "Pass quantile_fraction=0.25 (the default): the worst quarter copies the best quarter.",
         )
     if not is_finite_number(resample_probability) or not 0 <= resample_probability <= 1:
         raise _invalid(
-            "resample_probability", resample_probability, "it must be in [0, 1]",
+            "resample_probability",
+            resample_probability,
+            "it must be in [0, 1]",
             "Pass resample_probability=0.25 (the default).",
         )
     factors = perturbation_factors
@@ -561,7 +584,9 @@ def _validate(
         or not all(is_finite_number(f) and f > 0 for f in factors)
     ):
         raise _invalid(
-            "perturbation_factors", factors, "it must be a non-empty sequence of numbers > 0",
+            "perturbation_factors",
+            factors,
+            "it must be a non-empty sequence of numbers > 0",
             "Pass perturbation_factors=(1.2, 0.8) (the default).",
         )
 

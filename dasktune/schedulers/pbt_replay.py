@@ -51,7 +51,8 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
     """
 
     def __init__(
-        self, policy: Sequence[Mapping[str, Any] | Sequence[Any]] | str | os.PathLike[str],
+        self,
+        policy: Sequence[Mapping[str, Any] | Sequence[Any]] | str | os.PathLike[str],
         time_attr: str | None = None,
     ) -> None:
         entries = [_entry(row) for row in _load_policy(policy)]

@@ -196,7 +196,8 @@ def same_search(a: Any, b: Any) -> bool:
     """
     if isinstance(a, Categorical) and isinstance(b, Categorical):
         return len(a.categories) == len(b.categories) and all(
-            same_search(x, y) for x, y in zip(a.categories, b.categories, strict=True))
+            same_search(x, y) for x, y in zip(a.categories, b.categories, strict=True)
+        )
     if isinstance(a, Domain) or isinstance(b, Domain):
         return type(a) is type(b) and equal(a, b)
     if isinstance(a, dict) and isinstance(b, dict):

@@ -344,8 +344,7 @@ def _skeleton(obj: Any, path: Path, argument: str) -> list[Any]:
         raise error
     if isinstance(obj, Categorical):
         options = [
-            pyll.as_apply(_skeleton(c, path + (i,), argument))
-            for i, c in enumerate(obj.categories)
+            pyll.as_apply(_skeleton(c, path + (i,), argument)) for i, c in enumerate(obj.categories)
         ]
         return [hp.choice(_space.label(path), options)]
     if isinstance(obj, (Float, Integer)):

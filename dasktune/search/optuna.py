@@ -372,7 +372,7 @@ def _by_value(categorical: Categorical) -> bool:
     return (
         all(type(c) in _OPTUNA_CHOICE_TYPES for c in categories)
         and not any(isinstance(c, (Categorical, Float, Integer)) for c in categories)
-        and not any(a == b for i, a in enumerate(categories) for b in categories[i + 1:])
+        and not any(a == b for i, a in enumerate(categories) for b in categories[i + 1 :])
     )
 
 

@@ -60,8 +60,14 @@ class Searcher(MetricModeMixin):
         """Limit the searcher's own concurrency; False if it cannot (ConcurrencyLimiter will)."""
         return False
 
-    def add_evaluated_point(self, parameters: dict[str, Any], value: float, error: bool = False,
-                            pruned: bool = False, intermediate_values: Any = None) -> None:
+    def add_evaluated_point(
+        self,
+        parameters: dict[str, Any],
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: Any = None,
+    ) -> None:
         """Teach the searcher a config evaluated elsewhere (Ray Tune's interface)."""
         raise NotImplementedError(
             f"{type(self).__name__} cannot learn from points evaluated outside the experiment; "

@@ -418,8 +418,14 @@ def _merge_point(space: dict[str, Any], point: Any, index: int) -> dict[str, Any
             if isinstance(current, Categorical) and isinstance(value, dict):
                 # A (partial) point for one of a choice of dicts: fix its values inside that
                 # category, whose other keys are then sampled as usual.
-                category = next((c for c in current.categories if isinstance(c, dict)
-                                 and fits(c, value, (), lambda obj, v: False)), None)
+                category = next(
+                    (
+                        c
+                        for c in current.categories
+                        if isinstance(c, dict) and fits(c, value, (), lambda obj, v: False)
+                    ),
+                    None,
+                )
                 if category is not None:
                     target[key] = _copy_containers(category)
                     assign(target[key], value, path + (key,))
@@ -430,12 +436,18 @@ def _merge_point(space: dict[str, Any], point: Any, index: int) -> dict[str, Any
                     logger.warning(
                         "points_to_evaluate[%d] sets `%s` to %r, which is not one of its grid "
                         "values %r.",
-                        index, _format_path(path + (key,)), value, current[GRID_SEARCH_KEY],
+                        index,
+                        _format_path(path + (key,)),
+                        value,
+                        current[GRID_SEARCH_KEY],
                     )
             elif isinstance(domain, Domain) and not domain.contains(value):
                 logger.warning(
                     "points_to_evaluate[%d] sets `%s` to %r, which is outside its domain %r.",
-                    index, _format_path(path + (key,)), value, domain,
+                    index,
+                    _format_path(path + (key,)),
+                    value,
+                    domain,
                 )
             target[key] = _copy_containers(value)
 
@@ -543,7 +555,6 @@ class BasicVariantGenerator(Searcher):
 
     ends_search_itself = True
     learns_from_results = False
-
 
     def __init__(
         self,

@@ -105,20 +105,29 @@ class TrialStore:
         """A checkpoint was stored at ``path``; prune older ones as the policy says."""
         self.checkpoints.append((path, dict(metrics)))
         self.next_checkpoint_index = max(self.next_checkpoint_index, checkpoint_index(path) + 1)
-        self._experiment.journal_write("checkpoint", id=self.trial_id,
-                                       path=relative(self._experiment.path, path),
-                                       metrics=dict(metrics))
+        self._experiment.journal_write(
+            "checkpoint",
+            id=self.trial_id,
+            path=relative(self._experiment.path, path),
+            metrics=dict(metrics),
+        )
         retention = self._experiment.checkpoint_config.retained(self.checkpoints)
         if retention.unscored is not None:
             self._experiment.warn_unscored(retention.unscored)
         # Checkpoints that another trial's exploit is about to copy stay until it has.
         pinned = self._experiment.pinned.get(self.trial_id, set())
-        kept = [entry for entry in self.checkpoints if entry in retention.kept
-                or entry[1].get("training_iteration") in pinned]
+        kept = [
+            entry
+            for entry in self.checkpoints
+            if entry in retention.kept or entry[1].get("training_iteration") in pinned
+        ]
         for entry in self.checkpoints:
             if entry not in kept:
-                self._experiment.journal_write("checkpoint_deleted", id=self.trial_id,
-                                               path=relative(self._experiment.path, entry[0]))
+                self._experiment.journal_write(
+                    "checkpoint_deleted",
+                    id=self.trial_id,
+                    path=relative(self._experiment.path, entry[0]),
+                )
                 self._experiment.flush()  # the journal says so before the files go
                 delete_checkpoint(entry[0])
         self.checkpoints = kept
@@ -135,12 +144,23 @@ class TrialStore:
         self.add_checkpoint(target, metrics)
         self.recorded_through = int(metrics.get("training_iteration", 0))
 
-    def record_config_change(self, iteration: int, source_trial: str | None,
-                             old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        self._experiment.guard(append_jsonl, os.path.join(self.trial_dir, CONFIG_CHANGES_FILE), {
-            "training_iteration": iteration, "source_trial": source_trial,
-            "old_config": dict(old), "new_config": dict(new),
-        })
+    def record_config_change(
+        self,
+        iteration: int,
+        source_trial: str | None,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+    ) -> None:
+        self._experiment.guard(
+            append_jsonl,
+            os.path.join(self.trial_dir, CONFIG_CHANGES_FILE),
+            {
+                "training_iteration": iteration,
+                "source_trial": source_trial,
+                "old_config": dict(old),
+                "new_config": dict(new),
+            },
+        )
         self._experiment.journal_write("config", id=self.trial_id, config=dict(new))
 
     def write_records(self, records: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
@@ -178,7 +198,8 @@ class TrialStore:
         indices = [checkpoint_index(n) for n in names if _CHECKPOINT_NAME.match(n)]
         self.next_checkpoint_index = max(indices, default=-1) + 1
         self.checkpoints = [
-            (path, metrics) for rel, metrics in journaled.checkpoints
+            (path, metrics)
+            for rel, metrics in journaled.checkpoints
             if os.path.isdir(path := os.path.join(self._experiment.path, rel))
         ]
         spools = sorted((int(m["run"]), n) for n in names if (m := _SPOOL_NAME.match(n)))
@@ -211,8 +232,14 @@ class TrialStore:
 class ExperimentStore:
     """The experiment directory, its journal, and a :class:`TrialStore` for each trial."""
 
-    def __init__(self, path: str, name: str, checkpoint_config: CheckpointConfig,
-                 journal: Journal, trainable_name: str = "trial") -> None:
+    def __init__(
+        self,
+        path: str,
+        name: str,
+        checkpoint_config: CheckpointConfig,
+        journal: Journal,
+        trainable_name: str = "trial",
+    ) -> None:
         self.path = path
         self.name = name
         self.trainable_name = trainable_name
@@ -228,8 +255,9 @@ class ExperimentStore:
 
     # -- creating and reopening -------------------------------------------------
     @classmethod
-    def create(cls, root: str, name: str, checkpoint_config: CheckpointConfig,
-               header: Mapping[str, Any]) -> ExperimentStore:
+    def create(
+        cls, root: str, name: str, checkpoint_config: CheckpointConfig, header: Mapping[str, Any]
+    ) -> ExperimentStore:
         """Claim a new experiment directory ``root/name`` (or ``name_2``... if taken).
 
         The claim is the exclusive creation of the journal, so two drivers that
@@ -258,20 +286,29 @@ class ExperimentStore:
                     "filesystem that every worker can reach."
                 ) from None
         if candidate != name:
-            logger.warning("An experiment already lies in %s; this one goes to %s.",
-                           os.path.join(root, name), path)
+            logger.warning(
+                "An experiment already lies in %s; this one goes to %s.",
+                os.path.join(root, name),
+                path,
+            )
         store = cls(path, candidate, checkpoint_config, journal, header.get("trainable", "trial"))
         store.journal_write("experiment", name=candidate, **header)
         store.flush()
         return store
 
     @classmethod
-    def reopen(cls, path: str, checkpoint_config: CheckpointConfig) -> tuple[
-            ExperimentStore, JournaledExperiment]:
+    def reopen(
+        cls, path: str, checkpoint_config: CheckpointConfig
+    ) -> tuple[ExperimentStore, JournaledExperiment]:
         """Open an experiment directory to continue it; returns the store and its journal."""
         journaled = load_journal(path)
-        store = cls(path, os.path.basename(os.path.normpath(path)), checkpoint_config,
-                    Journal(path, claim=False), journaled.trainable or "trial")
+        store = cls(
+            path,
+            os.path.basename(os.path.normpath(path)),
+            checkpoint_config,
+            Journal(path, claim=False),
+            journaled.trainable or "trial",
+        )
         store.journal_write("resumed")
         store.flush()
         return store, journaled
@@ -284,12 +321,16 @@ class ExperimentStore:
 
     def custom_trial_dir(self, name: str) -> str:
         """The directory for a trial named by ``TuneConfig(trial_dirname_creator=...)``."""
-        if (os.sep in name or (os.altsep and os.altsep in name) or name in (".", "..")
-                or name.startswith(".")):
+        if (
+            os.sep in name
+            or (os.altsep and os.altsep in name)
+            or name in (".", "..")
+            or name.startswith(".")
+        ):
             raise ValueError(
                 f"TuneConfig(trial_dirname_creator=...) returned {name!r}: it must be a plain "
                 "directory name (no path separators, not starting with '.'), such as "
-                "f\"{trial.trainable_name}_{trial.trial_id}\"."
+                'f"{trial.trainable_name}_{trial.trial_id}".'
             )
         path = os.path.join(self.path, name)
         if any(store.trial_dir == path for store in self._trials.values()):
@@ -302,8 +343,14 @@ class ExperimentStore:
     def add_trial(self, trial: Trial, index: int) -> TrialStore:
         """Create the trial's directory and record its config."""
         store = self._trials[trial.trial_id] = TrialStore(trial.trial_id, trial.local_path, self)
-        self.journal_write("trial", id=trial.trial_id, index=index, name=trial.trial_name,
-                           dir=relative(self.path, trial.local_path), config=trial.config)
+        self.journal_write(
+            "trial",
+            id=trial.trial_id,
+            index=index,
+            name=trial.trial_name,
+            dir=relative(self.path, trial.local_path),
+            config=trial.config,
+        )
         self.guard(store.recorder.write_params, trial.config)
         return store
 
@@ -320,8 +367,11 @@ class ExperimentStore:
 
     def trial_status(self, trial: Trial, error: str | None = None) -> None:
         """Journal a trial's new status (ended, paused, or waiting to run again)."""
-        fields: dict[str, Any] = {"id": trial.trial_id, "status": str(trial.status),
-                                  "failures": trial.num_failures}
+        fields: dict[str, Any] = {
+            "id": trial.trial_id,
+            "status": str(trial.status),
+            "failures": trial.num_failures,
+        }
         if error is not None:
             fields["error"] = error
         self.journal_write("status", **fields)
@@ -344,18 +394,28 @@ class ExperimentStore:
     # -- the experiment as a whole -----------------------------------------------
     def write_state(self, trials: Iterable[Trial], metric: Any, mode: Any) -> None:
         """Replace experiment_state.json with the trials as they are now."""
-        self.guard(write_experiment_state, self.path, {
-            "name": self.name,
-            "metric": metric,
-            "mode": mode,
-            "trials": [
-                {"trial_id": t.trial_id, "status": str(t.status),
-                 "dir": os.path.basename(t.local_path), "name": t.trial_name,
-                 "config": t.config, "last_result": t.last_result,
-                 "checkpoint": t.checkpoint_path, "num_failures": t.num_failures}
-                for t in trials
-            ],
-        })
+        self.guard(
+            write_experiment_state,
+            self.path,
+            {
+                "name": self.name,
+                "metric": metric,
+                "mode": mode,
+                "trials": [
+                    {
+                        "trial_id": t.trial_id,
+                        "status": str(t.status),
+                        "dir": os.path.basename(t.local_path),
+                        "name": t.trial_name,
+                        "config": t.config,
+                        "last_result": t.last_result,
+                        "checkpoint": t.checkpoint_path,
+                        "num_failures": t.num_failures,
+                    }
+                    for t in trials
+                ],
+            },
+        )
 
     def end(self, status: str, reason: str | None) -> None:
         self.journal_write("end", status=status, reason=reason)
@@ -416,14 +476,20 @@ class ExperimentStore:
         logger.warning(
             "CheckpointConfig(checkpoint_score_attribute=%r): a checkpoint's result has no "
             "number under that name, so it counts as the worst when checkpoints are pruned. "
-            "Its result has: %s.", self.checkpoint_config.checkpoint_score_attribute,
-            ", ".join(sorted(k for k in flatten(metrics) if k not in AUTO_RESULT_FIELDS)))
+            "Its result has: %s.",
+            self.checkpoint_config.checkpoint_score_attribute,
+            ", ".join(sorted(k for k in flatten(metrics) if k not in AUTO_RESULT_FIELDS)),
+        )
 
 
 def trial_from_journal(experiment_path: str, journaled: JournaledTrial) -> Trial:
     """A Trial object for a journaled trial, before its store is restored."""
-    return Trial(trial_id=journaled.trial_id, config=journaled.config,
-                 trial_name=journaled.name or os.path.basename(journaled.dir),
-                 local_path=os.path.join(experiment_path, journaled.dir),
-                 status=TrialStatus(journaled.status), num_failures=journaled.failures,
-                 error_msg=journaled.error)
+    return Trial(
+        trial_id=journaled.trial_id,
+        config=journaled.config,
+        trial_name=journaled.name or os.path.basename(journaled.dir),
+        local_path=os.path.join(experiment_path, journaled.dir),
+        status=TrialStatus(journaled.status),
+        num_failures=journaled.failures,
+        error_msg=journaled.error,
+    )

@@ -15,8 +15,17 @@ import numpy as np
 from dasktune._util import flatten
 from dasktune.storage.layout import ERROR_FILE, PARAMS_FILE, PROGRESS_FILE, RESULT_FILE, STATE_FILE
 
-__all__ = ["StorageError", "TrialRecorder", "append_jsonl", "atomic_write", "copy_checkpoint",
-           "delete_checkpoint", "to_json", "write_experiment_state", "write_jsonl"]
+__all__ = [
+    "StorageError",
+    "TrialRecorder",
+    "append_jsonl",
+    "atomic_write",
+    "copy_checkpoint",
+    "delete_checkpoint",
+    "to_json",
+    "write_experiment_state",
+    "write_jsonl",
+]
 
 
 class StorageError(OSError):
@@ -28,16 +37,22 @@ class StorageError(OSError):
 
     def __init__(self, path: str, cause: OSError) -> None:
         reason = cause.strerror or str(cause)
-        super().__init__(cause.errno, (
-            f"Could not write {path}: {reason}. "
-            + ("The disk under the storage path is full: free space there, or pass "
-               "RunConfig(storage_path=...) a filesystem with room. "
-               if cause.errno == 28 else
-               "Check that the storage path is writable and mounted "
-               "(RunConfig(storage_path=...)). ")
-            + "The experiment stopped; the results so far are in the exception's result_grid, "
-            "and on disk up to the last complete line (Tuner.restore(path) continues it)."
-        ), path)
+        super().__init__(
+            cause.errno,
+            (
+                f"Could not write {path}: {reason}. "
+                + (
+                    "The disk under the storage path is full: free space there, or pass "
+                    "RunConfig(storage_path=...) a filesystem with room. "
+                    if cause.errno == 28
+                    else "Check that the storage path is writable and mounted "
+                    "(RunConfig(storage_path=...)). "
+                )
+                + "The experiment stopped; the results so far are in the exception's result_grid, "
+                "and on disk up to the last complete line (Tuner.restore(path) continues it)."
+            ),
+            path,
+        )
         self.path = path
 
 
@@ -115,8 +130,9 @@ class TrialRecorder:
                 os.close(fd)
         except OSError as exc:
             _remove_quietly(path)
-            raise StorageError(path if os.path.isdir(self.trial_dir) else self.trial_dir,
-                               exc) from exc
+            raise StorageError(
+                path if os.path.isdir(self.trial_dir) else self.trial_dir, exc
+            ) from exc
 
     @property
     def last_result(self) -> dict[str, Any] | None:
@@ -142,7 +158,7 @@ class TrialRecorder:
                 data = f.read()
         except FileNotFoundError:
             return []
-        complete = data[:data.rfind(b"\n") + 1]
+        complete = data[: data.rfind(b"\n") + 1]
         return [flatten(json.loads(line)) for line in complete.split(b"\n") if line.strip()]
 
     def load(self) -> None:
@@ -156,7 +172,7 @@ class TrialRecorder:
                 data = f.read()
         except FileNotFoundError:
             return
-        complete = data[:data.rfind(b"\n") + 1]
+        complete = data[: data.rfind(b"\n") + 1]
         if len(complete) != len(data):
             os.truncate(path, len(complete))
         offset = 0

@@ -158,16 +158,23 @@ def load_journal(experiment_path: str) -> JournaledExperiment:
     """Fold the journal's records into the experiment's trials as they were last."""
     records = read_journal(experiment_path)
     if not records or records[0].get("event") != "experiment":
-        raise ValueError(f"{os.path.join(experiment_path, JOURNAL_FILE)} does not start with "
-                         "an experiment record: it is not a dasktune journal.")
+        raise ValueError(
+            f"{os.path.join(experiment_path, JOURNAL_FILE)} does not start with "
+            "an experiment record: it is not a dasktune journal."
+        )
     head = records[0]
     trials: dict[str, JournaledTrial] = {}
     end = None
     for record in records[1:]:
         event = record.get("event")
         if event == "trial":
-            trials[record["id"]] = JournaledTrial(record["id"], record["index"], record["dir"],
-                                                  record["config"], name=record.get("name", ""))
+            trials[record["id"]] = JournaledTrial(
+                record["id"],
+                record["index"],
+                record["dir"],
+                record["config"],
+                name=record.get("name", ""),
+            )
             continue
         if event == "end":
             end = record
@@ -188,8 +195,15 @@ def load_journal(experiment_path: str) -> JournaledExperiment:
             trial.checkpoints = [c for c in trial.checkpoints if c[0] != record["path"]]
         elif event == "config":
             trial.config = record["config"]
-    return JournaledExperiment(head["name"], head.get("trainable", ""), head.get("metric"),
-                               head.get("mode"), head["trial_id_prefix"], trials, end)
+    return JournaledExperiment(
+        head["name"],
+        head.get("trainable", ""),
+        head.get("metric"),
+        head.get("mode"),
+        head["trial_id_prefix"],
+        trials,
+        end,
+    )
 
 
 def relative(experiment_path: str, path: str) -> str:

@@ -62,7 +62,7 @@ def checkpoint_index(path: str) -> int:
         >>> checkpoint_index("/results/exp/train_00000/checkpoint_000012")
         12
     """
-    return int(os.path.basename(os.path.normpath(path))[len(_CHECKPOINT_PREFIX):])
+    return int(os.path.basename(os.path.normpath(path))[len(_CHECKPOINT_PREFIX) :])
 
 
 def spool_file_name(run_id: str) -> str:

@@ -80,7 +80,7 @@ def load(path: str, trial: Callable[[str], Trial]) -> Any:
     offset = 0
     while offset + _HEADER.size <= len(data):
         magic, length, crc = _HEADER.unpack_from(data, offset)
-        body = data[offset + _HEADER.size:offset + _HEADER.size + length]
+        body = data[offset + _HEADER.size : offset + _HEADER.size + length]
         if magic != _MAGIC or len(body) != length or zlib.crc32(body) != crc:
             break  # a record cut short when the driver died: the one before counts
         last = body

@@ -48,8 +48,9 @@ class SpoolWriter:
             os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_CUR) - written)
             raise OSError(f"could not write the run's spool {self.path} (disk full?)")
 
-    def result(self, seq: int, result: dict[str, Any], checkpoint: str | None,
-               wait: bool = False) -> None:
+    def result(
+        self, seq: int, result: dict[str, Any], checkpoint: str | None, wait: bool = False
+    ) -> None:
         self._write({"seq": seq, "result": result, "checkpoint": checkpoint, "wait": wait})
 
     def checkpoint(self, path: str, iteration: int) -> None:
@@ -104,9 +105,14 @@ def read_spool(path: str, offset: int = 0) -> SpoolRecords:
         except ValueError:  # cannot happen for a complete line; skip it rather than fail
             continue
         if "seq" in record:
-            records.results.append(SpooledResult(record["seq"], record["result"],
-                                                 record.get("checkpoint"),
-                                                 record.get("wait", False)))
+            records.results.append(
+                SpooledResult(
+                    record["seq"],
+                    record["result"],
+                    record.get("checkpoint"),
+                    record.get("wait", False),
+                )
+            )
         elif "checkpoint_stored" in record:
             records.checkpoints.append((record["checkpoint_stored"], record["iteration"]))
         elif "end" in record:

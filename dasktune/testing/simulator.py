@@ -215,8 +215,9 @@ class Simulator:
         self.step, self.length, self.metric = step, length, metric
         self.speed = speed or (lambda config: 1.0)
         self.concurrency = max_concurrent_trials or concurrency
-        self.idle_timeout_s = (float(config.get("searcher-idle-timeout"))
-                               if idle_timeout_s is None else idle_timeout_s)
+        self.idle_timeout_s = (
+            float(config.get("searcher-idle-timeout")) if idle_timeout_s is None else idle_timeout_s
+        )
         self.clock = FakeClock()
         self.iterations = 0
         stoppers = [stopper] if stopper is not None else []
@@ -231,8 +232,9 @@ class Simulator:
             max_concurrent_trials=max_concurrent_trials,
         )
         combined = CombinedStopper(*stoppers) if len(stoppers) > 1 else next(iter(stoppers), None)
-        self.controller = Controller(searcher, scheduler, combined, settings,
-                                     trial_id_prefix="t", clock=self.clock)
+        self.controller = Controller(
+            searcher, scheduler, combined, settings, trial_id_prefix="t", clock=self.clock
+        )
         self._errors = dict(errors or {})
         self._runs: dict[str, _Run] = {}
         self._run_counts: dict[str, int] = {}
@@ -324,8 +326,12 @@ class Simulator:
     def _submit(self, trial: Trial) -> None:
         """Start a run of ``trial`` from its latest checkpoint."""
         runs = self._run_counts[trial.trial_id] = self._run_counts.get(trial.trial_id, 0) + 1
-        run = _Run(f"{trial.trial_id}-{runs}", trial, self._index[trial.trial_id],
-                   seconds=float(self.speed(trial.config)))
+        run = _Run(
+            f"{trial.trial_id}-{runs}",
+            trial,
+            self._index[trial.trial_id],
+            seconds=float(self.speed(trial.config)),
+        )
         latest = self._stores[trial.trial_id].latest
         if latest is not None:
             run.iteration, run.time_total = latest.iteration, latest.time_total
@@ -385,8 +391,9 @@ class Simulator:
         if self._errors.get(run.index) == run.iteration:
             del self._errors[run.index]
             error = f"Simulated error of trial {trial} at iteration {run.iteration}"
-            self._at(self.clock.now, partial(self._finish_run, status=RunStatus.ERROR,
-                                             error=error), run)
+            self._at(
+                self.clock.now, partial(self._finish_run, status=RunStatus.ERROR, error=error), run
+            )
             return
         run.state, score = self.step(trial.config, run.state, run.iteration)
         result = {
@@ -429,8 +436,9 @@ class Simulator:
             result["done"] = decision is STOP
             self._request(run, decision)
         store.recorded_through = run.iteration
-        self._reports.append(Report(trial.trial_id, run.iteration, result[self.metric], decision,
-                                    self.clock.now))
+        self._reports.append(
+            Report(trial.trial_id, run.iteration, result[self.metric], decision, self.clock.now)
+        )
         return decision
 
     def _finish_run(self, run: _Run, status: RunStatus, error: str | None = None) -> None:

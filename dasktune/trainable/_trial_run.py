@@ -53,8 +53,9 @@ def run_trial(
         return RunOutcome(spec.run_id, RunStatus.DUPLICATE, 0, spec.start_iteration)
     try:
         with _trial_surroundings(spec, exclusive):
-            outcome = _run(spec, trainable, params, checkpoint_config, emit, cancelled, worker,
-                           spool)
+            outcome = _run(
+                spec, trainable, params, checkpoint_config, emit, cancelled, worker, spool
+            )
         spool.end(outcome.to_wire())
     finally:
         spool.close()
@@ -77,7 +78,8 @@ def _trial_surroundings(spec: _session.RunSpec, exclusive: bool) -> Iterator[Non
                 "This Dask worker runs several trials at once in one process, so trials cannot "
                 "each have their own working directory or output files "
                 "(chdir_to_trial_dir, log_to_file); start workers with one thread each "
-                "(dask worker --nthreads 1) for that.")
+                "(dask worker --nthreads 1) for that."
+            )
         yield
         return
     with contextlib.ExitStack() as stack:
@@ -89,8 +91,13 @@ def _trial_surroundings(spec: _session.RunSpec, exclusive: bool) -> Iterator[Non
         if spec.log_files is not None:
             stdout_name, stderr_name = spec.log_files
             out = stack.enter_context(open(os.path.join(spec.context.trial_dir, stdout_name), "a"))
-            err = out if stderr_name == stdout_name else stack.enter_context(
-                open(os.path.join(spec.context.trial_dir, stderr_name), "a"))
+            err = (
+                out
+                if stderr_name == stdout_name
+                else stack.enter_context(
+                    open(os.path.join(spec.context.trial_dir, stderr_name), "a")
+                )
+            )
             stack.enter_context(contextlib.redirect_stdout(out))
             stack.enter_context(contextlib.redirect_stderr(err))
         yield
@@ -143,8 +150,9 @@ def _run(
     finally:
         _session.set_session(None)
         session.close()
-    return RunOutcome(spec.run_id, status, session.num_reports, session.iteration,
-                      error, error_type, exception)
+    return RunOutcome(
+        spec.run_id, status, session.num_reports, session.iteration, error, error_type, exception
+    )
 
 
 def _pickled(exc: BaseException) -> bytes | None:

@@ -48,8 +48,9 @@ class Checkpoint:
         return self.path
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Checkpoint)
-                and os.path.abspath(other.path) == os.path.abspath(self.path))
+        return isinstance(other, Checkpoint) and os.path.abspath(other.path) == os.path.abspath(
+            self.path
+        )
 
     def __hash__(self) -> int:
         return hash(os.path.abspath(self.path))

@@ -156,9 +156,13 @@ class RunSpec:
 class Session:
     """The state of one trial run on a worker."""
 
-    def __init__(self, spec: RunSpec, emit: Callable[[Message], None],
-                 cancelled: Callable[[], bool] = lambda: False,
-                 spool: SpoolWriter | None = None) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        emit: Callable[[Message], None],
+        cancelled: Callable[[], bool] = lambda: False,
+        spool: SpoolWriter | None = None,
+    ) -> None:
         self.spec = spec
         self.context = spec.context
         self._emit = emit
@@ -221,8 +225,9 @@ class Session:
         seq = self.num_reports
         if self._spool is not None:  # on disk before the driver hears of it: never lost
             self._spool.result(seq, result, checkpoint_path, wait)
-        self._emit(ResultReported(self.spec.run_id, self.worker, seq, result, checkpoint_path,
-                                  wait))
+        self._emit(
+            ResultReported(self.spec.run_id, self.worker, seq, result, checkpoint_path, wait)
+        )
         if wait:
             self._wait_for_decision(seq)
             decision = self._box.decision or CONTINUE
@@ -270,8 +275,9 @@ class Session:
         the trial (one the driver lost touch with) took the name, the next is used.
         """
         while True:
-            target = os.path.join(self.context.trial_dir,
-                                  checkpoint_dir_name(self.checkpoint_index))
+            target = os.path.join(
+                self.context.trial_dir, checkpoint_dir_name(self.checkpoint_index)
+            )
             self.checkpoint_index += 1
             if os.path.abspath(checkpoint.path) == os.path.abspath(target):
                 break  # the trainable saved straight into its place

@@ -58,8 +58,12 @@ def normalize_resources(resources: Mapping[str, float]) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     for name, amount in resources.items():
-        if (not isinstance(amount, (int, float)) or isinstance(amount, bool)
-                or not math.isfinite(amount) or amount < 0):
+        if (
+            not isinstance(amount, (int, float))
+            or isinstance(amount, bool)
+            or not math.isfinite(amount)
+            or amount < 0
+        ):
             raise ValueError(
                 f"with_resources: the amount of {name!r} is {amount!r}, but it must be a "
                 f"number >= 0, e.g. {{{name!r}: 1}}."
@@ -98,10 +102,16 @@ def with_resources(trainable: Any, resources: Mapping[str, float]) -> Any:
         copy._dasktune_resources = normalized  # type: ignore[attr-defined]
         return copy
     if isinstance(trainable, type):
-        return type(trainable.__name__, (trainable,), {
-            "_dasktune_resources": normalized, "__module__": trainable.__module__,
-            "__qualname__": trainable.__qualname__, "__doc__": trainable.__doc__,
-        })
+        return type(
+            trainable.__name__,
+            (trainable,),
+            {
+                "_dasktune_resources": normalized,
+                "__module__": trainable.__module__,
+                "__qualname__": trainable.__qualname__,
+                "__doc__": trainable.__doc__,
+            },
+        )
 
     @functools.wraps(trainable)
     def wrapper(*args: Any, **kw: Any) -> Any:
@@ -123,8 +133,9 @@ def unwrap(trainable: Any) -> tuple[Any, dict[str, Any]]:
     return trainable, {}
 
 
-def validate_save_restore(trainable_cls: type, config: dict[str, Any] | None = None,
-                          num_gpus: float = 0) -> bool:
+def validate_save_restore(
+    trainable_cls: type, config: dict[str, Any] | None = None, num_gpus: float = 0
+) -> bool:
     """Check that a class trainable's checkpoints restore it (Ray Tune's helper).
 
     Trains one instance a step, saves it, restores a second instance from that
@@ -148,7 +159,8 @@ def validate_save_restore(trainable_cls: type, config: dict[str, Any] | None = N
             shutil.rmtree(checkpoint.path, ignore_errors=True)
         assert second._iteration == first._iteration, (
             f"{trainable_cls.__name__}: restored at iteration {second._iteration}, saved at "
-            f"{first._iteration}; save_checkpoint/load_checkpoint lose the iteration count.")
+            f"{first._iteration}; save_checkpoint/load_checkpoint lose the iteration count."
+        )
         for instance in (first, second):
             instance._iteration += 1
             instance.step()

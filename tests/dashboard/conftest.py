@@ -24,14 +24,22 @@ def curve(config):
 SPACE = {"lr": tune.loguniform(1e-4, 1e-1), "width": tune.choice([16, 32, 64])}
 
 
-def asha_tuner(storage: str, name: str, client, num_samples: int = 12, sleep: float = 0.0,
-               **run_config) -> tune.Tuner:
+def asha_tuner(
+    storage: str, name: str, client, num_samples: int = 12, sleep: float = 0.0, **run_config
+) -> tune.Tuner:
     return tune.Tuner(
-        curve, param_space={**SPACE, "sleep": sleep},
-        tune_config=tune.TuneConfig(num_samples=num_samples, seed=1, scheduler=ASHAScheduler(
-            metric="score", mode="max", max_t=12, grace_period=1, reduction_factor=2)),
+        curve,
+        param_space={**SPACE, "sleep": sleep},
+        tune_config=tune.TuneConfig(
+            num_samples=num_samples,
+            seed=1,
+            scheduler=ASHAScheduler(
+                metric="score", mode="max", max_t=12, grace_period=1, reduction_factor=2
+            ),
+        ),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, **run_config),
-        client=client)
+        client=client,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +69,17 @@ def browser():
         pytest.skip("no Chromium here (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     profile = tempfile.mkdtemp(prefix="dasktune-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 f"--user-data-dir={profile}", "--window-size=1500,1100"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1500,1100",
+    ):
         options.add_argument(flag)
     options.binary_location = binary
     session = webdriver.Chrome(service=Service(driver), options=options)

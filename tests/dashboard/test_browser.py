@@ -28,8 +28,14 @@ def test_the_live_page_of_a_running_experiment(client, tmp_path, browser):
         path = os.path.join(storage, "live")
         url = f"{urljoin(client.dashboard_link, 'dasktune')}?experiment={quote(path, safe='')}"
         browser.get(url)
-        state = page_state(browser, lambda s: "running" in s["title"] and s["points"] >= 3
-                           and any(c.startswith("curve_") for c in s["cells"]))
+        state = page_state(
+            browser,
+            lambda s: (
+                "running" in s["title"]
+                and s["points"] >= 3
+                and any(c.startswith("curve_") for c in s["cells"])
+            ),
+        )
         assert state is not None, "the page never rendered"
         assert "running" in state["title"], state["title"]
         trials = {c for c in state["cells"] if re.fullmatch(r"curve_\d{5}", c)}
@@ -40,17 +46,25 @@ def test_the_live_page_of_a_running_experiment(client, tmp_path, browser):
         runner.join(timeout=120)
     grid = outcome["grid"]
     # Once it ends, the page shows all of them and says so.
-    state = page_state(browser, lambda s: "ended" in s["title"]
-                       and sum(re.fullmatch(r"curve_\d{5}", c) is not None
-                               for c in s["cells"]) == len(grid))
+    state = page_state(
+        browser,
+        lambda s: (
+            "ended" in s["title"]
+            and sum(re.fullmatch(r"curve_\d{5}", c) is not None for c in s["cells"]) == len(grid)
+        ),
+    )
     assert "ended" in state["title"], state["title"]
 
 
 def test_dasktune_dashboard_on_a_finished_experiment(finished_experiment, browser):
     path = finished_experiment.experiment_path
-    server = subprocess.Popen([sys.executable, "-m", "dasktune", "dashboard", path, "--port", "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONPATH": ROOT})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dasktune", "dashboard", path, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     try:
         line = server.stdout.readline()
         match = re.search(r"(http://\S+/dasktune)", line)

@@ -19,8 +19,14 @@ def test_records_fold_into_versioned_trials():
     model.apply({"kind": "trial", "id": "t_00001", "name": "b", "index": 1, "config": {"lr": 2}})
     seen = model.version
     for it, loss in ((1, 0.9), (3, 0.5), (2, 0.7)):  # out of order: kept sorted by iteration
-        model.apply({"kind": "result", "id": "t_00000", "iteration": it,
-                     "metrics": {"loss": loss, "flag": True}})
+        model.apply(
+            {
+                "kind": "result",
+                "id": "t_00000",
+                "iteration": it,
+                "metrics": {"loss": loss, "flag": True},
+            }
+        )
     assert [t.name for t in model.changed_since(seen)] == ["a"]  # only what changed
     a = model.trials["t_00000"]
     assert list(a.curve("loss")[0]) == [1, 2, 3] and list(a.curve("loss")[1]) == [0.9, 0.7, 0.5]
@@ -36,9 +42,11 @@ def test_records_fold_into_versioned_trials():
 
 
 def test_filter_words_and_comparisons():
-    rows = [{"id": "1", "trial": "t_1", "status": "RUNNING", "config/lr": 0.001, "last": 0.5},
-            {"id": "2", "trial": "t_2", "status": "TERMINATED", "config/lr": 0.1, "last": ""},
-            {"id": "3", "trial": "t_3", "status": "ERROR", "config/opt": "adam", "last": 0.9}]
+    rows = [
+        {"id": "1", "trial": "t_1", "status": "RUNNING", "config/lr": 0.001, "last": 0.5},
+        {"id": "2", "trial": "t_2", "status": "TERMINATED", "config/lr": 0.1, "last": ""},
+        {"id": "3", "trial": "t_3", "status": "ERROR", "config/opt": "adam", "last": 0.9},
+    ]
 
     def kept(text):
         test = parse_filter(text)
@@ -52,13 +60,18 @@ def test_filter_words_and_comparisons():
 
 
 def test_parallel_axes_choose_log_scales_and_categories():
-    trials = [TrialView(str(i), f"t{i}", i, config={"lr": lr, "opt": opt, "seed": 1},
-                        last={"acc": acc})
-              for i, (lr, opt, acc) in enumerate([(1e-4, "sgd", 0.1), (1e-2, "adam", 0.5),
-                                                  (1e-1, "sgd", 0.9)])]
+    trials = [
+        TrialView(str(i), f"t{i}", i, config={"lr": lr, "opt": opt, "seed": 1}, last={"acc": acc})
+        for i, (lr, opt, acc) in enumerate(
+            [(1e-4, "sgd", 0.1), (1e-2, "adam", 0.5), (1e-1, "sgd", 0.9)]
+        )
+    ]
     axes = parallel_axes(trials, ["lr", "opt", "seed"], "acc")
-    assert [(a.name, a.kind) for a in axes] == [("lr", "log"), ("opt", "category"),
-                                                ("acc", "linear")]  # constant seed left out
+    assert [(a.name, a.kind) for a in axes] == [
+        ("lr", "log"),
+        ("opt", "category"),
+        ("acc", "linear"),
+    ]  # constant seed left out
     assert axes[0].position(1e-2) == pytest.approx(2 / 3)
     assert axes[1].position("sgd") == 1.0 and axes[1].label(False) == "adam"
     assert Axis("x", "linear", 0, 1).position("text") != Axis("x", "linear", 0, 1).position(0.5)
@@ -97,12 +110,22 @@ def test_the_follower_follows_files_as_they_grow(tmp_path):
         with open(path, "a") as f:
             f.write("".join(json.dumps(r) + "\n" for r in records) + tail)
 
-    append(journal, {"event": "experiment", "name": "x", "metric": "m", "mode": "max",
-                     "trial_id_prefix": "p"},
-           {"event": "trial", "id": "p_00000", "index": 0, "dir": "train_00000",
-            "config": {"lr": 0.1, "net": {"depth": 2}}})
-    append(results, {"training_iteration": 1, "m": 1.0, "done": False},
-           tail='{"training_iteration": 2, "m"')  # the writer is mid-line
+    append(
+        journal,
+        {"event": "experiment", "name": "x", "metric": "m", "mode": "max", "trial_id_prefix": "p"},
+        {
+            "event": "trial",
+            "id": "p_00000",
+            "index": 0,
+            "dir": "train_00000",
+            "config": {"lr": 0.1, "net": {"depth": 2}},
+        },
+    )
+    append(
+        results,
+        {"training_iteration": 1, "m": 1.0, "done": False},
+        tail='{"training_iteration": 2, "m"',
+    )  # the writer is mid-line
     follower = ExperimentFollower(str(tmp_path))
     follower.poll()
     trial = follower.model.trials["p_00000"]
@@ -115,19 +138,25 @@ def test_the_follower_follows_files_as_they_grow(tmp_path):
     # The driver ends the trial: it rewrites the last line as done, then journals the status.
     data = results.read_bytes()
     cut = data.rstrip(b"\n").rfind(b"\n") + 1
-    results.write_bytes(data[:cut] + json.dumps({"training_iteration": 2, "m": 2.5,
-                                                 "done": True}).encode() + b"\n")
-    append(journal, {"event": "status", "id": "p_00000", "status": "TERMINATED"},
-           {"event": "end", "status": "finished"})
+    results.write_bytes(
+        data[:cut] + json.dumps({"training_iteration": 2, "m": 2.5, "done": True}).encode() + b"\n"
+    )
+    append(
+        journal,
+        {"event": "status", "id": "p_00000", "status": "TERMINATED"},
+        {"event": "end", "status": "finished"},
+    )
     follower.poll()
     assert list(trial.curve("m")[1]) == [1.0, 2.5] and trial.status == "TERMINATED"
     assert follower.model.finished()
 
 
 def test_a_resumed_experiment_runs_again(tmp_path):
-    records = [{"event": "experiment", "name": "x", "trial_id_prefix": "p"},
-               {"event": "end", "status": "interrupted", "reason": "SIGTERM"},
-               {"event": "resumed", "when": 1.0}]
+    records = [
+        {"event": "experiment", "name": "x", "trial_id_prefix": "p"},
+        {"event": "end", "status": "interrupted", "reason": "SIGTERM"},
+        {"event": "resumed", "when": 1.0},
+    ]
     (tmp_path / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     follower = ExperimentFollower(str(tmp_path))
     follower.poll()

@@ -17,12 +17,16 @@ from tests.dashboard.conftest import asha_tuner
 def plugin_state(dask_scheduler, path):
     plugin = dask_scheduler.plugins["dasktune-dashboard"]
     model = plugin.experiments[path]
-    return {"trials": len(model.trials), "ended": model.ended,
-            "points": {t.name: len(t.curve("score")[0]) for t in model.trials.values()},
-            "statuses": sorted({t.status for t in model.trials.values()}),
-            "stopped": sum(1 for t in model.trials.values()
-                           if any(w == "stopped" for _, w in t.marks)),
-            "rungs": len(model.rungs), "total": model.total, "cluster": plugin.cluster_info()}
+    return {
+        "trials": len(model.trials),
+        "ended": model.ended,
+        "points": {t.name: len(t.curve("score")[0]) for t in model.trials.values()},
+        "statuses": sorted({t.status for t in model.trials.values()}),
+        "stopped": sum(1 for t in model.trials.values() if any(w == "stopped" for _, w in t.marks)),
+        "rungs": len(model.rungs),
+        "total": model.total,
+        "cluster": plugin.cluster_info(),
+    }
 
 
 def test_a_fit_fills_the_page_on_its_cluster(client, finished_experiment):

@@ -61,10 +61,12 @@ def user(tmp_path, shared) -> dict[str, Path | dict[str, str]]:
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()
     cwd.mkdir()
-    env = {k: v for k, v in os.environ.items()  # none of the developer's dasktune settings
-           if not k.startswith(("DASKTUNE_", "DASK_DASKTUNE__"))}
-    env.update(shared, HOME=str(home), IPYTHONDIR=str(home / ".ipython"),
-               PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()  # none of the developer's dasktune settings
+        if not k.startswith(("DASKTUNE_", "DASK_DASKTUNE__"))
+    }
+    env.update(shared, HOME=str(home), IPYTHONDIR=str(home / ".ipython"), PYTHONUNBUFFERED="1")
     return {"home": home, "cwd": cwd, "env": env}
 
 
@@ -72,12 +74,19 @@ def run_example(name: str, user: dict) -> str:
     """``python examples/<name> --smoke``; its stdout and stderr together."""
     try:
         proc = subprocess.run(
-            [sys.executable, str(EXAMPLES / name), "--smoke"], cwd=user["cwd"], env=user["env"],
-            capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
+            [sys.executable, str(EXAMPLES / name), "--smoke"],
+            cwd=user["cwd"],
+            env=user["env"],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{name} --smoke ran past {RUN_TIMEOUT_S} s; its output:\n"
-                    f"{exc.stdout or ''}\n{exc.stderr or ''}")
+        pytest.fail(
+            f"{name} --smoke ran past {RUN_TIMEOUT_S} s; its output:\n"
+            f"{exc.stdout or ''}\n{exc.stderr or ''}"
+        )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{name} --smoke exited with {proc.returncode}:\n{output[-6000:]}"
     assert "Traceback" not in output, output[-6000:]
@@ -105,7 +114,8 @@ def trial_rows(experiment: Path) -> dict[str, list[dict]]:
     """Each trial directory's results, from its result.json (one JSON object per line)."""
     return {
         trial.name: [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
-        for trial in sorted(experiment.iterdir()) if (trial / "result.json").is_file()
+        for trial in sorted(experiment.iterdir())
+        if (trial / "result.json").is_file()
     }
 
 
@@ -141,7 +151,8 @@ def check_tutorial_output(text: str, home: Path) -> None:
         if RELIABLE_STEP[0] <= float(lr) / (1 - float(momentum)) <= RELIABLE_STEP[1]:
             assert float(acc) >= RELIABLE_FLOOR, (
                 f"lr={lr}, momentum={momentum} reached only {acc}; such trials reached "
-                "0.69-0.93 when measured")
+                "0.69-0.93 when measured"
+            )
 
     # The best model, loaded from its checkpoint, scores on all 1,000 test images about
     # what it scored on the 320 that its trial tested on.
@@ -166,8 +177,9 @@ def test_quickstart(user):
     output = run_example("quickstart.py", user)
     # 0.90 when ASHA lets the slow starter (lr 0.008) finish, 0.65 when it stops it at a rung.
     assert number_after("Best mean_accuracy:", output) > 0.6
-    trials, trained = map(int, re.search(r"Trials run: (\d+), iterations trained: (\d+)",
-                                         output).groups())
+    trials, trained = map(
+        int, re.search(r"Trials run: (\d+), iterations trained: (\d+)", output).groups()
+    )
     assert trials == 8 and trials <= trained <= 8 * 20
     (experiment,) = experiment_paths(output, user["home"])
     assert len(trial_rows(experiment)) == 8
@@ -178,8 +190,10 @@ def test_sklearn_example(user):
     output = run_example("sklearn_example.py", user)
     assert "Best config: {'learning_rate':" in output
     assert number_after("Best validation accuracy:", output) > 0.9
-    assert number_after("Test accuracy of the best config, refitted on all training data:",
-                        output) > 0.9
+    assert (
+        number_after("Test accuracy of the best config, refitted on all training data:", output)
+        > 0.9
+    )
     (experiment,) = experiment_paths(output, user["home"])
     trials = trial_rows(experiment)
     assert len(trials) == 6
@@ -246,7 +260,8 @@ def test_notebook_is_generated_from_the_script():
     generator = _load_generator()
     on_disk = (EXAMPLES / "getting_started.ipynb").read_text()
     assert on_disk == generator.render(generator.build()), (
-        "examples/getting_started.ipynb is out of date: run python examples/_make_notebook.py")
+        "examples/getting_started.ipynb is out of date: run python examples/_make_notebook.py"
+    )
     nb = generator.build()
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert 'os.environ.get("DASKTUNE_SMOKE") == "1"' in code[0].source
@@ -271,16 +286,24 @@ def test_getting_started_notebook(user, tmp_path, monkeypatch):
     # A kernel spec that runs this very interpreter, whatever kernels the machine has.
     kernels = tmp_path / "kernels"
     (kernels / "dasktune-tests").mkdir(parents=True)
-    (kernels / "dasktune-tests" / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "dasktune tests", "language": "python",
-    }))
+    (kernels / "dasktune-tests" / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "dasktune tests",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))  # connection files
-    km = AsyncKernelManager(kernel_name="dasktune-tests",
-                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
+    km = AsyncKernelManager(
+        kernel_name="dasktune-tests",
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]),
+    )
     nb = nbformat.read(EXAMPLES / "getting_started.ipynb", as_version=4)
-    client = NotebookClient(nb, km=km, timeout=RUN_TIMEOUT_S,
-                            resources={"metadata": {"path": str(user["cwd"])}})
+    client = NotebookClient(
+        nb, km=km, timeout=RUN_TIMEOUT_S, resources={"metadata": {"path": str(user["cwd"])}}
+    )
     try:
         client.execute(cleanup_kc=True, env={**user["env"], "DASKTUNE_SMOKE": "1"})
     except CellExecutionError as exc:

@@ -133,8 +133,11 @@ def test_a_cluster_of_gpu_workers_only_runs_cpu_only_trials_too() -> None:
 
 def test_cpu_only_trials_that_cannot_be_kept_off_gpu_workers_are_an_error_with_the_fix() -> None:
     mixed = workers((1, {"GPU": 1}), (1, {}))
-    with pytest.raises(ValueError, match=r"asks for no GPU.*1 workers without a GPU.*"
-                                         r"--resources 'CPU=<threads>'.*\{'gpu': 1\}"):
+    with pytest.raises(
+        ValueError,
+        match=r"asks for no GPU.*1 workers without a GPU.*"
+        r"--resources 'CPU=<threads>'.*\{'gpu': 1\}",
+    ):
         usable_request(mixed, {})
 
 

@@ -13,13 +13,24 @@ from dasktune.execution.console import ConsoleReporter
 from dasktune.trial import Trial, TrialStatus
 
 
-def trial(name: str, status: TrialStatus = TrialStatus.TERMINATED, loss: Any = None,
-          iteration: int = 3, **config: Any) -> Trial:
+def trial(
+    name: str,
+    status: TrialStatus = TrialStatus.TERMINATED,
+    loss: Any = None,
+    iteration: int = 3,
+    **config: Any,
+) -> Trial:
     last = {"training_iteration": iteration}
     if loss is not None:
         last["loss"] = loss
-    return Trial(trial_id=name, config=config or {"lr": 0.1}, trial_name=name, status=status,
-                 local_path=f"/exp/{name}", last_result=last)
+    return Trial(
+        trial_id=name,
+        config=config or {"lr": 0.1},
+        trial_name=name,
+        status=status,
+        local_path=f"/exp/{name}",
+        last_result=last,
+    )
 
 
 class FakeController:
@@ -33,22 +44,31 @@ class FakeController:
         return self.best
 
 
-def reporter(verbose: int = 1, metric: str | None = "loss", mode: str | None = "min",
-             interval: float = 5.0) -> tuple[ConsoleReporter, io.StringIO]:
+def reporter(
+    verbose: int = 1, metric: str | None = "loss", mode: str | None = "min", interval: float = 5.0
+) -> tuple[ConsoleReporter, io.StringIO]:
     stream = io.StringIO()
     return ConsoleReporter(verbose, metric, mode, interval=interval, stream=stream), stream
 
 
 # -- status line ------------------------------------------------------------
 
+
 def test_status_line_counts_in_a_fixed_order() -> None:
     console, _ = reporter()
-    trials = [trial("a", TrialStatus.ERROR), trial("b", TrialStatus.PENDING),
-              trial("c", TrialStatus.RUNNING), trial("d", TrialStatus.PENDING),
-              trial("e", TrialStatus.TERMINATED)]
+    trials = [
+        trial("a", TrialStatus.ERROR),
+        trial("b", TrialStatus.PENDING),
+        trial("c", TrialStatus.RUNNING),
+        trial("d", TrialStatus.PENDING),
+        trial("e", TrialStatus.TERMINATED),
+    ]
     line = console.status_line(trials)
-    assert re.fullmatch(r"\[dasktune \d+:\d\d:\d\d\] 5 trials: 1 RUNNING, 2 PENDING, "
-                        r"1 TERMINATED, 1 ERROR", line), line
+    assert re.fullmatch(
+        r"\[dasktune \d+:\d\d:\d\d\] 5 trials: 1 RUNNING, 2 PENDING, "
+        r"1 TERMINATED, 1 ERROR",
+        line,
+    ), line
 
 
 def test_status_line_before_any_trial() -> None:
@@ -79,6 +99,7 @@ def test_status_line_without_a_best_trial() -> None:
 
 # -- the table --------------------------------------------------------------
 
+
 def table_order(console: ConsoleReporter, trials: list[Trial]) -> list[str]:
     lines = console.table(trials).splitlines()[2:]
     return [line.split()[0] for line in lines]
@@ -86,15 +107,25 @@ def table_order(console: ConsoleReporter, trials: list[Trial]) -> list[str]:
 
 def test_table_best_first_with_nan_and_missing_last_for_min() -> None:
     console, _ = reporter(mode="min")
-    trials = [trial("a", loss=0.5), trial("b", loss=math.nan), trial("c", loss=0.1),
-              trial("d"), trial("e", loss=0.3)]
+    trials = [
+        trial("a", loss=0.5),
+        trial("b", loss=math.nan),
+        trial("c", loss=0.1),
+        trial("d"),
+        trial("e", loss=0.3),
+    ]
     assert table_order(console, trials) == ["c", "e", "a", "b", "d"]
 
 
 def test_table_best_first_with_nan_last_for_max() -> None:
     console, _ = reporter(mode="max")
-    trials = [trial("a", loss=0.5), trial("b", loss=math.nan), trial("c", loss=0.1),
-              trial("d"), trial("e", loss=0.3)]
+    trials = [
+        trial("a", loss=0.5),
+        trial("b", loss=math.nan),
+        trial("c", loss=0.1),
+        trial("d"),
+        trial("e", loss=0.3),
+    ]
     assert table_order(console, trials) == ["a", "e", "c", "b", "d"]
 
 
@@ -109,12 +140,23 @@ def test_table_keeps_the_order_without_metric_or_mode() -> None:
 
 def test_table_columns_and_values() -> None:
     console, _ = reporter()
-    trials = [trial("train_00000", TrialStatus.TERMINATED, loss=0.25, iteration=10, lr=0.001,
-                    layers=[1, 2], opt={"m": 0.9}, batch=32),
-              trial("train_00001", TrialStatus.ERROR, loss=math.inf, iteration=2, lr=0.1, batch=64)]
+    trials = [
+        trial(
+            "train_00000",
+            TrialStatus.TERMINATED,
+            loss=0.25,
+            iteration=10,
+            lr=0.001,
+            layers=[1, 2],
+            opt={"m": 0.9},
+            batch=32,
+        ),
+        trial("train_00001", TrialStatus.ERROR, loss=math.inf, iteration=2, lr=0.1, batch=64),
+    ]
     header, rule, first, second = console.table(trials).splitlines()
     assert header.split() == ["trial", "status", "batch", "lr", "iter", "loss"], (
-        "nested and list configs are left out, keys sorted")
+        "nested and list configs are left out, keys sorted"
+    )
     assert set(rule.replace("  ", "")) == {"-"}
     assert first.split() == ["train_00000", "TERMINATED", "32", "0.001", "10", "0.25"]
     assert second.split() == ["train_00001", "ERROR", "64", "0.1", "2", "inf"]
@@ -139,11 +181,14 @@ def test_table_is_cut_at_twenty_rows() -> None:
 
 def test_table_of_no_trials() -> None:
     console, _ = reporter()
-    assert console.table([]).splitlines() == ["trial  status  iter  loss",
-                                              "-----  ------  ----  ----"]
+    assert console.table([]).splitlines() == [
+        "trial  status  iter  loss",
+        "-----  ------  ----  ----",
+    ]
 
 
 # -- verbosity --------------------------------------------------------------
+
 
 def test_verbose_zero_prints_nothing() -> None:
     console, stream = reporter(verbose=0)
@@ -206,6 +251,7 @@ def test_verbose_two_prints_each_result_and_error() -> None:
 
 # -- the progress bar: terminal, plain lines, notebook ----------------------------------------
 
+
 class Counted(FakeController):
     """A controller whose searcher knows it will make ``total`` trials."""
 
@@ -220,8 +266,9 @@ class Terminal(io.StringIO):
 
 
 def progress(done: int, running: int) -> list[Trial]:
-    return ([trial(f"d{i}") for i in range(done)]
-            + [trial(f"r{i}", TrialStatus.RUNNING) for i in range(running)])
+    return [trial(f"d{i}") for i in range(done)] + [
+        trial(f"r{i}", TrialStatus.RUNNING) for i in range(running)
+    ]
 
 
 def test_a_terminal_gets_one_line_that_rewrites_itself():
@@ -232,11 +279,12 @@ def test_a_terminal_gets_one_line_that_rewrites_itself():
         console.update(Counted(progress(done, 2), 10), active=2, force=True)
     out = stream.getvalue()
     assert "\n" not in out and out.count("\r") == 3  # no wall of lines
-    assert out.rsplit("\r", 1)[1].startswith("[dasktune 0:00:00] [###################-----] "
-                                              "8/10 trials done | 2 RUNNING")
+    assert out.rsplit("\r", 1)[1].startswith(
+        "[dasktune 0:00:00] [###################-----] 8/10 trials done | 2 RUNNING"
+    )
     console.note("a note")  # ends the progress line first
     console.summary(progress(10, 0))
-    tail = stream.getvalue()[len(out):]
+    tail = stream.getvalue()[len(out) :]
     assert tail.startswith("\na note\n\r") and "10/10 trials done -- finished" in tail
     assert tail.count("trial ") == 1  # the table, once
 
@@ -259,7 +307,7 @@ def test_without_a_known_number_of_trials_there_is_no_bar():
     assert re.search(r"\] 3 trials: 1 RUNNING, 2 TERMINATED$", stream.getvalue().strip())
 
 
-NOTEBOOK_CELL = '''
+NOTEBOOK_CELL = """
 from dasktune.execution.console import ConsoleReporter
 from dasktune.trial import Trial, TrialStatus
 
@@ -274,7 +322,7 @@ console = ConsoleReporter(1, None, None)
 assert console.kind == "notebook", console.kind
 for done in range(6):
     console.update(Controller(done, 5), active=0, force=True)
-'''
+"""
 
 
 def test_a_notebook_gets_one_display_updated_in_place(tmp_path):
@@ -282,8 +330,12 @@ def test_a_notebook_gets_one_display_updated_in_place(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK_CELL)])
-    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     outputs = notebook.cells[0].outputs
     assert [o["output_type"] for o in outputs] == ["display_data"], outputs
     html = outputs[0]["data"]["text/html"]

@@ -17,11 +17,13 @@ from dasktune.stopper import MaximumIterationStopper, Stopper
 from dasktune.trial import Trial, TrialStatus
 
 
-def searcher_for(num_samples: int = 1, space: dict[str, Any] | None = None,
-                 max_concurrent: int = 0) -> BasicVariantGenerator:
+def searcher_for(
+    num_samples: int = 1, space: dict[str, Any] | None = None, max_concurrent: int = 0
+) -> BasicVariantGenerator:
     searcher = BasicVariantGenerator(max_concurrent=max_concurrent, random_state=0)
-    assert searcher.set_search_properties(None, None, space or {"lr": uniform(0, 1)},
-                                          num_samples=num_samples)
+    assert searcher.set_search_properties(
+        None, None, space or {"lr": uniform(0, 1)}, num_samples=num_samples
+    )
     return searcher
 
 
@@ -33,8 +35,13 @@ class FakeClock:
         return self.now
 
 
-def make_controller(searcher: Searcher | None = None, scheduler: TrialScheduler | None = None,
-                    stopper: Any = None, clock: Any = None, **settings: Any) -> Controller:
+def make_controller(
+    searcher: Searcher | None = None,
+    scheduler: TrialScheduler | None = None,
+    stopper: Any = None,
+    clock: Any = None,
+    **settings: Any,
+) -> Controller:
     controller = Controller(
         searcher=searcher or searcher_for(settings.get("num_samples", 1)),
         scheduler=scheduler or FIFOScheduler(),
@@ -48,11 +55,17 @@ def make_controller(searcher: Searcher | None = None, scheduler: TrialScheduler 
 
 
 def result(iteration: int, **metrics: Any) -> dict[str, Any]:
-    return {"training_iteration": iteration, "time_total_s": float(iteration), "trial_id": "x",
-            "done": False, **metrics}
+    return {
+        "training_iteration": iteration,
+        "time_total_s": float(iteration),
+        "trial_id": "x",
+        "done": False,
+        **metrics,
+    }
 
 
 # -- new trials -------------------------------------------------------------
+
 
 def test_new_trials_respects_room_and_num_samples() -> None:
     controller = make_controller(searcher=searcher_for(5), num_samples=5)
@@ -132,6 +145,7 @@ def test_no_new_trials_once_stopping() -> None:
 
 # -- results ----------------------------------------------------------------
 
+
 def test_fifo_lets_trials_continue_and_records_the_last_result() -> None:
     controller = make_controller()
     (trial,) = controller.new_trials(1)
@@ -153,8 +167,12 @@ def test_noop_becomes_continue() -> None:
 
 def test_asha_stops_the_worse_trial_at_a_rung() -> None:
     asha = ASHAScheduler(metric="loss", mode="min", max_t=8, grace_period=1, reduction_factor=2)
-    controller = make_controller(searcher=searcher_for(2), scheduler=asha, num_samples=2,
-                                 required_metrics=(("loss", "ASHAScheduler(metric=...)"),))
+    controller = make_controller(
+        searcher=searcher_for(2),
+        scheduler=asha,
+        num_samples=2,
+        required_metrics=(("loss", "ASHAScheduler(metric=...)"),),
+    )
     good, bad = controller.new_trials(2)
     assert controller.on_result(good, result(1, loss=0.1)) is TrialDecision.CONTINUE
     assert controller.on_result(bad, result(1, loss=0.9)) is TrialDecision.STOP
@@ -163,8 +181,7 @@ def test_asha_stops_the_worse_trial_at_a_rung() -> None:
 def test_asha_decision_points_reach_the_trials() -> None:
     asha = ASHAScheduler(metric="loss", mode="min", max_t=8, reduction_factor=2)
     controller = make_controller(scheduler=asha)
-    assert controller.decision_points() == (
-        DecisionPoints.at("training_iteration", [1, 2, 4, 8]),)
+    assert controller.decision_points() == (DecisionPoints.at("training_iteration", [1, 2, 4, 8]),)
 
 
 def test_decision_points_of_fifo_and_a_stopper_are_merged() -> None:
@@ -173,7 +190,8 @@ def test_decision_points_of_fifo_and_a_stopper_are_merged() -> None:
     asha = ASHAScheduler(metric="loss", mode="min", max_t=8, reduction_factor=2)
     controller = make_controller(scheduler=asha, stopper=MaximumIterationStopper(3))
     assert controller.decision_points() == (
-        DecisionPoints.at("training_iteration", [1, 2, 3, 4, 8]),)
+        DecisionPoints.at("training_iteration", [1, 2, 3, 4, 8]),
+    )
 
 
 def test_decision_points_of_fifo_alone_are_empty() -> None:
@@ -214,8 +232,9 @@ class RecordingSearcher(BasicVariantGenerator):
 
 def test_a_result_that_the_stopper_stops_is_not_passed_on() -> None:
     scheduler, searcher = Recording(), RecordingSearcher()
-    controller = make_controller(searcher=searcher, scheduler=scheduler,
-                                 stopper=MaximumIterationStopper(2))
+    controller = make_controller(
+        searcher=searcher, scheduler=scheduler, stopper=MaximumIterationStopper(2)
+    )
     (trial,) = controller.new_trials(1)
     controller.on_result(trial, result(1, loss=1.0))
     assert controller.on_result(trial, result(2, loss=0.5)) is TrialDecision.STOP
@@ -226,8 +245,9 @@ def test_a_result_that_the_stopper_stops_is_not_passed_on() -> None:
 
 def test_nested_metrics_are_flattened_before_deciding() -> None:
     scheduler = Recording()
-    controller = make_controller(scheduler=scheduler,
-                                 required_metrics=(("val/acc", "TuneConfig(metric=...)"),))
+    controller = make_controller(
+        scheduler=scheduler, required_metrics=(("val/acc", "TuneConfig(metric=...)"),)
+    )
     (trial,) = controller.new_trials(1)
     nested = result(1, val={"acc": 0.9, "loss": 0.1})
     assert controller.on_result(trial, nested) is TrialDecision.CONTINUE
@@ -268,8 +288,9 @@ def test_stopper_stop_all_stops_the_experiment() -> None:
 
 def test_missing_required_metric_names_the_reported_keys() -> None:
     asha = ASHAScheduler(metric="accuracy", mode="max", max_t=8)
-    controller = make_controller(scheduler=asha,
-                                 required_metrics=(("accuracy", "ASHAScheduler(metric=...)"),))
+    controller = make_controller(
+        scheduler=asha, required_metrics=(("accuracy", "ASHAScheduler(metric=...)"),)
+    )
     (trial,) = controller.new_trials(1)
     with pytest.raises(MetricNotReportedError) as info:
         controller.on_result(trial, result(1, loss=0.5, mean_acc=0.9))
@@ -295,6 +316,7 @@ def test_required_metric_present_passes() -> None:
 
 
 # -- completion and failures ------------------------------------------------
+
 
 def test_on_complete_terminates_and_marks_the_last_result_done() -> None:
     controller = make_controller()
@@ -352,8 +374,9 @@ def test_error_frees_the_searchers_slot() -> None:
 
 
 def test_fail_fast_stops_everything() -> None:
-    controller = make_controller(searcher=searcher_for(4), num_samples=4, fail_fast=True,
-                                 max_failures=3)
+    controller = make_controller(
+        searcher=searcher_for(4), num_samples=4, fail_fast=True, max_failures=3
+    )
     a, b = controller.new_trials(2)
     # fail_fast applies once the trial has used its retries.
     assert controller.on_error(a, "boom") is True
@@ -382,6 +405,7 @@ def test_paused_trial_is_resumed() -> None:
 
 # -- trials waiting (on_trials_waiting) ---------------------------------------
 
+
 class ListeningScheduler(FIFOScheduler):
     def __init__(self) -> None:
         super().__init__()
@@ -402,10 +426,10 @@ def test_live_limit_is_the_lowest_of_tune_config_and_searcher() -> None:
 
 def test_trials_wait_while_the_limit_leaves_room_counting_paused_trials() -> None:
     controller = make_controller(searcher=searcher_for(4), num_samples=4, max_concurrent_trials=2)
-    a, = controller.new_trials(1)
+    (a,) = controller.new_trials(1)
     a.status = TrialStatus.RUNNING
     assert controller.trials_waiting(), "a second trial may start"
-    b, = controller.new_trials(1)
+    (b,) = controller.new_trials(1)
     b.status = TrialStatus.RUNNING
     assert not controller.trials_waiting(), "two live trials fill the limit"
     controller.on_paused(b)
@@ -426,7 +450,7 @@ def test_queued_runs_wait_even_at_the_limit_or_after_the_search() -> None:
 
 def test_no_trial_waits_once_no_more_come() -> None:
     controller = make_controller(searcher=searcher_for(1), num_samples=1)
-    a, = controller.new_trials(1)
+    (a,) = controller.new_trials(1)
     assert controller.trials_waiting()  # a is queued
     a.status = TrialStatus.RUNNING
     controller.new_trials(1)
@@ -435,8 +459,9 @@ def test_no_trial_waits_once_no_more_come() -> None:
 
 def test_the_scheduler_hears_changes_before_it_decides() -> None:
     scheduler = ListeningScheduler()
-    controller = make_controller(searcher=searcher_for(3), scheduler=scheduler, num_samples=3,
-                                 max_concurrent_trials=2)
+    controller = make_controller(
+        searcher=searcher_for(3), scheduler=scheduler, num_samples=3, max_concurrent_trials=2
+    )
     a, b = controller.new_trials(2)
     a.status = b.status = TrialStatus.RUNNING
     controller.on_result(a, result(1, score=1.0))
@@ -456,15 +481,17 @@ def test_schedulers_that_do_not_listen_are_not_told() -> None:
             Counting.asked += 1
             return super().trials_waiting()
 
-    controller = Counting(searcher_for(), FIFOScheduler(), None, ControllerSettings(),
-                          clock=FakeClock())
-    a, = controller.new_trials(1)
+    controller = Counting(
+        searcher_for(), FIFOScheduler(), None, ControllerSettings(), clock=FakeClock()
+    )
+    (a,) = controller.new_trials(1)
     controller.on_result(a, result(1, score=1.0))
     controller.paused_to_resume()
     assert Counting.asked == 0
 
 
 # -- the experiment as a whole ----------------------------------------------
+
 
 def test_time_budget_with_an_injected_clock() -> None:
     clock = FakeClock()
@@ -481,8 +508,9 @@ def test_time_budget_with_an_injected_clock() -> None:
 
 def test_time_budget_counts_from_start() -> None:
     clock = FakeClock()
-    controller = Controller(searcher_for(), FIFOScheduler(), None,
-                            ControllerSettings(time_budget_s=5), clock=clock)
+    controller = Controller(
+        searcher_for(), FIFOScheduler(), None, ControllerSettings(time_budget_s=5), clock=clock
+    )
     clock.now += 100
     controller.check_budget()
     assert not controller.stopping, "no budget is spent before start()"
@@ -556,9 +584,13 @@ def test_a_searcher_that_never_suggests_is_an_error_not_a_hang() -> None:
             return None
 
     now = [0.0]
-    controller = Controller(Stuck(metric="loss", mode="min"), FIFOScheduler(), None,
-                            ControllerSettings(num_samples=3, searcher_counts_samples=True),
-                            clock=lambda: now[0])
+    controller = Controller(
+        Stuck(metric="loss", mode="min"),
+        FIFOScheduler(),
+        None,
+        ControllerSettings(num_samples=3, searcher_counts_samples=True),
+        clock=lambda: now[0],
+    )
     assert controller.new_trials(2) == []
     controller.check_stalled(active_runs=0, limit_s=30)  # not yet
     now[0] = 31.0
@@ -569,16 +601,18 @@ def test_a_searcher_that_never_suggests_is_an_error_not_a_hang() -> None:
 
 # -- drawing ahead ----------------------------------------------------------
 
+
 def test_trials_may_be_drawn_ahead_only_where_that_changes_no_decision() -> None:
     from dasktune.schedulers import HyperBandScheduler, MedianStoppingRule, PopulationBasedTraining
 
     assert make_controller().may_draw_ahead, "random search, FIFO"
     assert make_controller(scheduler=ASHAScheduler(metric="m", mode="max")).may_draw_ahead
-    pausing = [ASHAScheduler(metric="m", mode="max", mode_of_operation="promotion"),
-               HyperBandScheduler(metric="m", mode="max"),
-               MedianStoppingRule(metric="m", mode="max"),
-               PopulationBasedTraining(metric="m", mode="max",
-                                       hyperparam_mutations={"lr": [0.1, 0.2]})]
+    pausing = [
+        ASHAScheduler(metric="m", mode="max", mode_of_operation="promotion"),
+        HyperBandScheduler(metric="m", mode="max"),
+        MedianStoppingRule(metric="m", mode="max"),
+        PopulationBasedTraining(metric="m", mode="max", hyperparam_mutations={"lr": [0.1, 0.2]}),
+    ]
     for scheduler in pausing:
         assert not make_controller(scheduler=scheduler).may_draw_ahead, type(scheduler).__name__
 

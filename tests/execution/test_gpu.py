@@ -15,38 +15,51 @@ import pytest
 from dasktune.execution._gpu import GpuProbe, probe_gpus, release_gpu_memory
 from dasktune.execution.cluster import ClusterKind, select_kind
 
-NO_GPU = GpuProbe(0, dask_cuda=True, reason="NVML found no NVIDIA driver (NVML Shared Library "
-                                            "Not Found)")
+NO_GPU = GpuProbe(
+    0, dask_cuda=True, reason="NVML found no NVIDIA driver (NVML Shared Library Not Found)"
+)
 ONE_GPU = GpuProbe(1, dask_cuda=True)
 
 
-@pytest.mark.parametrize(("setting", "probe", "kind"), [
-    ("auto", NO_GPU, ClusterKind.CPU),
-    ("auto", GpuProbe(0, dask_cuda=False, reason="no pynvml"), ClusterKind.CPU),
-    ("auto", GpuProbe(2, dask_cuda=False), ClusterKind.CPU),  # GPUs, but no dasktune[cuda]
-    ("auto", ONE_GPU, ClusterKind.CUDA),
-    ("cpu", ONE_GPU, ClusterKind.CPU),
-    ("cuda", ONE_GPU, ClusterKind.CUDA),
-])
+@pytest.mark.parametrize(
+    ("setting", "probe", "kind"),
+    [
+        ("auto", NO_GPU, ClusterKind.CPU),
+        ("auto", GpuProbe(0, dask_cuda=False, reason="no pynvml"), ClusterKind.CPU),
+        ("auto", GpuProbe(2, dask_cuda=False), ClusterKind.CPU),  # GPUs, but no dasktune[cuda]
+        ("auto", ONE_GPU, ClusterKind.CUDA),
+        ("cpu", ONE_GPU, ClusterKind.CPU),
+        ("cuda", ONE_GPU, ClusterKind.CUDA),
+    ],
+)
 def test_the_cluster_kind_follows_the_setting_and_the_machine(setting, probe, kind) -> None:
     assert select_kind(setting, probe) is kind
 
 
 def test_cuda_without_dask_cuda_names_the_extra() -> None:
-    with pytest.raises(ImportError, match=r"kind is 'cuda'.*dask-cuda is not installed.*"
-                                          r"pip install 'dasktune\[cuda\]'"):
+    with pytest.raises(
+        ImportError,
+        match=r"kind is 'cuda'.*dask-cuda is not installed.*"
+        r"pip install 'dasktune\[cuda\]'",
+    ):
         select_kind("cuda", GpuProbe(1, dask_cuda=False))
 
 
 def test_cuda_without_a_gpu_says_why_and_what_to_set() -> None:
-    with pytest.raises(RuntimeError, match=r"kind is 'cuda', but this machine has no GPU for it: "
-                                           r"NVML found no NVIDIA driver.*'auto'.*'cpu'"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"kind is 'cuda', but this machine has no GPU for it: "
+        r"NVML found no NVIDIA driver.*'auto'.*'cpu'",
+    ):
         select_kind("cuda", NO_GPU)
 
 
 def test_an_unknown_kind_names_the_setting_and_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"dasktune.cluster.kind is 'gpu', but it must be "
-                                         r"'auto', 'cpu' or 'cuda'"):
+    with pytest.raises(
+        ValueError,
+        match=r"dasktune.cluster.kind is 'gpu', but it must be "
+        r"'auto', 'cpu' or 'cuda'",
+    ):
         select_kind("gpu", ONE_GPU)
 
 
@@ -118,8 +131,11 @@ def test_release_with_real_torch_and_no_cuda_does_nothing() -> None:
 
 
 def test_release_without_torch_imports_nothing() -> None:
-    code = ("import sys; from dasktune.execution._gpu import release_gpu_memory; "
-            "print(release_gpu_memory(), 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True)
+    code = (
+        "import sys; from dasktune.execution._gpu import release_gpu_memory; "
+        "print(release_gpu_memory(), 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.split() == ["False", "False"]

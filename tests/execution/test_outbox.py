@@ -77,11 +77,14 @@ def test_the_end_of_a_run_and_a_repeated_question_are_sent_at_once() -> None:
     outcome = RunOutcome("r-1", RunStatus.FINISHED, 1, 1)
     box.put(AwaitingDecision("r-1", "tcp://w", 1))
     box.put(RunEnded("r-1", "tcp://w", outcome))
-    assert worker.messages() == [AwaitingDecision("r-1", "tcp://w", 1),
-                                 RunEnded("r-1", "tcp://w", outcome)]
+    assert worker.messages() == [
+        AwaitingDecision("r-1", "tcp://w", 1),
+        RunEnded("r-1", "tcp://w", outcome),
+    ]
     assert [event for _, event in worker.events] == [
         AwaitingDecision("r-1", "tcp://w", 1).to_wire(),
-        RunEnded("r-1", "tcp://w", outcome).to_wire()], "a message alone is sent as itself"
+        RunEnded("r-1", "tcp://w", outcome).to_wire(),
+    ], "a message alone is sent as itself"
 
 
 def test_values_dask_refuses_are_converted_before_they_join_a_batch() -> None:
@@ -100,6 +103,5 @@ def test_each_worker_and_topic_has_its_own_box() -> None:
     _Outbox.of(one, "topic-e").put(result(1, wait=True))
     _Outbox.of(two, "topic-e").put(result(2, wait=True))
     _Outbox.of(one, "topic-f").put(result(3, wait=True))
-    assert [(t, read_messages(e)[0].seq) for t, e in one.events] == [("topic-e", 1),
-                                                                     ("topic-f", 3)]
+    assert [(t, read_messages(e)[0].seq) for t, e in one.events] == [("topic-e", 1), ("topic-f", 3)]
     assert [(t, read_messages(e)[0].seq) for t, e in two.events] == [("topic-e", 2)]

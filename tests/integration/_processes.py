@@ -12,8 +12,13 @@ from pathlib import Path
 def start(command: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen:
     """Start ``command`` in a process group of its own, its output going to ``log``."""
     with open(log, "w") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                env=None if env is None else dict(env), start_new_session=True)
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            start_new_session=True,
+        )
 
 
 def stop(processes: list[subprocess.Popen]) -> None:

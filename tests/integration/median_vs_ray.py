@@ -52,11 +52,13 @@ CURVES: dict[str, list[float]] = {
 #: name -> (curves in grid order, max_concurrent_trials, MedianStoppingRule arguments).
 SCENARIOS: dict[str, tuple[list[str], int, dict[str, Any]]] = {
     "one_at_a_time": (
-        ["rise", "flat", "late", "fade", "step", "poor"], 1,
+        ["rise", "flat", "late", "fade", "step", "poor"],
+        1,
         {"grace_period": 2, "min_samples_required": 1},
     ),
     "one_at_a_time_soft": (
-        ["rise", "flat", "late", "fade", "step", "poor"], 1,
+        ["rise", "flat", "late", "fade", "step", "poor"],
+        1,
         {"grace_period": 2, "min_samples_required": 1, "hard_stop": False},
     ),
     # "rise" and "twin" run together first and never stop each other: each one's best at t is
@@ -65,7 +67,8 @@ SCENARIOS: dict[str, tuple[list[str], int, dict[str, Any]]] = {
     # their mean that which other trials have reached t does not change a decision (the
     # simulator checks this with trials running up to 50% faster or slower than others).
     "two_at_a_time": (
-        ["rise", "twin", "fade", "flat", "late", "shelf"], 2,
+        ["rise", "twin", "fade", "flat", "late", "shelf"],
+        2,
         {"grace_period": 2, "min_samples_required": 1},
     ),
 }
@@ -75,12 +78,30 @@ SCENARIOS: dict[str, tuple[list[str], int, dict[str, Any]]] = {
 #: /work/ray-venv/bin/python (Ray 2.60.0, 4 CPUs) on 2026-11-29: the one-at-a-time scenarios
 #: the same in all seven runs of this script, "two_at_a_time" in most (see the module docstring).
 RAY_OUTCOME: dict[str, dict[str, tuple[int, list[int]]]] = {
-    "one_at_a_time": {"rise": (8, []), "flat": (5, []), "late": (2, []), "fade": (8, []),
-                      "step": (2, []), "poor": (2, [])},
-    "one_at_a_time_soft": {"rise": (8, []), "flat": (8, [5]), "late": (8, [2]), "fade": (8, []),
-                           "step": (8, [2]), "poor": (8, [2])},
-    "two_at_a_time": {"rise": (8, []), "twin": (8, []), "fade": (8, []), "flat": (5, []),
-                      "late": (2, []), "shelf": (3, [])},
+    "one_at_a_time": {
+        "rise": (8, []),
+        "flat": (5, []),
+        "late": (2, []),
+        "fade": (8, []),
+        "step": (2, []),
+        "poor": (2, []),
+    },
+    "one_at_a_time_soft": {
+        "rise": (8, []),
+        "flat": (8, [5]),
+        "late": (8, [2]),
+        "fade": (8, []),
+        "step": (8, [2]),
+        "poor": (8, [2]),
+    },
+    "two_at_a_time": {
+        "rise": (8, []),
+        "twin": (8, []),
+        "fade": (8, []),
+        "flat": (5, []),
+        "late": (2, []),
+        "shelf": (3, []),
+    },
 }
 
 SECONDS_PER_ITERATION = 0.2
@@ -129,8 +150,11 @@ def ray_outcomes(storage: str, names: list[str] | None = None) -> dict[str, Outc
 
 def differences(outcomes: dict[str, Outcome]) -> list[str]:
     """The scenarios whose outcome differs from RAY_OUTCOME where timing cannot change it."""
-    return [name for name, outcome in outcomes.items()
-            if comparable(name, outcome) != comparable(name, RAY_OUTCOME[name])]
+    return [
+        name
+        for name, outcome in outcomes.items()
+        if comparable(name, outcome) != comparable(name, RAY_OUTCOME[name])
+    ]
 
 
 def run_under_ray(name: str, storage: str) -> Outcome:
@@ -143,8 +167,11 @@ def run_under_ray(name: str, storage: str) -> Outcome:
         make_trainable("ray.tune"),
         param_space={"curve": tune.grid_search(curves)},
         tune_config=tune.TuneConfig(
-            metric="score", mode="max", max_concurrent_trials=limit,
-            scheduler=MedianStoppingRule(time_attr="training_iteration", **rule)),
+            metric="score",
+            mode="max",
+            max_concurrent_trials=limit,
+            scheduler=MedianStoppingRule(time_attr="training_iteration", **rule),
+        ),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
     ).fit()
     return outcome_of(grid)
@@ -181,8 +208,11 @@ def main() -> int:
         print(f"    {name!r}: {outcome!r},")
     print("}")
     differ = differences(outcomes)
-    print(f"DIFFERS from the recorded RAY_OUTCOME: {differ}" if differ
-          else "same as recorded (where timing cannot change it)")
+    print(
+        f"DIFFERS from the recorded RAY_OUTCOME: {differ}"
+        if differ
+        else "same as recorded (where timing cannot change it)"
+    )
     return 1 if differ else 0
 
 

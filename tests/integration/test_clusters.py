@@ -39,8 +39,14 @@ def test_script_without_main_guard_runs_on_the_embedded_cluster(tmp_path):
     script = tmp_path / "tutorial_style.py"
     script.write_text(GUARDLESS_SCRIPT)
     env = dict(os.environ, STORAGE=str(tmp_path / "results"))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         env=env, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "BEST 4 8" in out.stdout
     # Trials ran in worker processes, not in the driver.
@@ -57,11 +63,22 @@ def double(config):
 def test_default_client_is_used_when_no_client_is_given(tmp_path):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         worker_pids = set(c.run(os.getpid).values())
-        grid = tune.Tuner(double, param_space={"x": 3},
-                          run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+        grid = tune.Tuner(
+            double,
+            param_space={"x": 3},
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+        ).fit()
         assert grid[0].metrics["worker"] in worker_pids
         # The user's cluster stays up after fit.
         assert c.submit(sum, [1, 2]).result() == 3
@@ -70,8 +87,15 @@ def test_default_client_is_used_when_no_client_is_given(tmp_path):
 def test_script_from_stdin_like_a_notebook_cell(tmp_path):
     """Interactive __main__ (no __file__), as in Jupyter: functions travel by value."""
     env = dict(os.environ, STORAGE=str(tmp_path / "results"))
-    out = subprocess.run([sys.executable, "-"], input=GUARDLESS_SCRIPT, capture_output=True,
-                         text=True, env=env, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-"],
+        input=GUARDLESS_SCRIPT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "BEST 4 8" in out.stdout
 
@@ -92,8 +116,17 @@ def test_cancelling_a_running_trial_future_stops_it_at_its_next_report(tmp_path)
 
     from dasktune.trainable import session
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+
         def task():
             from distributed import get_worker
 
@@ -102,9 +135,15 @@ def test_cancelling_a_running_trial_future_stops_it_at_its_next_report(tmp_path)
             spec = session.RunSpec(
                 run_id="r1",
                 context=session.TrialContext("t", "t", str(tmp_path / "t"), "e", str(tmp_path)),
-                config={}, topic="x", decision_points=())
-            s = session.Session(spec, emit=lambda m: None,
-                                cancelled=lambda: worker.state.tasks[key].state == "cancelled")
+                config={},
+                topic="x",
+                decision_points=(),
+            )
+            s = session.Session(
+                spec,
+                emit=lambda m: None,
+                cancelled=lambda: worker.state.tasks[key].state == "cancelled",
+            )
             session.set_session(s)
             try:
                 cancellable({})
@@ -150,10 +189,15 @@ def test_ctrl_c_stops_the_experiment_promptly_and_keeps_the_results(tmp_path):
     storage = tmp_path / "results"
     script = tmp_path / "interrupted.py"
     script.write_text(INTERRUPTED_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env=dict(os.environ, STORAGE=str(storage)),
-                            start_new_session=True)  # its own process group, like a terminal's
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ, STORAGE=str(storage)),
+        start_new_session=True,
+    )  # its own process group, like a terminal's
     deadline = time.monotonic() + 60
     results = storage / "ctrl_c"
     while time.monotonic() < deadline:  # wait until both trials have reported
@@ -194,12 +238,23 @@ def test_a_trial_that_kills_its_worker_fails_alone(tmp_path):
 
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         start = time.monotonic()
-        grid = tune.Tuner(crashes_its_worker, param_space={"x": tune.grid_search([1, 2, 3])},
-                          run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
-                          client=c).fit()
+        grid = tune.Tuner(
+            crashes_its_worker,
+            param_space={"x": tune.grid_search([1, 2, 3])},
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+            client=c,
+        ).fit()
         assert time.monotonic() - start < 120
     by_x = {r.config["x"]: r for r in grid}
     assert by_x[1].metrics["score"] == 11 and by_x[3].metrics["score"] == 13
@@ -245,8 +300,14 @@ def test_the_embedded_cluster_listens_on_localhost_only(tmp_path):
     import json
 
     env = dict(os.environ, STORAGE=str(tmp_path / "results"))
-    out = subprocess.run([sys.executable, "-c", LISTENING_SCRIPT], capture_output=True, text=True,
-                         env=env, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", LISTENING_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     # Scheduler, dashboard, and each worker and nanny: all bound to 127.0.0.1.
@@ -311,8 +372,14 @@ TLS_SCRIPT = textwrap.dedent(
 def test_tls_on_request_keeps_out_clients_without_the_certificates(tmp_path):
     pytest.importorskip("cryptography")
     env = dict(os.environ, STORAGE=str(tmp_path / "results"))
-    out = subprocess.run([sys.executable, "-c", TLS_SCRIPT], capture_output=True, text=True,
-                         env=env, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", TLS_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert "SCORES [2, 4]" in lines, out.stdout  # trials ran over TLS
@@ -328,14 +395,23 @@ def test_tls_without_cryptography_says_what_to_install(tmp_path):
 
     try:
         import cryptography  # noqa: F401 - only whether it imports
+
         pytest.skip("cryptography is installed")
     except ImportError:
         pass
-    with dask.config.set({"dasktune.cluster.security": True}), \
-            pytest.raises(ImportError, match=r"dasktune.cluster.security is true.*"
-                                             r"pip install cryptography"):
-        tune.Tuner(double, param_space={"x": 1},
-                   run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    with (
+        dask.config.set({"dasktune.cluster.security": True}),
+        pytest.raises(
+            ImportError,
+            match=r"dasktune.cluster.security is true.*"
+            r"pip install cryptography",
+        ),
+    ):
+        tune.Tuner(
+            double,
+            param_space={"x": 1},
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+        ).fit()
 
 
 def test_asking_for_a_cuda_cluster_where_it_cannot_start_fails_at_once(tmp_path):
@@ -350,9 +426,16 @@ def test_asking_for_a_cuda_cluster_where_it_cannot_start_fails_at_once(tmp_path)
         pytest.skip("this machine can start a CUDA cluster")
 
     start = time.monotonic()
-    with dask.config.set({"dasktune.cluster.kind": "cuda"}), \
-            pytest.raises((ImportError, RuntimeError),
-                          match=r"dasktune.cluster.kind is 'cuda'.*(dasktune\[cuda\]|no GPU)"):
-        tune.Tuner(double, param_space={"x": 1},
-                   run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    with (
+        dask.config.set({"dasktune.cluster.kind": "cuda"}),
+        pytest.raises(
+            (ImportError, RuntimeError),
+            match=r"dasktune.cluster.kind is 'cuda'.*(dasktune\[cuda\]|no GPU)",
+        ),
+    ):
+        tune.Tuner(
+            double,
+            param_space={"x": 1},
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+        ).fit()
     assert time.monotonic() - start < 10

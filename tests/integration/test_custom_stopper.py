@@ -61,9 +61,16 @@ def test_stop_all_ends_the_experiment_early(client, storage):
 def test_ray_s_stopper_names_are_importable():
     from dasktune import stopper
 
-    ray_exports = {"Stopper", "CombinedStopper", "ExperimentPlateauStopper", "FunctionStopper",
-                   "MaximumIterationStopper", "NoopStopper", "TimeoutStopper",
-                   "TrialPlateauStopper"}
+    ray_exports = {
+        "Stopper",
+        "CombinedStopper",
+        "ExperimentPlateauStopper",
+        "FunctionStopper",
+        "MaximumIterationStopper",
+        "NoopStopper",
+        "TimeoutStopper",
+        "TrialPlateauStopper",
+    }
     assert ray_exports <= set(stopper.__all__)
     assert all(isinstance(getattr(stopper, name), type) for name in ray_exports)
     assert tune.Stopper is stopper.Stopper

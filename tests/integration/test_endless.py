@@ -25,9 +25,12 @@ def one_report(config):
 
 def run(client, storage, caplog, **run_kwargs):
     with caplog.at_level(logging.WARNING, logger="dasktune.tuner"):
-        tune.Tuner(one_report, tune_config=tune.TuneConfig(num_samples=-1, search_alg=TwoConfigs()),
-                   run_config=tune.RunConfig(storage_path=storage, verbose=0, **run_kwargs),
-                   client=client).fit()
+        tune.Tuner(
+            one_report,
+            tune_config=tune.TuneConfig(num_samples=-1, search_alg=TwoConfigs()),
+            run_config=tune.RunConfig(storage_path=storage, verbose=0, **run_kwargs),
+            client=client,
+        ).fit()
     return [r.getMessage() for r in caplog.records if "num_samples=-1" in r.getMessage()]
 
 

@@ -25,19 +25,31 @@ def cluster_client():
     """A cluster of its own: these tests kill workers and cut connections."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.CRITICAL,
+    ) as cluster:
         with Client(cluster, set_as_default=False) as client:
             yield client
 
 
 def fit(trainable, client, storage, *, param_space, max_failures=0, callbacks=None, **tune_kwargs):
     return tune.Tuner(
-        trainable, param_space=param_space, tune_config=tune.TuneConfig(**tune_kwargs),
-        run_config=tune.RunConfig(name="faults", storage_path=storage, verbose=0,
-                                  callbacks=callbacks,
-                                  failure_config=tune.FailureConfig(max_failures=max_failures)),
-        client=client).fit()
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(**tune_kwargs),
+        run_config=tune.RunConfig(
+            name="faults",
+            storage_path=storage,
+            verbose=0,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+        ),
+        client=client,
+    ).fit()
 
 
 def checkpointed(config: dict[str, Any]) -> None:
@@ -53,8 +65,9 @@ def checkpointed(config: dict[str, Any]) -> None:
         with open(os.path.join(directory, "it"), "w") as f:
             f.write(str(it))
         tune.report({"it": it}, checkpoint=tune.Checkpoint.from_directory(directory))
-        if config.get("always") or (it == config.get("kill_at")
-                                     and not os.path.exists(config["marker"])):
+        if config.get("always") or (
+            it == config.get("kill_at") and not os.path.exists(config["marker"])
+        ):
             if not config.get("always"):
                 open(config["marker"], "w").close()
             os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer, as far as anyone can tell
@@ -74,8 +87,13 @@ def assert_rows_exactly_once(result: tune.Result, iters: int) -> None:
 
 def test_a_killed_worker_s_trial_resumes_from_its_latest_checkpoint(cluster_client, tmp_path):
     marker = str(tmp_path / "killed")
-    grid = fit(checkpointed, cluster_client, str(tmp_path / "results"), max_failures=1,
-               param_space={"iters": 8, "kill_at": 4, "marker": marker})
+    grid = fit(
+        checkpointed,
+        cluster_client,
+        str(tmp_path / "results"),
+        max_failures=1,
+        param_space={"iters": 8, "kill_at": 4, "marker": marker},
+    )
     [result] = list(grid)
     assert result.status == "TERMINATED", result.error
     # Result 4 was sent 0 ms before the kill, so its event died in the worker's send buffer;
@@ -88,11 +106,17 @@ def test_a_killed_worker_s_trial_resumes_from_its_latest_checkpoint(cluster_clie
         assert f.read() == "8"
 
 
-def test_a_trial_that_always_kills_its_worker_runs_max_failures_plus_one_times(cluster_client,
-                                                                              tmp_path):
+def test_a_trial_that_always_kills_its_worker_runs_max_failures_plus_one_times(
+    cluster_client, tmp_path
+):
     start = time.monotonic()
-    grid = fit(checkpointed, cluster_client, str(tmp_path / "results"), max_failures=1,
-               param_space={"iters": 5, "always": True})  # dies after each run's first report
+    grid = fit(
+        checkpointed,
+        cluster_client,
+        str(tmp_path / "results"),
+        max_failures=1,
+        param_space={"iters": 5, "always": True},
+    )  # dies after each run's first report
     [result] = list(grid)
     assert result.status == "ERROR"
     assert "WorkerLost" in str(result.error)
@@ -121,9 +145,14 @@ class CutConnection(Callback):
 
 def test_a_dropped_connection_retries_the_trials_and_loses_no_row(cluster_client, tmp_path):
     cut = CutConnection(cluster_client)
-    grid = fit(checkpointed, cluster_client, str(tmp_path / "results"), max_failures=3,
-               param_space={"iters": 40, "sleep": 0.05, "x": tune.grid_search([1, 2])},
-               callbacks=[cut])
+    grid = fit(
+        checkpointed,
+        cluster_client,
+        str(tmp_path / "results"),
+        max_failures=3,
+        param_space={"iters": 40, "sleep": 0.05, "x": tune.grid_search([1, 2])},
+        callbacks=[cut],
+    )
     assert cut.done
     for result in grid:
         assert result.status == "TERMINATED", result.error
@@ -145,8 +174,11 @@ class DropEvents:
         state = {"dropped": False}
 
         def lost(message):
-            if (not state["dropped"] and message.get("kind") == "result"
-                    and message["result"]["training_iteration"] == 3):
+            if (
+                not state["dropped"]
+                and message.get("kind") == "result"
+                and message["result"]["training_iteration"] == 3
+            ):
                 state["dropped"] = True
                 return True
             return False
@@ -168,8 +200,7 @@ def test_a_lost_result_event_is_read_back_from_the_spool(cluster_client, tmp_pat
     plugin = type("DropEventsPlugin", (DropEvents, WorkerPlugin), {})()
     cluster_client.register_plugin(plugin)
     start = time.monotonic()
-    grid = fit(checkpointed, cluster_client, str(tmp_path / "results"),
-               param_space={"iters": 6})
+    grid = fit(checkpointed, cluster_client, str(tmp_path / "results"), param_space={"iters": 6})
     [result] = list(grid)
     assert result.status == "TERMINATED"
     assert_rows_exactly_once(result, 6)
@@ -196,10 +227,13 @@ def test_a_lost_decision_is_asked_for_again(cluster_client, tmp_path):
     cluster_client.run(_drop_first_decision)
     start = time.monotonic()
     grid = tune.Tuner(
-        checkpointed, param_space={"iters": 5},
-        run_config=tune.RunConfig(name="lost", storage_path=str(tmp_path), verbose=0,
-                                  stop=lambda trial_id, result: False),  # waits at every result
-        client=cluster_client).fit()
+        checkpointed,
+        param_space={"iters": 5},
+        run_config=tune.RunConfig(
+            name="lost", storage_path=str(tmp_path), verbose=0, stop=lambda trial_id, result: False
+        ),  # waits at every result
+        client=cluster_client,
+    ).fit()
     [result] = list(grid)
     assert result.status == "TERMINATED"
     assert_rows_exactly_once(result, 5)
@@ -227,22 +261,38 @@ def test_a_connection_that_never_comes_back_stops_the_experiment_saved(tmp_path)
 
     storage = str(tmp_path / "results")
     start = time.monotonic()
-    settings = {"dasktune.reconnect-timeout": 3, "dasktune.stop-grace": 2,
-                "distributed.comm.timeouts.connect": "3s"}  # the client's own reconnect tries
+    settings = {
+        "dasktune.reconnect-timeout": 3,
+        "dasktune.stop-grace": 2,
+        "distributed.comm.timeouts.connect": "3s",
+    }  # the client's own reconnect tries
     with dask.config.set(settings):
-        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.CRITICAL)
+        cluster = LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
         client = Client(cluster, set_as_default=False)
         try:
-            with pytest.raises(ConnectionError,
-                               match="reconnect-timeout = 3 s.*Tuner.restore") as info:
-                fit(checkpointed, client, storage,
+            with pytest.raises(
+                ConnectionError, match="reconnect-timeout = 3 s.*Tuner.restore"
+            ) as info:
+                fit(
+                    checkpointed,
+                    client,
+                    storage,
                     param_space={"iters": 2000, "sleep": 0.05},  # 100 s: it cannot end first
-                    callbacks=[KillScheduler(client)])
+                    callbacks=[KillScheduler(client)],
+                )
         finally:  # the scheduler is gone: tear the rest down without waiting for it
             client.close(timeout=3)
-            for process in [w.process.process for w in cluster.workers.values()
-                            if getattr(w, "process", None) and w.process.process]:
+            for process in [
+                w.process.process
+                for w in cluster.workers.values()
+                if getattr(w, "process", None) and w.process.process
+            ]:
                 process.kill()
             with contextlib.suppress(TimeoutError, OSError):
                 cluster.close(timeout=3)

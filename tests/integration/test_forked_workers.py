@@ -51,8 +51,9 @@ SCRIPT = textwrap.dedent(
     """
 )
 
-LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="the driver is forked on Linux only")
+LINUX_ONLY = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the driver is forked on Linux only"
+)
 
 TORCH_PRELUDE = """
 import torch
@@ -76,14 +77,27 @@ def run_script(tmp_path, prelude="", train_body="extra = {}", epilogue="", env=N
     body = "\n    ".join(textwrap.dedent(train_body).strip().splitlines())  # inside train()
     script.write_text(SCRIPT.format(prelude=prelude, train_body=body, epilogue=epilogue))
     # Two workers, whatever the machine's cores.
-    env = dict(os.environ, STORAGE=str(tmp_path / "results"),
-               DASK_DASKTUNE__CLUSTER__N_WORKERS="2", **(env or {}))
+    env = dict(
+        os.environ,
+        STORAGE=str(tmp_path / "results"),
+        DASK_DASKTUNE__CLUSTER__N_WORKERS="2",
+        **(env or {}),
+    )
     env.pop("PYTHONUNBUFFERED", None)  # a user's stdout to a pipe is block-buffered
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
-                         timeout=180, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(next(line for line in out.stdout.splitlines()
-                             if line.startswith("RESULT"))[len("RESULT "):])
+    result = json.loads(
+        next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[
+            len("RESULT ") :
+        ]
+    )
     return out, result
 
 
@@ -142,8 +156,9 @@ def test_the_driver_s_files_signal_handlers_and_log_handlers_stay_behind(tmp_pat
     import signal
     extra = {"sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}
     """
-    out, result = run_script(tmp_path, prelude=DRIVER_STATE, train_body=train_body,
-                             epilogue=HELPER_ENDS)
+    out, result = run_script(
+        tmp_path, prelude=DRIVER_STATE, train_body=train_body, epilogue=HELPER_ENDS
+    )
     trials = result["trials"]
     assert [t["forked"] for t in trials] == [True] * 4
     assert [t["sigterm_default"] for t in trials] == [True] * 4  # a worker dies of SIGTERM
@@ -169,9 +184,14 @@ def test_an_experiment_run_while_its_module_is_imported_fails_at_once(tmp_path):
     script = tmp_path / "experiment.py"
     script.write_text(SCRIPT.format(prelude="", train_body="extra = {}", epilogue=""))
     start = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", "import experiment"], capture_output=True,
-                         text=True, timeout=120, cwd=tmp_path,
-                         env=dict(os.environ, STORAGE=str(tmp_path / "results")))
+    out = subprocess.run(
+        [sys.executable, "-c", "import experiment"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=dict(os.environ, STORAGE=str(tmp_path / "results")),
+    )
     assert out.returncode != 0
     assert "module `experiment` is still being imported" in out.stderr
     assert "python experiment.py" in out.stderr

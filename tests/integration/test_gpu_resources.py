@@ -22,14 +22,21 @@ from dasktune.execution.cluster import add_cpu_workers
 def timed(config):
     start = time.time()
     time.sleep(config.get("sleep", 0.8))
-    tune.report({"start": start, "end": time.time(), "pid": os.getpid(),
-                 "visible": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")})
+    tune.report(
+        {
+            "start": start,
+            "end": time.time(),
+            "pid": os.getpid(),
+            "visible": os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+        }
+    )
 
 
 def most_at_once(results) -> int:
     """The largest number of the given trials that ran at the same moment."""
-    edges = sorted([(r.metrics["start"], 1) for r in results]
-                   + [(r.metrics["end"], -1) for r in results])
+    edges = sorted(
+        [(r.metrics["start"], 1) for r in results] + [(r.metrics["end"], -1) for r in results]
+    )
     running = most = 0
     for _, step in edges:
         running += step
@@ -45,9 +52,12 @@ def per_worker_most_at_once(grid) -> dict[int, int]:
 
 
 def fit(trainable, client, storage, n):
-    return tune.Tuner(trainable, param_space={"i": tune.grid_search(list(range(n)))},
-                      run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                      client=client).fit()
+    return tune.Tuner(
+        trainable,
+        param_space={"i": tune.grid_search(list(range(n)))},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
 
 
 def worker_pids(client) -> tuple[set[int], set[int]]:
@@ -61,9 +71,17 @@ def worker_pids(client) -> tuple[set[int], set[int]]:
 def test_half_a_gpu_per_trial_runs_two_trials_per_gpu(storage):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, resources={"GPU": 1},
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
-            Client(cluster, set_as_default=False) as client:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=True,
+            resources={"GPU": 1},
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         halves = fit(tune.with_resources(timed, {"gpu": 0.5}), client, storage, 8)
         wholes = fit(tune.with_resources(timed, {"gpu": 1}), client, storage, 4)
     assert all(r.status == "TERMINATED" for r in list(halves) + list(wholes))
@@ -79,10 +97,16 @@ def gpu_box():
     advertises GPU=1 with two threads, plus two CPU workers added by add_cpu_workers."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, resources={"GPU": 1},
-                      host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                      preload=["dasktune.execution._worker_setup"],
-                      silence_logs=logging.ERROR) as cluster:
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=True,
+        resources={"GPU": 1},
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        preload=["dasktune.execution._worker_setup"],
+        silence_logs=logging.ERROR,
+    ) as cluster:
         add_cpu_workers(cluster, 2)
         with Client(cluster, set_as_default=False) as client:
             yield client
@@ -90,8 +114,9 @@ def gpu_box():
 
 def test_added_cpu_workers_advertise_cpu_and_see_no_gpu(gpu_box):
     info = gpu_box.scheduler_info(n_workers=-1)["workers"]
-    layouts = sorted((w["nthreads"], tuple(sorted((w.get("resources") or {}).items())))
-                     for w in info.values())
+    layouts = sorted(
+        (w["nthreads"], tuple(sorted((w.get("resources") or {}).items()))) for w in info.values()
+    )
     assert layouts == [(1, (("CPU", 1.0),)), (1, (("CPU", 1.0),)), (2, (("GPU", 1.0),))]
     visible = gpu_box.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     gpu, cpu = worker_pids(gpu_box)
@@ -125,13 +150,18 @@ def test_requests_no_worker_can_meet_fail_within_seconds(gpu_box, storage):
 def test_a_mixed_cluster_whose_cpu_workers_advertise_nothing_is_an_error_with_the_fix(storage):
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
-    workers = {"gpu": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
-               "plain": {"cls": Nanny, "options": {"nthreads": 1}}}
-    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1",
-                                               "dashboard_address": "127.0.0.1:0"}}
-    with SpecCluster(scheduler=scheduler, workers=workers,
-                     silence_logs=logging.ERROR) as cluster, \
-            Client(cluster, set_as_default=False) as client:
+    workers = {
+        "gpu": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
+        "plain": {"cls": Nanny, "options": {"nthreads": 1}},
+    }
+    scheduler = {
+        "cls": Scheduler,
+        "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"},
+    }
+    with (
+        SpecCluster(scheduler=scheduler, workers=workers, silence_logs=logging.ERROR) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         client.wait_for_workers(2)
         start = time.monotonic()
         with pytest.raises(ValueError, match=r"asks for no GPU.*--resources 'CPU=<threads>'"):

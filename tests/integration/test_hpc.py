@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("hpc_jobqueue",
-                                                  ROOT / "examples" / "hpc_jobqueue.py")
+    spec = importlib.util.spec_from_file_location(
+        "hpc_jobqueue", ROOT / "examples" / "hpc_jobqueue.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -51,8 +52,11 @@ def job_script(cluster) -> tuple[list[str], str]:
         script = cluster.job_script()
         # The scheduler runs in this process; its dashboard listens on the login node only.
         port = int(cluster.dashboard_link.split(":")[2].split("/")[0])
-        bound = {c.laddr.ip for c in psutil.Process().net_connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        bound = {
+            c.laddr.ip
+            for c in psutil.Process().net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
         assert bound == {"127.0.0.1"}, bound
     lines = script.splitlines()
     command = next(line for line in lines if "distributed.cli.dask_worker" in line)
@@ -62,8 +66,13 @@ def job_script(cluster) -> tuple[list[str], str]:
 def test_the_slurm_recipe_asks_for_a_gpu_and_retires_before_the_walltime():
     example = load_example()
     directives, command = job_script(example.slurm_cluster(gpus_per_job=1))
-    for wanted in ("#SBATCH --gres=gpu:1", "#SBATCH -t 01:00:00", "#SBATCH -p gpu",
-                   "#SBATCH -A my-project", "#SBATCH --cpus-per-task=8"):
+    for wanted in (
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH -t 01:00:00",
+        "#SBATCH -p gpu",
+        "#SBATCH -A my-project",
+        "#SBATCH --cpus-per-task=8",
+    ):
         assert wanted in directives, (wanted, directives)
     assert "--resources GPU=1" in command
     assert "--lifetime 55m --lifetime-stagger 4m" in command
@@ -109,17 +118,24 @@ def test_a_job_that_ends_mid_trial_resumes_its_trial_on_the_other_job(storage):
     from distributed import Client
 
     example = load_example()
-    with example.local_cluster(gpus_per_job=1) as cluster, \
-            Client(cluster, set_as_default=False) as client:
+    with (
+        example.local_cluster(gpus_per_job=1) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         cluster.scale(jobs=2)
         client.wait_for_workers(2, timeout=60)
         ender = EndJob(cluster, at=3)
         grid = tune.Tuner(
             tune.with_resources(checkpointed, {"gpu": 1}),
             param_space={"iters": 8, "sleep": 0.25, "i": tune.grid_search([0, 1, 2])},
-            run_config=tune.RunConfig(storage_path=storage, verbose=0, callbacks=[ender],
-                                      failure_config=tune.FailureConfig(max_failures=1)),
-            client=client).fit()
+            run_config=tune.RunConfig(
+                storage_path=storage,
+                verbose=0,
+                callbacks=[ender],
+                failure_config=tune.FailureConfig(max_failures=1),
+            ),
+            client=client,
+        ).fit()
     assert ender.ended is not None
     for result in grid:  # every row once; "it" counts on from the checkpoint, not from 1
         assert result.status == "TERMINATED", result.error
@@ -137,16 +153,19 @@ def test_an_adaptive_job_cluster_grows_from_no_job_for_gpu_trials(storage):
     from distributed import Client
 
     example = load_example()
-    with example.local_cluster(gpus_per_job=1) as cluster, \
-            Client(cluster, set_as_default=False) as client:
+    with (
+        example.local_cluster(gpus_per_job=1) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         cluster.adapt(minimum_jobs=0, maximum_jobs=2)
         assert not client.scheduler_info()["workers"]
         start = time.monotonic()
-        grid = tune.Tuner(tune.with_resources(checkpointed, {"gpu": 1}),
-                          param_space={"iters": 3, "sleep": 0.25,
-                                       "i": tune.grid_search([0, 1, 2, 3])},
-                          run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                          client=client).fit()
+        grid = tune.Tuner(
+            tune.with_resources(checkpointed, {"gpu": 1}),
+            param_space={"iters": 3, "sleep": 0.25, "i": tune.grid_search([0, 1, 2, 3])},
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+            client=client,
+        ).fit()
         assert time.monotonic() - start < 60
     for result in grid:
         assert result.status == "TERMINATED", result.error
@@ -161,17 +180,31 @@ def test_a_worker_that_retires_before_its_walltime_hands_its_trial_on(storage):
     from dask_jobqueue.local import LocalCluster
     from distributed import Client
 
-    with LocalCluster(cores=1, processes=1, memory="1GB",
-                      worker_extra_args=["--resources", "GPU=1", "--lifetime", "4s",
-                                         "--lifetime-stagger", "0s"]) as cluster, \
-            Client(cluster, set_as_default=False) as client:
+    with (
+        LocalCluster(
+            cores=1,
+            processes=1,
+            memory="1GB",
+            worker_extra_args=[
+                "--resources",
+                "GPU=1",
+                "--lifetime",
+                "4s",
+                "--lifetime-stagger",
+                "0s",
+            ],
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         cluster.adapt(minimum_jobs=1, maximum_jobs=1)
         [result] = tune.Tuner(
             tune.with_resources(checkpointed, {"gpu": 1}),
             param_space={"iters": 20, "sleep": 0.25},  # 5 s: longer than the worker lives
-            run_config=tune.RunConfig(storage_path=storage, verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=3)),
-            client=client).fit()
+            run_config=tune.RunConfig(
+                storage_path=storage, verbose=0, failure_config=tune.FailureConfig(max_failures=3)
+            ),
+            client=client,
+        ).fit()
     assert result.status == "TERMINATED", result.error
     assert_rows_exactly_once(result, 20)  # every row once: resumed, not restarted
     runs = [p for p in os.listdir(result.path) if p.startswith(".run-")]
@@ -205,17 +238,35 @@ def test_the_tutorial_runs_on_a_cluster_found_through_a_scheduler_file(tmp_path)
 
     dask_cli = str(Path(sys.executable).parent / "dask")
     scheduler_file = tmp_path / "scheduler.json"
-    env = dict(os.environ, HOME=str(tmp_path / "home"),
-               DASK_DASKTUNE__CACHE_DIR=str(tmp_path / "cache"),
-               SCHEDULER_FILE=str(scheduler_file),
-               TUTORIAL=str(ROOT / "examples" / "getting_started.py"))
+    env = dict(
+        os.environ,
+        HOME=str(tmp_path / "home"),
+        DASK_DASKTUNE__CACHE_DIR=str(tmp_path / "cache"),
+        SCHEDULER_FILE=str(scheduler_file),
+        TUTORIAL=str(ROOT / "examples" / "getting_started.py"),
+    )
     os.makedirs(env["HOME"])
     with pytest.MonkeyPatch.context() as mp:  # offline on purpose, as in the example tests
         mp.setitem(dask.config.config["dasktune"], "cache-dir", env["DASK_DASKTUNE__CACHE_DIR"])
         datasets._remember_failure(OSError("this test runs offline on purpose"))
-    processes = [start([dask_cli, "scheduler", "--scheduler-file", str(scheduler_file),
-                        "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
-                        "127.0.0.1:0"], tmp_path / "scheduler.log", env)]
+    processes = [
+        start(
+            [
+                dask_cli,
+                "scheduler",
+                "--scheduler-file",
+                str(scheduler_file),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+            ],
+            tmp_path / "scheduler.log",
+            env,
+        )
+    ]
     family: set[int] = set()
     try:
         deadline = time.monotonic() + 60
@@ -223,11 +274,30 @@ def test_the_tutorial_runs_on_a_cluster_found_through_a_scheduler_file(tmp_path)
             time.sleep(0.1)
         assert scheduler_file.exists(), (tmp_path / "scheduler.log").read_text()
         for i in range(2):  # as `srun dask worker ...` starts one per node
-            processes.append(start([dask_cli, "worker", "--scheduler-file", str(scheduler_file),
-                                    "--nthreads", "1", "--host", "127.0.0.1"],
-                                   tmp_path / f"worker{i}.log", env))
-        driver = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True,
-                                env=env, cwd=tmp_path, timeout=300)
+            processes.append(
+                start(
+                    [
+                        dask_cli,
+                        "worker",
+                        "--scheduler-file",
+                        str(scheduler_file),
+                        "--nthreads",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                    ],
+                    tmp_path / f"worker{i}.log",
+                    env,
+                )
+            )
+        driver = subprocess.run(
+            [sys.executable, "-c", DRIVER],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
         for process in processes:
             family |= {p.pid for p in psutil.Process(process.pid).children(recursive=True)}
     finally:
@@ -239,9 +309,9 @@ def test_the_tutorial_runs_on_a_cluster_found_through_a_scheduler_file(tmp_path)
     assert "started a local Dask cluster" not in output, "the tutorial started its own cluster"
     assert "Stage 2, ASHA: best mean_accuracy" in output and "Stage 3, HyperOpt" in output
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(psutil.pid_exists(p) and
-                                              psutil.Process(p).status() != "zombie"
-                                              for p in family):
+    while time.monotonic() < deadline and any(
+        psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in family
+    ):
         time.sleep(0.2)
     left = [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert not left, f"processes left running: {left}"

@@ -44,18 +44,26 @@ def test_loggers_see_every_trial_and_write_beside_dasktune_s_record(client, stor
     trial_log = TrialLog()
     grid = tune.Tuner(
         steps,
-        param_space={"x": tune.grid_search([1.0, 2.0, 3.0]),
-                      "fail": tune.sample_from(lambda spec: spec.config.x == 3.0)},
-        run_config=tune.RunConfig(name="loggers", storage_path=storage, verbose=0,
-                                  callbacks=[trial_log, CSVLoggerCallback(),
-                                             JsonLoggerCallback()]),
+        param_space={
+            "x": tune.grid_search([1.0, 2.0, 3.0]),
+            "fail": tune.sample_from(lambda spec: spec.config.x == 3.0),
+        },
+        run_config=tune.RunConfig(
+            name="loggers",
+            storage_path=storage,
+            verbose=0,
+            callbacks=[trial_log, CSVLoggerCallback(), JsonLoggerCallback()],
+        ),
         client=client,
     ).fit()
     assert trial_log.ended == 3
     for x, reports, failed in ((1.0, 3, False), (2.0, 3, False), (3.0, 1, True)):
         mine = [e for e in trial_log.events if e[1] == x]
-        assert mine == ([("start", x)] + [("result", x, i) for i in range(1, reports + 1)]
-                        + [("end", x, failed)]), mine
+        assert mine == (
+            [("start", x)]
+            + [("result", x, i) for i in range(1, reports + 1)]
+            + [("end", x, failed)]
+        ), mine
 
     for result in grid:
         path, x = result.path, result.config["x"]

@@ -30,21 +30,48 @@ def process_cluster(tmp_path):
 
     dask_cli = [sys.executable, "-m", "dask"]
     scheduler_file = tmp_path / "scheduler.json"
-    processes = [start(dask_cli + ["scheduler", "--scheduler-file", str(scheduler_file),
-                                   "--host", "127.0.0.1", "--port", "0",
-                                   "--dashboard-address", "127.0.0.1:0"],
-                       tmp_path / "scheduler.log")]
+    processes = [
+        start(
+            dask_cli
+            + [
+                "scheduler",
+                "--scheduler-file",
+                str(scheduler_file),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+            ],
+            tmp_path / "scheduler.log",
+        )
+    ]
     try:
         deadline = time.monotonic() + 120
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert scheduler_file.exists(), (tmp_path / "scheduler.log").read_text()
         for i in range(WORKERS):
-            processes.append(start(dask_cli + ["worker", "--scheduler-file", str(scheduler_file),
-                                               "--nthreads", "1", "--host", "127.0.0.1",
-                                               "--no-dashboard"], tmp_path / f"worker{i}.log"))
-        with Client(scheduler_file=str(scheduler_file), timeout=120,
-                    set_as_default=False) as client:
+            processes.append(
+                start(
+                    dask_cli
+                    + [
+                        "worker",
+                        "--scheduler-file",
+                        str(scheduler_file),
+                        "--nthreads",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--no-dashboard",
+                    ],
+                    tmp_path / f"worker{i}.log",
+                )
+            )
+        with Client(
+            scheduler_file=str(scheduler_file), timeout=120, set_as_default=False
+        ) as client:
             client.wait_for_workers(WORKERS, timeout=180)
             yield client
     finally:
@@ -59,11 +86,18 @@ def steps(config):
 def test_many_short_trials_on_a_cluster_of_dask_worker_processes(process_cluster, tmp_path):
     worker_pids = set(process_cluster.run(os.getpid).values())
     grid = tune.Tuner(
-        steps, param_space={"x": tune.uniform(0, 1)},
-        tune_config=tune.TuneConfig(num_samples=120, seed=7, scheduler=ASHAScheduler(
-            metric="score", mode="max", max_t=MAX_T, grace_period=1, reduction_factor=2)),
+        steps,
+        param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(
+            num_samples=120,
+            seed=7,
+            scheduler=ASHAScheduler(
+                metric="score", mode="max", max_t=MAX_T, grace_period=1, reduction_factor=2
+            ),
+        ),
         run_config=tune.RunConfig(name="processes", storage_path=str(tmp_path), verbose=0),
-        client=process_cluster).fit()
+        client=process_cluster,
+    ).fit()
 
     assert len(grid) == 120 and not grid.errors
     lengths = []

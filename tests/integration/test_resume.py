@@ -71,11 +71,21 @@ SCRIPT = textwrap.dedent(
 def start(tmp_path: Path, mode: str, **env: str) -> subprocess.Popen:
     script = tmp_path / "experiment.py"
     script.write_text(SCRIPT)
-    environment = {**os.environ, "STORAGE": str(tmp_path / "results"),
-                   "ENDED": str(tmp_path / f"ended-{mode}"), **env}
-    return subprocess.Popen([sys.executable, str(script), mode], cwd=tmp_path, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, like a batch job
+    environment = {
+        **os.environ,
+        "STORAGE": str(tmp_path / "results"),
+        "ENDED": str(tmp_path / f"ended-{mode}"),
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, str(script), mode],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # its own process group, like a batch job
 
 
 def rows(experiment: Path, x: int) -> int:
@@ -120,8 +130,10 @@ def finish(tmp_path: Path, mode: str, **env: str) -> dict:
     assert proc.returncode == 0, err[-4000:]
     line = next(row for row in out.splitlines() if row.startswith("RESULTS"))
     statuses = json.loads(next(row for row in out.splitlines() if row.startswith("STATUSES"))[9:])
-    return {"rows": {int(k): v for k, v in json.loads(line[8:]).items()},
-            "statuses": {int(k): v for k, v in statuses.items()}}
+    return {
+        "rows": {int(k): v for k, v in json.loads(line[8:]).items()},
+        "statuses": {int(k): v for k, v in statuses.items()},
+    }
 
 
 def assert_complete(outcome: dict) -> None:
@@ -134,8 +146,9 @@ def runs_of(experiment: Path, x: int) -> int:
     return len(list((experiment / f"train_{x - 1:05d}").glob(".run-*.jsonl")))
 
 
-def cut_short_midway(tmp_path: Path, sig: int,
-                     mode: str = "run") -> tuple[subprocess.Popen, str, str]:
+def cut_short_midway(
+    tmp_path: Path, sig: int, mode: str = "run"
+) -> tuple[subprocess.Popen, str, str]:
     """Run the experiment until trial x=1 finished and x=2 is midway, then send ``sig``."""
     experiment = tmp_path / "results" / "exp"
     proc = start(tmp_path, mode)
@@ -191,15 +204,16 @@ def test_resume_auto_continues_when_the_same_script_runs_again(tmp_path):
 
 
 def test_two_drivers_on_one_storage_path_get_two_directories(tmp_path):
-    procs = [start(tmp_path, "run", NAME="same", ENDED=str(tmp_path / f"ended-{i}"))
-             for i in range(2)]
+    procs = [
+        start(tmp_path, "run", NAME="same", ENDED=str(tmp_path / f"ended-{i}")) for i in range(2)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err[-3000:]
         assert_group_gone(proc.pid)
     for name in ("same", "same_2"):
         for x in (1, 2, 3, 4):
-            lines = (tmp_path / "results" / name / f"train_{x - 1:05d}" / "result.json")
+            lines = tmp_path / "results" / name / f"train_{x - 1:05d}" / "result.json"
             its = [json.loads(row)["it"] for row in lines.read_text().splitlines()]
             assert its == list(range(1, 8 * x + 1)), (name, x, its)
 
@@ -210,20 +224,28 @@ def test_a_storage_path_that_fills_up(client, tmp_path):
 
     full = tmp_path / "full"
     full.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)],
-                             capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     try:
+
         def chatty(config):
             for i in range(10_000):
                 tune.report({"i": i, "padding": "x" * 2000})
 
-        with pytest.raises(StorageError, match=r"Could not write .*No space left.*disk under "
-                                               r"the storage path is full") as info:
-            tune.Tuner(chatty, param_space={"x": tune.grid_search([1, 2])},
-                       run_config=tune.RunConfig(name="full", storage_path=str(full), verbose=0),
-                       client=client).fit()
+        with pytest.raises(
+            StorageError,
+            match=r"Could not write .*No space left.*disk under "
+            r"the storage path is full",
+        ) as info:
+            tune.Tuner(
+                chatty,
+                param_space={"x": tune.grid_search([1, 2])},
+                run_config=tune.RunConfig(name="full", storage_path=str(full), verbose=0),
+                client=client,
+            ).fit()
         grid = info.value.result_grid
         assert len(grid) == 2 and sum(len(r.metrics_dataframe) for r in grid) > 0
         for result_file in full.glob("full/*/result.json"):
@@ -274,10 +296,15 @@ def test_a_hung_trial_is_ended_and_the_next_fit_gets_a_healthy_cluster(tmp_path)
     restarted after dasktune.stop-grace, and the warm embedded cluster serves the next fit."""
     script = tmp_path / "hung.py"
     script.write_text(HUNG_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, text=True,
-                            env={**os.environ, "HOME": str(tmp_path)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     out, err = proc.communicate(timeout=120)
     assert_group_gone(proc.pid)
     assert proc.returncode == 0, err[-4000:]

@@ -23,8 +23,12 @@ def evaluation_fn(step, width, height):
 def easy_objective(config):
     """Ray's tune_basic_example trainable, without its sleep."""
     for step in range(config["steps"]):
-        tune.report({"iterations": step, "mean_loss": evaluation_fn(step, config["width"],
-                                                                    config["height"])})
+        tune.report(
+            {
+                "iterations": step,
+                "mean_loss": evaluation_fn(step, config["width"], config["height"]),
+            }
+        )
 
 
 def test_a_classic_tune_run_script(client, storage):
@@ -37,7 +41,9 @@ def test_a_classic_tune_run_script(client, storage):
         stop={"training_iteration": 6},
         num_samples=3,
         config={"steps": 10, "width": tune.grid_search([5, 50]), "height": tune.uniform(0, 1)},
-        storage_path=storage, verbose=0, client=client,
+        storage_path=storage,
+        verbose=0,
+        client=client,
     )
     assert isinstance(analysis, tune.ExperimentAnalysis)
     assert analysis.experiment_path == os.path.join(storage, "asynchyperband_test")
@@ -55,8 +61,9 @@ def test_a_classic_tune_run_script(client, storage):
     assert set(analysis.results_df.index) == set(last)
     assert analysis.results_df.loc[best_id, "mean_loss"] == last[best_id]
     frames = analysis.trial_dataframes
-    assert all(len(frames[t.trial_id]) == t.last_result["training_iteration"]
-               for t in analysis.trials)
+    assert all(
+        len(frames[t.trial_id]) == t.last_result["training_iteration"] for t in analysis.trials
+    )
     assert max(len(f) for f in frames.values()) == 6, "the stop criterion held"
     # dataframe(metric, mode): each trial's best result ever, with its config.
     frame = analysis.dataframe(metric="mean_loss", mode="min")
@@ -101,10 +108,19 @@ def saved_iteration(checkpoint) -> int:
 
 def test_checkpoint_arguments_and_best_checkpoints(client, storage):
     analysis = tune.run(
-        TrainMNISTLike, config={"lr": tune.grid_search([0.25, 0.4])}, metric="loss", mode="min",
-        stop={"training_iteration": 8}, checkpoint_freq=1, checkpoint_at_end=True,
-        keep_checkpoints_num=2, checkpoint_score_attr="min-loss",
-        storage_path=storage, name="ckpt", verbose=0, client=client,
+        TrainMNISTLike,
+        config={"lr": tune.grid_search([0.25, 0.4])},
+        metric="loss",
+        mode="min",
+        stop={"training_iteration": 8},
+        checkpoint_freq=1,
+        checkpoint_at_end=True,
+        keep_checkpoints_num=2,
+        checkpoint_score_attr="min-loss",
+        storage_path=storage,
+        name="ckpt",
+        verbose=0,
+        client=client,
     )
     trial = next(t for t in analysis.trials if t.config["lr"] == 0.25)
     # lr 0.25: loss 7.5, 5, 2.5, 0, 2.5, 5, 7.5, 10: the best checkpoint is iteration 4's.
@@ -118,8 +134,7 @@ def test_checkpoint_arguments_and_best_checkpoints(client, storage):
     assert saved_iteration(analysis.get_last_checkpoint(trial)) == 8
     by_iteration = analysis.get_trial_checkpoints_paths(trial)
     assert [value for _, value in by_iteration] == sorted(value for _, value in by_iteration)
-    assert saved_iteration(analysis.get_best_checkpoint(trial, "training_iteration",
-                                                        "max")) == 8
+    assert saved_iteration(analysis.get_best_checkpoint(trial, "training_iteration", "max")) == 8
     best_trial = min(analysis.trials, key=lambda t: t.last_result["loss"])
     assert analysis.best_trial.trial_id == best_trial.trial_id
     assert analysis.best_checkpoint == analysis.get_best_checkpoint(best_trial, "loss", "min")
@@ -130,11 +145,14 @@ def test_checkpoint_arguments_and_best_checkpoints(client, storage):
     assert (again.default_metric, again.default_mode) == ("loss", "min")
     assert [t.trial_id for t in again.trials] == [t.trial_id for t in analysis.trials]
     assert again.best_config == analysis.best_config
-    pd.testing.assert_frame_equal(again.trial_dataframes[trial.trial_id],
-                                  analysis.trial_dataframes[trial.trial_id])
+    pd.testing.assert_frame_equal(
+        again.trial_dataframes[trial.trial_id], analysis.trial_dataframes[trial.trial_id]
+    )
     assert again.get_last_checkpoint(again.trials[0]) == analysis.get_last_checkpoint(trial)
-    assert saved_iteration(again.get_best_checkpoint(again.trials[0], "training_iteration",
-                                                     "max")) == 8
+    assert (
+        saved_iteration(again.get_best_checkpoint(again.trials[0], "training_iteration", "max"))
+        == 8
+    )
     with pytest.raises(ValueError, match="cannot rank them by 'loss'"):
         again.get_best_checkpoint(again.trials[0], "loss", "min")
 
@@ -148,16 +166,30 @@ def flaky(config):
 
 def test_failed_trials_raise_tune_error_unless_told_not_to(client, storage):
     with pytest.raises(tune.TuneError, match=r"1 of 3 failed") as info:
-        tune.run(flaky, config={"x": tune.grid_search([1, 2, 3])}, storage_path=storage,
-                 name="fails", verbose=0, client=client)
+        tune.run(
+            flaky,
+            config={"x": tune.grid_search([1, 2, 3])},
+            storage_path=storage,
+            name="fails",
+            verbose=0,
+            client=client,
+        )
     error = info.value
     assert "ValueError: x=2 is not allowed" in str(error)
     assert [t.config for t in error.failed_trials] == [{"x": 2}]
     assert error.analysis.get_best_config("score", "max") == {"x": 3}
 
-    analysis = tune.run(flaky, config={"x": tune.grid_search([1, 2, 3])}, storage_path=storage,
-                        name="tolerated", verbose=0, raise_on_failed_trial=False,
-                        metric="score", mode="max", client=client)
+    analysis = tune.run(
+        flaky,
+        config={"x": tune.grid_search([1, 2, 3])},
+        storage_path=storage,
+        name="tolerated",
+        verbose=0,
+        raise_on_failed_trial=False,
+        metric="score",
+        mode="max",
+        client=client,
+    )
     assert [str(t.status) for t in analysis.trials] == ["TERMINATED", "ERROR", "TERMINATED"]
     assert "x=2 is not allowed" in analysis.trials[1].error_msg
     assert analysis.best_config == {"x": 3}
@@ -165,27 +197,39 @@ def test_failed_trials_raise_tune_error_unless_told_not_to(client, storage):
 
 def test_searcher_by_name_resources_and_local_dir(client, storage):
     pytest.importorskip("hyperopt")
-    analysis = tune.run(easy_objective, search_alg="hyperopt", metric="mean_loss", mode="min",
-                        num_samples=4, config={"steps": 3, "width": tune.uniform(1, 20),
-                                                "height": tune.uniform(-1, 1)},
-                        resources_per_trial={"cpu": 1}, local_dir=storage, name="hyperopt",
-                        max_concurrent_trials=2, verbose=0, client=client)
+    analysis = tune.run(
+        easy_objective,
+        search_alg="hyperopt",
+        metric="mean_loss",
+        mode="min",
+        num_samples=4,
+        config={"steps": 3, "width": tune.uniform(1, 20), "height": tune.uniform(-1, 1)},
+        resources_per_trial={"cpu": 1},
+        local_dir=storage,
+        name="hyperopt",
+        max_concurrent_trials=2,
+        verbose=0,
+        client=client,
+    )
     assert len(analysis.trials) == 4
     assert analysis.experiment_path == os.path.join(storage, "hyperopt")
     assert len({t.config["width"] for t in analysis.trials}) == 4
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"run_or_experiment": "PPO"}, TypeError, "no registry of trainables"),
-    ({"config": [1, 2]}, TypeError, r"`tune.run\(config=...\)` is \[1, 2\]"),
-    ({"resume": True}, ValueError, "no experiment to resume at"),
-    ({"resume": "SOMETIMES"}, ValueError, r"`tune.run\(resume=...\)` is 'SOMETIMES'"),
-    ({"restore": "/tmp/ckpt"}, ValueError, "cannot start a trial from a checkpoint"),
-    ({"scheduler": "pb2"}, ValueError, r"`tune.run\(scheduler=...\)` is 'pb2'.*hyperband, "),
-    ({"resources_per_trial": [("cpu", 1)]}, TypeError, "placement groups"),
-    ({"checkpoint_config": {"num_to_keep": 1}}, TypeError, "tune.CheckpointConfig"),
-    ({"keep_checkpoints_num": 0}, ValueError, "num_to_keep"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"run_or_experiment": "PPO"}, TypeError, "no registry of trainables"),
+        ({"config": [1, 2]}, TypeError, r"`tune.run\(config=...\)` is \[1, 2\]"),
+        ({"resume": True}, ValueError, "no experiment to resume at"),
+        ({"resume": "SOMETIMES"}, ValueError, r"`tune.run\(resume=...\)` is 'SOMETIMES'"),
+        ({"restore": "/tmp/ckpt"}, ValueError, "cannot start a trial from a checkpoint"),
+        ({"scheduler": "pb2"}, ValueError, r"`tune.run\(scheduler=...\)` is 'pb2'.*hyperband, "),
+        ({"resources_per_trial": [("cpu", 1)]}, TypeError, "placement groups"),
+        ({"checkpoint_config": {"num_to_keep": 1}}, TypeError, "tune.CheckpointConfig"),
+        ({"keep_checkpoints_num": 0}, ValueError, "num_to_keep"),
+    ],
+)
 def test_bad_arguments_are_refused_before_anything_runs(storage, kwargs, error, message):
     kwargs = {"run_or_experiment": easy_objective, "storage_path": storage, **kwargs}
     with pytest.raises(error, match=message):
@@ -193,7 +237,7 @@ def test_bad_arguments_are_refused_before_anything_runs(storage, kwargs, error, 
     assert not os.path.exists(storage) or not os.listdir(storage)
 
 
-GUARDLESS_SCRIPT = '''
+GUARDLESS_SCRIPT = """
 import time
 import dasktune as tune
 
@@ -204,7 +248,7 @@ def objective(config):
 analysis = tune.run(objective, config={"x": tune.grid_search([1, 2, 3, 4])},
                     metric="mean_loss", mode="min", name="guardless", verbose=0)
 print("BEST", analysis.best_config["x"], len(analysis.trials))
-'''
+"""
 
 
 def test_a_script_without_main_guard_runs_as_a_subprocess(tmp_path):
@@ -212,11 +256,23 @@ def test_a_script_without_main_guard_runs_as_a_subprocess(tmp_path):
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(GUARDLESS_SCRIPT))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DASKTUNE_", "DASK_"))}
-    env.update(HOME=str(tmp_path), PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(tune.__file__)), env.get("PYTHONPATH", "")]),
-        DASK_DASKTUNE__CLUSTER__KEEP_ALIVE="0", DASK_DASKTUNE__CLUSTER__N_WORKERS="2")
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
+    env.update(
+        HOME=str(tmp_path),
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.dirname(tune.__file__)), env.get("PYTHONPATH", "")]
+        ),
+        DASK_DASKTUNE__CLUSTER__KEEP_ALIVE="0",
+        DASK_DASKTUNE__CLUSTER__N_WORKERS="2",
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "BEST 3 4" in proc.stdout, output[-4000:]
@@ -234,12 +290,26 @@ def fails_until_fixed(config):
 def test_resume_auto_with_restart_errored_reruns_only_the_failed_trial(client, storage, tmp_path):
     fixed = str(tmp_path / "fixed")
     space = {"x": tune.grid_search([1, 2, 3]), "fixed": fixed}
-    first = tune.run(fails_until_fixed, config=space, name="flaky", storage_path=storage, verbose=0,
-                     raise_on_failed_trial=False, client=client)
+    first = tune.run(
+        fails_until_fixed,
+        config=space,
+        name="flaky",
+        storage_path=storage,
+        verbose=0,
+        raise_on_failed_trial=False,
+        client=client,
+    )
     assert sorted(t.status for t in first.trials) == ["ERROR", "TERMINATED", "TERMINATED"]
     open(fixed, "w").close()
-    second = tune.run(fails_until_fixed, config=space, name="flaky", storage_path=storage,
-                      verbose=0, resume="AUTO+RESTART_ERRORED", client=client)
+    second = tune.run(
+        fails_until_fixed,
+        config=space,
+        name="flaky",
+        storage_path=storage,
+        verbose=0,
+        resume="AUTO+RESTART_ERRORED",
+        client=client,
+    )
     assert [t.status for t in second.trials] == ["TERMINATED"] * 3
     assert not os.path.exists(os.path.join(storage, "flaky_2")), "it continued, not restarted"
     for trial in second.trials:

@@ -49,16 +49,20 @@ def test_an_adaptive_batch_queue_cluster_scales_up_from_no_workers(storage):
     """No worker until trials wait for one: fit must not wait for workers that never come."""
     from distributed import Client
 
-    with jobqueue.LocalCluster(cores=1, processes=1, memory="1GB") as cluster, \
-            Client(cluster) as client:
+    with (
+        jobqueue.LocalCluster(cores=1, processes=1, memory="1GB") as cluster,
+        Client(cluster) as client,
+    ):
         cluster.adapt(minimum_jobs=0, maximum_jobs=2)
         start = time.monotonic()
         # Ray's spelling of one CPU per trial: a CPU that no worker advertises must not
         # keep the first runs waiting for ever.
-        grid = tune.Tuner(tune.with_resources(short, {"cpu": 1}),
-                          param_space={"x": tune.grid_search(list(range(6)))},
-                          run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                          client=client).fit()
+        grid = tune.Tuner(
+            tune.with_resources(short, {"cpu": 1}),
+            param_space={"x": tune.grid_search(list(range(6)))},
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+            client=client,
+        ).fit()
         assert sorted(r.metrics["score"] for r in grid) == [0, 2, 4, 6, 8, 10]
         assert all(r.metrics["pid"] != os.getpid() for r in grid)
         assert time.monotonic() - start < 45  # it used to fail after waiting 60 s
@@ -67,14 +71,19 @@ def test_an_adaptive_batch_queue_cluster_scales_up_from_no_workers(storage):
 def test_an_adaptive_cluster_checks_resources_when_its_first_worker_arrives(storage):
     from distributed import Client
 
-    with jobqueue.LocalCluster(cores=1, processes=1, memory="1GB") as cluster, \
-            Client(cluster) as client:
+    with (
+        jobqueue.LocalCluster(cores=1, processes=1, memory="1GB") as cluster,
+        Client(cluster) as client,
+    ):
         cluster.adapt(minimum_jobs=0, maximum_jobs=1)
         start = time.monotonic()
         with pytest.raises(ValueError, match=r"asks for \{'GPU': 1.0\} per trial, but no worker"):
-            tune.Tuner(tune.with_resources(short, {"gpu": 1}), param_space={"x": 1},
-                       run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                       client=client).fit()
+            tune.Tuner(
+                tune.with_resources(short, {"gpu": 1}),
+                param_space={"x": 1},
+                run_config=tune.RunConfig(storage_path=storage, verbose=0),
+                client=client,
+            ).fit()
         assert time.monotonic() - start < 45
 
 
@@ -83,13 +92,21 @@ def test_a_client_connected_by_address_to_an_autoscaling_cluster(storage):
     still make it grow."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster:
+    with LocalCluster(
+        n_workers=0,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    ) as cluster:
         cluster.adapt(minimum=0, maximum=2)
         with Client(cluster.scheduler_address) as client:
-            grid = tune.Tuner(short, param_space={"x": tune.grid_search([1, 2, 3])},
-                              run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                              client=client).fit()
+            grid = tune.Tuner(
+                short,
+                param_space={"x": tune.grid_search([1, 2, 3])},
+                run_config=tune.RunConfig(storage_path=storage, verbose=0),
+                client=client,
+            ).fit()
     assert sorted(r.metrics["score"] for r in grid) == [2, 4, 6]
 
 
@@ -109,12 +126,24 @@ def test_workers_that_join_during_the_experiment_get_trials(storage):
     """The experiment starts on one worker; two more join; all three run trials at once."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-        grid = tune.Tuner(timed, param_space={"i": tune.grid_search(list(range(18)))},
-                          run_config=tune.RunConfig(storage_path=storage, verbose=0,
-                                                    callbacks=[GrowCluster(cluster, 3)]),
-                          client=client).fit()
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        grid = tune.Tuner(
+            timed,
+            param_space={"i": tune.grid_search(list(range(18)))},
+            run_config=tune.RunConfig(
+                storage_path=storage, verbose=0, callbacks=[GrowCluster(cluster, 3)]
+            ),
+            client=client,
+        ).fit()
     # With its queue sized once at the start (one worker: two runs), no more than two
     # trials could ever run at once.
     assert most_at_once(grid) == 3
@@ -123,15 +152,24 @@ def test_workers_that_join_during_the_experiment_get_trials(storage):
 def test_a_cluster_without_workers_fails_with_the_fix(storage):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=0, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client, \
-            dask.config.set({"dasktune.worker-timeout": 1}):
+    with (
+        LocalCluster(
+            n_workers=0, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+        ) as cluster,
+        Client(cluster) as client,
+        dask.config.set({"dasktune.worker-timeout": 1}),
+    ):
         start = time.monotonic()
-        no_worker = (r"The Dask cluster has had no worker for "
-                     r"dasktune.worker-timeout = 1 s.*cluster.adapt")
+        no_worker = (
+            r"The Dask cluster has had no worker for "
+            r"dasktune.worker-timeout = 1 s.*cluster.adapt"
+        )
         with pytest.raises(RuntimeError, match=no_worker) as info:
-            tune.Tuner(short, param_space={"x": 1},
-                       run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                       client=client).fit()
+            tune.Tuner(
+                short,
+                param_space={"x": 1},
+                run_config=tune.RunConfig(storage_path=storage, verbose=0),
+                client=client,
+            ).fit()
         assert time.monotonic() - start < 15
         assert len(info.value.result_grid) == 1  # the trial that waited is on the record

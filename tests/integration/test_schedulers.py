@@ -50,16 +50,17 @@ def curve(config):
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "step"), "w") as f:
                 f.write(str(step))
-            tune.report({"score": config["rate"] * step, "step": step},
-                        checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(
+                {"score": config["rate"] * step, "step": step},
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
 
 
 def run(client, storage, scheduler, rates, name, steps=9, verbose=0, **tune_kwargs):
     return tune.Tuner(
         curve,
         param_space={"rate": tune.grid_search(rates), "steps": steps},
-        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler,
-                                    **tune_kwargs),
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler, **tune_kwargs),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose),
         client=client,
     ).fit()
@@ -80,8 +81,14 @@ def resumed(result) -> bool:
 def test_hyperband_pauses_and_resumes_from_checkpoints(client, storage, capsys):
     rates = [0.1, 0.5, 0.2, 0.9, 0.3, 0.7, 0.4, 0.8, 0.6]
     with dask.config.set({"dasktune.console.interval": 0.05}):
-        grid = run(client, storage, HyperBandScheduler(max_t=9, reduction_factor=3), rates,
-                   "hyperband", verbose=1)
+        grid = run(
+            client,
+            storage,
+            HyperBandScheduler(max_t=9, reduction_factor=3),
+            rates,
+            "hyperband",
+            verbose=1,
+        )
     assert grid.num_terminated == len(rates) and grid.num_errors == 0
     for result in grid:
         assert_continuous(result)
@@ -95,10 +102,14 @@ def test_hyperband_pauses_and_resumes_from_checkpoints(client, storage, capsys):
 
 def test_promotion_asha_pauses_at_rungs_and_promotes(client, storage):
     rates = [0.1, 0.5, 0.2, 0.9, 0.3, 0.7, 0.4, 0.8]
-    grid = run(client, storage,
-               ASHAScheduler(max_t=9, grace_period=1, reduction_factor=3,
-                             mode_of_operation="promotion"),
-               rates, "promotion", max_concurrent_trials=2)
+    grid = run(
+        client,
+        storage,
+        ASHAScheduler(max_t=9, grace_period=1, reduction_factor=3, mode_of_operation="promotion"),
+        rates,
+        "promotion",
+        max_concurrent_trials=2,
+    )
     assert grid.num_errors == 0
     for result in grid:
         assert_continuous(result)
@@ -109,10 +120,14 @@ def test_promotion_asha_pauses_at_rungs_and_promotes(client, storage):
 
 def test_median_stopping_rule_stops_trials_below_the_median(client, storage):
     rates = [0.9, 0.8, 0.7, 0.1, 0.05]
-    grid = run(client, storage,
-               MedianStoppingRule(time_attr="training_iteration", grace_period=2,
-                                  min_samples_required=2),
-               rates, "median", max_concurrent_trials=1)
+    grid = run(
+        client,
+        storage,
+        MedianStoppingRule(time_attr="training_iteration", grace_period=2, min_samples_required=2),
+        rates,
+        "median",
+        max_concurrent_trials=1,
+    )
     lengths = {r.config["rate"]: len(r.metrics_dataframe) for r in grid}
     # Ray's rule: past the grace period, a trial stops when its best score is below the
     # median of the other trials' mean scores over [grace_period, t]. At t=2 those are
@@ -142,8 +157,9 @@ def test_class_trainable_pauses_with_its_state(client, storage):
     grid = tune.Tuner(
         Counter,
         param_space={"rate": tune.grid_search(rates)},
-        tune_config=tune.TuneConfig(metric="score", mode="max",
-                                    scheduler=HyperBandScheduler(max_t=9, reduction_factor=3)),
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", scheduler=HyperBandScheduler(max_t=9, reduction_factor=3)
+        ),
         run_config=tune.RunConfig(storage_path=storage, verbose=0),
         client=client,
     ).fit()
@@ -163,12 +179,19 @@ def test_fifo_never_pauses(client, storage):
 
 
 def test_pbt_beats_random_search_on_the_toy_problem(tmp_path):
-    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "pbt_toy.py"), "--smoke"],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                         env=dict(os.environ, HOME=str(tmp_path)))
+    out = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "pbt_toy.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=dict(os.environ, HOME=str(tmp_path)),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    scores = {m.group(1): float(m.group(2)) for m in
-              re.finditer(r"^(random search|PBT):\s+best accuracy ([0-9.]+)", out.stdout, re.M)}
+    scores = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"^(random search|PBT):\s+best accuracy ([0-9.]+)", out.stdout, re.M)
+    }
     assert scores["PBT"] > scores["random search"] + 0.1, out.stdout
     # About the same budget: every trial trains to the same step, but a clone re-trains the
     # steps between the checkpoint it copies and where it was: 201-212 against 192 over 12
@@ -177,8 +200,12 @@ def test_pbt_beats_random_search_on_the_toy_problem(tmp_path):
     iterations = re.search(r"random search (\d+), PBT (\d+)", out.stdout)
     assert int(iterations.group(2)) <= 1.25 * int(iterations.group(1))
     # Every exploit is logged in the trial's directory.
-    logs = [os.path.join(root, f) for root, _, files in os.walk(tmp_path / "dasktune_results")
-            for f in files if f == "config_changes.jsonl"]
+    logs = [
+        os.path.join(root, f)
+        for root, _, files in os.walk(tmp_path / "dasktune_results")
+        for f in files
+        if f == "config_changes.jsonl"
+    ]
     assert logs
     entry = json.loads(open(logs[0]).readline())
     assert {"training_iteration", "source_trial", "old_config", "new_config"} <= set(entry)
@@ -187,16 +214,26 @@ def test_pbt_beats_random_search_on_the_toy_problem(tmp_path):
 def test_pbt_policy_file_replays_on_a_new_trial(client, storage):
     from dasktune.schedulers import PopulationBasedTraining, PopulationBasedTrainingReplay
 
-    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
-                                  hyperparam_mutations={"rate": [0.1, 0.2, 0.4, 0.8]}, seed=1)
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=2,
+        hyperparam_mutations={"rate": [0.1, 0.2, 0.4, 0.8]},
+        seed=1,
+    )
     grid = tune.Tuner(
-        curve, param_space={"rate": tune.choice([0.1, 0.2, 0.4, 0.8]), "steps": 8},
-        tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=6, seed=2,
-                                    scheduler=pbt),
+        curve,
+        param_space={"rate": tune.choice([0.1, 0.2, 0.4, 0.8]), "steps": 8},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", num_samples=6, seed=2, scheduler=pbt
+        ),
         run_config=tune.RunConfig(name="pbt", storage_path=storage, verbose=0),
-        client=client).fit()
-    policies = [os.path.join(r.path, "pbt_policy.jsonl") for r in grid
-                if os.path.exists(os.path.join(r.path, "pbt_policy.jsonl"))]
+        client=client,
+    ).fit()
+    policies = [
+        os.path.join(r.path, "pbt_policy.jsonl")
+        for r in grid
+        if os.path.exists(os.path.join(r.path, "pbt_policy.jsonl"))
+    ]
     assert policies, "some trial should have exploited another"
     with open(policies[0]) as f:
         chain = [json.loads(line) for line in f]
@@ -204,11 +241,14 @@ def test_pbt_policy_file_replays_on_a_new_trial(client, storage):
 
     with pytest.warns(UserWarning, match="replaced by the initial config"):
         replay = tune.Tuner(
-            curve, param_space={"steps": 8},
-            tune_config=tune.TuneConfig(metric="score", mode="max",
-                                        scheduler=PopulationBasedTrainingReplay(policies[0])),
+            curve,
+            param_space={"steps": 8},
+            tune_config=tune.TuneConfig(
+                metric="score", mode="max", scheduler=PopulationBasedTrainingReplay(policies[0])
+            ),
             run_config=tune.RunConfig(name="replay", storage_path=storage, verbose=0),
-            client=client).fit()
+            client=client,
+        ).fit()
     (result,) = replay
     # The replayed trial ends with the config the policy ends with.
     assert result.config["rate"] == chain[-1]["new_config"]["rate"]
@@ -231,11 +271,13 @@ class SixRates(tune.search.Searcher):
 
 PAUSING = {
     "hyperband": lambda: HyperBandScheduler(max_t=9, reduction_factor=3),
-    "asha-promotion": lambda: ASHAScheduler(max_t=9, grace_period=1, reduction_factor=3,
-                                            mode_of_operation="promotion"),
+    "asha-promotion": lambda: ASHAScheduler(
+        max_t=9, grace_period=1, reduction_factor=3, mode_of_operation="promotion"
+    ),
     "median": lambda: MedianStoppingRule(grace_period=1, min_samples_required=3, hard_stop=False),
     "pbt": lambda: tune.schedulers.PopulationBasedTraining(
-        perturbation_interval=3, hyperparam_mutations={"rate": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}),
+        perturbation_interval=3, hyperparam_mutations={"rate": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}
+    ),
 }
 
 
@@ -247,8 +289,12 @@ def test_a_pausing_scheduler_ends_behind_a_concurrency_limited_searcher(client, 
     grid = tune.Tuner(
         curve,
         tune_config=tune.TuneConfig(
-            metric="score", mode="max", scheduler=PAUSING[name](), num_samples=6,
-            search_alg=tune.search.ConcurrencyLimiter(SixRates(), max_concurrent=2)),
+            metric="score",
+            mode="max",
+            scheduler=PAUSING[name](),
+            num_samples=6,
+            search_alg=tune.search.ConcurrencyLimiter(SixRates(), max_concurrent=2),
+        ),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
         client=client,
     ).fit()
@@ -269,8 +315,10 @@ def lineage(config):
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "state"), "w") as f:
                 json.dump([step, total], f)
-            tune.report({"score": total, "rate_used": config["rate"]},
-                        checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(
+                {"score": total, "rate_used": config["rate"]},
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
 
 
 def test_a_clone_of_a_trial_that_is_behind_records_its_new_lineage(client, storage):
@@ -278,15 +326,22 @@ def test_a_clone_of_a_trial_that_is_behind_records_its_new_lineage(client, stora
     and what it trains from there (with the new config) is recorded and decided on."""
     from dasktune.schedulers import PopulationBasedTraining
 
-    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2, seed=3,
-                                  resample_probability=0,
-                                  hyperparam_mutations={"rate": [0.1, 0.2, 0.3, 0.4]})
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=2,
+        seed=3,
+        resample_probability=0,
+        hyperparam_mutations={"rate": [0.1, 0.2, 0.3, 0.4]},
+    )
     grid = tune.Tuner(
-        lineage, param_space={"rate": tune.grid_search([0.1, 0.2, 0.3, 0.4])},
-        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt,
-                                    max_concurrent_trials=1),
+        lineage,
+        param_space={"rate": tune.grid_search([0.1, 0.2, 0.3, 0.4])},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", scheduler=pbt, max_concurrent_trials=1
+        ),
         run_config=tune.RunConfig(name="behind", storage_path=storage, verbose=0),
-        client=client).fit()
+        client=client,
+    ).fit()
     stepped_back = 0
     for result in grid:
         df = result.metrics_dataframe
@@ -297,7 +352,7 @@ def test_a_clone_of_a_trial_that_is_behind_records_its_new_lineage(client, stora
         stepped_back += 1
         # From the step back on, the rows are the new lineage's: they run to the end with
         # the new config, which the final metrics therefore match.
-        new = df.iloc[backs[-1]:]
+        new = df.iloc[backs[-1] :]
         assert new["training_iteration"].tolist() == list(range(iterations[backs[-1]], 7))
         assert set(new["rate_used"]) == {result.config["rate"]}
         assert result.metrics["rate_used"] == result.config["rate"]
@@ -315,14 +370,20 @@ def test_pbt_skips_an_exploit_of_a_trial_without_checkpoints(client, storage, ca
 
     from dasktune.schedulers import PopulationBasedTraining
 
-    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2, seed=0,
-                                  hyperparam_mutations={"rate": [0.1, 0.2, 0.3, 0.4]})
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=2,
+        seed=0,
+        hyperparam_mutations={"rate": [0.1, 0.2, 0.3, 0.4]},
+    )
     with caplog.at_level(logging.WARNING, logger="dasktune.execution.loop"):
         grid = tune.Tuner(
-            no_checkpoints, param_space={"rate": tune.grid_search([0.1, 0.2, 0.3, 0.4])},
+            no_checkpoints,
+            param_space={"rate": tune.grid_search([0.1, 0.2, 0.3, 0.4])},
             tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
             run_config=tune.RunConfig(name="nockpt", storage_path=storage, verbose=0),
-            client=client).fit()
+            client=client,
+        ).fit()
     for result in grid:
         assert set(result.metrics_dataframe["rate_used"]) == {result.config["rate"]}
         assert not os.path.exists(os.path.join(result.path, "config_changes.jsonl"))
@@ -363,11 +424,14 @@ def test_a_trial_update_pauses_a_running_trial_which_resumes(client, storage):
     starts = Starts()
     grid = tune.Tuner(
         # The first trial runs 3 s; the second asks for its pause after 0.6 s.
-        curve, param_space={"rate": tune.grid_search([1.0, 2.0]), "steps": 10, "sleep": 0.3},
+        curve,
+        param_space={"rate": tune.grid_search([1.0, 2.0]), "steps": 10, "sleep": 0.3},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=PauseTheFirst()),
-        run_config=tune.RunConfig(name="pause-update", storage_path=storage, verbose=0,
-                                  callbacks=[starts]),
-        client=client).fit()
+        run_config=tune.RunConfig(
+            name="pause-update", storage_path=storage, verbose=0, callbacks=[starts]
+        ),
+        client=client,
+    ).fit()
     first = min(grid, key=lambda r: r.path)
     assert starts.starts[os.path.basename(first.path)] == 2  # paused, then resumed
     assert_continuous(first)
@@ -387,8 +451,10 @@ def checkpoints_its_iteration(config):
         directory = tempfile.mkdtemp()
         with open(os.path.join(directory, "it"), "w") as f:
             f.write(str(it))
-        tune.report({"score": config["rate"] * it, "came_from": came_from},
-                    checkpoint=tune.Checkpoint.from_directory(directory))
+        tune.report(
+            {"score": config["rate"] * it, "came_from": came_from},
+            checkpoint=tune.Checkpoint.from_directory(directory),
+        )
 
 
 def test_pbt_copies_the_checkpoint_it_decided_on_even_when_only_the_newest_is_kept(client, storage):
@@ -396,22 +462,35 @@ def test_pbt_copies_the_checkpoint_it_decided_on_even_when_only_the_newest_is_ke
     checkpoint at the decision would be gone, but the exploit must still start from it."""
     from dasktune.schedulers import PopulationBasedTraining
 
-    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
-                                  hyperparam_mutations={"rate": [0.1, 0.5, 1.0]}, seed=4)
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=3,
+        hyperparam_mutations={"rate": [0.1, 0.5, 1.0]},
+        seed=4,
+    )
     grid = tune.Tuner(
-        checkpoints_its_iteration, param_space={"rate": tune.grid_search([0.1, 0.2, 0.9, 1.0])},
+        checkpoints_its_iteration,
+        param_space={"rate": tune.grid_search([0.1, 0.2, 0.9, 1.0])},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
-        run_config=tune.RunConfig(name="pinned", storage_path=storage, verbose=0,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
-        client=client).fit()
+        run_config=tune.RunConfig(
+            name="pinned",
+            storage_path=storage,
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+        client=client,
+    ).fit()
     exploits = 0
     for result in grid:
         path = os.path.join(result.path, "pbt_policy.jsonl")
         if not os.path.exists(path):
             continue
         with open(path) as f:
-            own = [e for e in map(json.loads, f) if e["trial_id"] == result.metrics["trial_id"]
-                   and e["step"] < 12]  # an exploit at the last step has nothing to train
+            own = [
+                e
+                for e in map(json.loads, f)
+                if e["trial_id"] == result.metrics["trial_id"] and e["step"] < 12
+            ]  # an exploit at the last step has nothing to train
         if not own:
             continue
         last = own[-1]
@@ -422,7 +501,9 @@ def test_pbt_copies_the_checkpoint_it_decided_on_even_when_only_the_newest_is_ke
         # The lineage after the exploit continues from the source's checkpoint that PBT
         # decided on (and logged), not from a newer one the source reported meanwhile.
         assert last["source_step"] in set(rows["came_from"]), (
-            last, rows[["training_iteration", "came_from"]].to_string())
+            last,
+            rows[["training_iteration", "came_from"]].to_string(),
+        )
     assert exploits, "some trial should have exploited another"
 
 
@@ -438,8 +519,11 @@ def test_median_stopping_rule_ends_trials_where_ray_tune_does(client, storage, n
         make_trainable("dasktune", seconds=0.1),
         param_space={"curve": tune.grid_search(curves)},
         tune_config=tune.TuneConfig(
-            metric="score", mode="max", max_concurrent_trials=limit,
-            scheduler=MedianStoppingRule(time_attr="training_iteration", **rule)),
+            metric="score",
+            mode="max",
+            max_concurrent_trials=limit,
+            scheduler=MedianStoppingRule(time_attr="training_iteration", **rule),
+        ),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
         client=client,
     ).fit()
@@ -462,8 +546,12 @@ def test_pb2_explores_within_bounds_from_copied_checkpoints(client, storage):
     checkpoint with a rate the bandit chose within the bounds; the reward grows with the
     rate, so most chosen rates are above the grid's (three runs: 5 of 6, 5 of 6, 4 of 5)."""
 
-    pb2 = PB2(time_attr="training_iteration", perturbation_interval=2,
-              hyperparam_bounds={"rate": [0.1, 1.0]}, seed=0)
+    pb2 = PB2(
+        time_attr="training_iteration",
+        perturbation_interval=2,
+        hyperparam_bounds={"rate": [0.1, 1.0]},
+        seed=0,
+    )
     grid = run(client, storage, pb2, [0.1, 0.2, 0.3, 0.4], "pb2", steps=20)
     assert grid.num_errors == 0 and grid.num_terminated == 4
     changes = []

@@ -21,8 +21,13 @@ def quadratic(config):
     start = time.time()
     for step in range(3):
         time.sleep(config.get("sleep", 0))
-        tune.report({"loss": (config["x"] - 0.3) ** 2 + 0.1 / (step + 1),
-                     "start": start, "end": time.time()})
+        tune.report(
+            {
+                "loss": (config["x"] - 0.3) ** 2 + 0.1 / (step + 1),
+                "start": start,
+                "end": time.time(),
+            }
+        )
 
 
 SPACE = {"x": tune.uniform(0, 1), "width": tune.choice([8, 16, 32])}
@@ -30,28 +35,56 @@ SPACE = {"x": tune.uniform(0, 1), "width": tune.choice([8, 16, 32])}
 
 def fit(client, storage, name, **tune_kwargs):
     param_space = tune_kwargs.pop("param_space", SPACE)
-    return tune.Tuner(quadratic, param_space=param_space,
-                      tune_config=tune.TuneConfig(**tune_kwargs),
-                      run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
-                      client=client).fit()
+    return tune.Tuner(
+        quadratic,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(**tune_kwargs),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
 
 
 def configs(grid):
     return [r.config for r in sorted(grid, key=lambda r: r.path)]
 
 
-@pytest.mark.parametrize("make_searcher", [
-    lambda: None,
-    lambda: HyperOptSearch(n_initial_points=3),
-    lambda: OptunaSearch(),
-], ids=["random", "hyperopt", "optuna"])
+@pytest.mark.parametrize(
+    "make_searcher",
+    [
+        lambda: None,
+        lambda: HyperOptSearch(n_initial_points=3),
+        lambda: OptunaSearch(),
+    ],
+    ids=["random", "hyperopt", "optuna"],
+)
 def test_seed_gives_the_same_config_sequence(client, storage, make_searcher):
-    runs = [fit(client, storage, f"run{i}", search_alg=make_searcher(), metric="loss",
-                mode="min", num_samples=8, max_concurrent_trials=1, seed=3) for i in range(2)]
+    runs = [
+        fit(
+            client,
+            storage,
+            f"run{i}",
+            search_alg=make_searcher(),
+            metric="loss",
+            mode="min",
+            num_samples=8,
+            max_concurrent_trials=1,
+            seed=3,
+        )
+        for i in range(2)
+    ]
     assert configs(runs[0]) == configs(runs[1])
     assert len({c["x"] for c in configs(runs[0])}) == 8
-    other = fit(client, storage, "other", search_alg=make_searcher(), metric="loss", mode="min",
-                num_samples=8, max_concurrent_trials=1, seed=4)
+    other = fit(
+        client,
+        storage,
+        "other",
+        search_alg=make_searcher(),
+        metric="loss",
+        mode="min",
+        num_samples=8,
+        max_concurrent_trials=1,
+        seed=4,
+    )
     assert configs(other) != configs(runs[0])
 
 
@@ -61,26 +94,57 @@ def overlapping(grid) -> bool:
 
 
 def test_model_based_searcher_keeps_both_workers_busy(client, storage):
-    grid = fit(client, storage, "busy", search_alg=HyperOptSearch(n_initial_points=2),
-               metric="loss", mode="min", num_samples=8, param_space={**SPACE, "sleep": 0.05})
+    grid = fit(
+        client,
+        storage,
+        "busy",
+        search_alg=HyperOptSearch(n_initial_points=2),
+        metric="loss",
+        mode="min",
+        num_samples=8,
+        param_space={**SPACE, "sleep": 0.05},
+    )
     assert len(grid) == 8 and overlapping(grid)
 
 
 def test_max_concurrent_trials_limits_a_searcher(client, storage):
     slow = {**SPACE, "sleep": 0.03}
-    grid = fit(client, storage, "one", search_alg=HyperOptSearch(n_initial_points=2),
-               metric="loss", mode="min", num_samples=5, max_concurrent_trials=1, param_space=slow)
+    grid = fit(
+        client,
+        storage,
+        "one",
+        search_alg=HyperOptSearch(n_initial_points=2),
+        metric="loss",
+        mode="min",
+        num_samples=5,
+        max_concurrent_trials=1,
+        param_space=slow,
+    )
     assert len(grid) == 5 and not overlapping(grid)
-    grid = fit(client, storage, "limiter", metric="loss", mode="min", num_samples=5,
-               search_alg=ConcurrencyLimiter(OptunaSearch(), max_concurrent=1), param_space=slow)
+    grid = fit(
+        client,
+        storage,
+        "limiter",
+        metric="loss",
+        mode="min",
+        num_samples=5,
+        search_alg=ConcurrencyLimiter(OptunaSearch(), max_concurrent=1),
+        param_space=slow,
+    )
     assert len(grid) == 5 and not overlapping(grid)
 
 
 def test_a_limited_grid_runs_every_variant_and_needs_no_metric(client, storage):
     """ConcurrencyLimiter(BasicVariantGenerator()): the grid decides the count, as unwrapped."""
     space = {**SPACE, "x": tune.grid_search([0.1, 0.2, 0.3]), "sleep": 0.02}
-    grid = fit(client, storage, "limited-grid", num_samples=2, param_space=space,
-               search_alg=ConcurrencyLimiter(BasicVariantGenerator(), max_concurrent=1))
+    grid = fit(
+        client,
+        storage,
+        "limited-grid",
+        num_samples=2,
+        param_space=space,
+        search_alg=ConcurrencyLimiter(BasicVariantGenerator(), max_concurrent=1),
+    )
     assert sorted(r.config["x"] for r in grid) == [0.1, 0.1, 0.2, 0.2, 0.3, 0.3]
     assert not overlapping(grid)
 
@@ -88,14 +152,25 @@ def test_a_limited_grid_runs_every_variant_and_needs_no_metric(client, storage):
 def test_ray_s_spellings_of_no_limit_and_of_a_budget(client, storage):
     import datetime
 
-    grid = fit(client, storage, "no-limit", num_samples=3, max_concurrent_trials=0,
-               time_budget_s=datetime.timedelta(minutes=5))
+    grid = fit(
+        client,
+        storage,
+        "no-limit",
+        num_samples=3,
+        max_concurrent_trials=0,
+        time_budget_s=datetime.timedelta(minutes=5),
+    )
     assert len(grid) == 3
 
 
 def test_native_hyperopt_space_without_param_space(client, storage):
-    searcher = HyperOptSearch({"x": hp.uniform("x", 0, 1)}, metric="loss", mode="min",
-                              random_state_seed=0, n_initial_points=4)
+    searcher = HyperOptSearch(
+        {"x": hp.uniform("x", 0, 1)},
+        metric="loss",
+        mode="min",
+        random_state_seed=0,
+        n_initial_points=4,
+    )
     grid = fit(client, storage, "native", param_space=None, search_alg=searcher, num_samples=12)
     assert len(grid) == 12 and grid.num_errors == 0
     best = grid.get_best_result("loss", "min")
@@ -104,14 +179,23 @@ def test_native_hyperopt_space_without_param_space(client, storage):
 
 def test_asha_with_hyperopt_tells_the_searcher_about_stopped_trials(client, storage):
     searcher = HyperOptSearch(n_initial_points=3, random_state_seed=1)
-    grid = fit(client, storage, "asha", search_alg=searcher, metric="loss", mode="min",
-               num_samples=10, max_concurrent_trials=1,
-               scheduler=ASHAScheduler(max_t=3, grace_period=1, reduction_factor=2))
+    grid = fit(
+        client,
+        storage,
+        "asha",
+        search_alg=searcher,
+        metric="loss",
+        mode="min",
+        num_samples=10,
+        max_concurrent_trials=1,
+        scheduler=ASHAScheduler(max_t=3, grace_period=1, reduction_factor=2),
+    )
     stopped = [r for r in grid if r.metrics["training_iteration"] < 3]
     assert stopped, "ASHA should have stopped some trials early"
     # Every trial, stopped ones included, reached hyperopt with its last loss.
-    losses = sorted(t["result"]["loss"] for t in searcher._trials.trials
-                    if t["result"].get("status") == "ok")
+    losses = sorted(
+        t["result"]["loss"] for t in searcher._trials.trials if t["result"].get("status") == "ok"
+    )
     assert losses == sorted(r.metrics["loss"] for r in grid)
 
 
@@ -120,35 +204,54 @@ def test_optuna_multi_objective_gives_a_pareto_front(client, storage):
         tune.report({"loss": config["x"], "cost": 1 - config["x"] + 0.1 * config["y"]})
 
     searcher = OptunaSearch(metric=["loss", "cost"], mode=["min", "min"], seed=0)
-    grid = tune.Tuner(two_objectives,
-                      param_space={"x": tune.uniform(0, 1), "y": tune.uniform(0, 1)},
-                      tune_config=tune.TuneConfig(search_alg=searcher, num_samples=10),
-                      run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                      client=client).fit()
+    grid = tune.Tuner(
+        two_objectives,
+        param_space={"x": tune.uniform(0, 1), "y": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=10),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
     front = grid.get_pareto_front()
     assert 1 <= len(front) <= 10
     for a in front:  # nothing on the front is dominated by any trial
-        assert not any(b.metrics["loss"] <= a.metrics["loss"]
-                       and b.metrics["cost"] < a.metrics["cost"] for b in grid)
+        assert not any(
+            b.metrics["loss"] <= a.metrics["loss"] and b.metrics["cost"] < a.metrics["cost"]
+            for b in grid
+        )
 
 
 def test_bad_search_input_fails_before_any_trial(client, storage):
     with pytest.raises(ValueError, match="one or the other"):
-        fit(client, storage, "mixed", search_alg=HyperOptSearch({"x": hp.uniform("x", 0, 1)}),
-            metric="loss", mode="min")
+        fit(
+            client,
+            storage,
+            "mixed",
+            search_alg=HyperOptSearch({"x": hp.uniform("x", 0, 1)}),
+            metric="loss",
+            mode="min",
+        )
     with pytest.raises(ValueError, match="needs a metric and a mode"):
         fit(client, storage, "nometric", search_alg=OptunaSearch())
     with pytest.raises(ValueError, match="grid_search"):
-        fit(client, storage, "grid", search_alg=HyperOptSearch(), metric="loss", mode="min",
-            param_space={"x": tune.grid_search([1, 2])})
+        fit(
+            client,
+            storage,
+            "grid",
+            search_alg=HyperOptSearch(),
+            metric="loss",
+            mode="min",
+            param_space={"x": tune.grid_search([1, 2])},
+        )
     import os
 
     assert not os.path.exists(os.path.join(storage, "mixed"))
 
 
 def test_missing_optional_package_names_the_extra():
-    code = ("import sys; sys.modules['hyperopt'] = None\n"
-            "from dasktune.search.hyperopt import HyperOptSearch")
+    code = (
+        "import sys; sys.modules['hyperopt'] = None\n"
+        "from dasktune.search.hyperopt import HyperOptSearch"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode != 0
     assert "pip install 'dasktune[hyperopt]'" in out.stderr

@@ -24,8 +24,15 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(tune.__file__)))
 
 def varied(config):
     for i in range(1, 4):
-        tune.report({"score": config["lr"] * i, "nested": {"a": i}, "nan": float("nan"),
-                     "flag": True, "label": "text"})
+        tune.report(
+            {
+                "score": config["lr"] * i,
+                "nested": {"a": i},
+                "nan": float("nan"),
+                "flag": True,
+                "label": "text",
+            }
+        )
 
 
 def read(trial_dir: str):
@@ -48,17 +55,27 @@ def hparams_of(acc) -> dict:
 
 
 def test_every_numeric_metric_becomes_a_scalar_per_iteration(client, storage):
-    grid = tune.Tuner(varied, param_space={"lr": tune.grid_search([0.5, 2.0]), "layers": [4, 8]},
-                      run_config=tune.RunConfig(name="tb", storage_path=storage, verbose=0,
-                                                callbacks=[TBXLoggerCallback()]),
-                      client=client).fit()
+    grid = tune.Tuner(
+        varied,
+        param_space={"lr": tune.grid_search([0.5, 2.0]), "layers": [4, 8]},
+        run_config=tune.RunConfig(
+            name="tb", storage_path=storage, verbose=0, callbacks=[TBXLoggerCallback()]
+        ),
+        client=client,
+    ).fit()
     for result in grid:
         acc = read(result.path)
         tags = set(acc.Tags()["scalars"])
         assert {"dasktune/score", "dasktune/nested/a", "dasktune/time_total_s"} <= tags
         # NaN, bools, strings and bookkeeping fields are not curves.
-        assert not tags & {"dasktune/nan", "dasktune/flag", "dasktune/label",
-                           "dasktune/training_iteration", "dasktune/timestamp", "dasktune/pid"}
+        assert not tags & {
+            "dasktune/nan",
+            "dasktune/flag",
+            "dasktune/label",
+            "dasktune/training_iteration",
+            "dasktune/timestamp",
+            "dasktune/pid",
+        }
         score = acc.Scalars("dasktune/score")
         lr = result.config["lr"]
         assert [e.step for e in score] == [1, 2, 3]
@@ -69,14 +86,20 @@ def test_every_numeric_metric_becomes_a_scalar_per_iteration(client, storage):
 
 
 def test_every_experiment_is_logged_unless_the_setting_says_no(client, storage):
-    grid = tune.Tuner(varied, param_space={"lr": 1.0},
-                      run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                      client=client).fit()
+    grid = tune.Tuner(
+        varied,
+        param_space={"lr": 1.0},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
     assert [e.value for e in read(grid[0].path).Scalars("dasktune/score")] == [1.0, 2.0, 3.0]
     with dask.config.set({"dasktune.tensorboard": False}):
-        grid = tune.Tuner(varied, param_space={"lr": 1.0},
-                          run_config=tune.RunConfig(storage_path=storage, verbose=0),
-                          client=client).fit()
+        grid = tune.Tuner(
+            varied,
+            param_space={"lr": 1.0},
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+            client=client,
+        ).fit()
     assert not glob.glob(os.path.join(grid[0].path, "events.out.tfevents.*"))
 
 
@@ -85,18 +108,26 @@ def test_no_tensorboard_package_is_imported(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, math; from dasktune.logger import TBXLoggerCallback; "
-            "from dasktune.trial import Trial; c = TBXLoggerCallback(); "
-            f"t = Trial('t', {{'lr': 1}}, local_path={str(tmp_path)!r}); "
-            "[c.on_trial_result(1, [t], t, {'training_iteration': i, 'loss': 1 / i}) "
-            "for i in range(1, 4)]; c.on_experiment_end([t]); "
-            "print(sorted(m for m in ('tensorboardX', 'torch', 'tensorboard') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": _ROOT})
+    code = (
+        "import sys, math; from dasktune.logger import TBXLoggerCallback; "
+        "from dasktune.trial import Trial; c = TBXLoggerCallback(); "
+        f"t = Trial('t', {{'lr': 1}}, local_path={str(tmp_path)!r}); "
+        "[c.on_trial_result(1, [t], t, {'training_iteration': i, 'loss': 1 / i}) "
+        "for i in range(1, 4)]; c.on_experiment_end([t]); "
+        "print(sorted(m for m in ('tensorboardX', 'torch', 'tensorboard') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": _ROOT},
+    )
     assert out.stdout.strip() == "[]"
     assert [e.value for e in read(str(tmp_path)).Scalars("dasktune/loss")] == pytest.approx(
-        [1.0, 0.5, 1 / 3])
+        [1.0, 0.5, 1 / 3]
+    )
 
 
 def test_a_trial_that_never_completes_is_written_out_at_the_end(tmp_path):

@@ -22,14 +22,22 @@ def writes_relative_files(config):
         f.write(str(config["x"]))
     print(f"printed by trial {config['x']}")
     with open(os.path.join("my_model", "value.txt")) as f:
-        tune.report({"read_back": int(f.read()), "cwd": os.getcwd(),
-                     "orig": os.environ.get("TUNE_ORIG_WORKING_DIR")})
+        tune.report(
+            {
+                "read_back": int(f.read()),
+                "cwd": os.getcwd(),
+                "orig": os.environ.get("TUNE_ORIG_WORKING_DIR"),
+            }
+        )
 
 
 def test_trials_run_in_their_own_directory_as_in_ray(client, storage):
-    grid = tune.Tuner(writes_relative_files, param_space={"x": tune.grid_search([1, 2, 3, 4])},
-                      run_config=tune.RunConfig(name="cwd", storage_path=storage, verbose=0),
-                      client=client).fit()
+    grid = tune.Tuner(
+        writes_relative_files,
+        param_space={"x": tune.grid_search([1, 2, 3, 4])},
+        run_config=tune.RunConfig(name="cwd", storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
     for result in grid:
         assert result.metrics["read_back"] == result.config["x"]
         assert result.metrics["cwd"] == result.path
@@ -42,18 +50,25 @@ def reports_its_directory(config):
 
 
 def test_chdir_to_trial_dir_false_keeps_the_worker_s_directory(client, storage):
-    grid = tune.Tuner(reports_its_directory, param_space={"x": 1},
-                      tune_config=tune.TuneConfig(chdir_to_trial_dir=False),
-                      run_config=tune.RunConfig(name="nocwd", storage_path=storage, verbose=0),
-                      client=client).fit()
+    grid = tune.Tuner(
+        reports_its_directory,
+        param_space={"x": 1},
+        tune_config=tune.TuneConfig(chdir_to_trial_dir=False),
+        run_config=tune.RunConfig(name="nocwd", storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
     assert grid[0].metrics["cwd"] != grid[0].path
 
 
 def test_log_to_file_keeps_what_each_trial_prints(client, storage):
-    grid = tune.Tuner(writes_relative_files, param_space={"x": tune.grid_search([1, 2])},
-                      run_config=tune.RunConfig(name="logs", storage_path=storage, verbose=0,
-                                                log_to_file=("out.txt", "err.txt")),
-                      client=client).fit()
+    grid = tune.Tuner(
+        writes_relative_files,
+        param_space={"x": tune.grid_search([1, 2])},
+        run_config=tune.RunConfig(
+            name="logs", storage_path=storage, verbose=0, log_to_file=("out.txt", "err.txt")
+        ),
+        client=client,
+    ).fit()
     for result in grid:
         with open(os.path.join(result.path, "out.txt")) as f:
             assert f.read() == f"printed by trial {result.config['x']}\n"
@@ -67,29 +82,38 @@ def linear(config):
 
 def test_name_creators_name_trials_and_their_directories(client, storage):
     grid = tune.Tuner(
-        linear, param_space={"x": tune.grid_search([1, 2])},
+        linear,
+        param_space={"x": tune.grid_search([1, 2])},
         tune_config=tune.TuneConfig(
             trial_name_creator=lambda t: f"{t.trainable_name}-x{t.config['x']}",
-            trial_dirname_creator=lambda t: f"dir_{t.trial_id}"),
+            trial_dirname_creator=lambda t: f"dir_{t.trial_id}",
+        ),
         run_config=tune.RunConfig(name="names", storage_path=storage, verbose=0),
-        client=client).fit()
+        client=client,
+    ).fit()
     names = sorted(os.path.basename(r.path) for r in grid)
     assert all(n.startswith("dir_") for n in names) and len(set(names)) == 2
     analysis = tune.ExperimentAnalysis(os.path.join(storage, "names"))
     assert sorted(t.trial_name for t in analysis.trials) == ["linear-x1", "linear-x2"]
 
 
-@pytest.mark.parametrize("creator, message", [
-    (lambda t: "same", "returned 'same' for two trials"),
-    (lambda t: "a/b", "plain directory name"),
-    (lambda t: "", "non-empty string"),
-])
+@pytest.mark.parametrize(
+    "creator, message",
+    [
+        (lambda t: "same", "returned 'same' for two trials"),
+        (lambda t: "a/b", "plain directory name"),
+        (lambda t: "", "non-empty string"),
+    ],
+)
 def test_bad_directory_names_are_refused(client, storage, creator, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        tune.Tuner(linear, param_space={"x": tune.grid_search([1, 2])},
-                   tune_config=tune.TuneConfig(trial_dirname_creator=creator),
-                   run_config=tune.RunConfig(name="bad", storage_path=storage, verbose=0),
-                   client=client).fit()
+        tune.Tuner(
+            linear,
+            param_space={"x": tune.grid_search([1, 2])},
+            tune_config=tune.TuneConfig(trial_dirname_creator=creator),
+            run_config=tune.RunConfig(name="bad", storage_path=storage, verbose=0),
+            client=client,
+        ).fit()
 
 
 class Events(LoggerCallback):
@@ -115,31 +139,53 @@ def fails_once(config):
 
 def test_ray_logger_callbacks_hear_saves_and_restores(client, storage):
     events = Events()
-    grid = tune.Tuner(fails_once, param_space={"x": 1},
-                      run_config=tune.RunConfig(name="events", storage_path=storage, verbose=0,
-                                                callbacks=[events],
-                                                failure_config=tune.FailureConfig(max_failures=1)),
-                      client=client).fit()
+    grid = tune.Tuner(
+        fails_once,
+        param_space={"x": 1},
+        run_config=tune.RunConfig(
+            name="events",
+            storage_path=storage,
+            verbose=0,
+            callbacks=[events],
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+        client=client,
+    ).fit()
     assert grid[0].status == "TERMINATED"
-    assert events.events == [("save", "checkpoint_000000"), ("save", "checkpoint_000001"),
-                             ("restore", "checkpoint_000001"),
-                             ("save", "checkpoint_000002"), ("save", "checkpoint_000003")]
+    assert events.events == [
+        ("save", "checkpoint_000000"),
+        ("save", "checkpoint_000001"),
+        ("restore", "checkpoint_000001"),
+        ("save", "checkpoint_000002"),
+        ("save", "checkpoint_000003"),
+    ]
 
 
 def numpy_and_pandas(config):
     x = np.float64(config["x"])
     for h in range(3):
-        tune.report({"reward": np.tanh(x) * h, "step": np.int64(h), "ok": np.bool_(h > 0),
-                     "mean": pd.Series([x, 2 * x]).mean(), 7: "int key", "shape": (2, 3),
-                     "nested": {"score": np.float32(0.5)}})
+        tune.report(
+            {
+                "reward": np.tanh(x) * h,
+                "step": np.int64(h),
+                "ok": np.bool_(h > 0),
+                "mean": pd.Series([x, 2 * x]).mean(),
+                7: "int key",
+                "shape": (2, 3),
+                "nested": {"score": np.float32(0.5)},
+            }
+        )
 
 
 def test_numpy_and_pandas_values_reach_the_driver(client, storage):
     """tune.report({"reward": np.tanh(x) * h}) used to fail the trial (msgpack refused it)."""
-    grid = tune.Tuner(numpy_and_pandas, param_space={"x": 0.5},
-                      tune_config=tune.TuneConfig(metric="reward", mode="max"),
-                      run_config=tune.RunConfig(name="np", storage_path=storage, verbose=0),
-                      client=client).fit()
+    grid = tune.Tuner(
+        numpy_and_pandas,
+        param_space={"x": 0.5},
+        tune_config=tune.TuneConfig(metric="reward", mode="max"),
+        run_config=tune.RunConfig(name="np", storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
     result = grid[0]
     assert result.error is None, result.error
     frame = result.metrics_dataframe

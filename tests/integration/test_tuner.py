@@ -16,16 +16,34 @@ from dasktune.schedulers import ASHAScheduler
 from dasktune.stopper import MaximumIterationStopper
 
 
-def run(trainable, client, storage, *, param_space=None, verbose=0, stop=None,
-        checkpoint_config=None, failure_config=None, name="exp", **tune_kwargs):
+def run(
+    trainable,
+    client,
+    storage,
+    *,
+    param_space=None,
+    verbose=0,
+    stop=None,
+    checkpoint_config=None,
+    failure_config=None,
+    name="exp",
+    **tune_kwargs,
+):
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, verbose=verbose, stop=stop,
+        name=name,
+        storage_path=storage,
+        verbose=verbose,
+        stop=stop,
         checkpoint_config=checkpoint_config or tune.CheckpointConfig(),
         failure_config=failure_config or tune.FailureConfig(),
     )
-    tuner = tune.Tuner(trainable, param_space=param_space,
-                       tune_config=tune.TuneConfig(**tune_kwargs), run_config=run_config,
-                       client=client)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(**tune_kwargs),
+        run_config=run_config,
+        client=client,
+    )
     return tuner.fit()
 
 
@@ -35,8 +53,14 @@ def linear(config):
 
 
 def test_basic_run_records_every_result(client, storage):
-    grid = run(linear, client, storage, param_space={"x": tune.grid_search([1, 2, 3])},
-               metric="score", mode="max")
+    grid = run(
+        linear,
+        client,
+        storage,
+        param_space={"x": tune.grid_search([1, 2, 3])},
+        metric="score",
+        mode="max",
+    )
     assert len(grid) == 3
     assert grid.num_errors == 0 and grid.num_terminated == 3
     best = grid.get_best_result()
@@ -86,14 +110,21 @@ def marking(config):
 
 def test_asha_stopped_trial_trains_no_further_iteration(client, storage):
     # Run one at a time: trial 0 sets the bar at each rung, worse trials stop there.
-    curves = [[0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9],
-              [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
-              [0.6, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]]
-    grid = run(marking, client, storage,
-               param_space={"iters": 8, "curve": tune.grid_search(curves)},
-               scheduler=ASHAScheduler(metric="acc", mode="max", max_t=8, grace_period=1,
-                                       reduction_factor=2),
-               max_concurrent_trials=1)
+    curves = [
+        [0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9],
+        [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+        [0.6, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+    ]
+    grid = run(
+        marking,
+        client,
+        storage,
+        param_space={"iters": 8, "curve": tune.grid_search(curves)},
+        scheduler=ASHAScheduler(
+            metric="acc", mode="max", max_t=8, grace_period=1, reduction_factor=2
+        ),
+        max_concurrent_trials=1,
+    )
     iterations = {}
     for result in grid:
         with open(os.path.join(result.path, "started.txt")) as f:
@@ -108,14 +139,32 @@ def test_asha_stopped_trial_trains_no_further_iteration(client, storage):
 
 
 def test_stop_criteria_dict_callable_and_stopper(client, storage):
-    grid = run(linear, client, storage, param_space={"x": 1, "iters": 20},
-               stop={"training_iteration": 3}, name="dict")
+    grid = run(
+        linear,
+        client,
+        storage,
+        param_space={"x": 1, "iters": 20},
+        stop={"training_iteration": 3},
+        name="dict",
+    )
     assert grid[0].metrics["training_iteration"] == 3
-    grid = run(linear, client, storage, param_space={"x": 1, "iters": 20},
-               stop=lambda trial_id, result: result["score"] >= 4, name="callable")
+    grid = run(
+        linear,
+        client,
+        storage,
+        param_space={"x": 1, "iters": 20},
+        stop=lambda trial_id, result: result["score"] >= 4,
+        name="callable",
+    )
     assert grid[0].metrics["training_iteration"] == 4
-    grid = run(linear, client, storage, param_space={"x": 1, "iters": 20},
-               stop=MaximumIterationStopper(2), name="stopper")
+    grid = run(
+        linear,
+        client,
+        storage,
+        param_space={"x": 1, "iters": 20},
+        stop=MaximumIterationStopper(2),
+        name="stopper",
+    )
     assert grid[0].metrics["training_iteration"] == 2
 
 
@@ -133,13 +182,19 @@ def checkpointing(config):
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "step.txt"), "w") as f:
                 f.write(str(step + 1))
-            tune.report({"score": step, "start": start},
-                        checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(
+                {"score": step, "start": start}, checkpoint=tune.Checkpoint.from_directory(d)
+            )
 
 
 def test_checkpoints_are_copied_into_storage_and_pruned(client, storage):
-    grid = run(checkpointing, client, storage, param_space={"iters": 5},
-               checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+    grid = run(
+        checkpointing,
+        client,
+        storage,
+        param_space={"iters": 5},
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+    )
     result = grid[0]
     kept = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
     assert kept == ["checkpoint_000003", "checkpoint_000004"]
@@ -161,13 +216,20 @@ def scored(config):
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "step.txt"), "w") as f:
                 f.write(str(step))
-            tune.report({"eval": {"acc": np.float32(value)}},
-                        checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(
+                {"eval": {"acc": np.float32(value)}}, checkpoint=tune.Checkpoint.from_directory(d)
+            )
 
 
 def test_checkpoints_kept_by_a_nested_numpy_score(client, storage):
-    grid = run(scored, client, storage, checkpoint_config=tune.CheckpointConfig(
-        num_to_keep=1, checkpoint_score_attribute="eval/acc", checkpoint_score_order="max"))
+    grid = run(
+        scored,
+        client,
+        storage,
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1, checkpoint_score_attribute="eval/acc", checkpoint_score_order="max"
+        ),
+    )
     result = grid[0]
     kept = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
     # The best (0.9, the second) and the latest, to resume from.
@@ -178,8 +240,15 @@ def numpy_values(config):
     import numpy as np
 
     for i in range(3):
-        tune.report({"f32": np.float32(0.5), "i64": np.int64(i), "flag": np.bool_(True),
-                     "vector": np.arange(3), "tags": {"a"}})
+        tune.report(
+            {
+                "f32": np.float32(0.5),
+                "i64": np.int64(i),
+                "flag": np.bool_(True),
+                "vector": np.arange(3),
+                "tags": {"a"},
+            }
+        )
 
 
 def test_numpy_values_in_results_are_recorded_as_plain_numbers(client, storage):
@@ -244,12 +313,22 @@ def reports_from_a_thread(config):
 
 class Introspective(tune.Trainable):
     def setup(self, config):
-        self.seen = {"id": self.trial_id, "name": self.trial_name, "dir": self.logdir,
-                     "config": self.get_config()}
+        self.seen = {
+            "id": self.trial_id,
+            "name": self.trial_name,
+            "dir": self.logdir,
+            "config": self.get_config(),
+        }
 
     def step(self):
-        return {"score": 1, "done": True, "name": self.seen["name"], "dir": self.seen["dir"],
-                "lr": self.seen["config"]["lr"], "has_id": bool(self.seen["id"])}
+        return {
+            "score": 1,
+            "done": True,
+            "name": self.seen["name"],
+            "dir": self.seen["dir"],
+            "lr": self.seen["config"]["lr"],
+            "has_id": bool(self.seen["id"]),
+        }
 
 
 def test_ray_s_trial_accessors_and_reports_from_a_helper_thread(client, storage):
@@ -268,8 +347,14 @@ def nested(config):
 
 def test_nested_metrics_read_both_ways(client, storage):
     """Ray-style code indexes nested results; metric names may say "eval/acc"."""
-    grid = run(nested, client, storage, stop=lambda trial_id, r: r["eval"]["acc"] >= 0.2,
-               metric="eval/acc", mode="max")
+    grid = run(
+        nested,
+        client,
+        storage,
+        stop=lambda trial_id, r: r["eval"]["acc"] >= 0.2,
+        metric="eval/acc",
+        mode="max",
+    )
     result = grid.get_best_result()
     assert result.metrics["eval"]["acc"] == result.metrics["eval/acc"] == 0.2
     assert result.metrics_dataframe["eval/acc"].tolist() == [0.0, 0.1, 0.2]
@@ -286,16 +371,26 @@ def rejects(config):
 
 def test_fail_fast_raise_raises_the_trial_s_own_exception(client, storage):
     with pytest.raises(BadConfig, match="lr 2 is too large") as info:
-        run(rejects, client, storage, param_space={"lr": 2},
-            failure_config=tune.FailureConfig(fail_fast="raise"))
+        run(
+            rejects,
+            client,
+            storage,
+            param_space={"lr": 2},
+            failure_config=tune.FailureConfig(fail_fast="raise"),
+        )
     # The worker's traceback is the cause; the results so far come with it.
     assert "Traceback" in str(info.value.__cause__)
     assert info.value.result_grid[0].metrics["score"] == 1
 
 
 def test_failed_trial_retries_from_its_checkpoint(client, storage):
-    grid = run(checkpointing, client, storage, param_space={"iters": 5, "fail_at": 3},
-               failure_config=tune.FailureConfig(max_failures=1))
+    grid = run(
+        checkpointing,
+        client,
+        storage,
+        param_space={"iters": 5, "fail_at": 3},
+        failure_config=tune.FailureConfig(max_failures=1),
+    )
     result = grid[0]
     assert result.error is None
     df = result.metrics_dataframe
@@ -314,8 +409,14 @@ def flaky(config):
 
 
 def test_error_marks_only_its_own_trial(client, storage):
-    grid = run(flaky, client, storage, param_space={"x": tune.grid_search([1, 2, 3])},
-               metric="score", mode="max")
+    grid = run(
+        flaky,
+        client,
+        storage,
+        param_space={"x": tune.grid_search([1, 2, 3])},
+        metric="score",
+        mode="max",
+    )
     assert grid.num_errors == 1 and grid.num_terminated == 2
     bad = next(r for r in grid if r.config["x"] == 2)
     assert "ValueError: bad x" in str(bad.error)
@@ -344,9 +445,13 @@ class Counter(tune.Trainable):
 
 
 def test_class_trainable_with_checkpoint_frequency_and_at_end(client, storage):
-    grid = run(Counter, client, storage, param_space={"inc": 2},
-               checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2,
-                                                       checkpoint_at_end=True))
+    grid = run(
+        Counter,
+        client,
+        storage,
+        param_space={"inc": 2},
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2, checkpoint_at_end=True),
+    )
     result = grid[0]
     assert result.metrics_dataframe["value"].tolist() == [2, 4, 6, 8, 10]
     kept = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
@@ -365,8 +470,10 @@ class CountsUnpickling:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        chain = " < ".join(f"{os.path.basename(f.filename)}:{f.name}"
-                           for f in reversed(traceback.extract_stack(limit=9)[:-1]))
+        chain = " < ".join(
+            f"{os.path.basename(f.filename)}:{f.name}"
+            for f in reversed(traceback.extract_stack(limit=9)[:-1])
+        )
         with open(self.log, "a") as f:
             f.write(f"{os.getpid()} {threading.current_thread().name} {chain}\n")
 
@@ -377,10 +484,13 @@ def uses_data(config, data):
 
 def _stories_of_counted_copies(since, dask_worker=None):
     """What happened on this worker to the keys holding a CountsUnpickling since ``since``."""
-    return [f"{ev[0].split('-')[0]} {ev[1]} ({str(ev[-2]).rsplit('-', 1)[0]})"
-            for ev in dask_worker.state.log
-            if str(ev[0]).startswith("CountsUnpickling-") and ev[-1] >= since
-            and ev[1] in ("receive-from-scatter", "put-in-memory", "remove-replica")]
+    return [
+        f"{ev[0].split('-')[0]} {ev[1]} ({str(ev[-2]).rsplit('-', 1)[0]})"
+        for ev in dask_worker.state.log
+        if str(ev[0]).startswith("CountsUnpickling-")
+        and ev[-1] >= since
+        and ev[1] in ("receive-from-scatter", "put-in-memory", "remove-replica")
+    ]
 
 
 def _parked_tasks(dask_scheduler):
@@ -402,8 +512,12 @@ def test_with_parameters_ships_data_once_per_worker_not_per_trial(client, storag
     thread = threading.Thread(target=memory_manager, daemon=True)
     thread.start()
     try:
-        grid = run(tune.with_parameters(uses_data, data=CountsUnpickling(log)), client,
-                   storage, num_samples=12)
+        grid = run(
+            tune.with_parameters(uses_data, data=CountsUnpickling(log)),
+            client,
+            storage,
+            num_samples=12,
+        )
     finally:
         stop.set()
         thread.join()
@@ -421,12 +535,18 @@ def test_with_parameters_ships_data_once_per_worker_not_per_trial(client, storag
     once_each = all(len(where) == 1 for where in per_process.values())
     if not (once_each and set(per_process) <= set(workers)):
         stories = client.run(_stories_of_counted_copies, since)
-        pytest.fail("Each worker process should unpickle the data once, but:\n" + "\n".join(
-            f"  pid {pid} ({workers.get(pid, 'no current worker')}) unpickled it "
-            f"{len(where)} times, in " + " | ".join(sorted(set(where)))
-            for pid, where in per_process.items())
-            + "\nDask's record of the copies on each worker:\n" + "\n".join(
-                f"  {address}: {'; '.join(story) or '-'}" for address, story in stories.items()))
+        pytest.fail(
+            "Each worker process should unpickle the data once, but:\n"
+            + "\n".join(
+                f"  pid {pid} ({workers.get(pid, 'no current worker')}) unpickled it "
+                f"{len(where)} times, in " + " | ".join(sorted(set(where)))
+                for pid, where in per_process.items()
+            )
+            + "\nDask's record of the copies on each worker:\n"
+            + "\n".join(
+                f"  {address}: {'; '.join(story) or '-'}" for address, story in stories.items()
+            )
+        )
     assert 1 <= len(copies) <= len(workers)  # at most once per worker; 12 trials
 
 
@@ -443,8 +563,13 @@ def test_trainable_that_cannot_be_pickled_names_the_object(client, storage):
 
 def test_metric_never_reported_names_the_reported_keys(client, storage):
     with pytest.raises(ValueError, match=r"\['score', 'step'\].*'accuracy'") as info:
-        run(linear, client, storage, param_space={"x": 1},
-            scheduler=ASHAScheduler(metric="accuracy", mode="max"))
+        run(
+            linear,
+            client,
+            storage,
+            param_space={"x": 1},
+            scheduler=ASHAScheduler(metric="accuracy", mode="max"),
+        )
     # What was computed before the error is kept.
     grid = info.value.result_grid
     assert len(grid) == 1 and len(grid[0].metrics_dataframe) == 1
@@ -453,16 +578,22 @@ def test_metric_never_reported_names_the_reported_keys(client, storage):
 def test_impossible_resources_fail_fast(client, storage):
     start = time.monotonic()
     with pytest.raises(ValueError, match=r"\{'GPU': 1.0\}.*no worker"):
-        run(tune.with_resources(linear, {"cpu": 1, "gpu": 1}), client, storage,
-            param_space={"x": 1})
+        run(
+            tune.with_resources(linear, {"cpu": 1, "gpu": 1}), client, storage, param_space={"x": 1}
+        )
     assert time.monotonic() - start < 10
 
 
 def timed(config):
     start = time.time()
     time.sleep(0.3)
-    tune.report({"start": start, "end": time.time(),
-                 "resources": str(sorted(tune.get_context().get_trial_resources().items()))})
+    tune.report(
+        {
+            "start": start,
+            "end": time.time(),
+            "resources": str(sorted(tune.get_context().get_trial_resources().items())),
+        }
+    )
 
 
 def test_gpu_and_custom_resources_become_dask_resources(storage):
@@ -471,11 +602,23 @@ def test_gpu_and_custom_resources_become_dask_resources(storage):
     from distributed import Client, LocalCluster
 
     # One worker with 2 threads but one GPU: GPU trials must run one at a time.
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0",
-                      resources={"GPU": 1, "MEM": 4}, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as c:
-        grid = run(tune.with_resources(timed, {"gpu": 1, "MEM": 2}), c, storage,
-                   param_space={"x": tune.grid_search([1, 2])})
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=True,
+            dashboard_address=":0",
+            resources={"GPU": 1, "MEM": 4},
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        grid = run(
+            tune.with_resources(timed, {"gpu": 1, "MEM": 2}),
+            c,
+            storage,
+            param_space={"x": tune.grid_search([1, 2])},
+        )
     assert grid.num_terminated == 2
     first, second = sorted((r.metrics for r in grid), key=lambda m: m["start"])
     assert second["start"] >= first["end"]
@@ -484,8 +627,14 @@ def test_gpu_and_custom_resources_become_dask_resources(storage):
 
 def context_reporter(config):
     ctx = tune.get_context()
-    tune.report({"id": ctx.get_trial_id(), "name": ctx.get_trial_name(),
-                 "dir": ctx.get_trial_dir(), "exp": ctx.get_experiment_path()})
+    tune.report(
+        {
+            "id": ctx.get_trial_id(),
+            "name": ctx.get_trial_name(),
+            "dir": ctx.get_trial_dir(),
+            "exp": ctx.get_experiment_path(),
+        }
+    )
 
 
 def test_get_context(client, storage):
@@ -524,8 +673,15 @@ def test_verbose_zero_prints_nothing(client, storage, capsys):
 
 
 def test_default_console_shows_status_and_table(client, storage, capsys):
-    run(linear, client, storage, param_space={"x": tune.grid_search([1, 2])}, verbose=1,
-        metric="score", mode="max")
+    run(
+        linear,
+        client,
+        storage,
+        param_space={"x": tune.grid_search([1, 2])},
+        verbose=1,
+        metric="score",
+        mode="max",
+    )
     lines = capsys.readouterr().out.splitlines()
     # Not a terminal here: plain lines, with the progress of the two trials the grid makes.
     assert any("2/2 trials done" in line and "finished" in line for line in lines), lines
@@ -548,10 +704,15 @@ def test_report_outside_a_trial_is_a_clear_error():
 
 
 def test_sample_from_sees_resolved_config(client, storage):
-    grid = run(linear, client, storage, param_space={
-        "x": tune.grid_search([1, 2]),
-        "iters": tune.sample_from(lambda spec: spec.config.x + 1),
-    })
+    grid = run(
+        linear,
+        client,
+        storage,
+        param_space={
+            "x": tune.grid_search([1, 2]),
+            "iters": tune.sample_from(lambda spec: spec.config.x + 1),
+        },
+    )
     assert sorted((r.config["x"], r.config["iters"]) for r in grid) == [(1, 2), (2, 3)]
     assert sorted(len(r.metrics_dataframe) for r in grid) == [2, 3]
 
@@ -564,7 +725,12 @@ def test_a_second_experiment_with_the_same_name_does_not_overwrite_the_first(cli
     with open(os.path.join(first[0].path, "result.json")) as f:
         assert len(f.read().splitlines()) == 5  # untouched by the second run
     assert pd.read_csv(os.path.join(first[0].path, "progress.csv"))["score"].tolist() == [
-        1, 2, 3, 4, 5]
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
 
 
 class Recorder(tune.Callback):
@@ -592,10 +758,12 @@ class Recorder(tune.Callback):
 
 def test_callbacks_see_every_event(client, storage):
     recorder = Recorder()
-    tune.Tuner(flaky, param_space={"x": tune.grid_search([1, 2])},
-               run_config=tune.RunConfig(name="cb", storage_path=storage, verbose=0,
-                                         callbacks=[recorder]),
-               client=client).fit()
+    tune.Tuner(
+        flaky,
+        param_space={"x": tune.grid_search([1, 2])},
+        run_config=tune.RunConfig(name="cb", storage_path=storage, verbose=0, callbacks=[recorder]),
+        client=client,
+    ).fit()
     events = recorder.events
     assert events[0] == ("setup", "cb") and events[-1] == ("end", 2)
     for x, results, last in ((1, [1, 2], "complete"), (2, [1], "error")):

@@ -39,8 +39,12 @@ STOP, PAUSE, CONTINUE = TrialDecision.STOP, TrialDecision.PAUSE, TrialDecision.C
 class TestPromotionContract(SchedulerContract):
     def make_scheduler(self) -> TrialScheduler:
         return AsyncHyperBandScheduler(
-            time_attr=self.time_attr, metric=self.metric, mode=self.mode, max_t=8,
-            reduction_factor=2, mode_of_operation="promotion",
+            time_attr=self.time_attr,
+            metric=self.metric,
+            mode=self.mode,
+            max_t=8,
+            reduction_factor=2,
+            mode_of_operation="promotion",
         )
 
 
@@ -49,8 +53,14 @@ class TestPromotionContractBrackets(SchedulerContract):
 
     def make_scheduler(self) -> TrialScheduler:
         return AsyncHyperBandScheduler(
-            metric=self.metric, mode=self.mode, max_t=8, reduction_factor=2, brackets=2, seed=0,
-            stop_last_trials=False, mode_of_operation="promotion",
+            metric=self.metric,
+            mode=self.mode,
+            max_t=8,
+            reduction_factor=2,
+            brackets=2,
+            seed=0,
+            stop_last_trials=False,
+            mode_of_operation="promotion",
         )
 
 
@@ -97,11 +107,14 @@ def test_promotions_at_concurrency_one() -> None:
     assert outcome.decisions("t_00001") == [(1, CONTINUE), (2, PAUSE)]
     assert outcome.decisions("t_00003") == [(1, PAUSE)]
     assert outcome.decisions("t_00002") == (
-        [(1, PAUSE), (2, CONTINUE), (3, CONTINUE), (4, PAUSE)] + [(t, CONTINUE) for t in (5, 6, 7)]
+        [(1, PAUSE), (2, CONTINUE), (3, CONTINUE), (4, PAUSE)]
+        + [(t, CONTINUE) for t in (5, 6, 7)]
         + [(8, STOP)]
     )
     assert outcome.updates == [
-        TrialUpdate("t_00000", STOP), TrialUpdate("t_00003", STOP), TrialUpdate("t_00001", STOP)
+        TrialUpdate("t_00000", STOP),
+        TrialUpdate("t_00003", STOP),
+        TrialUpdate("t_00001", STOP),
     ]
     assert outcome.iterations == 1 + 2 + 8 + 1
     assert outcome.best() == 11
@@ -255,13 +268,16 @@ def test_drain_promotes_the_best_of_a_rung_that_promoted_no_one() -> None:
 
 @pytest.mark.parametrize("concurrency", [1, 2, 4])
 def test_simulated_runs_end_and_narrow_down(concurrency: int) -> None:
-    curves = [[((i * 37) % 23) / 23 * (1 - math.exp(-t / (1 + i % 5))) for t in range(1, 9)]
-              for i in range(24)]
+    curves = [
+        [((i * 37) % 23) / 23 * (1 - math.exp(-t / (1 + i % 5))) for t in range(1, 9)]
+        for i in range(24)
+    ]
     scheduler = asha()
     outcome = simulate(scheduler, curves, concurrency=concurrency)
     assert all(t.status is TrialStatus.TERMINATED for t in outcome.trials.values())
-    reached = {m: sum(1 for tid in outcome.trials if outcome.iterations_of(tid) >= m)
-               for m in (1, 2, 4, 8)}
+    reached = {
+        m: sum(1 for tid in outcome.trials if outcome.iterations_of(tid) >= m) for m in (1, 2, 4, 8)
+    }
     # Promotions are final, so a trial promoted early and overtaken later still went up:
     # more than floor(24 / 2) trials may pass rung 1 (as in the paper's algorithm).
     assert reached[1] == 24
@@ -317,13 +333,17 @@ def test_promotion_is_a_subclass_that_the_constructor_picks() -> None:
 
 
 def test_a_class_runs_only_its_own_algorithm() -> None:
-    with pytest.raises(ValueError, match=r"`mode_of_operation` is 'stopping', but "
-                                         r"PromotionASHAScheduler runs 'promotion' ASHA"):
+    with pytest.raises(
+        ValueError,
+        match=r"`mode_of_operation` is 'stopping', but "
+        r"PromotionASHAScheduler runs 'promotion' ASHA",
+    ):
         PromotionASHAScheduler(metric="s", mode="max", mode_of_operation="stopping")
 
     class MyASHA(AsyncHyperBandScheduler):
         pass
 
-    with pytest.raises(ValueError,
-                       match=r"MyASHA runs 'stopping' ASHA.*subclass PromotionASHAScheduler"):
+    with pytest.raises(
+        ValueError, match=r"MyASHA runs 'stopping' ASHA.*subclass PromotionASHAScheduler"
+    ):
         MyASHA(metric="s", mode="max", mode_of_operation="promotion")

@@ -41,7 +41,10 @@ class TestHyperBandContract(SchedulerContract):
     def make_scheduler(self) -> TrialScheduler:
         # max_t=4, eta=2: brackets s=0 (3 trials to 4), s=1 (3 to 2, 2 to 4), s=2 (4 to 1...).
         return HyperBandScheduler(
-            time_attr=self.time_attr, metric=self.metric, mode=self.mode, max_t=4,
+            time_attr=self.time_attr,
+            metric=self.metric,
+            mode=self.mode,
+            max_t=4,
             reduction_factor=2,
         )
 
@@ -100,8 +103,16 @@ def s1_curves(values: list[float], length: int = 9) -> list[list[float]]:
                 (4, [81, 27, 9, 3, 1], [1, 3, 9, 27, 81]),
             ],
         ),
-        (8, 2, [(0, [4], [8]), (1, [4, 2], [4, 8]), (2, [6, 3, 2], [2, 4, 8]),
-                (3, [8, 4, 2, 1], [1, 2, 4, 8])]),
+        (
+            8,
+            2,
+            [
+                (0, [4], [8]),
+                (1, [4, 2], [4, 8]),
+                (2, [6, 3, 2], [2, 4, 8]),
+                (3, [8, 4, 2, 1], [1, 2, 4, 8]),
+            ],
+        ),
     ],
 )
 def test_brackets_match_ray(max_t: int, eta: int, expected: list) -> None:
@@ -150,8 +161,14 @@ def test_one_round_at_concurrency_one() -> None:
     scheduler = hb()
     outcome = simulate(scheduler, s1_curves([4, 2, 5, 1, 3]))
     assert outcome.stopped_at() == {
-        "t_00000": 9, "t_00001": 9, "t_00002": 9, "t_00003": 9,
-        "t_00004": None, "t_00005": 9, "t_00006": None, "t_00007": 3,
+        "t_00000": 9,
+        "t_00001": 9,
+        "t_00002": 9,
+        "t_00003": 9,
+        "t_00004": None,
+        "t_00005": 9,
+        "t_00006": None,
+        "t_00007": 3,
     }
     assert outcome.updates == [
         TrialUpdate("t_00006", STOP),
@@ -255,7 +272,8 @@ def test_without_no_more_trials_the_round_waits() -> None:
     scheduler.on_no_more_trials()
     # ceil(5 / 3) = 2 >= 2 live trials: both continue; t3 (added first) resumes first.
     assert scheduler.pop_trial_updates() == [
-        TrialUpdate("t3", CONTINUE), TrialUpdate("t4", CONTINUE)
+        TrialUpdate("t3", CONTINUE),
+        TrialUpdate("t4", CONTINUE),
     ]
     assert scheduler.choose_trial_to_run(trials[3:]) is trials[3]
 
@@ -303,8 +321,14 @@ def test_stop_last_trials_false_lets_the_final_round_run_on() -> None:
     outcome = simulate(scheduler, s1_curves([4, 2, 5, 1, 3], length=12))
     iterations = {tid: outcome.iterations_of(tid) for tid in outcome.trials}
     assert iterations == {
-        "t_00000": 12, "t_00001": 12, "t_00002": 12, "t_00003": 12,
-        "t_00004": 3, "t_00005": 12, "t_00006": 3, "t_00007": 3,
+        "t_00000": 12,
+        "t_00001": 12,
+        "t_00002": 12,
+        "t_00003": 12,
+        "t_00004": 3,
+        "t_00005": 12,
+        "t_00006": 3,
+        "t_00007": 3,
     }
     assert outcome.stopped_at()["t_00007"] == 3
 

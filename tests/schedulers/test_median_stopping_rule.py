@@ -40,7 +40,10 @@ STOP, PAUSE, CONTINUE = TrialDecision.STOP, TrialDecision.PAUSE, TrialDecision.C
 class TestMedianStoppingContract(SchedulerContract):
     def make_scheduler(self) -> TrialScheduler:
         return MedianStoppingRule(
-            time_attr=self.time_attr, metric=self.metric, mode=self.mode, grace_period=1,
+            time_attr=self.time_attr,
+            metric=self.metric,
+            mode=self.mode,
+            grace_period=1,
             min_samples_required=2,
         )
 
@@ -50,8 +53,12 @@ class TestMedianStoppingContractSoft(SchedulerContract):
 
     def make_scheduler(self) -> TrialScheduler:
         return MedianStoppingRule(
-            time_attr=self.time_attr, metric=self.metric, mode=self.mode, grace_period=2,
-            min_samples_required=1, hard_stop=False,
+            time_attr=self.time_attr,
+            metric=self.metric,
+            mode=self.mode,
+            grace_period=2,
+            min_samples_required=1,
+            hard_stop=False,
         )
 
 
@@ -105,7 +112,11 @@ def test_sequential_grid_matches_ray(limit: str) -> None:
         simulator = Simulator(scheduler, ConcurrencyLimiter(ConfigList(configs), 1), step, length)
     outcome = simulator.run()
     assert outcome.stopped_at() == {
-        "t_00000": None, "t_00001": None, "t_00002": 2, "t_00003": 5, "t_00004": 5,
+        "t_00000": None,
+        "t_00001": None,
+        "t_00002": 2,
+        "t_00003": 5,
+        "t_00004": 5,
     }
     assert not any(r.decision is PAUSE for r in outcome.reports)
     assert scheduler.debug_string() == "Using MedianStoppingRule: num_stopped=3."
@@ -157,7 +168,13 @@ def test_yielding_at_concurrency_one_matches_ray() -> None:
     assert outcome.decisions("t_00001") == [(1, CONTINUE), (2, PAUSE), (3, CONTINUE)]
     assert outcome.decisions("t_00002") == [(1, STOP)]
     assert [r.trial_id for r in outcome.reports] == [
-        "t_00000", "t_00001", "t_00001", "t_00002", "t_00000", "t_00000", "t_00001",
+        "t_00000",
+        "t_00001",
+        "t_00001",
+        "t_00002",
+        "t_00000",
+        "t_00000",
+        "t_00001",
     ]
 
 
@@ -187,10 +204,16 @@ def test_two_at_a_time_ends_do_not_depend_on_the_order_of_reports() -> None:
     rng = random.Random(0)
     for _ in range(30):
         speeds = [rng.uniform(0.5, 1.5) for _ in names]
-        outcome = simulate(msr(**rule), [CURVES[n] for n in names], max_concurrent_trials=limit,
-                           speed=lambda config, speeds=speeds: speeds[config["curve"]])
-        ends = {names[i]: outcome.trials[f"t_{i:05d}"].last_result["training_iteration"]
-                for i in range(len(names))}
+        outcome = simulate(
+            msr(**rule),
+            [CURVES[n] for n in names],
+            max_concurrent_trials=limit,
+            speed=lambda config, speeds=speeds: speeds[config["curve"]],
+        )
+        ends = {
+            names[i]: outcome.trials[f"t_{i:05d}"].last_result["training_iteration"]
+            for i in range(len(names))
+        }
         assert ends == expected, speeds
 
 
@@ -204,7 +227,15 @@ def test_soft_stopped_trial_resumes_before_new_trials_at_the_limit() -> None:
     outcome = simulate(scheduler, [[1, 1, 1], [0, 0, 0], [2, 2, 2]], max_concurrent_trials=1)
     assert outcome.decisions("t_00001") == [(1, PAUSE), (2, CONTINUE), (3, CONTINUE)]
     assert [(r.trial_id[-1], r.iteration) for r in outcome.reports] == [
-        ("0", 1), ("0", 2), ("0", 3), ("1", 1), ("1", 2), ("1", 3), ("2", 1), ("2", 2), ("2", 3),
+        ("0", 1),
+        ("0", 2),
+        ("0", 3),
+        ("1", 1),
+        ("1", 2),
+        ("1", 3),
+        ("2", 1),
+        ("2", 2),
+        ("2", 3),
     ]
     assert all(t.last_result["training_iteration"] == 3 for t in outcome.trials.values())
 
@@ -272,8 +303,9 @@ def test_running_trials_count_as_samples() -> None:
 def test_soft_stop_pauses_then_runs_fifo() -> None:
     # t1@1: sample t0 (mean 1) > best 0 -> PAUSE (soft stop).  No trial is left to
     # start: the coordinator says so, and t1 resumes; it is never judged again.
-    scheduler = msr(grace_period=1, min_samples_required=1, min_time_slice=math.inf,
-                    hard_stop=False)
+    scheduler = msr(
+        grace_period=1, min_samples_required=1, min_time_slice=math.inf, hard_stop=False
+    )
     outcome = simulate(scheduler, [[1, 1, 1], [0, 0, 0]])
     assert outcome.decisions("t_00001") == [(1, PAUSE), (2, CONTINUE), (3, CONTINUE)]
     assert scheduler.debug_string() == "Using MedianStoppingRule: num_stopped=1."

@@ -27,18 +27,32 @@ PAUSE, CONTINUE = TrialDecision.PAUSE, TrialDecision.CONTINUE
 
 class TestPB2Contract(SchedulerContract):
     def make_scheduler(self) -> TrialScheduler:
-        return PB2(time_attr=self.time_attr, metric=self.metric, mode=self.mode,
-                   perturbation_interval=2, hyperparam_bounds={"x": [0, 100]},
-                   require_attrs=False, seed=0)
+        return PB2(
+            time_attr=self.time_attr,
+            metric=self.metric,
+            mode=self.mode,
+            perturbation_interval=2,
+            hyperparam_bounds={"x": [0, 100]},
+            require_attrs=False,
+            seed=0,
+        )
 
 
 class TestPB2ContractSynch(SchedulerContract):
     mode = "min"
 
     def make_scheduler(self) -> TrialScheduler:
-        return PB2(time_attr=self.time_attr, metric=self.metric, mode=self.mode,
-                   perturbation_interval=3, hyperparam_bounds={"x": [0.0, 100.0]},
-                   quantile_fraction=0.5, require_attrs=False, synch=True, seed=1)
+        return PB2(
+            time_attr=self.time_attr,
+            metric=self.metric,
+            mode=self.mode,
+            perturbation_interval=3,
+            hyperparam_bounds={"x": [0.0, 100.0]},
+            quantile_fraction=0.5,
+            require_attrs=False,
+            synch=True,
+            seed=1,
+        )
 
 
 def pb2(**kwargs: Any) -> PB2:
@@ -73,8 +87,9 @@ def test_prefers_the_region_that_improved() -> None:
     step only multiplies by 0.8 or 1.2, so it would need many steps to get there; PB2's
     bandit has seen the larger lrs do better and goes to them."""
     configs = [{"lr": v} for v in np.linspace(0.0, 0.3, 8)]
-    outcome = Simulator(pb2(perturbation_interval=4), configs, peaked(0.7), lambda c: 40,
-                        concurrency=4).run()
+    outcome = Simulator(
+        pb2(perturbation_interval=4), configs, peaked(0.7), lambda c: 40, concurrency=4
+    ).run()
     lrs = explored(outcome)
     assert len(lrs) >= 6
     assert all(abs(lr - 0.7) < 0.1 for lr in lrs[-4:]), lrs
@@ -89,12 +104,20 @@ def test_the_kernel_forgets_old_stretches() -> None:
     old_x, new_x = rng.random(40), rng.random(40)
     times = np.concatenate([np.full(40, 1.0), np.full(40, 100.0)])
     points = np.concatenate([old_x, new_x]).reshape(-1, 1)
-    changes = np.concatenate([-(old_x - 0.2) ** 2, -(new_x - 0.8) ** 2])
-    chosen = _gp_bandit.choose(times, np.zeros(80), points, changes, (100.0, 0.0),
-                               np.empty((0, 1)), np.random.default_rng(1))
+    changes = np.concatenate([-((old_x - 0.2) ** 2), -((new_x - 0.8) ** 2)])
+    chosen = _gp_bandit.choose(
+        times,
+        np.zeros(80),
+        points,
+        changes,
+        (100.0, 0.0),
+        np.empty((0, 1)),
+        np.random.default_rng(1),
+    )
     assert abs(chosen[0] - 0.8) < 0.1, chosen
-    earlier = _gp_bandit.choose(times, np.zeros(80), points, changes, (1.0, 0.0),
-                                np.empty((0, 1)), np.random.default_rng(1))
+    earlier = _gp_bandit.choose(
+        times, np.zeros(80), points, changes, (1.0, 0.0), np.empty((0, 1)), np.random.default_rng(1)
+    )
     assert abs(earlier[0] - 0.2) < 0.1, earlier
 
 
@@ -104,8 +127,7 @@ def test_trials_exploring_at_once_spread_out() -> None:
     little.  Three stretches near lr=0.5 leave [0, 1] open; with 0.9 taken, the next
     choice stays away from it."""
     points = np.array([[0.45], [0.5], [0.55]])
-    args = (np.array([1.0, 2.0, 3.0]), np.zeros(3), points, np.array([0.1, 0.1, 0.1]),
-            (3.0, 0.0))
+    args = (np.array([1.0, 2.0, 3.0]), np.zeros(3), points, np.array([0.1, 0.1, 0.1]), (3.0, 0.0))
     alone = _gp_bandit.choose(*args, np.empty((0, 1)), np.random.default_rng(0))
     beside = _gp_bandit.choose(*args, alone.reshape(1, 1), np.random.default_rng(0))
     assert abs(beside[0] - alone[0]) > 0.2, (alone, beside)
@@ -128,8 +150,9 @@ def test_explore_stays_within_bounds_and_keeps_types() -> None:
         gain = config["opt"]["lr"] * 100 + config["layers"] - 3 * config["opt"]["momentum"]
         return (state or 0.0) + gain, (state or 0.0) + gain
 
-    configs = [{"opt": {"lr": 1e-3 * (i + 1)}, "layers": 1 + i % 3, "name": f"n{i}"}
-               for i in range(6)]
+    configs = [
+        {"opt": {"lr": 1e-3 * (i + 1)}, "layers": 1 + i % 3, "name": f"n{i}"} for i in range(6)
+    ]
     scheduler = pb2(hyperparam_bounds=bounds, perturbation_interval=2)
     outcome = Simulator(scheduler, configs, step, lambda c: 16, concurrency=3).run()
     news = [u.new_config for u in outcome.updates if u.new_config is not None]
@@ -157,8 +180,13 @@ def test_custom_explore_fn_gets_the_bandits_config() -> None:
         seen.append(config["lr"])
         return {**config, "tag": "custom"}
 
-    outcome = Simulator(pb2(custom_explore_fn=custom), [{"lr": v} for v in (0.1, 0.2, 0.3, 0.4)],
-                        peaked(0.5), lambda c: 9, concurrency=2).run()
+    outcome = Simulator(
+        pb2(custom_explore_fn=custom),
+        [{"lr": v} for v in (0.1, 0.2, 0.3, 0.4)],
+        peaked(0.5),
+        lambda c: 9,
+        concurrency=2,
+    ).run()
     news = [u.new_config for u in outcome.updates if u.new_config is not None]
     assert news and all(c["tag"] == "custom" for c in news)
     assert seen == [c["lr"] for c in news]
@@ -172,8 +200,9 @@ def test_first_explore_without_data_draws_within_the_bounds() -> None:
         scheduler.on_trial_add(trial)
     scheduler.on_no_more_trials()
     for trial, score in ((a, 1.0), (c, 2.0)):  # c is in the upper quantile at its point
-        assert scheduler.on_trial_result(trial, {"training_iteration": 1, "score": score}) \
-            is CONTINUE
+        assert (
+            scheduler.on_trial_result(trial, {"training_iteration": 1, "score": score}) is CONTINUE
+        )
     assert scheduler.on_trial_result(b, {"training_iteration": 1, "score": 0.0}) is PAUSE
     [update] = scheduler.pop_trial_updates()
     assert update.checkpoint_from == "c" and 0.5 <= update.new_config["lr"] <= 0.6
@@ -202,7 +231,9 @@ def test_data_are_reward_changes_per_unit_of_time() -> None:
     assert update.checkpoint_from == "a"
     report(b, 6, 13.0)  # from a's point (4, 10): (13 - 10) / 2 = 1.5 with the new lr
     assert scheduler._stretches == [
-        (4, 4.0, (0.9,), 3.0), (4, 3.0, (0.5,), 2.0), (4, 1.0, (0.1,), 0.5),
+        (4, 4.0, (0.9,), 3.0),
+        (4, 3.0, (0.5,), 2.0),
+        (4, 1.0, (0.1,), 0.5),
         (6, 10.0, (update.new_config["lr"],), 1.5),
     ]
 
@@ -218,8 +249,13 @@ def test_is_a_pbt() -> None:
 
 def run_population(seed: int) -> list[Any]:
     scheduler = pb2(seed=seed)
-    outcome = Simulator(scheduler, [{"lr": v} for v in (0.1, 0.3, 0.5, 0.9)], peaked(0.6),
-                        lambda c: 12, concurrency=2).run()
+    outcome = Simulator(
+        scheduler,
+        [{"lr": v} for v in (0.1, 0.3, 0.5, 0.9)],
+        peaked(0.6),
+        lambda c: 12,
+        concurrency=2,
+    ).run()
     return [(u.trial_id, u.checkpoint_from, u.new_config) for u in outcome.updates]
 
 
@@ -233,6 +269,7 @@ def test_seeded_runs_repeat() -> None:
 
 def test_state_roundtrip_mid_experiment() -> None:
     """Saved mid-way and restored into a new PB2, it explores as the original goes on."""
+
     def trials() -> list[Trial]:
         return [Trial(f"t{i}", {"lr": 0.1 + 0.2 * i}) for i in range(4)]
 
@@ -241,13 +278,15 @@ def test_state_roundtrip_mid_experiment() -> None:
         for t in steps:
             for i, trial in enumerate(population):
                 score = t * (1 - (trial.config["lr"] - 0.6) ** 2) + i * 0.01
-                out.append(scheduler.on_trial_result(
-                    trial, {"training_iteration": t, "score": score}))
+                out.append(
+                    scheduler.on_trial_result(trial, {"training_iteration": t, "score": score})
+                )
                 for update in scheduler.pop_trial_updates():
                     out.append((update.trial_id, update.new_config))
                     if update.new_config:
-                        next(p for p in population if p.trial_id == update.trial_id).config = \
-                            dict(update.new_config)
+                        next(p for p in population if p.trial_id == update.trial_id).config = dict(
+                            update.new_config
+                        )
         return out
 
     original, population = pb2(perturbation_interval=2), trials()
@@ -267,8 +306,9 @@ def test_state_roundtrip_mid_experiment() -> None:
 
 
 def test_ray_signature_and_defaults() -> None:
-    scheduler = PB2("training_iteration", "acc", "max", 5, {"lr": [0.1, 0.2]}, 0.25, True,
-                    True, False, None)
+    scheduler = PB2(
+        "training_iteration", "acc", "max", 5, {"lr": [0.1, 0.2]}, 0.25, True, True, False, None
+    )
     assert scheduler.metric == "acc" and scheduler.mode == "max"
     late = PB2(hyperparam_bounds={"lr": [0.1, 0.2]})
     with pytest.raises(ValueError, match=r"needs a `metric` and a `mode`"):
@@ -305,9 +345,12 @@ def test_other_arguments_are_pbts() -> None:
 @pytest.mark.parametrize("value", ["high", math.nan, True])
 def test_a_config_value_that_is_not_a_number(value: Any) -> None:
     scheduler = pb2()
-    with pytest.raises(ValueError, match=r"PB2 tunes \['lr'\] within `hyperparam_bounds`, but "
-                                         r"the config of trial a holds .* there, which is not a "
-                                         r"finite number"):
+    with pytest.raises(
+        ValueError,
+        match=r"PB2 tunes \['lr'\] within `hyperparam_bounds`, but "
+        r"the config of trial a holds .* there, which is not a "
+        r"finite number",
+    ):
         scheduler.on_trial_add(Trial("a", {"lr": value}))
 
 

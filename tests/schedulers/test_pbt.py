@@ -43,9 +43,13 @@ LRS = [0.1, 0.2, 0.3, 0.4]
 class TestPBTContract(SchedulerContract):
     def make_scheduler(self) -> TrialScheduler:
         return PopulationBasedTraining(
-            time_attr=self.time_attr, metric=self.metric, mode=self.mode,
-            perturbation_interval=2, hyperparam_mutations={"x": list(range(100))},
-            require_attrs=False, seed=0,
+            time_attr=self.time_attr,
+            metric=self.metric,
+            mode=self.mode,
+            perturbation_interval=2,
+            hyperparam_mutations={"x": list(range(100))},
+            require_attrs=False,
+            seed=0,
         )
 
 
@@ -54,9 +58,15 @@ class TestPBTContractSynch(SchedulerContract):
 
     def make_scheduler(self) -> TrialScheduler:
         return PopulationBasedTraining(
-            time_attr=self.time_attr, metric=self.metric, mode=self.mode,
-            perturbation_interval=3, hyperparam_mutations={"x": uniform(0, 100)},
-            quantile_fraction=0.5, require_attrs=False, synch=True, seed=1,
+            time_attr=self.time_attr,
+            metric=self.metric,
+            mode=self.mode,
+            perturbation_interval=3,
+            hyperparam_mutations={"x": uniform(0, 100)},
+            quantile_fraction=0.5,
+            require_attrs=False,
+            synch=True,
+            seed=1,
         )
 
 
@@ -102,8 +112,9 @@ def test_exploit_by_hand() -> None:
     assert report(scheduler, a, 1, 0.5) is CONTINUE  # 1 - 0 < 2
     # t=2: A alone has a score: no quantiles.  B: {A 1, B 2}: ceil(2 * 0.25) = 1 each:
     # lower [A], upper [B] (B saves).  C: lower [A], upper [C].  D: lower [A], upper [D].
-    decisions = [report(scheduler, x, 2, s)
-                 for x, s in zip((a, b, c, d), (1, 2, 3, 4), strict=True)]
+    decisions = [
+        report(scheduler, x, 2, s) for x, s in zip((a, b, c, d), (1, 2, 3, 4), strict=True)
+    ]
     assert decisions == [CONTINUE] * 4
     assert scheduler.pop_trial_updates() == []
     assert report(scheduler, a, 3, 1.2) is CONTINUE  # 3 - 2 < 2
@@ -115,8 +126,13 @@ def test_exploit_by_hand() -> None:
     assert update.decision is CONTINUE and update.new_config in ({"lr": 0.3}, {"lr": 0.4})
     [entry] = scheduler.policy_log("A")
     assert entry == {
-        "trial_id": "A", "source": "D", "time_attr": "training_iteration", "step": 4.0,
-        "source_step": 2.0, "old_config": {"lr": 0.4}, "new_config": update.new_config,
+        "trial_id": "A",
+        "source": "D",
+        "time_attr": "training_iteration",
+        "step": 4.0,
+        "source_step": 2.0,
+        "old_config": {"lr": 0.4},
+        "new_config": update.new_config,
     }
     assert scheduler.debug_string() == "PopulationBasedTraining: 3 checkpoints, 1 perturbs"
     # A took over D's perturbation time (2): at 4 (restored from D's checkpoint at 2,
@@ -194,7 +210,10 @@ def test_population_larger_than_the_cluster_shares_it() -> None:
     """6 trials on 2 slots, 8 iterations each: trials take turns at perturbation points."""
     scheduler = pbt(perturbation_interval=2, hyperparam_mutations={"lr": uniform(0.01, 1.0)})
     outcome = Simulator(
-        scheduler, [{"lr": lr} for lr in (0.02, 0.05, 0.1, 0.3, 0.6, 0.9)], _learn, lambda c: 8,
+        scheduler,
+        [{"lr": lr} for lr in (0.02, 0.05, 0.1, 0.3, 0.6, 0.9)],
+        _learn,
+        lambda c: 8,
         concurrency=2,
     ).run()
     assert all(t.status is TrialStatus.TERMINATED for t in outcome.trials.values())
@@ -204,8 +223,11 @@ def test_population_larger_than_the_cluster_shares_it() -> None:
     first_past_2 = next(i for i, (_, it) in enumerate(order) if it > 2)
     assert {tid for tid, _ in order[:first_past_2]} == set(outcome.trials)
     # Then turns in pairs, least trained first: t0, t1 train 3-4 while t2-t5 wait at 2.
-    assert order[first_past_2:first_past_2 + 4] == [
-        ("t_00000", 3), ("t_00001", 3), ("t_00000", 4), ("t_00001", 4),
+    assert order[first_past_2 : first_past_2 + 4] == [
+        ("t_00000", 3),
+        ("t_00001", 3),
+        ("t_00000", 4),
+        ("t_00001", 4),
     ]
 
 
@@ -221,8 +243,9 @@ def test_pbt_copies_good_configs_and_replay_reproduces_the_best() -> None:
     """Weak trials copy strong ones; replaying the best trial's policy on one trial
     retraces its lineage and ends at the same score (deterministic training)."""
     configs = [{"lr": lr} for lr in (0.01, 0.02, 0.03, 0.3, 0.04, 0.05)]
-    scheduler = pbt(perturbation_interval=3, hyperparam_mutations={"lr": uniform(0.001, 0.5)},
-                    seed=3)
+    scheduler = pbt(
+        perturbation_interval=3, hyperparam_mutations={"lr": uniform(0.001, 0.5)}, seed=3
+    )
     outcome = Simulator(scheduler, configs, _learn, lambda c: 15, concurrency=3).run()
     exploited = [tid for tid in outcome.trials if scheduler.policy_log(tid)]
     assert exploited  # the weak trials copied someone
@@ -258,8 +281,11 @@ def test_synch_waits_for_everyone_then_perturbs_all() -> None:
     # All at 2: lower [A], upper [D]; judged in the order upper, middle, lower.
     updates = scheduler.pop_trial_updates()
     assert [u.trial_id for u in updates] == ["D", "B", "C", "A"]
-    assert updates[:3] == [TrialUpdate("D", CONTINUE), TrialUpdate("B", CONTINUE),
-                           TrialUpdate("C", CONTINUE)]
+    assert updates[:3] == [
+        TrialUpdate("D", CONTINUE),
+        TrialUpdate("B", CONTINUE),
+        TrialUpdate("C", CONTINUE),
+    ]
     assert updates[3].checkpoint_from == "D" and updates[3].new_config in ({"lr": 0.3}, {"lr": 0.4})
     # The next synchronisation point is max(2 + 2, 2) = 4; everyone may run again.
     assert scheduler.choose_trial_to_run([a, b, c, d]) is a
@@ -299,8 +325,9 @@ class Script:
         return list(seq)[self.choices.pop(0)]
 
 
-def run_explore(config: dict, mutations: dict, randoms: list[float], choices: list[int],
-                custom: Any = None) -> dict:
+def run_explore(
+    config: dict, mutations: dict, randoms: list[float], choices: list[int], custom: Any = None
+) -> dict:
     rng = Script(randoms, choices)
     out = explore(config, mutations, 0.25, (1.2, 0.8), custom, rng, np.random.default_rng(0))  # type: ignore[arg-type]
     assert not rng.randoms and not rng.choices  # every scripted draw was used
@@ -320,7 +347,8 @@ def run_explore(config: dict, mutations: dict, randoms: list[float], choices: li
 )
 def test_explore_list(old: int, randoms: list[float], choices: list[int], new: int) -> None:
     assert run_explore({"a": old, "keep": "x"}, {"a": [1, 2, 3]}, randoms, choices) == {
-        "a": new, "keep": "x"
+        "a": new,
+        "keep": "x",
     }
 
 
@@ -341,7 +369,8 @@ def test_explore_domains_and_functions() -> None:
     # choice() of numbers is treated as continuous (as in Ray); of strings, resampled.
     assert run_explore({"c": 10}, {"c": choice([1, 10, 100])}, [0.9], [0]) == {"c": 12}
     assert run_explore({"c": "relu"}, {"c": choice(["relu", "tanh"])}, [0.9], [])["c"] in (
-        "relu", "tanh"
+        "relu",
+        "tanh",
     )
 
 
@@ -349,7 +378,8 @@ def test_explore_nested_and_custom() -> None:
     config = {"opt": {"lr": 2, "momentum": 0.9}, "layers": 3}
     mutations = {"opt": {"lr": [1, 2, 3]}}
     assert run_explore(config, mutations, [0.9], [1]) == {
-        "opt": {"lr": 3, "momentum": 0.9}, "layers": 3
+        "opt": {"lr": 3, "momentum": 0.9},
+        "layers": 3,
     }
 
     def double_layers(c: dict) -> dict:
@@ -363,9 +393,14 @@ def test_explore_nested_and_custom() -> None:
 
 
 def test_missing_mutated_keys_are_sampled_on_add() -> None:
-    scheduler = pbt(hyperparam_mutations={
-        "lr": [0.5], "opt": {"m": uniform(0, 1)}, "f": lambda: 7, "kept": [1, 2],
-    })
+    scheduler = pbt(
+        hyperparam_mutations={
+            "lr": [0.5],
+            "opt": {"m": uniform(0, 1)},
+            "f": lambda: 7,
+            "kept": [1, 2],
+        }
+    )
     trial = Trial("t", {"kept": 2})
     scheduler.on_trial_add(trial)
     assert trial.config["lr"] == 0.5 and trial.config["f"] == 7 and trial.config["kept"] == 2
@@ -373,8 +408,11 @@ def test_missing_mutated_keys_are_sampled_on_add() -> None:
 
 
 def test_custom_explore_fn_alone() -> None:
-    scheduler = pbt(hyperparam_mutations=None, custom_explore_fn=lambda c: {**c, "lr": 0.05},
-                    resample_probability=0.0)
+    scheduler = pbt(
+        hyperparam_mutations=None,
+        custom_explore_fn=lambda c: {**c, "lr": 0.05},
+        resample_probability=0.0,
+    )
     a, b, c, d = population(scheduler)
     scheduler.on_no_more_trials()
     for trial, score in zip((a, b, c, d), (1, 2, 3, 4), strict=True):
@@ -429,10 +467,16 @@ MUTATIONS_MISSING = r"needs `hyperparam_mutations` or `custom_explore_fn`"
     ("kwargs", "error", "message"),
     [
         ({"hyperparam_mutations": {}}, ValueError, MUTATIONS_MISSING),
-        ({"quantile_fraction": -0.1}, ValueError,
-         r"`quantile_fraction` is -0.1, but it must be in \[0,"),
-        ({"hyperparam_mutations": ["lr"]}, ValueError,
-         r"`hyperparam_mutations` is \['lr'\], but it must be a dict"),
+        (
+            {"quantile_fraction": -0.1},
+            ValueError,
+            r"`quantile_fraction` is -0.1, but it must be in \[0,",
+        ),
+        (
+            {"hyperparam_mutations": ["lr"]},
+            ValueError,
+            r"`hyperparam_mutations` is \['lr'\], but it must be a dict",
+        ),
         ({"quantile_fraction": 0.6}, ValueError, r"`quantile_fraction` is 0.6"),
         ({"perturbation_interval": 0}, ValueError, r"`perturbation_interval` is 0, but it must"),
         ({"perturbation_interval": -5}, ValueError, r"`perturbation_interval` is -5"),
@@ -463,8 +507,13 @@ def test_ray_defaults() -> None:
 def test_seeded_runs_repeat() -> None:
     def run(seed: int) -> list[Any]:
         scheduler = pbt(seed=seed, hyperparam_mutations={"lr": uniform(0.001, 0.5)})
-        Simulator(scheduler, [{"lr": x} for x in (0.01, 0.1, 0.2, 0.3)], _learn, lambda c: 10,
-                  concurrency=2).run()
+        Simulator(
+            scheduler,
+            [{"lr": x} for x in (0.01, 0.1, 0.2, 0.3)],
+            _learn,
+            lambda c: 10,
+            concurrency=2,
+        ).run()
         return [scheduler.policy_log(t) for t in ("t_00000", "t_00001", "t_00002", "t_00003")]
 
     assert run(5) == run(5)

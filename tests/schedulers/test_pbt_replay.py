@@ -25,10 +25,24 @@ def report(scheduler: TrialScheduler, trial: Trial, t: float, score: float) -> T
 
 
 POLICY = [
-    {"trial_id": "B", "source": "A", "time_attr": "training_iteration", "step": 4,
-     "source_step": 2, "old_config": {"lr": 1}, "new_config": {"lr": 2}},
-    {"trial_id": "C", "source": "B", "time_attr": "training_iteration", "step": 8,
-     "source_step": 6, "old_config": {"lr": 2}, "new_config": {"lr": 3}},
+    {
+        "trial_id": "B",
+        "source": "A",
+        "time_attr": "training_iteration",
+        "step": 4,
+        "source_step": 2,
+        "old_config": {"lr": 1},
+        "new_config": {"lr": 2},
+    },
+    {
+        "trial_id": "C",
+        "source": "B",
+        "time_attr": "training_iteration",
+        "step": 8,
+        "source_step": 6,
+        "old_config": {"lr": 2},
+        "new_config": {"lr": 3},
+    },
 ]
 
 

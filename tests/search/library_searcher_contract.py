@@ -89,8 +89,17 @@ def every_domain_space() -> dict[str, Any]:
 
 
 FLAT_DOMAINS = [
-    "uniform", "quniform", "loguniform", "qloguniform", "randint", "qrandint",
-    "lograndint", "qlograndint", "choice", "mixed_choice", "tuple_choice",
+    "uniform",
+    "quniform",
+    "loguniform",
+    "qloguniform",
+    "randint",
+    "qrandint",
+    "lograndint",
+    "qlograndint",
+    "choice",
+    "mixed_choice",
+    "tuple_choice",
 ]
 
 
@@ -193,8 +202,9 @@ class LibrarySearcherContract(SearcherContract):
     @pytest.mark.parametrize("mode", ["min", "max"])
     def test_tpe_moves_towards_the_optimum_in_both_modes(self, mode: str) -> None:
         sign = 1.0 if mode == "min" else -1.0
-        searcher = self.make({"x": tune.uniform(-5.0, 5.0)}, mode=mode, **self.startup(10),
-                             **self.seeded(3))
+        searcher = self.make(
+            {"x": tune.uniform(-5.0, 5.0)}, mode=mode, **self.startup(10), **self.seeded(3)
+        )
         configs = drive(searcher, 30, lambda c: sign * (c["x"] - 2.0) ** 2)
         best = min(configs, key=lambda c: abs(c["x"] - 2.0))
         assert abs(best["x"] - 2.0) < 0.3
@@ -268,8 +278,10 @@ class LibrarySearcherContract(SearcherContract):
 
     def test_points_pick_the_category_whose_bounds_hold_them(self) -> None:
         """A point fits the second of two categories that differ only in their bounds."""
-        space = {"m": tune.choice([{"lr": tune.uniform(0, 1)}, {"lr": tune.uniform(5, 10)}]),
-                 "k": tune.choice([tune.randint(0, 3), tune.randint(10, 13)])}
+        space = {
+            "m": tune.choice([{"lr": tune.uniform(0, 1)}, {"lr": tune.uniform(5, 10)}]),
+            "k": tune.choice([tune.randint(0, 3), tune.randint(10, 13)]),
+        }
         for point, key in (({"m": {"lr": 7.0}}, "m"), ({"k": 11}, "k"), ({"k": 11.0}, "k")):
             searcher = self.searcher_class(metric="y", mode="min", points_to_evaluate=[point])
             searcher.set_search_properties(None, None, space)
@@ -321,8 +333,9 @@ class LibrarySearcherContract(SearcherContract):
         assert run(tuner_seed=7) == run(**self.seeded(7))
 
     def test_restore_with_pending_trials_continues_identically(self, tmp_path: Any) -> None:
-        searcher = self.make(simple_space(), mode="max", metric=METRIC, **self.startup(4),
-                             **self.seeded(0))
+        searcher = self.make(
+            simple_space(), mode="max", metric=METRIC, **self.startup(4), **self.seeded(0)
+        )
         drive_contract(searcher, 6)
         pending = searcher.suggest("pending")
         path = str(tmp_path / "state.pkl")

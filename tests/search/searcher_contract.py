@@ -69,15 +69,15 @@ class SearcherContract(abc.ABC):
 
     def suggest_config(self, searcher: Searcher, trial_id: str) -> dict[str, Any]:
         config = searcher.suggest(trial_id)
-        assert isinstance(
-            config, dict
-        ), f"suggest({trial_id!r}) returned {config!r}, expected a config dict"
+        assert isinstance(config, dict), (
+            f"suggest({trial_id!r}) returned {config!r}, expected a config dict"
+        )
         return config
 
     def assert_in_space(self, config: dict[str, Any], space: dict[str, Any]) -> None:
-        assert set(config) == set(
-            space
-        ), f"config keys {sorted(config)} != space keys {sorted(space)}"
+        assert set(config) == set(space), (
+            f"config keys {sorted(config)} != space keys {sorted(space)}"
+        )
         for key, domain in space.items():
             assert isinstance(domain, Domain)
             assert domain.contains(config[key]), f"{key}={config[key]!r} is outside {domain!r}"

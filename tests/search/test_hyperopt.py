@@ -118,8 +118,12 @@ def test_sequential_suggestions_equal_hyperopt_fmin_for_the_same_seed(mode: str)
         (float(t["misc"]["vals"]["x"][0]), float(t["misc"]["vals"]["y"][0])) for t in trials.trials
     ]
     sign = 1.0 if mode == "min" else -1.0
-    searcher = make({"x": tune.uniform(-5, 5), "y": tune.uniform(0, 10)}, mode=mode,
-                    n_initial_points=5, random_state_seed=11)
+    searcher = make(
+        {"x": tune.uniform(-5, 5), "y": tune.uniform(0, 10)},
+        mode=mode,
+        n_initial_points=5,
+        random_state_seed=11,
+    )
     configs = drive(searcher, 20, lambda c: sign * f(c["x"], c["y"]))
     assert [(c["x"], c["y"]) for c in configs] == expected
 

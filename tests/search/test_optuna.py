@@ -108,8 +108,11 @@ def test_define_by_run_function_with_constants() -> None:
     assert searcher.set_search_properties(None, None, {"epochs": 3})
     for config in drive_with(searcher, 8, "loss"):
         assert config["batch_size"] == 64 and config["epochs"] == 3
-        assert set(config) == ({"kind", "x", "batch_size", "epochs"} if config["kind"] == "a"
-                               else {"kind", "batch_size", "epochs"})
+        assert set(config) == (
+            {"kind", "x", "batch_size", "epochs"}
+            if config["kind"] == "a"
+            else {"kind", "batch_size", "epochs"}
+        )
 
 
 def test_define_by_run_must_return_a_dict_or_none() -> None:
@@ -180,7 +183,8 @@ def test_multi_objective_smoke() -> None:
         dominated = any(
             q["metrics"]["loss"] <= p["metrics"]["loss"]
             and q["metrics"]["speed"] >= p["metrics"]["speed"]
-            and q is not p and q["metrics"] != p["metrics"]
+            and q is not p
+            and q["metrics"] != p["metrics"]
             for q in front
         )
         assert not dominated

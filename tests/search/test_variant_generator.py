@@ -198,7 +198,12 @@ def test_grid_cross_product_last_key_varies_fastest() -> None:
     space = {"x": tune.grid_search([10, 20]), "y": tune.grid_search(["a", "b", "c"])}
     configs = run_all(make(space))
     assert [(c["x"], c["y"]) for c in configs] == [
-        (10, "a"), (10, "b"), (10, "c"), (20, "a"), (20, "b"), (20, "c"),
+        (10, "a"),
+        (10, "b"),
+        (10, "c"),
+        (20, "a"),
+        (20, "b"),
+        (20, "c"),
     ]
 
 
@@ -210,8 +215,14 @@ def test_grid_order_follows_insertion_not_alphabet_and_nested_depth_first() -> N
     }
     configs = run_all(make(space))
     assert [(c["z"], c["m"]["inner"], c["a"]) for c in configs] == [
-        (1, "p", True), (1, "p", False), (1, "q", True), (1, "q", False),
-        (2, "p", True), (2, "p", False), (2, "q", True), (2, "q", False),
+        (1, "p", True),
+        (1, "p", False),
+        (1, "q", True),
+        (1, "q", False),
+        (2, "p", True),
+        (2, "p", False),
+        (2, "q", True),
+        (2, "q", False),
     ]
 
 
@@ -500,8 +511,9 @@ def test_second_space_after_suggestions_is_a_conflict() -> None:
     searcher = make({"a": tune.uniform(0, 1)})
     assert searcher.set_search_properties(None, None, {"a": tune.uniform(0, 1)})  # same space: fine
     searcher.suggest("t0")
-    with pytest.raises(ValueError, match="BasicVariantGenerator already made suggestions for "
-                                         "another param_space"):
+    with pytest.raises(
+        ValueError, match="BasicVariantGenerator already made suggestions for another param_space"
+    ):
         searcher.set_search_properties(None, None, {"b": tune.uniform(0, 1)})
 
 

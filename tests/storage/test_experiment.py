@@ -36,6 +36,7 @@ def recorder(tmp_path: Path) -> Any:
 
 # -- flatten ----------------------------------------------------------------
 
+
 def test_flatten_nested_dicts() -> None:
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a/b": 1, "a/c/d": 2, "e": 3}
     assert flatten({"a": {}}) == {}
@@ -43,6 +44,7 @@ def test_flatten_nested_dicts() -> None:
 
 
 # -- TrialRecorder ----------------------------------------------------------
+
 
 def test_result_json_has_one_line_per_result(recorder: TrialRecorder, tmp_path: Path) -> None:
     recorder.append({"loss": 1.0, "training_iteration": 1, "nested": {"acc": 0.5}})
@@ -54,8 +56,9 @@ def test_result_json_has_one_line_per_result(recorder: TrialRecorder, tmp_path: 
     ]
 
 
-def test_result_json_is_readable_while_the_trial_runs(recorder: TrialRecorder,
-                                                      tmp_path: Path) -> None:
+def test_result_json_is_readable_while_the_trial_runs(
+    recorder: TrialRecorder, tmp_path: Path
+) -> None:
     recorder.append({"loss": 1.0})
     assert read_json_lines(tmp_path / "train_00000" / "result.json") == [{"loss": 1.0}]
     _, rows = read_csv(tmp_path / "train_00000" / "progress.csv")
@@ -63,8 +66,9 @@ def test_result_json_is_readable_while_the_trial_runs(recorder: TrialRecorder,
 
 
 def test_result_json_serializes_numpy_and_nan(recorder: TrialRecorder, tmp_path: Path) -> None:
-    recorder.append({"a": np.float32(0.5), "b": np.int64(3), "c": np.arange(3), "d": math.nan,
-                     "e": object})
+    recorder.append(
+        {"a": np.float32(0.5), "b": np.int64(3), "c": np.arange(3), "d": math.nan, "e": object}
+    )
     (line,) = (tmp_path / "train_00000" / "result.json").read_text().splitlines()
     loaded = json.loads(line)
     assert loaded["a"] == 0.5 and loaded["b"] == 3 and loaded["c"] == [0, 1, 2]
@@ -80,8 +84,9 @@ def test_progress_csv_flattens_nested_metrics(recorder: TrialRecorder, tmp_path:
     assert recorder.rows == [{"loss": 1.0, "val/acc": 0.5, "val/f1/macro": 0.4}]
 
 
-def test_late_metric_rewrites_the_header_and_keeps_earlier_rows(recorder: TrialRecorder,
-                                                                tmp_path: Path) -> None:
+def test_late_metric_rewrites_the_header_and_keeps_earlier_rows(
+    recorder: TrialRecorder, tmp_path: Path
+) -> None:
     recorder.append({"training_iteration": 1, "loss": 1.0})
     recorder.append({"training_iteration": 2, "loss": 0.8})
     recorder.append({"training_iteration": 3, "loss": 0.6, "val": {"acc": 0.9}})
@@ -109,7 +114,10 @@ def test_write_params_and_error(recorder: TrialRecorder, tmp_path: Path) -> None
     trial_dir = tmp_path / "train_00000"
     recorder.write_params({"lr": np.float64(0.1), "layers": [1, 2], "act": {"name": "relu"}})
     assert json.loads((trial_dir / "params.json").read_text()) == {
-        "lr": 0.1, "layers": [1, 2], "act": {"name": "relu"}}
+        "lr": 0.1,
+        "layers": [1, 2],
+        "act": {"name": "relu"},
+    }
     path = recorder.write_error("Traceback 1\n")
     recorder.write_error("Traceback 2\n")
     assert path == str(trial_dir / "error.txt")
@@ -146,6 +154,7 @@ def test_delete_checkpoint(tmp_path: Path) -> None:
 
 # -- trial_dir_name ---------------------------------------------------------
 
+
 def test_trial_dir_name_is_short_safe_and_deterministic() -> None:
     assert trial_dir_name("train_mnist", 7) == "train_mnist_00007"
     assert trial_dir_name("train_mnist", 7) == trial_dir_name("train_mnist", 7)
@@ -171,6 +180,7 @@ def test_trial_dir_name_never_escapes_the_experiment(raw: str, tmp_path: Path) -
 
 
 # -- check_writable ---------------------------------------------------------
+
 
 def test_check_writable_creates_the_directory(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b"
@@ -201,10 +211,12 @@ def test_check_writable_custom_argument(tmp_path: Path) -> None:
 
 # -- write_experiment_state -------------------------------------------------
 
+
 def test_write_experiment_state_writes_and_replaces(tmp_path: Path) -> None:
     write_experiment_state(str(tmp_path), {"name": "exp", "trials": [1]})
-    write_experiment_state(str(tmp_path), {"name": "exp", "trials": [1, 2],
-                                           "best": np.float64(0.5)})
+    write_experiment_state(
+        str(tmp_path), {"name": "exp", "trials": [1, 2], "best": np.float64(0.5)}
+    )
     state = json.loads((tmp_path / "experiment_state.json").read_text())
     assert state == {"name": "exp", "trials": [1, 2], "best": 0.5}
     assert sorted(os.listdir(tmp_path)) == ["experiment_state.json"], "no temporary file is left"
@@ -219,8 +231,9 @@ def test_write_experiment_state_keeps_the_old_file_if_writing_fails(tmp_path: Pa
     assert json.loads((tmp_path / "experiment_state.json").read_text()) == {"name": "old"}
 
 
-def test_write_experiment_state_uses_replace(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_experiment_state_uses_replace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[tuple[str, str]] = []
     real_replace = os.replace
 
@@ -231,11 +244,13 @@ def test_write_experiment_state_uses_replace(tmp_path: Path,
 
     monkeypatch.setattr(os, "replace", spy)
     write_experiment_state(str(tmp_path), {"v": 2})
-    assert calls == [(str(tmp_path / "experiment_state.json.tmp"),
-                      str(tmp_path / "experiment_state.json"))]
+    assert calls == [
+        (str(tmp_path / "experiment_state.json.tmp"), str(tmp_path / "experiment_state.json"))
+    ]
 
 
 # -- small helpers ----------------------------------------------------------
+
 
 def test_finish_rewrites_the_last_line_in_place(tmp_path):
     import json
@@ -246,7 +261,10 @@ def test_finish_rewrites_the_last_line_in_place(tmp_path):
     recorder.finish()
     lines = (tmp_path / "t" / "result.json").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [
-        {"i": 0, "done": False}, {"i": 1, "done": False}, {"i": 2, "done": True}]
+        {"i": 0, "done": False},
+        {"i": 1, "done": False},
+        {"i": 2, "done": True},
+    ]
     # A fresh recorder for the same directory (a new experiment) starts the file afresh.
     again = TrialRecorder(str(tmp_path / "t"))
     again.append({"i": 9, "done": False})

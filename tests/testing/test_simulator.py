@@ -28,8 +28,11 @@ def length_of(config: dict[str, Any]) -> int:
 class Scripted(TrialScheduler):
     """FIFO, but for updates queued and PAUSEs returned at given (trial index, iteration)."""
 
-    def __init__(self, script: dict[tuple[int, int], list[TrialUpdate]],
-                 pauses: frozenset[tuple[int, int]] = frozenset()) -> None:
+    def __init__(
+        self,
+        script: dict[tuple[int, int], list[TrialUpdate]],
+        pauses: frozenset[tuple[int, int]] = frozenset(),
+    ) -> None:
         self.script, self.pauses = script, pauses
         self.order: list[str] = []
         self.updates: list[TrialUpdate] = []
@@ -57,8 +60,7 @@ def test_continue_for_a_running_trial_is_held_until_it_paused() -> None:
     update_pause = TrialUpdate("t_00000", PAUSE)
     update_continue = TrialUpdate("t_00000", CONTINUE, new_config={"x": 99, "length": 4})
     scheduler = Scripted({(1, 1): [update_pause, update_continue]})
-    outcome = Simulator(scheduler, [{"x": 1}, {"x": 2}], score_x, length_of,
-                        concurrency=2).run()
+    outcome = Simulator(scheduler, [{"x": 1}, {"x": 2}], score_x, length_of, concurrency=2).run()
     # t_00001's first report (time 1) queues both; t_00000 is running then, so the PAUSE
     # reaches it at its next report (2); the CONTINUE waits for it to be PAUSED.
     assert outcome.decisions("t_00000") == [(1, CONTINUE), (2, PAUSE), (3, CONTINUE), (4, CONTINUE)]
@@ -72,8 +74,11 @@ def test_continue_for_a_running_trial_is_held_until_it_paused() -> None:
 def test_updates_for_finished_or_unknown_trials_are_ignored() -> None:
     """t_00000 ended at 2; a STOP and a CONTINUE(new_config) for it afterwards, and an
     update for a trial that does not exist, never reach the loop."""
-    late = [TrialUpdate("t_00000", STOP), TrialUpdate("t_00000", CONTINUE, new_config={"x": 5}),
-            TrialUpdate("nobody", STOP)]
+    late = [
+        TrialUpdate("t_00000", STOP),
+        TrialUpdate("t_00000", CONTINUE, new_config={"x": 5}),
+        TrialUpdate("nobody", STOP),
+    ]
     scheduler = Scripted({(1, 1): late})
     outcome = Simulator(scheduler, [{"x": 1, "length": 2}, {"x": 2}], score_x, length_of).run()
     assert outcome.updates == []
@@ -137,11 +142,17 @@ def test_fake_clock_runs_each_config_at_its_speed() -> None:
     """Reports come out of step at each config's seconds per iteration; the clock
     stops at the last event, and time_total_s is simulated time."""
     configs = [{"x": 1, "length": 3, "s": 1.0}, {"x": 2, "length": 2, "s": 2.5}]
-    outcome = Simulator(FIFOScheduler(), configs, score_x, length_of, concurrency=2,
-                        speed=lambda c: c["s"]).run()
+    outcome = Simulator(
+        FIFOScheduler(), configs, score_x, length_of, concurrency=2, speed=lambda c: c["s"]
+    ).run()
     order = [(r.trial_id, r.iteration, r.time) for r in outcome.reports]
-    assert order == [("t_00000", 1, 1.0), ("t_00000", 2, 2.0), ("t_00001", 1, 2.5),
-                     ("t_00000", 3, 3.0), ("t_00001", 2, 5.0)]
+    assert order == [
+        ("t_00000", 1, 1.0),
+        ("t_00000", 2, 2.0),
+        ("t_00001", 1, 2.5),
+        ("t_00000", 3, 3.0),
+        ("t_00001", 2, 5.0),
+    ]
     assert outcome.time == 5.0
     assert outcome.trials["t_00001"].last_result["time_total_s"] == 5.0
 
@@ -149,8 +160,9 @@ def test_fake_clock_runs_each_config_at_its_speed() -> None:
 def test_time_budget_s_stops_the_experiment_on_the_fake_clock() -> None:
     """The loop checks the budget each turn (every 0.5 s of waiting): at 5.5 >= 5.2 it
     winds down, and the running trial stops at its next report, 6."""
-    outcome = Simulator(FIFOScheduler(), [{"x": 1, "length": 100}, {"x": 2}], score_x,
-                        length_of, time_budget_s=5.2).run()
+    outcome = Simulator(
+        FIFOScheduler(), [{"x": 1, "length": 100}, {"x": 2}], score_x, length_of, time_budget_s=5.2
+    ).run()
     assert outcome.stop_reason == "time_budget_s=5.2 was reached"
     assert outcome.decisions("t_00000")[-1] == (6, STOP)
     assert outcome.iterations == 6 and outcome.time == 6.0
@@ -169,8 +181,9 @@ def test_stalled_after_the_idle_timeout_of_fake_time() -> None:
         def choose_trial_to_run(self, trials: list[Trial]) -> Trial | None:
             return None
 
-    simulator = Simulator(NeverResume(), [{"x": 1}, {"x": 2}], score_x, length_of,
-                          concurrency=2, idle_timeout_s=12.0)
+    simulator = Simulator(
+        NeverResume(), [{"x": 1}, {"x": 2}], score_x, length_of, concurrency=2, idle_timeout_s=12.0
+    )
     with pytest.raises(Stalled, match="keeps 2 trials PAUSED"):
         simulator.run()
     assert simulator.clock.now >= 1.0 + 12.0
@@ -210,15 +223,17 @@ def test_stopper_is_the_controllers() -> None:
             seen.append(result["training_iteration"])
             return CONTINUE
 
-    outcome = Simulator(Recording(), [{"x": 1}], score_x, length_of,
-                        stopper=MaximumIterationStopper(2)).run()
+    outcome = Simulator(
+        Recording(), [{"x": 1}], score_x, length_of, stopper=MaximumIterationStopper(2)
+    ).run()
     assert outcome.decisions("t_00000") == [(1, CONTINUE), (2, STOP)]
     assert seen == [1]
 
 
 def test_injected_error_is_retried_from_the_checkpoint_with_max_failures() -> None:
-    outcome = Simulator(FIFOScheduler(), [{"x": 1}, {"x": 2}], score_x, length_of,
-                        errors={0: 3}, max_failures=1).run()
+    outcome = Simulator(
+        FIFOScheduler(), [{"x": 1}, {"x": 2}], score_x, length_of, errors={0: 3}, max_failures=1
+    ).run()
     first = outcome.trials["t_00000"]
     assert first.status is TrialStatus.TERMINATED and first.num_failures == 1
     assert [r.iteration for r in outcome.reports if r.trial_id == "t_00000"] == [1, 2, 3, 4]
@@ -226,8 +241,9 @@ def test_injected_error_is_retried_from_the_checkpoint_with_max_failures() -> No
 
 
 def test_injected_error_without_retries_errors_the_trial() -> None:
-    outcome = Simulator(FIFOScheduler(), [{"x": 1}, {"x": 2}], score_x, length_of,
-                        errors={1: 2}).run()
+    outcome = Simulator(
+        FIFOScheduler(), [{"x": 1}, {"x": 2}], score_x, length_of, errors={1: 2}
+    ).run()
     assert outcome.trials["t_00001"].status is TrialStatus.ERROR
     assert "iteration 2" in outcome.trials["t_00001"].error_msg
     assert outcome.iterations_of("t_00001") == 1
@@ -236,8 +252,9 @@ def test_injected_error_without_retries_errors_the_trial() -> None:
 def test_checkpoint_from_restores_another_trials_latest_checkpoint() -> None:
     """PBT's exploit: t_00001, paused at 2, continues from t_00000's latest checkpoint
     (at 6, where it ended: 6 iterations in its state) with a new config."""
-    exploit = TrialUpdate("t_00001", CONTINUE, new_config={"x": 7, "length": 8},
-                          checkpoint_from="t_00000")
+    exploit = TrialUpdate(
+        "t_00001", CONTINUE, new_config={"x": 7, "length": 8}, checkpoint_from="t_00000"
+    )
     scheduler = Scripted({(1, 2): [exploit]}, pauses=frozenset({(1, 2)}))
     states: dict[tuple[float, int], Any] = {}
 
@@ -245,8 +262,9 @@ def test_checkpoint_from_restores_another_trials_latest_checkpoint() -> None:
         states[(config["x"], iteration)] = state
         return (state or 0) + 1, float(config["x"])
 
-    outcome = Simulator(scheduler, [{"x": 1, "length": 6}, {"x": 2, "length": 8}], step,
-                        length_of).run()
+    outcome = Simulator(
+        scheduler, [{"x": 1, "length": 6}, {"x": 2, "length": 8}], step, length_of
+    ).run()
     assert [r.iteration for r in outcome.reports if r.trial_id == "t_00001"] == [1, 2, 7, 8]
     assert states[(7, 7)] == 6
     assert outcome.trials["t_00001"].config == {"x": 7, "length": 8}
@@ -257,8 +275,7 @@ def test_checkpoint_from_restores_another_trials_latest_checkpoint() -> None:
 
 def test_configs_from_a_grid_search() -> None:
     searcher = BasicVariantGenerator(random_state=0)
-    assert searcher.set_search_properties(None, None, {"x": grid_search([3, 1, 2])},
-                                          num_samples=1)
+    assert searcher.set_search_properties(None, None, {"x": grid_search([3, 1, 2])}, num_samples=1)
     outcome = Simulator(FIFOScheduler(), searcher, score_x, length_of).run()
     assert [t.config["x"] for t in outcome.trials.values()] == [3, 1, 2]
     assert outcome.best() == 3 and outcome.best("min") == 1

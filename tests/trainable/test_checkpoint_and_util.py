@@ -41,8 +41,9 @@ def test_from_directory_accepts_str_and_pathlike(state_dir: Path) -> None:
 
 def test_from_directory_missing_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(ValueError,
-                       match=r"Checkpoint\.from_directory\(path=.*nope.*no such directory"):
+    with pytest.raises(
+        ValueError, match=r"Checkpoint\.from_directory\(path=.*nope.*no such directory"
+    ):
         Checkpoint.from_directory(missing)
 
 
@@ -73,8 +74,9 @@ def test_to_directory_without_path_makes_a_temporary_one(state_dir: Path) -> Non
         shutil.rmtree(target)
 
 
-def test_equality_and_hash_compare_absolute_paths(state_dir: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_equality_and_hash_compare_absolute_paths(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(state_dir.parent)
     relative, absolute = Checkpoint("state"), Checkpoint(state_dir)
     assert relative == absolute
@@ -86,6 +88,7 @@ def test_equality_and_hash_compare_absolute_paths(state_dir: Path,
 
 
 # -- with_parameters --------------------------------------------------------
+
 
 def train(config: dict[str, Any], data: Any = None, labels: Any = None) -> None:
     """Train on data."""
@@ -132,9 +135,13 @@ def test_unwrap_plain_trainable() -> None:
 
 # -- with_resources ---------------------------------------------------------
 
+
 def test_normalize_maps_ray_names_and_passes_others_through() -> None:
     assert normalize_resources({"cpu": 2, "gpu": 0.5, "MEM": 8e9, "GPU": 1}) == {
-        "CPU": 2.0, "GPU": 1.0, "MEM": 8e9}
+        "CPU": 2.0,
+        "GPU": 1.0,
+        "MEM": 8e9,
+    }
 
 
 def test_normalize_drops_zero_amounts() -> None:

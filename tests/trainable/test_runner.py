@@ -25,11 +25,19 @@ from dasktune.trainable.trainable import Trainable
 
 def make_spec(tmp_path: Path, **overrides: Any) -> RunSpec:
     context = TrialContext(
-        trial_id="trial_a", trial_name="train_00000", trial_dir=str(tmp_path / "trial"),
-        experiment_name="exp", experiment_path=str(tmp_path),
+        trial_id="trial_a",
+        trial_name="train_00000",
+        trial_dir=str(tmp_path / "trial"),
+        experiment_name="exp",
+        experiment_path=str(tmp_path),
     )
-    fields: dict[str, Any] = dict(run_id=f"run-{uuid.uuid4().hex}", context=context,
-                                  config={"steps": 3, "lr": 0.1}, topic="topic", decision_points=())
+    fields: dict[str, Any] = dict(
+        run_id=f"run-{uuid.uuid4().hex}",
+        context=context,
+        config={"steps": 3, "lr": 0.1},
+        topic="topic",
+        decision_points=(),
+    )
     fields.update(overrides)
     return RunSpec(**fields)
 
@@ -52,8 +60,11 @@ class FakeDriver:
     def _serve(self) -> None:
         while (message := self._inbox.get()) is not None:
             if message.get("wait"):
-                deliver(message["run"], self.answers.pop(0) if self.answers else CONTINUE,
-                        message["seq"])
+                deliver(
+                    message["run"],
+                    self.answers.pop(0) if self.answers else CONTINUE,
+                    message["seq"],
+                )
 
     def close(self) -> None:
         self._inbox.put(None)
@@ -76,13 +87,21 @@ def driver() -> Iterator[FakeDriver]:
     fake.close()
 
 
-def run(tmp_path: Path, trainable: Any, driver: FakeDriver, params: dict[str, Any] | None = None,
-        checkpoint_config: tuple[int, bool] = (0, False), **spec: Any) -> Any:
-    return run_trial(make_spec(tmp_path, **spec), trainable, params or {}, checkpoint_config,
-                     driver.emit)
+def run(
+    tmp_path: Path,
+    trainable: Any,
+    driver: FakeDriver,
+    params: dict[str, Any] | None = None,
+    checkpoint_config: tuple[int, bool] = (0, False),
+    **spec: Any,
+) -> Any:
+    return run_trial(
+        make_spec(tmp_path, **spec), trainable, params or {}, checkpoint_config, driver.emit
+    )
 
 
 # -- function trainables ----------------------------------------------------
+
 
 def test_function_trainable_finishes(tmp_path: Path, driver: FakeDriver) -> None:
     def train(config: dict[str, Any]) -> dict[str, Any]:
@@ -191,8 +210,9 @@ def test_function_trainable_resumes_from_checkpoint(tmp_path: Path, driver: Fake
         (new_state / "step.txt").write_text(str(start + 1))
         tune.report({"step": start + 1}, checkpoint=Checkpoint.from_directory(new_state))
 
-    outcome = run(tmp_path, train, driver, checkpoint_path=str(old), start_iteration=4,
-                  checkpoint_index=1)
+    outcome = run(
+        tmp_path, train, driver, checkpoint_path=str(old), start_iteration=4, checkpoint_index=1
+    )
     assert outcome.status == "finished"
     (result,) = driver.results()
     assert result["step"] == 5 and result["training_iteration"] == 5
@@ -200,6 +220,7 @@ def test_function_trainable_resumes_from_checkpoint(tmp_path: Path, driver: Fake
 
 
 # -- class trainables -------------------------------------------------------
+
 
 class Counter(Trainable):
     """Counts steps; ``done`` after ``config['steps']``; saves its count."""
@@ -261,8 +282,11 @@ def test_class_checkpoint_frequency_and_at_end(tmp_path: Path, driver: FakeDrive
     assert driver.checkpoints() == expected
     assert _checkpoint_counts(expected) == ["2", "4", "5"]
     # Iterations 2 and 4 travel with their result; the final one as a checkpoint message.
-    by_kind = [(m["kind"], m.get("iteration", m.get("result", {}).get("training_iteration")))
-               for m in driver.messages if m.get("checkpoint")]
+    by_kind = [
+        (m["kind"], m.get("iteration", m.get("result", {}).get("training_iteration")))
+        for m in driver.messages
+        if m.get("checkpoint")
+    ]
     assert by_kind == [("result", 2), ("result", 4), ("checkpoint", 5)]
     # The trainable's temporary directories are removed once copied.
     (instance,) = Counter.instances
@@ -271,10 +295,13 @@ def test_class_checkpoint_frequency_and_at_end(tmp_path: Path, driver: FakeDrive
 
 
 def test_class_checkpoint_at_end_not_repeated_when_frequency_hit_the_end(
-        tmp_path: Path, driver: FakeDriver) -> None:
+    tmp_path: Path, driver: FakeDriver
+) -> None:
     run(tmp_path, Counter, driver, checkpoint_config=(2, True), config={"steps": 4})
     assert [os.path.basename(p) for p in driver.checkpoints()] == [
-        "checkpoint_000000", "checkpoint_000001"]
+        "checkpoint_000000",
+        "checkpoint_000001",
+    ]
     assert [m["kind"] for m in driver.messages if m.get("checkpoint")] == ["result", "result"]
 
 
@@ -287,8 +314,14 @@ def test_class_without_checkpoint_config_saves_nothing(tmp_path: Path, driver: F
 def test_class_stop_then_restore_continues_iterations(tmp_path: Path) -> None:
     stopper = FakeDriver(answers=[STOP])
     try:
-        first = run(tmp_path, Counter, stopper, checkpoint_config=(2, False), config={"steps": 100},
-                    decision_points=(DecisionPoints.at("training_iteration", [3]),))
+        first = run(
+            tmp_path,
+            Counter,
+            stopper,
+            checkpoint_config=(2, False),
+            config={"steps": 100},
+            decision_points=(DecisionPoints.at("training_iteration", [3]),),
+        )
     finally:
         stopper.close()
     assert first.status == "stopped" and first.iteration == 3
@@ -298,8 +331,16 @@ def test_class_stop_then_restore_continues_iterations(tmp_path: Path) -> None:
 
     resumed = FakeDriver()
     try:
-        second = run(tmp_path, Counter, resumed, checkpoint_config=(2, False), config={"steps": 5},
-                     checkpoint_path=saved, start_iteration=2, checkpoint_index=1)
+        second = run(
+            tmp_path,
+            Counter,
+            resumed,
+            checkpoint_config=(2, False),
+            config={"steps": 5},
+            checkpoint_path=saved,
+            start_iteration=2,
+            checkpoint_index=1,
+        )
     finally:
         resumed.close()
     assert second.status == "finished"
@@ -316,8 +357,14 @@ def test_class_stop_then_restore_continues_iterations(tmp_path: Path) -> None:
 def test_class_stopped_with_checkpoint_at_end_saves_its_state(tmp_path: Path) -> None:
     driver = FakeDriver(answers=[STOP])
     try:
-        outcome = run(tmp_path, Counter, driver, checkpoint_config=(0, True), config={"steps": 100},
-                      decision_points=(DecisionPoints.at("training_iteration", [2]),))
+        outcome = run(
+            tmp_path,
+            Counter,
+            driver,
+            checkpoint_config=(0, True),
+            config={"steps": 100},
+            decision_points=(DecisionPoints.at("training_iteration", [2]),),
+        )
     finally:
         driver.close()
     assert outcome.status == "stopped"
@@ -328,9 +375,14 @@ def test_class_stopped_with_checkpoint_at_end_saves_its_state(tmp_path: Path) ->
 def test_class_paused_saves_its_state_even_without_at_end(tmp_path: Path) -> None:
     driver = FakeDriver(answers=[PAUSE])
     try:
-        outcome = run(tmp_path, Counter, driver, checkpoint_config=(0, False),
-                      config={"steps": 100},
-                      decision_points=(DecisionPoints.at("training_iteration", [2]),))
+        outcome = run(
+            tmp_path,
+            Counter,
+            driver,
+            checkpoint_config=(0, False),
+            config={"steps": 100},
+            decision_points=(DecisionPoints.at("training_iteration", [2]),),
+        )
     finally:
         driver.close()
     assert outcome.status == "paused"
@@ -358,13 +410,21 @@ class DictState(Trainable):
 
 
 def test_class_state_returned_by_save_checkpoint_reaches_load_checkpoint(
-        tmp_path: Path, driver: FakeDriver) -> None:
+    tmp_path: Path, driver: FakeDriver
+) -> None:
     DictState.loaded = []
     first = run(tmp_path, DictState, driver, checkpoint_config=(0, True), config={"steps": 2})
     assert first.status == "finished"
     (saved,) = driver.checkpoints()
-    second = run(tmp_path, DictState, driver, config={"steps": 4}, checkpoint_path=saved,
-                 start_iteration=2, checkpoint_index=1)
+    second = run(
+        tmp_path,
+        DictState,
+        driver,
+        config={"steps": 4},
+        checkpoint_path=saved,
+        start_iteration=2,
+        checkpoint_index=1,
+    )
     assert DictState.loaded == [{"weight": 2}]
     assert second.status == "finished"
 
@@ -413,6 +473,7 @@ def test_accepts_params() -> None:
 
 
 # -- reliability -------------------------------------------------------------
+
 
 def test_a_second_attempt_of_the_same_run_does_nothing(tmp_path: Path, driver: FakeDriver) -> None:
     """Dask re-runs a task whose worker died; the run's claim makes the re-run a no-op."""
@@ -464,7 +525,8 @@ class FailingSave(Counter):
 
 
 def test_a_failing_save_checkpoint_leaves_no_temporary_directory(
-        tmp_path: Path, driver: FakeDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, driver: FakeDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tempfile
 
     scratch = tmp_path / "scratch"

@@ -44,11 +44,16 @@ EVERY_SECOND_ITERATION = DecisionPoints.at("training_iteration", [2, 4])
 def make_spec(tmp_path: Path, **overrides: Any) -> RunSpec:
     run_id = overrides.pop("run_id", f"run-{uuid.uuid4().hex}")
     context = TrialContext(
-        trial_id="trial_a", trial_name="train_00000", trial_dir=str(tmp_path / "train_00000"),
-        experiment_name="exp", experiment_path=str(tmp_path), resources={"GPU": 1.0},
+        trial_id="trial_a",
+        trial_name="train_00000",
+        trial_dir=str(tmp_path / "train_00000"),
+        experiment_name="exp",
+        experiment_path=str(tmp_path),
+        resources={"GPU": 1.0},
     )
-    fields: dict[str, Any] = dict(run_id=run_id, context=context, config={"lr": 0.1}, topic="topic",
-                                  decision_points=())
+    fields: dict[str, Any] = dict(
+        run_id=run_id, context=context, config={"lr": 0.1}, topic="topic", decision_points=()
+    )
     fields.update(overrides)
     return RunSpec(**fields)
 
@@ -107,11 +112,14 @@ class FakeClock:
 
 # -- the fields of a result -------------------------------------------------
 
-def test_report_fills_in_ray_tune_fields(tmp_path: Path, driver: FakeDriver,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_report_fills_in_ray_tune_fields(
+    tmp_path: Path, driver: FakeDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = FakeClock(1000.0)
-    monkeypatch.setattr(session_mod, "time", types.SimpleNamespace(time=clock.read,
-                                                                   monotonic=time.monotonic))
+    monkeypatch.setattr(
+        session_mod, "time", types.SimpleNamespace(time=clock.read, monotonic=time.monotonic)
+    )
     spec = make_spec(tmp_path, start_iteration=3, start_time_total=10.0)
     session = Session(spec, driver.emit)
     metrics = {"loss": 0.5}
@@ -153,11 +161,13 @@ def test_result_message_shape_without_decision_points(tmp_path: Path, driver: Fa
 
 # -- decision points --------------------------------------------------------
 
+
 def test_report_waits_only_at_decision_points(tmp_path: Path) -> None:
     driver = FakeDriver(answers=[CONTINUE, CONTINUE])
     try:
-        session = Session(make_spec(tmp_path, decision_points=(EVERY_SECOND_ITERATION,)),
-                          driver.emit)
+        session = Session(
+            make_spec(tmp_path, decision_points=(EVERY_SECOND_ITERATION,)), driver.emit
+        )
         decisions = [session.report({"i": i}) for i in range(5)]
     finally:
         driver.close()
@@ -169,8 +179,9 @@ def test_report_waits_only_at_decision_points(tmp_path: Path) -> None:
 def test_module_report_raises_stop_trial_on_stop(tmp_path: Path) -> None:
     driver = FakeDriver(answers=[STOP])
     try:
-        session = Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)),
-                          driver.emit)
+        session = Session(
+            make_spec(tmp_path, decision_points=(DecisionPoints.always(),)), driver.emit
+        )
         set_session(session)
         with pytest.raises(StopTrial) as info:
             report({"loss": 1.0})
@@ -184,8 +195,9 @@ def test_module_report_raises_stop_trial_on_stop(tmp_path: Path) -> None:
 def test_module_report_raises_stop_trial_on_pause(tmp_path: Path) -> None:
     driver = FakeDriver(answers=[PAUSE])
     try:
-        set_session(Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)),
-                            driver.emit))
+        set_session(
+            Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)), driver.emit)
+        )
         with pytest.raises(StopTrial) as info:
             report({"loss": 1.0})
     finally:
@@ -196,8 +208,9 @@ def test_module_report_raises_stop_trial_on_pause(tmp_path: Path) -> None:
 def test_module_report_returns_none_on_continue(tmp_path: Path) -> None:
     driver = FakeDriver(answers=[CONTINUE])
     try:
-        set_session(Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)),
-                            driver.emit))
+        set_session(
+            Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)), driver.emit)
+        )
         assert report({"loss": 1.0}) is None
     finally:
         driver.close()
@@ -220,8 +233,9 @@ def test_pause_is_sticky_against_a_later_continue(tmp_path: Path, driver: FakeDr
     assert session.pending_decision() == PAUSE
 
 
-def test_stop_sent_between_decision_points_ends_the_next_report(tmp_path: Path,
-                                                                driver: FakeDriver) -> None:
+def test_stop_sent_between_decision_points_ends_the_next_report(
+    tmp_path: Path, driver: FakeDriver
+) -> None:
     spec = make_spec(tmp_path)
     set_session(Session(spec, driver.emit))
     report({"loss": 1.0})
@@ -231,8 +245,9 @@ def test_stop_sent_between_decision_points_ends_the_next_report(tmp_path: Path,
     assert [m["wait"] for m in driver.messages] == [False, False]
 
 
-def test_decision_delivered_before_the_session_starts_is_kept(tmp_path: Path,
-                                                              driver: FakeDriver) -> None:
+def test_decision_delivered_before_the_session_starts_is_kept(
+    tmp_path: Path, driver: FakeDriver
+) -> None:
     spec = make_spec(tmp_path)
     deliver(spec.run_id, STOP)  # the driver answers a "start" message of a run it already stopped
     session = Session(spec, driver.emit)
@@ -253,8 +268,11 @@ def test_cancelled_predicate_ends_a_wait_with_stop(tmp_path: Path, driver: FakeD
         driver.emit(message)
         cancelled.set()  # the driver cancels the future instead of answering
 
-    session = Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),)), emit,
-                      cancelled=cancelled.is_set)
+    session = Session(
+        make_spec(tmp_path, decision_points=(DecisionPoints.always(),)),
+        emit,
+        cancelled=cancelled.is_set,
+    )
     assert session.pending_decision() is None
     assert session.report({"loss": 1.0}) == STOP
     assert session.pending_decision() == STOP
@@ -262,8 +280,10 @@ def test_cancelled_predicate_ends_a_wait_with_stop(tmp_path: Path, driver: FakeD
 
 def test_decision_timeout_fails_the_run(tmp_path: Path, driver: FakeDriver) -> None:
     """No decision at all is a failure (FailureConfig decides), never a quiet stop."""
-    session = Session(make_spec(tmp_path, decision_points=(DecisionPoints.always(),),
-                                decision_timeout=0.0), driver.emit)
+    session = Session(
+        make_spec(tmp_path, decision_points=(DecisionPoints.always(),), decision_timeout=0.0),
+        driver.emit,
+    )
     with pytest.raises(DecisionTimeoutError, match="decision-timeout"):
         session.report({"loss": 1.0})
 
@@ -287,8 +307,9 @@ def test_decision_point_after_a_stop_does_not_wait(tmp_path: Path, driver: FakeD
     session = Session(spec, driver.emit)
     deliver(spec.run_id, STOP)  # e.g. the experiment's wind-down reached the worker first
     decisions: list[str] = []
-    worker = threading.Thread(target=lambda: decisions.append(session.report({"loss": 1.0})),
-                              daemon=True)
+    worker = threading.Thread(
+        target=lambda: decisions.append(session.report({"loss": 1.0})), daemon=True
+    )
     worker.start()
     worker.join(timeout=1.0)
     still_waiting = worker.is_alive()
@@ -308,6 +329,7 @@ def test_close_forgets_the_mailbox(tmp_path: Path, driver: FakeDriver) -> None:
 
 
 # -- checkpoints ------------------------------------------------------------
+
 
 def _make_checkpoint_dir(root: Path, content: str) -> Checkpoint:
     root.mkdir(parents=True, exist_ok=True)
@@ -351,13 +373,19 @@ def test_attach_checkpoint_emits_a_checkpoint_message(tmp_path: Path, driver: Fa
     session.report({"loss": 1.0})
     session.attach_checkpoint(_make_checkpoint_dir(tmp_path / "tmp", "final"))
     target = os.path.join(spec.context.trial_dir, "checkpoint_000001")
-    assert driver.messages[-1] == {"kind": "checkpoint", "run": spec.run_id, "worker": "",
-                                   "checkpoint": target, "iteration": 1}
+    assert driver.messages[-1] == {
+        "kind": "checkpoint",
+        "run": spec.run_id,
+        "worker": "",
+        "checkpoint": target,
+        "iteration": 1,
+    }
     assert Path(target, "state.txt").read_text() == "final"
 
 
-def test_checkpoint_already_in_place_is_not_copied_onto_itself(tmp_path: Path,
-                                                                driver: FakeDriver) -> None:
+def test_checkpoint_already_in_place_is_not_copied_onto_itself(
+    tmp_path: Path, driver: FakeDriver
+) -> None:
     spec = make_spec(tmp_path)
     target = Path(spec.context.trial_dir) / "checkpoint_000000"
     session = Session(spec, driver.emit)
@@ -366,8 +394,9 @@ def test_checkpoint_already_in_place_is_not_copied_onto_itself(tmp_path: Path,
     assert driver.messages[-1]["checkpoint"] == str(target)
 
 
-def test_reused_checkpoint_index_does_not_keep_stale_files(tmp_path: Path,
-                                                           driver: FakeDriver) -> None:
+def test_reused_checkpoint_index_does_not_keep_stale_files(
+    tmp_path: Path, driver: FakeDriver
+) -> None:
     spec = make_spec(tmp_path, checkpoint_index=2)
     stale = Path(spec.context.trial_dir) / "checkpoint_000002"
     stale.mkdir(parents=True)
@@ -381,24 +410,30 @@ def test_reused_checkpoint_index_does_not_keep_stale_files(tmp_path: Path,
 
 # -- the module-level API ---------------------------------------------------
 
+
 def test_get_checkpoint_outside_a_session_is_none() -> None:
     set_session(None)
     assert get_checkpoint() is None
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: get_context(), "get_context"),
-    (lambda: report({"loss": 1.0}), "report"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: get_context(), "get_context"),
+        (lambda: report({"loss": 1.0}), "report"),
+    ],
+)
 def test_outside_a_session_errors_name_the_function(call: Any, name: str) -> None:
     set_session(None)
-    with pytest.raises(RuntimeError,
-                       match=rf"tune\.{name}\(\) was called outside a dasktune trial"):
+    with pytest.raises(
+        RuntimeError, match=rf"tune\.{name}\(\) was called outside a dasktune trial"
+    ):
         call()
 
 
-def test_get_checkpoint_inside_a_session_is_the_restore_checkpoint(tmp_path: Path,
-                                                                   driver: FakeDriver) -> None:
+def test_get_checkpoint_inside_a_session_is_the_restore_checkpoint(
+    tmp_path: Path, driver: FakeDriver
+) -> None:
     restore_from = tmp_path / "old" / "checkpoint_000002"
     restore_from.mkdir(parents=True)
     set_session(Session(make_spec(tmp_path, checkpoint_path=str(restore_from)), driver.emit))
@@ -426,7 +461,8 @@ def test_get_context_inside_a_session(tmp_path: Path, driver: FakeDriver) -> Non
 
 
 def test_session_is_per_thread_and_a_lone_trial_s_helper_threads_share_it(
-        tmp_path: Path, driver: FakeDriver) -> None:
+    tmp_path: Path, driver: FakeDriver
+) -> None:
     """As in Ray Tune, a trial's own helper thread may report; with two trials running in
     one process (two worker threads), a third thread cannot tell whose it is."""
     first = Session(make_spec(tmp_path), driver.emit)
@@ -454,9 +490,11 @@ def test_session_is_per_thread_and_a_lone_trial_s_helper_threads_share_it(
 
 # -- bad input --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("metrics", [0.5, [("loss", 1.0)], None, "loss"])
-def test_report_rejects_metrics_that_are_not_a_dict(tmp_path: Path, driver: FakeDriver,
-                                                    metrics: Any) -> None:
+def test_report_rejects_metrics_that_are_not_a_dict(
+    tmp_path: Path, driver: FakeDriver, metrics: Any
+) -> None:
     session = Session(make_spec(tmp_path), driver.emit)
     set_session(session)
     with pytest.raises(TypeError, match=r"tune\.report\(metrics=.*metrics must be a dict"):
@@ -465,8 +503,9 @@ def test_report_rejects_metrics_that_are_not_a_dict(tmp_path: Path, driver: Fake
 
 
 @pytest.mark.parametrize("checkpoint", ["/tmp", {"path": "/tmp"}])
-def test_report_rejects_a_checkpoint_that_is_not_a_checkpoint(tmp_path: Path, driver: FakeDriver,
-                                                              checkpoint: Any) -> None:
+def test_report_rejects_a_checkpoint_that_is_not_a_checkpoint(
+    tmp_path: Path, driver: FakeDriver, checkpoint: Any
+) -> None:
     session = Session(make_spec(tmp_path), driver.emit)
     set_session(session)
     with pytest.raises(TypeError, match=r"Checkpoint\.from_directory"):
@@ -494,17 +533,23 @@ def test_a_stop_delivered_while_a_decision_point_begins_is_not_lost(tmp_path: Pa
 
 # -- reliability: sequence numbers, asking again, the spool --------------------------------------
 
+
 def test_a_continue_answers_only_results_up_to_its_sequence_number(tmp_path: Path) -> None:
     """A late CONTINUE (sent again for an older result) must not release a newer wait."""
     messages: list[dict[str, Any]] = []
-    spec = make_spec(tmp_path, decision_points=(DecisionPoints.always(),), decision_timeout=30.0,
-                     decision_resend=60.0)
+    spec = make_spec(
+        tmp_path,
+        decision_points=(DecisionPoints.always(),),
+        decision_timeout=30.0,
+        decision_resend=60.0,
+    )
     session = Session(spec, lambda m: messages.append(m.to_wire()))
     deliver(spec.run_id, CONTINUE, 1)
     assert session.report({"loss": 1.0}) == CONTINUE, "result 1 was answered already"
     done: list[Any] = []
-    waiter = threading.Thread(target=lambda: done.append(session.report({"loss": 0.5})),
-                              daemon=True)
+    waiter = threading.Thread(
+        target=lambda: done.append(session.report({"loss": 0.5})), daemon=True
+    )
     waiter.start()
     deliver(spec.run_id, CONTINUE, 1)  # the old answer again
     waiter.join(timeout=1.0)
@@ -517,8 +562,12 @@ def test_a_continue_answers_only_results_up_to_its_sequence_number(tmp_path: Pat
 
 def test_a_waiting_trial_asks_again_until_answered(tmp_path: Path) -> None:
     messages: list[dict[str, Any]] = []
-    spec = make_spec(tmp_path, decision_points=(DecisionPoints.always(),), decision_timeout=30.0,
-                     decision_resend=0.2)
+    spec = make_spec(
+        tmp_path,
+        decision_points=(DecisionPoints.always(),),
+        decision_timeout=30.0,
+        decision_resend=0.2,
+    )
 
     def emit(message: Message) -> None:
         messages.append(message.to_wire())
@@ -548,8 +597,9 @@ def test_results_and_checkpoints_are_spooled_before_they_are_sent(tmp_path: Path
     records = read_spool(spool.path)
     assert seen_on_disk == [1, 2]
     assert [(r.seq, r.result["loss"]) for r in records.results] == [(1, 1.0), (2, 0.5)]
-    assert records.results[1].checkpoint == os.path.join(spec.context.trial_dir,
-                                                         "checkpoint_000000")
+    assert records.results[1].checkpoint == os.path.join(
+        spec.context.trial_dir, "checkpoint_000000"
+    )
 
 
 def test_a_checkpoint_never_overwrites_another_runs(tmp_path: Path, driver: FakeDriver) -> None:
