@@ -363,9 +363,13 @@ _SPECIAL: dict[str, _Target] = {
         "dasktune cannot change a running trial's resources."
     ),
     "ray.tune.utils.validate_save_restore": _Name("dasktune.utils", "validate_save_restore"),
+    **{
+        f"ray.tune.utils.mock_trainable.{name}": _Name("dasktune.utils.mock_trainable", name)
+        for name in ("MyTrainableClass", "MOCK_ERROR_KEY", "MOCK_TRAINABLE_NAME")
+    },
     "ray.tune.utils": _Unportable(
-        "ray.tune.utils is Ray's internal toolbox; copy what you "
-        "use (e.g. a mock trainable) into your script."
+        "ray.tune.utils is Ray's internal toolbox: dasktune.utils has validate_save_restore "
+        "and mock_trainable.MyTrainableClass; copy anything else you use into your script."
     ),
     "ray.tune.integration": _Unportable(
         "Ray's framework callbacks report through Ray's session: call tune.report from a "

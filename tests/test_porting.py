@@ -411,6 +411,26 @@ def test_pb2_is_ported_from_its_module_and_the_package():
     assert 'b = dasktune.schedulers.PB2(hyperparam_bounds={"lr": [1e-4, 1e-1]})' in lines
 
 
+def test_ray_s_mock_trainable_and_save_restore_check_come_from_dasktune_utils():
+    result = port("""
+        from ray.tune.utils.mock_trainable import MyTrainableClass, MOCK_ERROR_KEY
+        from ray.tune.utils import validate_save_restore
+        validate_save_restore(MyTrainableClass)
+    """)
+    assert result.problems == []
+    lines = result.ported.splitlines()
+    assert "from dasktune.utils.mock_trainable import MyTrainableClass, MOCK_ERROR_KEY" in lines
+    assert "from dasktune.utils import validate_save_restore" in lines
+
+
+def test_other_ray_tune_utils_names_are_listed_with_the_way_out():
+    result = port("""
+        from ray.tune.utils import flatten_dict
+    """)
+    assert constructs(result) == ["ray.tune.utils.flatten_dict"]
+    assert "mock_trainable" in result.problems[0].reason
+
+
 def test_a_script_without_ray_is_left_alone():
     result = port("import os\nprint(os.getcwd())\n")
     assert not result.changed and result.problems == [] and result.diff() == ""

@@ -194,3 +194,31 @@ def test_numpy_and_pandas_values_reach_the_driver(client, storage):
     assert result.metrics["7"] == "int key" and list(result.metrics["shape"]) == [2, 3]
     assert result.metrics["nested"]["score"] == 0.5 and result.metrics["mean"] == 0.75
     assert grid.get_best_result().metrics["reward"] == pytest.approx(2 * np.tanh(0.5))
+
+
+def test_ray_s_mock_trainable_runs_and_recovers_from_its_planned_error(client, storage):
+    """hyperband_example's trainable, through dasktune.utils.mock_trainable: it fails after
+    its first step until restored from a checkpoint, then climbs its tanh curve."""
+    import math
+
+    from dasktune.utils.mock_trainable import MOCK_ERROR_KEY, MyTrainableClass
+
+    grid = tune.Tuner(
+        MyTrainableClass,
+        param_space={"width": tune.grid_search([1, 5]), "height": 10, MOCK_ERROR_KEY: True},
+        run_config=tune.RunConfig(
+            name="mock",
+            storage_path=storage,
+            verbose=0,
+            stop={"training_iteration": 4},
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+        client=client,
+    ).fit()
+    assert not grid.errors
+    for result in grid:
+        assert result.metrics["training_iteration"] == 4
+        expected = 10 * math.tanh(4 / result.config["width"])
+        assert result.metrics["episode_reward_mean"] == pytest.approx(expected)
+        assert os.path.exists(os.path.join(result.path, "error.txt"))  # it did fail once
