@@ -36,7 +36,7 @@ class MyTrainableClass(Trainable):
     checkpoint) and ``persistent_error`` (keep failing after a restore too).
     """
 
-    def setup(self, config: dict[str, Any]) -> None:
+    def setup(self, config: dict[str, Any], **params: Any) -> None:
         self.steps_done = 0
         self.was_restored = False
 
