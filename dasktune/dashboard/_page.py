@@ -303,16 +303,17 @@ class ExperimentPage:
     def _pick(self, models: Mapping[str, ExperimentModel]) -> str | None:
         if not models:
             return None
-        if self.key in models:
-            return self.key
-        if self.wanted:
+        if self.wanted:  # the page's ?experiment=, once it has reported (it may start later)
             for key, model in models.items():
                 if self.wanted in (key, model.name, model.path):
                     return key
+        if self.key in models:
+            return self.key
         return list(models)[-1]
 
     def _choose(self, key: str) -> None:
         if key and key != self.key:
+            self.wanted = None  # the user's choice from now on
             self.key = key
             self.model = None
             self.update()
