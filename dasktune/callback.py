@@ -19,6 +19,12 @@ class Callback:
     def setup(self, **info: Any) -> None:
         """Called once before the first trial starts."""
 
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        """A turn of the coordinator's loop begins."""
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        """A turn of the coordinator's loop ended: its results are on disk."""
+
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
@@ -35,7 +41,8 @@ class Callback:
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
-        """``trial`` reported ``result`` (already recorded on disk)."""
+        """``trial`` reported ``result`` (recorded; its files reach the disk by the
+        turn's ``on_step_end``)."""
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

@@ -512,6 +512,7 @@ class TBXLoggerCallback(LoggerCallback):
 
 # -- one table of every result ---------------------------------------------------------------
 RESULTS_TABLE_FILE = "results.csv"
+_TABLE_BUFFER = 1 << 16  # characters of rows formatted before they are written anyway
 _TABLE_LEAD = ("trial_id", "trial", "training_iteration")
 _TABLE_TAIL = ("time_total_s", "timestamp")
 _OTHER = "other"
@@ -520,8 +521,8 @@ _OTHER = "other"
 class ResultsTableCallback(Callback):
     """Append every result of every trial to ``<experiment>/results.csv``, one row each.
 
-    Readable at any time with ``pd.read_csv(path)``: rows are appended whole and
-    flushed as they are recorded, and the header never changes.  Its columns are
+    Readable at any time with ``pd.read_csv(path)``: rows are appended whole, each
+    turn of the driver's loop in one write, and the header never changes.  Its columns are
     fixed by the experiment's first result: ``trial_id``, ``trial``,
     ``training_iteration``, that result's metrics (nested ones as ``a/b``),
     ``time_total_s``, ``timestamp``, the first trial's config as ``config/<key>``,
@@ -560,17 +561,31 @@ class ResultsTableCallback(Callback):
             cells = {k: _cell(v) for k, v in row.items() if k in self._columns}
             cells[_OTHER] = to_json(extra) if extra else ""
             self._writer.writerow(cells)
-            self._write_out()
-        except OSError as exc:  # a view of the results: never stop the experiment for it
-            logger.warning("Could not write %s: %s; it stops here.", self.path, exc)
-            path, self.path = self.path, None
-            self._close()
-            if offset is not None:  # no row cut in half (a full disk)
-                with contextlib.suppress(OSError):
-                    os.truncate(path, offset)
+            if len(self._rows.getvalue()) > _TABLE_BUFFER:
+                self._write_out()
+        except OSError as exc:
+            self._failed(exc, offset)
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if self._writer is not None and self._rows.tell():
+            offset = self._offset
+            try:
+                self._write_out()
+            except OSError as exc:
+                self._failed(exc, offset)
+
+    def _failed(self, exc: OSError, offset: int | None) -> None:
+        # A view of the results: never stop the experiment for it.
+        logger.warning("Could not write %s: %s; it stops here.", self.path, exc)
+        path, self.path = self.path, None
+        self._close()
+        if offset is not None and path is not None:  # no row cut in half (a full disk)
+            with contextlib.suppress(OSError):
+                os.truncate(path, offset)
 
     def _write_out(self) -> None:
-        """The rows formatted so far, in one write: a reader never sees half a row."""
+        """The rows formatted so far (a loop turn's), in one write: a reader never sees
+        half a row."""
         data = self._rows.getvalue().encode()
         self._rows.seek(0)
         self._rows.truncate()
@@ -613,6 +628,7 @@ class ResultsTableCallback(Callback):
                 file.close()
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self.on_step_end(0, trials)
         self._close()
 
 

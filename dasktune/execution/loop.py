@@ -239,6 +239,7 @@ class ExperimentLoop:
         self.callbacks.setup(experiment_path=self.store.path)
         while True:
             self._turn += 1
+            self._notify("on_step_begin")
             self.controller.check_budget()
             if self.controller.stopping:
                 self._wind_down()
@@ -255,6 +256,7 @@ class ExperimentLoop:
             self.console.update(self.controller, self._active_trials())
             self._maybe_write_state()
             self.store.sync()
+            self._notify("on_step_end")
 
     def _wind_down(self) -> None:
         """Stop every run, and wait (``dasktune.stop-grace`` at most) until they have ended.

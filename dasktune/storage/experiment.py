@@ -100,6 +100,7 @@ class TrialStore:
         self.recorded_through = result["training_iteration"]
         self.recorder.remember(result)
         self._experiment.guard(self.recorder.write_last)
+        self._experiment.unflushed.append(self.recorder)
 
     def add_checkpoint(self, path: str, metrics: Mapping[str, Any]) -> None:
         """A checkpoint was stored at ``path``; prune older ones as the policy says."""
@@ -246,6 +247,7 @@ class ExperimentStore:
         self.checkpoint_config = checkpoint_config
         self._journal = journal
         self._trials: dict[str, TrialStore] = {}
+        self.unflushed: list[TrialRecorder] = []  # trials with results in their buffers
         self._warned_unscored = False
         self.failure: StorageError | None = None  # the first storage error; writes stop then
         self._search_log: snapshot.SnapshotLog | None = None
@@ -425,17 +427,23 @@ class ExperimentStore:
         self.guard(self._journal.write, event, **fields)
 
     def flush(self) -> None:
-        """Write the journal's pending records, in one write.
+        """Write the trials' buffered results, then the journal's pending records.
 
         The loop calls it once per turn, and before a trial it journaled starts
         to run, so that no run writes files for a trial the journal does not know.
         """
+        self._flush_trials()
         self.guard(self._journal.flush)
 
     def sync(self) -> None:
-        """Write the journal's pending records and force it to the disk (at most once a
-        second)."""
+        """:meth:`flush`, and force the journal to the disk (at most once a second)."""
+        self._flush_trials()
         self.guard(self._journal.sync)
+
+    def _flush_trials(self) -> None:
+        recorders, self.unflushed = self.unflushed, []
+        for recorder in recorders:
+            self.guard(recorder.flush)
 
     def close(self) -> None:
         """Close every file; a failure to (a full disk) is logged, never stops the closing."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -95,6 +96,11 @@ class TrialRecorder:
     are dropped and :attr:`rows` reads them back from result.json, so that the
     driver's memory follows the trials in flight, not every result of the experiment.
     The last row stays in memory (:attr:`last_row`).
+
+    Results are written into the files' buffers and reach the disk with :meth:`flush`,
+    which the driver calls once per turn of its loop (a turn handles every message
+    that arrived meanwhile), and when the trial's files close: a system call per
+    result cost the driver more than the result's own handling.
     """
 
     def __init__(self, trial_dir: str) -> None:
@@ -103,12 +109,17 @@ class TrialRecorder:
         self._count = 0  # results recorded
         self._last_row: dict[str, Any] | None = None
         self._columns: list[str] = []
-        self._json: io.TextIOWrapper | None = None
-        self._csv: io.TextIOWrapper | None = None
-        self._writer: Any = None
+        self._json: Any = None  # result.json, binary and buffered
+        self._csv: Any = None  # progress.csv, binary and buffered
+        self._csv_text = io.StringIO(newline="")  # rows formatted by the csv module
+        self._writer: Any = None  # the csv writer, onto _csv_text
+        self._json_size = 0  # bytes of result.json written, buffered or not
+        self._json_flushed = 0  # bytes of result.json that reached the file
+        self._csv_size = 0
         self._last_offset = 0  # where the last line of result.json starts
         self._csv_last_offset = 0  # where the last row of progress.csv starts
         self._last_result: dict[str, Any] | None = None
+        self.unflushed = False  # written since the last flush
 
     def write_params(self, config: Mapping[str, Any]) -> None:
         """Create the trial's directory and write params.json in it (one file creation:
@@ -190,13 +201,14 @@ class TrialRecorder:
         self._last_row = rows[-1] if rows else None
 
     def append(self, result: Mapping[str, Any]) -> None:
-        """Record one result in result.json and progress.csv, at once.
+        """Record one result in result.json and progress.csv, and flush them.
 
         The result is kept in memory first, so a failed write still leaves it in
         the ResultGrid; on disk a failed write is undone, never left half a line.
         """
         self.remember(result)
         self.write_last()
+        self.flush()
 
     def remember(self, result: Mapping[str, Any]) -> None:
         """Keep ``result`` in memory only (its files could not be written)."""
@@ -208,37 +220,72 @@ class TrialRecorder:
         self._count += 1
 
     def write_last(self) -> None:
-        """Write the result last remembered to result.json and progress.csv."""
+        """Write the result last remembered to result.json and progress.csv (into their
+        buffers: :meth:`flush` writes them out)."""
         row = self._last_row
         assert row is not None
         path = os.path.join(self.trial_dir, RESULT_FILE)
+        line = (to_json(self._last_result) + "\n").encode()
         try:
             if self._json is None:
                 # A trial's first write starts the file afresh; after a pause it appends.
-                self._json = _open_in_dir(path, "a" if self._count > 1 else "w")
-            self._last_offset = self._json.tell()
-            self._json.write(to_json(self._last_result) + "\n")
-            self._json.flush()
+                self._open_json(path, "ab" if self._count > 1 else "wb")
+            self._last_offset = self._json_size
+            self._json.write(line)
+            self._json_size += len(line)
         except OSError as exc:
             self._undo(path, exc)
+        self.unflushed = True
         new = [k for k in row if k not in self._columns]
         try:
             if new or self._writer is None:
                 self._columns.extend(new)
                 self._rewrite_csv()
             else:
-                self._csv_last_offset = self._csv.tell()  # type: ignore[union-attr]
+                self._csv_last_offset = self._csv_size
                 self._writer.writerow(row)
-                self._csv.flush()  # type: ignore[union-attr]
+                self._csv_write_out()
         except OSError as exc:
             self._close_quietly()
             raise StorageError(os.path.join(self.trial_dir, PROGRESS_FILE), exc) from exc
 
+    def flush(self) -> None:
+        """Write out what :meth:`write_last` buffered; a failure leaves whole lines only."""
+        if not self.unflushed:
+            return
+        self.unflushed = False
+        if self._json is not None:
+            try:
+                self._json.flush()
+            except OSError as exc:
+                self._undo(os.path.join(self.trial_dir, RESULT_FILE), exc)
+            self._json_flushed = self._json_size
+        if self._csv is not None:
+            try:
+                self._csv.flush()
+            except OSError as exc:
+                self._close_quietly()
+                raise StorageError(os.path.join(self.trial_dir, PROGRESS_FILE), exc) from exc
+
+    def _open_json(self, path: str, mode: str) -> None:
+        self._json = _open_in_dir(path, mode)
+        self._json_size = self._json_flushed = self._json.seek(0, os.SEEK_END)
+
+    def _csv_write_out(self) -> None:
+        """Move the rows the csv module formatted into progress.csv's buffer."""
+        data = self._csv_text.getvalue().encode()
+        self._csv_text.seek(0)
+        self._csv_text.truncate()
+        self._csv.write(data)
+        self._csv_size += len(data)
+
     def _undo(self, path: str, cause: OSError) -> None:
-        """A write of result.json failed: cut the file back to its last complete line."""
+        """A write of result.json failed: cut the file back to its last complete line
+        on disk (the results are still in memory, and in the ResultGrid)."""
+        keep = min(self._json_flushed, self._last_offset)
         self._close_quietly()
         try:
-            os.truncate(path, self._last_offset)
+            os.truncate(path, keep)
         except OSError:
             pass
         raise StorageError(path, cause) from cause
@@ -251,20 +298,24 @@ class TrialRecorder:
                 except OSError:  # its buffer cannot be written either; drop it
                     pass
         self._json = self._csv = self._writer = None
+        self._csv_text = io.StringIO(newline="")
 
     def _rewrite_csv(self) -> None:
         """A metric appeared for the first time: rewrite the CSV with the wider header."""
         if self._csv is not None:
             self._csv.close()
         rows = self.rows
-        self._csv = open(os.path.join(self.trial_dir, PROGRESS_FILE), "w", newline="")
-        self._writer = csv.DictWriter(self._csv, fieldnames=self._columns, restval="")
+        self._csv_text = io.StringIO(newline="")
+        self._csv = open(os.path.join(self.trial_dir, PROGRESS_FILE), "wb")
+        self._csv_size = 0
+        self._writer = csv.DictWriter(self._csv_text, fieldnames=self._columns, restval="")
         self._writer.writeheader()
         self._writer.writerows(rows[:-1])
-        self._csv_last_offset = self._csv.tell()
+        self._csv_write_out()
+        self._csv_last_offset = self._csv_size
         if rows:
             self._writer.writerow(rows[-1])
-        self._csv.flush()
+            self._csv_write_out()
 
     def write_error(self, text: str) -> str:
         path = os.path.join(self.trial_dir, ERROR_FILE)
@@ -288,24 +339,31 @@ class TrialRecorder:
             last["done"] = True
             assert self._last_row is not None
             self._last_row["done"] = True
+            line = (to_json(last) + "\n").encode()
             try:
                 if self._json is None:
-                    self._json = open(path, "a")
-                self._json.truncate(self._last_offset)
-                self._json.seek(self._last_offset)  # (in append mode writes go to the end anyway)
-                self._json.write(to_json(last) + "\n")
+                    self._open_json(path, "ab")
                 self._json.flush()
+                self._json.truncate(self._last_offset)
+                self._json_size = self._json_flushed = self._last_offset
+                self._json.seek(self._last_offset)  # (in append mode writes go to the end anyway)
+                self._json.write(line)
+                self._json.flush()
+                self._json_size = self._json_flushed = self._last_offset + len(line)
             except OSError as exc:
                 self._undo(path, exc)
             try:
                 if self._writer is not None and "done" in self._columns:
-                    self._csv.truncate(self._csv_last_offset)  # type: ignore[union-attr]
-                    self._csv.seek(self._csv_last_offset)  # type: ignore[union-attr]
+                    self._csv.flush()
+                    self._csv.truncate(self._csv_last_offset)
+                    self._csv.seek(self._csv_last_offset)
+                    self._csv_size = self._csv_last_offset
                     self._writer.writerow(self._last_row)
-                    self._csv.flush()  # type: ignore[union-attr]
+                    self._csv_write_out()
                 else:
                     self._columns.extend(k for k in self._last_row if k not in self._columns)
                     self._rewrite_csv()
+                self._csv.flush()
             except OSError as exc:
                 self._close_quietly()
                 raise StorageError(os.path.join(self.trial_dir, PROGRESS_FILE), exc) from exc
@@ -318,14 +376,20 @@ class TrialRecorder:
             self._rows = None
 
     def close(self) -> None:
+        """Flush and close the files."""
         json_file, csv_file = self._json, self._csv
         self._json = self._csv = self._writer = None
+        self.unflushed = False
         for handle, name in ((json_file, RESULT_FILE), (csv_file, PROGRESS_FILE)):
             if handle is not None:
                 try:
                     handle.close()
                 except OSError as exc:  # its last buffered write failed (a full disk)
+                    if name == RESULT_FILE:  # whole lines only
+                        with contextlib.suppress(OSError):
+                            os.truncate(os.path.join(self.trial_dir, name), self._json_flushed)
                     raise StorageError(os.path.join(self.trial_dir, name), exc) from exc
+        self._json_flushed = self._json_size
 
 
 def _open_in_dir(path: str, mode: str) -> Any:
