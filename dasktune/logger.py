@@ -348,7 +348,15 @@ def _event(
 
 def _scalar(tag: str, value: float) -> bytes:
     """``Summary.Value`` with a ``simple_value``."""
-    return _field(1, tag) + _varint(2 << 3 | 5) + struct.pack("<f", value)
+    head = _SCALAR_HEADS.get(tag)
+    if head is None:  # the tag's bytes are the same in every event: encoded once
+        head = _field(1, tag) + _varint(2 << 3 | 5)
+        if len(_SCALAR_HEADS) < 10_000:  # (not for keys that change every report)
+            _SCALAR_HEADS[tag] = head
+    return head + struct.pack("<f", value)
+
+
+_SCALAR_HEADS: dict[str, bytes] = {}
 
 
 def _hparams_values(config: dict[str, Any], metrics: list[str]) -> list[bytes]:
