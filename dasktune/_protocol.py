@@ -27,6 +27,10 @@ from typing import Any
 
 import cloudpickle
 
+#: A result key a callback sets (``result[SHOULD_CHECKPOINT] = True`` in ``on_trial_result``)
+#: to have a class trainable save a checkpoint after its next step, as in Ray Tune.
+SHOULD_CHECKPOINT = "should_checkpoint"
+
 
 class Decision(str, enum.Enum):
     """What the driver tells a running trial after one of its results."""
@@ -34,6 +38,9 @@ class Decision(str, enum.Enum):
     CONTINUE = "CONTINUE"
     STOP = "STOP"
     PAUSE = "PAUSE"
+    #: Not about the run's course: save a checkpoint after the next step (a class trainable;
+    #: Ray Tune's ``result["should_checkpoint"] = True`` from a callback).
+    CHECKPOINT = "CHECKPOINT"
 
     def __str__(self) -> str:
         return self.value

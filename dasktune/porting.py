@@ -285,6 +285,7 @@ _RESULT_KEYS = {
     "TIME_THIS_ITER_S": "time_this_iter_s",
     "TIMESTAMP": "timestamp",
     "TRAINING_ITERATION": "training_iteration",
+    "SHOULD_CHECKPOINT": "should_checkpoint",
     "MEAN_LOSS": "mean_loss",
     "MEAN_ACCURACY": "mean_accuracy",
     "EPISODE_REWARD_MEAN": "episode_reward_mean",
@@ -299,14 +300,6 @@ _SPECIAL: dict[str, _Target] = {
     **{f"ray.air.session.{name}": _Name("dasktune", expr) for name, expr in _CONTEXT.items()},
     **{f"ray.tune.{name}": _Name("dasktune", expr) for name, expr in _CONTEXT.items()},
     **{f"ray.tune.result.{name}": _Literal(value) for name, value in _RESULT_KEYS.items()},
-    "ray.tune.result.SHOULD_CHECKPOINT": _Literal(
-        "should_checkpoint",
-        (
-            "replaced by its string, but a result with it does not make the trial checkpoint in "
-            "dasktune: report a checkpoint with tune.report(..., checkpoint=...), or use "
-            "CheckpointConfig(checkpoint_frequency=...)."
-        ),
-    ),
     **{
         f"ray.{m}.get_world_{w}": _Unportable(_TRAINERS)
         for m in ("air.session", "train")

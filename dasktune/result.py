@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dasktune._protocol import SHOULD_CHECKPOINT as SHOULD_CHECKPOINT  # Ray's result key
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_FIELDS
 from dasktune._util import flatten
 from dasktune._validation import is_finite_number, is_number

@@ -22,6 +22,7 @@ from typing import Any
 
 from dasktune import config
 from dasktune._protocol import (
+    SHOULD_CHECKPOINT,
     AwaitingDecision,
     CheckpointStored,
     Decision,
@@ -590,6 +591,9 @@ class ExperimentLoop:
                 self._send_request(run)  # it reports on, so the request may have been lost
         self.console.result(trial, result)
         self._notify("on_trial_result", trial, result)
+        if result.get(SHOULD_CHECKPOINT) and run.worker is not None and not run.requested:
+            # A callback asked for a checkpoint (Ray Tune's way): after the run's next step.
+            self.backend.deliver(run.worker, run.run_id, Decision.CHECKPOINT)
 
     def _answer(self, run: _Run, seq: int) -> None:
         """Tell the run, waiting at its result ``seq``, what to do."""

@@ -187,7 +187,9 @@ def _run_class(
             done = bool(result.pop("done", False))
             instance._iteration += 1
             checkpoint = None
-            if frequency and instance._iteration % frequency == 0:
+            if (frequency and instance._iteration % frequency == 0) or (
+                session.take_checkpoint_request()
+            ):
                 checkpoint = _save(instance)
             try:
                 decision = session.report(result, checkpoint)

@@ -57,12 +57,13 @@ class DecisionTimeoutError(BaseException):
 class _Mailbox:
     """Decisions for one run of a trial, written by :func:`deliver`."""
 
-    __slots__ = ("event", "decision", "continued")
+    __slots__ = ("event", "decision", "continued", "checkpoint_wanted")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.decision: Decision | None = None  # a STOP or PAUSE, once sent
         self.continued = 0  # the latest result (by sequence number) told to CONTINUE
+        self.checkpoint_wanted = False  # a CHECKPOINT request not yet carried out
 
     def answered(self, seq: int) -> bool:
         """Whether the decision about result ``seq`` is here (a STOP or PAUSE answers all)."""
@@ -94,6 +95,9 @@ def deliver(run_id: str, decision: Decision, seq: int = 0) -> None:
     if run_id in _CLOSED:
         return
     box = _mailbox(run_id)
+    if decision == Decision.CHECKPOINT:  # answers nothing: the run saves after its next step
+        box.checkpoint_wanted = True
+        return
     if decision == CONTINUE:
         box.continued = max(box.continued, seq)
     elif box.decision is None or decision == STOP:  # a STOP overrides a PAUSE on its way
@@ -300,6 +304,12 @@ class Session:
         if self._spool is not None:
             self._spool.checkpoint(path, self.iteration)
         self._emit(CheckpointStored(self.spec.run_id, self.worker, path, self.iteration))
+
+    def take_checkpoint_request(self) -> bool:
+        """Whether the driver asked for a checkpoint since the last call (Ray Tune's
+        ``result["should_checkpoint"]``, set by a callback)."""
+        wanted, self._box.checkpoint_wanted = self._box.checkpoint_wanted, False
+        return wanted
 
     def pending_decision(self) -> Decision | None:
         """A STOP or PAUSE sent without a decision point, or a cancelled future."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 
 import dasktune as tune
 from dasktune.logger import LoggerCallback
+from dasktune.result import SHOULD_CHECKPOINT
 
 
 def writes_relative_files(config):
@@ -222,3 +224,48 @@ def test_ray_s_mock_trainable_runs_and_recovers_from_its_planned_error(client, s
         expected = 10 * math.tanh(4 / result.config["width"])
         assert result.metrics["episode_reward_mean"] == pytest.approx(expected)
         assert os.path.exists(os.path.join(result.path, "error.txt"))  # it did fail once
+
+
+class StepsUntilSaved(tune.Trainable):
+    """Steps until it has been asked to save once (or 400 steps), then ends."""
+
+    def setup(self, config):
+        self.saves = 0
+
+    def step(self):
+        time.sleep(0.05)
+        return {"saves": self.saves, "done": self.saves > 0 or self.iteration >= 400}
+
+    def save_checkpoint(self, checkpoint_dir):
+        self.saves += 1
+        with open(os.path.join(checkpoint_dir, "it"), "w") as f:
+            f.write(str(self.iteration))
+
+    def load_checkpoint(self, checkpoint_dir):
+        pass
+
+
+class AskForACheckpoint(tune.Callback):
+    """Ray's custom_checkpointing_with_callback: ask once, at iteration 3."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["training_iteration"] == 3:
+            result[SHOULD_CHECKPOINT] = True
+
+
+def test_a_callback_s_should_checkpoint_makes_a_class_trainable_save(client, storage):
+    grid = tune.Tuner(
+        StepsUntilSaved,
+        run_config=tune.RunConfig(
+            name="asked", storage_path=storage, verbose=0, callbacks=[AskForACheckpoint()]
+        ),
+        client=client,
+    ).fit()
+    result = grid[0]
+    assert not grid.errors
+    assert result.metrics["training_iteration"] < 400, "the request never reached the trial"
+    assert result.checkpoint is not None  # no checkpoint_frequency, no checkpoint_at_end
+    with open(os.path.join(result.checkpoint.path, "it")) as f:
+        saved_at = int(f.read())
+    assert 3 <= saved_at < 400
+    assert result.metrics_dataframe["saves"].max() <= 1

@@ -612,3 +612,19 @@ def test_a_checkpoint_never_overwrites_another_runs(tmp_path: Path, driver: Fake
     assert os.path.basename(stored) == "checkpoint_000001"
     assert (Path(taken) / "state.txt").read_text() == "other run"
     assert not [p for p in os.listdir(spec.context.trial_dir) if ".partial-" in p]
+
+
+def test_a_checkpoint_request_is_taken_once_and_decides_nothing(
+    tmp_path: Path, driver: FakeDriver
+) -> None:
+    from dasktune._protocol import Decision
+
+    session = Session(make_spec(tmp_path), driver.emit)
+    assert session.take_checkpoint_request() is False
+    deliver(session.spec.run_id, Decision.CHECKPOINT)
+    assert session.pending_decision() is None  # the run goes on
+    assert session.take_checkpoint_request() is True
+    assert session.take_checkpoint_request() is False  # carried out once
+    deliver(session.spec.run_id, STOP)
+    deliver(session.spec.run_id, Decision.CHECKPOINT)
+    assert session.pending_decision() == STOP  # and undoes no STOP
