@@ -543,8 +543,13 @@ def test_recorded_ray_outcome_is_what_ray_does(tmp_path):
 
 def test_pb2_explores_within_bounds_from_copied_checkpoints(client, storage):
     """PB2 on a real cluster: trials of the lower quantile go on from a better trial's
-    checkpoint with a rate the bandit chose within the bounds; the reward grows with the
-    rate, so most chosen rates are above the grid's (three runs: 5 of 6, 5 of 6, 4 of 5)."""
+    checkpoint with a rate the bandit chose within the bounds.
+
+    That the bandit prefers the rates that did better is checked where it is
+    deterministic, tests/schedulers/test_pb2.py::test_prefers_the_region_that_improved
+    (a fake clock): here the order of the results, and so the bandit's data, depend on
+    the machine's timing, and with four choices a majority above the grid's rates failed
+    once in CI (2 of 4; three earlier runs: 5 of 6, 5 of 6, 4 of 5)."""
 
     pb2 = PB2(
         time_attr="training_iteration",
@@ -562,7 +567,6 @@ def test_pb2_explores_within_bounds_from_copied_checkpoints(client, storage):
     assert changes, "some trial should have exploited another"
     chosen = [c["new_config"]["rate"] for c in changes]
     assert all(0.1 <= rate <= 1.0 for rate in chosen)
-    assert sum(rate > 0.4 for rate in chosen) > len(chosen) / 2, chosen
     # A clone goes on from the step of the checkpoint it copied. (One that copies a trial at
     # its last step has nothing left to train, and ends with its own last result.)
     for result in grid:
