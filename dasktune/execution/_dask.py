@@ -261,6 +261,7 @@ class DaskBackend:
         # run ids of futures that completed.
         self.inbox: queue.SimpleQueue[dict[str, Any] | RunDone] = queue.SimpleQueue()
         self._futures: dict[str, Any] = {}
+        self._to_release: list[Any] = []  # futures of ended runs, released once per turn
         self._subscribed = False
         self._pickled: tuple[Any, Any] | None = None  # (trainable, what tasks carry for it)
 
@@ -397,9 +398,20 @@ class DaskBackend:
             return exc
 
     def release(self, run_id: str) -> None:
+        """Forget the run's future; it is released with the turn's others (:meth:`flush`)."""
         future = self._futures.pop(run_id, None)
         if future is not None:
-            _quietly(future.release)
+            self._to_release.append(future)
+
+    def flush(self) -> None:
+        """Release the futures of the runs that ended this turn, in one call to the client's
+        event loop (a call each woke that loop once per run, from the driver's thread)."""
+        futures, self._to_release = self._to_release, []
+        if futures:
+            try:
+                self.client.loop.add_callback(_release_all, futures)
+            except Exception as exc:  # the client is closing: nothing left to release
+                logger.debug("releasing %d futures failed: %r", len(futures), exc)
 
     def cancel(self, run_id: str) -> None:
         """Cancel a run that has not started (a running one is stopped through ``deliver``)."""
@@ -491,6 +503,9 @@ class DaskBackend:
         for run_id in list(self._futures):
             self.cancel(run_id)
             self.release(run_id)
+        for future in self._to_release:
+            _quietly(future.release)
+        self._to_release = []
         if self._subscribed:
             try:
                 self.client.unsubscribe_topic(self.topic)
@@ -506,6 +521,12 @@ def _is_future(value: Any) -> bool:
     from distributed import Future
 
     return isinstance(value, Future)
+
+
+def _release_all(futures: list[Any]) -> None:
+    """In the client's event loop: release each future."""
+    for future in futures:
+        _quietly(future.release)
 
 
 def _quietly(call: Any) -> None:

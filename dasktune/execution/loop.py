@@ -254,6 +254,7 @@ class ExperimentLoop:
             self.controller.check_stalled(len(self._runs), self._idle_limit)
             self.controller.check_stuck(len(self._runs), self._idle_limit)
             self._drain(timeout=0.5)
+            self.backend.flush()
             self.console.update(self.controller, self._active_trials())
             self._maybe_write_state()
             self.store.sync()
