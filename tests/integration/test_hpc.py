@@ -22,7 +22,7 @@ import dask
 import pytest
 
 import dasktune as tune
-from tests.integration._processes import start, stop
+from tests.integration._processes import dask_scheduler, dask_worker, stop, wait_for_file
 from tests.integration.test_faults import assert_rows_exactly_once, checkpointed
 
 #: Whole scripts and clusters of processes: `pytest -m "not slow"` leaves them out.
@@ -249,46 +249,13 @@ def test_the_tutorial_runs_on_a_cluster_found_through_a_scheduler_file(tmp_path)
     with pytest.MonkeyPatch.context() as mp:  # offline on purpose, as in the example tests
         mp.setitem(dask.config.config["dasktune"], "cache-dir", env["DASK_DASKTUNE__CACHE_DIR"])
         datasets._remember_failure(OSError("this test runs offline on purpose"))
-    processes = [
-        start(
-            [
-                dask_cli,
-                "scheduler",
-                "--scheduler-file",
-                str(scheduler_file),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                "127.0.0.1:0",
-            ],
-            tmp_path / "scheduler.log",
-            env,
-        )
-    ]
+    processes = [dask_scheduler([dask_cli], scheduler_file, tmp_path / "scheduler.log", env)]
     family: set[int] = set()
     try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert scheduler_file.exists(), (tmp_path / "scheduler.log").read_text()
+        wait_for_file(scheduler_file, tmp_path / "scheduler.log", timeout=60)
         for i in range(2):  # as `srun dask worker ...` starts one per node
             processes.append(
-                start(
-                    [
-                        dask_cli,
-                        "worker",
-                        "--scheduler-file",
-                        str(scheduler_file),
-                        "--nthreads",
-                        "1",
-                        "--host",
-                        "127.0.0.1",
-                    ],
-                    tmp_path / f"worker{i}.log",
-                    env,
-                )
+                dask_worker([dask_cli], scheduler_file, tmp_path / f"worker{i}.log", env)
             )
         driver = subprocess.run(
             [sys.executable, "-c", DRIVER],

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 import pytest
 
 import dasktune as tune
 from dasktune.schedulers import ASHAScheduler
-from tests.integration._processes import start, stop
+from tests.integration._processes import dask_scheduler, dask_worker, stop, wait_for_file
 
 WORKERS = 3
 MAX_T = 8
@@ -30,43 +29,13 @@ def process_cluster(tmp_path):
 
     dask_cli = [sys.executable, "-m", "dask"]
     scheduler_file = tmp_path / "scheduler.json"
-    processes = [
-        start(
-            dask_cli
-            + [
-                "scheduler",
-                "--scheduler-file",
-                str(scheduler_file),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                "127.0.0.1:0",
-            ],
-            tmp_path / "scheduler.log",
-        )
-    ]
+    processes = [dask_scheduler(dask_cli, scheduler_file, tmp_path / "scheduler.log")]
     try:
-        deadline = time.monotonic() + 120
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert scheduler_file.exists(), (tmp_path / "scheduler.log").read_text()
+        wait_for_file(scheduler_file, tmp_path / "scheduler.log", timeout=120)
         for i in range(WORKERS):
             processes.append(
-                start(
-                    dask_cli
-                    + [
-                        "worker",
-                        "--scheduler-file",
-                        str(scheduler_file),
-                        "--nthreads",
-                        "1",
-                        "--host",
-                        "127.0.0.1",
-                        "--no-dashboard",
-                    ],
-                    tmp_path / f"worker{i}.log",
+                dask_worker(
+                    dask_cli, scheduler_file, tmp_path / f"worker{i}.log", extra=("--no-dashboard",)
                 )
             )
         with Client(
