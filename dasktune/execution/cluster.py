@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import logging
 import multiprocessing
 import multiprocessing.spawn
@@ -23,7 +24,9 @@ from dasktune.execution._gpu import GpuProbe, probe_gpus
 
 logger = logging.getLogger(__name__)
 
-_NANNY_PROCESS_PREFIX = "Dask Worker process"
+#: Names of the processes that never need the user's ``__main__``: Dask's worker processes
+#: and the embedded scheduler's (``_scheduler_process.PROCESS_NAME``).
+_NO_MAIN_PROCESS_PREFIXES = ("Dask Worker process", "dasktune-scheduler")
 _patched = False
 
 
@@ -35,7 +38,8 @@ def _allow_scripts_without_main_guard() -> None:
     with no ``if __name__ == "__main__":`` guard would then start a second
     experiment inside every worker and fail.  Workers never need the user's
     main module (functions defined there travel by value through
-    cloudpickle), so for Dask's worker processes only we drop that step.
+    cloudpickle), so for Dask's worker processes and the embedded scheduler's only
+    we drop that step.
     Other processes the user starts are unaffected.
     """
     global _patched
@@ -45,7 +49,7 @@ def _allow_scripts_without_main_guard() -> None:
 
     def get_preparation_data(name: str) -> dict[str, Any]:
         data = original(name)
-        if str(name).startswith(_NANNY_PROCESS_PREFIX):
+        if str(name).startswith(_NO_MAIN_PROCESS_PREFIXES):
             data.pop("init_main_from_path", None)
             data.pop("init_main_from_name", None)
         return data
@@ -184,7 +188,43 @@ def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
 
     options = cluster_options(n_workers)
     options.update(kwargs)
-    return _with_worker_settings(options["n_workers"], lambda: LocalCluster(**options))
+    cls = _local_cluster_class() if config.get("cluster.scheduler-process") else LocalCluster
+    return _with_worker_settings(options["n_workers"], lambda: cls(**options))
+
+
+def _scheduler_in_a_process(spec: dict[str, Any], silence_logs: Any) -> dict[str, Any]:
+    """A ``SpecCluster`` scheduler spec that runs the same Scheduler in a child process."""
+    from dasktune.execution._scheduler_process import SchedulerProcess
+
+    options = dict(spec.get("options") or {})
+    level = silence_logs if isinstance(silence_logs, int) and silence_logs else logging.WARNING
+    return {"cls": SchedulerProcess, "options": {"log_level": level, **options}}
+
+
+@functools.cache
+def _local_cluster_class() -> Any:
+    """The class is made on first use: importing this module does not import distributed."""
+    from distributed import LocalCluster
+
+    class LocalClusterSchedulerProcess(LocalCluster):
+        """distributed's LocalCluster, with its scheduler in a process of its own.
+
+        Everything else (workers, security, addresses) is LocalCluster's; only the
+        scheduler spec it built is swapped before the cluster starts.
+        """
+
+        def __init__(self, **kwargs: Any) -> None:
+            self._dasktune_silence_logs = kwargs.get("silence_logs", logging.WARNING)
+            super().__init__(**kwargs)
+
+        async def _start(self) -> None:
+            if self.scheduler is None and self.scheduler_spec is not None:
+                self.scheduler_spec = _scheduler_in_a_process(
+                    self.scheduler_spec, self._dasktune_silence_logs
+                )
+            await super()._start()
+
+    return LocalClusterSchedulerProcess
 
 
 def _with_worker_settings(fork_for: int | None, start: Callable[[], Any]) -> Any:

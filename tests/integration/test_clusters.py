@@ -296,12 +296,13 @@ LISTENING_SCRIPT = textwrap.dedent(
 )
 
 
-def test_the_embedded_cluster_listens_on_localhost_only(tmp_path):
+def run_script_for_json(tmp_path, script, **env):
+    """Run ``script`` in a fresh Python; the JSON object its last line printed."""
     import json
 
-    env = dict(os.environ, STORAGE=str(tmp_path / "results"))
+    env = dict(os.environ, STORAGE=str(tmp_path / "results"), **env)
     out = subprocess.run(
-        [sys.executable, "-c", LISTENING_SCRIPT],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         env=env,
@@ -309,7 +310,11 @@ def test_the_embedded_cluster_listens_on_localhost_only(tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_embedded_cluster_listens_on_localhost_only(tmp_path):
+    seen = run_script_for_json(tmp_path, LISTENING_SCRIPT)
     # Scheduler, dashboard, and each worker and nanny: all bound to 127.0.0.1.
     assert len(seen["listening"]) >= 2 + 2 * len(seen["workers"]), seen
     assert {address.rsplit(":", 1)[0] for address in seen["listening"]} == {"127.0.0.1"}, seen
@@ -441,3 +446,105 @@ def test_asking_for_a_cuda_cluster_where_it_cannot_start_fails_at_once(tmp_path)
             run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
         ).fit()
     assert time.monotonic() - start < 10
+
+
+# -- the embedded cluster's scheduler runs in a process of its own --------------------------
+
+SCHEDULER_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, time, urllib.request
+    from urllib.parse import urljoin
+    import dasktune as tune
+    from dasktune.execution.cluster import embedded
+
+    def train(config):
+        tune.report({"score": config["x"] * 2})
+
+    grid = tune.Tuner(train, param_space={"x": tune.grid_search([1, 2, 3])},
+                      run_config=tune.RunConfig(storage_path=os.environ["STORAGE"],
+                                                verbose=0)).fit()
+    client = embedded.client
+    print(json.dumps({
+        "driver": os.getpid(),
+        "scheduler": client.run_on_scheduler(os.getpid),
+        "scores": sorted(r.metrics["score"] for r in grid),
+        "page": urllib.request.urlopen(
+            urljoin(client.dashboard_link, "dasktune"), timeout=30).status,
+    }), flush=True)
+    if sys.argv[1:] == ["wait"]:
+        time.sleep(300)  # the test kills this driver
+    """
+)
+
+
+def _run_scheduler_script(tmp_path, setting):
+    return run_script_for_json(
+        tmp_path, SCHEDULER_SCRIPT, DASK_DASKTUNE__CLUSTER__SCHEDULER_PROCESS=setting
+    )
+
+
+def test_the_embedded_scheduler_runs_in_a_process_of_its_own(tmp_path):
+    seen = _run_scheduler_script(tmp_path, "true")
+    assert seen["scores"] == [2, 4, 6]
+    assert seen["scheduler"] != seen["driver"]
+    assert seen["page"] == 200, "the /dasktune page is served by the scheduler in its process"
+
+
+def test_the_scheduler_process_can_be_switched_off(tmp_path):
+    seen = _run_scheduler_script(tmp_path, "false")
+    assert seen["scores"] == [2, 4, 6]
+    assert seen["scheduler"] == seen["driver"]
+
+
+def test_the_scheduler_process_ends_when_the_driver_is_killed(tmp_path):
+    import json
+    import signal
+    import time
+
+    import psutil
+
+    env = dict(os.environ, STORAGE=str(tmp_path / "results"))
+    driver = subprocess.Popen(
+        [sys.executable, "-c", SCHEDULER_SCRIPT, "wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        assert driver.stdout is not None
+        line = driver.stdout.readline()
+        assert line, driver.stderr.read() if driver.stderr else ""
+        seen = json.loads(line)
+        scheduler = psutil.Process(seen["scheduler"])
+        assert scheduler.pid != driver.pid
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while scheduler.is_running() and scheduler.status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the scheduler outlived its driver"
+            time.sleep(0.1)
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # whatever is left of the group
+        except ProcessLookupError:
+            pass
+        driver.wait(timeout=30)
+
+
+def test_a_scheduler_that_cannot_start_fails_at_once_with_its_reason():
+    import socket
+    import time
+
+    from dasktune.execution.cluster import start_local_cluster
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match=r"scheduler process failed to start.*"):
+            start_local_cluster(n_workers=1, scheduler_port=port)
+        assert time.monotonic() - start < 30

@@ -1,0 +1,131 @@
+"""The embedded cluster's Dask scheduler, in a process of its own.
+
+In a plain ``LocalCluster`` the scheduler runs on the driver's event loop, so
+it shares one interpreter lock with dasktune's coordinator: at thousands of
+short trials each waits for the other (see BENCHMARKS.md, "Scale").  Here the
+scheduler runs in a child process started the way Dask's nannies start
+workers (:class:`distributed.process.AsyncProcess`, from the forkserver when
+that is the start method), so it starts without a fresh interpreter's imports
+and exits by itself if the driver dies.  The driver talks to it over the
+same local connections its workers use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from distributed.deploy.spec import ProcessInterface
+
+__all__ = ["PROCESS_NAME", "SchedulerProcess"]
+
+#: The child's name; the embedded cluster does not re-run the user's ``__main__`` in it.
+PROCESS_NAME = "dasktune-scheduler"
+
+logger = logging.getLogger(__name__)
+
+
+class SchedulerProcess(ProcessInterface):
+    """A :class:`distributed.Scheduler` in a child process, for a ``SpecCluster``.
+
+    Args:
+        start_timeout: Seconds to wait for the scheduler's address.
+        log_level: Level of the ``distributed`` loggers in the child process.
+        **options: Keyword arguments of :class:`distributed.Scheduler`.
+    """
+
+    def __init__(
+        self, start_timeout: float = 60.0, log_level: int = logging.ERROR, **options: Any
+    ) -> None:
+        self.options = options
+        self.start_timeout = float(start_timeout)
+        self.log_level = int(log_level)
+        self.process: Any = None
+        super().__init__()
+
+    async def start(self) -> None:
+        from distributed.process import AsyncProcess
+        from distributed.utils import get_mp_context
+
+        reader, writer = get_mp_context().Pipe(duplex=False)
+        self.process = AsyncProcess(
+            target=_serve,
+            name=PROCESS_NAME,
+            kwargs={"options": self.options, "report": writer, "log_level": self.log_level},
+        )
+        try:
+            await self.process.start()
+            writer.close()  # the child holds its own copy
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(None, _receive, reader, self.start_timeout)
+        finally:
+            reader.close()
+        if not isinstance(reply, str):
+            await self._stop()
+            raise RuntimeError(
+                f"The embedded cluster's scheduler process failed to start: {reply} "
+                "(dasktune.cluster.scheduler-process: false starts it in the driver instead)."
+            )
+        self.address = reply
+        await super().start()
+
+    async def close(self) -> None:
+        await self._stop()
+        await super().close()
+
+    async def _stop(self, timeout: float = 10.0) -> None:
+        """Wait for the process to end (the cluster has asked the scheduler to
+        terminate before this), then end it."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            await process.join(timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            logger.debug("the scheduler process did not end in %s s; killing it", timeout)
+        if process.exitcode is None:
+            try:
+                await process.kill()
+                await process.join(timeout)
+            except Exception:  # gone in between
+                logger.debug("killing the scheduler process failed", exc_info=True)
+        process.close()
+
+
+def _receive(reader: Any, timeout: float) -> str | Exception:
+    """The child's address, or why it has none, within ``timeout`` seconds."""
+    try:
+        if not reader.poll(timeout):
+            return TimeoutError(f"no address after {timeout:g} s")
+        return reader.recv()
+    except EOFError:
+        return RuntimeError("the process exited before it listened")
+
+
+def _serve(options: dict[str, Any], report: Any, log_level: int) -> None:
+    """The child: start the scheduler, send its address, serve until it is closed.
+
+    Ctrl-C and SIGTERM reach the whole process group, and the driver winds the
+    experiment down on them, through this scheduler: so it ignores both, and ends
+    when the driver closes the cluster or, failing that, when the driver has gone.
+    """
+    import signal
+
+    from distributed import Scheduler
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    logging.getLogger("distributed").setLevel(log_level)
+
+    async def serve() -> None:
+        try:
+            scheduler = await Scheduler(**options)
+        except Exception as exc:
+            report.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
+            raise
+        report.send(scheduler.address)
+        report.close()
+        await scheduler.finished()
+
+    asyncio.run(serve())
