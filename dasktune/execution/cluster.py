@@ -338,9 +338,15 @@ def _preload_forkserver(candidates: list[str]) -> list[str]:
     these modules, so none of them imports torch (seconds) on its own. Only
     modules the driver has imported count: the trainable will need them.
     """
+    import distributed.utils
     from distributed.utils import get_mp_context
 
-    context = get_mp_context()  # lets distributed choose its own preloads first
+    # On its first call distributed imports every package it knows of (pandas, numpy,
+    # ...) to preload the importable ones: a quarter of a second in the driver, for
+    # modules no trial may need. The flag that says it has done so is set first.
+    if hasattr(distributed.utils, "_forkserver_preload_set"):
+        distributed.utils._forkserver_preload_set = True
+    context = get_mp_context()
     preload = ["distributed"] + [m for m in candidates if m in sys.modules]
     context.set_forkserver_preload(preload)
     return preload
