@@ -22,12 +22,24 @@ AUTO_RESULT_FIELDS = frozenset(
 )
 
 
+#: Value types that are never nested: ``flatten`` skips the Mapping check for them (it
+#: runs several times per result on the driver).
+_LEAF_TYPES = frozenset({float, int, str, bool, type(None)})
+
+
 def flatten(result: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
-    """Flatten nested dicts into ``parent/child`` keys (as Ray Tune does in its CSVs)."""
+    """Flatten nested dicts into ``parent/child`` keys (as Ray Tune does in its CSVs).
+
+    Example:
+        >>> flatten({"loss": 0.5, "config": {"lr": 0.1, "net": {"depth": 2}}})
+        {'loss': 0.5, 'config/lr': 0.1, 'config/net/depth': 2}
+    """
     out: dict[str, Any] = {}
     for key, value in result.items():
         name = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
+        if type(value) in _LEAF_TYPES:
+            out[name] = value
+        elif isinstance(value, Mapping):
             out.update(flatten(value, name, sep))
         else:
             out[name] = value
