@@ -118,14 +118,34 @@ def _serve(options: dict[str, Any], report: Any, log_level: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
     logging.getLogger("distributed").setLevel(log_level)
 
+    # Dask's dashboard imports bokeh (0.4 s, most of the scheduler's start): the scheduler
+    # starts without it, sends its address so that the workers start meanwhile, and adds
+    # the dashboard once bokeh is imported, on the same HTTP server and address.
+    dashboard = options.get("dashboard")
+    if dashboard is None:
+        dashboard = bool(options.get("dashboard_address"))
+
     async def serve() -> None:
         try:
-            scheduler = await Scheduler(**options)
+            scheduler = await Scheduler(**{**options, "dashboard": False})
         except Exception as exc:
             report.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
             raise
         report.send(scheduler.address)
         report.close()
+        if dashboard:
+            await _add_dashboard(scheduler, options.get("http_prefix") or "/")
         await scheduler.finished()
 
     asyncio.run(serve())
+
+
+async def _add_dashboard(scheduler: Any, prefix: str) -> None:
+    """Dask's own dashboard pages, added to a running scheduler's HTTP server."""
+    import importlib
+
+    try:  # in a thread: the scheduler keeps answering its workers meanwhile
+        module = await asyncio.to_thread(importlib.import_module, "distributed.dashboard.scheduler")
+        module.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix=prefix)
+    except Exception as exc:  # bokeh missing or refused: the cluster works without its pages
+        logger.warning("The Dask dashboard could not be started: %r", exc)
