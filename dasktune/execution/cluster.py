@@ -245,6 +245,7 @@ def _with_worker_settings(fork_for: int | None, start: Callable[[], Any]) -> Any
     # embedded workers keep glibc's adaptive default unless configured otherwise.
     trim = config.get("cluster.malloc-trim-threshold")
     settings: dict[str, Any] = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": trim}
+    settings.update(embedded_dask_settings())
     method = config.get("cluster.start-method")
     if method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
         settings["distributed.worker.multiprocessing-method"] = "forkserver"
@@ -254,6 +255,33 @@ def _with_worker_settings(fork_for: int | None, start: Callable[[], Any]) -> Any
                 _start_forkserver_from_driver(preload, fork_for)
     with dask.config.set(settings):
         return start()
+
+
+def embedded_dask_settings() -> dict[str, Any]:
+    """``dasktune.cluster.dask-config``: the Dask settings of the embedded cluster, less
+    those the user's Dask configuration sets (in a file, a ``DASK_*`` variable, or in
+    the process to something other than Dask's default)."""
+    import dask
+
+    from dasktune import config
+
+    wanted = config.get("cluster.dask-config") or {}
+    if not isinstance(wanted, dict):
+        raise TypeError(
+            f"dasktune.cluster.dask-config is {wanted!r}; it must be a mapping of Dask "
+            "settings such as {'distributed.worker.profile.enabled': False}, or {} for none."
+        )
+    defaults: dict[str, Any] = {}
+    for layer in dask.config.defaults:
+        dask.config.update(defaults, copy.deepcopy(layer))
+    given = dask.config.collect()  # the user's YAML files and DASK_* variables
+    missing = object()
+    return {
+        key: value
+        for key, value in wanted.items()
+        if dask.config.get(key, missing, config=given) is missing
+        and dask.config.get(key, missing) == dask.config.get(key, missing, config=defaults)
+    }
 
 
 def _start_cuda_cluster(options: dict[str, Any], n_gpus: int, cpu_workers: int) -> Any:

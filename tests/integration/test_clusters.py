@@ -454,11 +454,21 @@ SCHEDULER_SCRIPT = textwrap.dedent(
     """
     import json, os, sys, time, urllib.request
     from urllib.parse import urljoin
+    import dask
     import dasktune as tune
     from dasktune.execution.cluster import embedded
 
     def train(config):
         tune.report({"score": config["x"] * 2})
+
+    def dask_status(link, deadline=time.monotonic() + 60):
+        while True:  # Dask's own pages come up once the scheduler has imported bokeh
+            try:
+                return urllib.request.urlopen(link, timeout=30).status
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     grid = tune.Tuner(train, param_space={"x": tune.grid_search([1, 2, 3])},
                       run_config=tune.RunConfig(storage_path=os.environ["STORAGE"],
@@ -470,6 +480,11 @@ SCHEDULER_SCRIPT = textwrap.dedent(
         "scores": sorted(r.metrics["score"] for r in grid),
         "page": urllib.request.urlopen(
             urljoin(client.dashboard_link, "dasktune"), timeout=30).status,
+        "status_page": dask_status(client.dashboard_link),
+        "worker_profiler": sorted(set(client.run(
+            lambda: dask.config.get("distributed.worker.profile.enabled")).values())),
+        "scheduler_tick": client.run_on_scheduler(
+            lambda: dask.config.get("distributed.admin.tick.interval")),
     }), flush=True)
     if sys.argv[1:] == ["wait"]:
         time.sleep(300)  # the test kills this driver
@@ -477,9 +492,9 @@ SCHEDULER_SCRIPT = textwrap.dedent(
 )
 
 
-def _run_scheduler_script(tmp_path, setting):
+def _run_scheduler_script(tmp_path, setting, **env):
     return run_script_for_json(
-        tmp_path, SCHEDULER_SCRIPT, DASK_DASKTUNE__CLUSTER__SCHEDULER_PROCESS=setting
+        tmp_path, SCHEDULER_SCRIPT, DASK_DASKTUNE__CLUSTER__SCHEDULER_PROCESS=setting, **env
     )
 
 
@@ -488,11 +503,28 @@ def test_the_embedded_scheduler_runs_in_a_process_of_its_own(tmp_path):
     assert seen["scores"] == [2, 4, 6]
     assert seen["scheduler"] != seen["driver"]
     assert seen["page"] == 200, "the /dasktune page is served by the scheduler in its process"
+    assert seen["status_page"] == 200, "and so is Dask's own dashboard"
+    # dasktune.cluster.dask-config reached the workers and the scheduler's process.
+    assert seen["worker_profiler"] == [False]
+    assert seen["scheduler_tick"] == "1s"
+
+
+def test_the_user_s_dask_settings_win_over_the_embedded_cluster_s(tmp_path):
+    seen = _run_scheduler_script(
+        tmp_path,
+        "true",
+        DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL="250ms",
+        DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="True",
+    )
+    assert seen["scores"] == [2, 4, 6]
+    assert seen["scheduler_tick"] == "250ms"
+    assert seen["worker_profiler"] == [True]
 
 
 def test_the_scheduler_process_can_be_switched_off(tmp_path):
     seen = _run_scheduler_script(tmp_path, "false")
     assert seen["scores"] == [2, 4, 6]
+    assert seen["status_page"] == 200
     assert seen["scheduler"] == seen["driver"]
 
 
@@ -548,3 +580,21 @@ def test_a_scheduler_that_cannot_start_fails_at_once_with_its_reason():
         with pytest.raises(RuntimeError, match=r"scheduler process failed to start.*"):
             start_local_cluster(n_workers=1, scheduler_port=port)
         assert time.monotonic() - start < 30
+
+
+def test_embedded_dask_settings_leave_out_what_the_user_set_and_refuse_a_non_mapping():
+    import dask
+
+    from dasktune.execution.cluster import embedded_dask_settings
+
+    ours = embedded_dask_settings()
+    assert ours["distributed.worker.profile.enabled"] is False
+    with dask.config.set({"distributed.admin.tick.interval": "50ms"}):
+        assert "distributed.admin.tick.interval" not in embedded_dask_settings()
+    with dask.config.set({"dasktune.cluster.dask-config": {}}):
+        assert embedded_dask_settings() == {}
+    with (
+        dask.config.set({"dasktune.cluster.dask-config": ["profile off"]}),
+        pytest.raises(TypeError, match=r"dasktune.cluster.dask-config is \['profile off'\]"),
+    ):
+        embedded_dask_settings()
