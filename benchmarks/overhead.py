@@ -9,7 +9,8 @@ so imports and cluster start-up count.  Prints the median of --repeat runs::
     python benchmarks/overhead.py --also /path/to/other/checkout  # another dasktune version
 
 It also runs the floor: the same futures and events on bare Dask with no tuner,
-and prints dasktune's ratio to it, measured in the same command.
+and prints dasktune's ratio to it, measured in the same command, the engines taking
+turns run by run so that the machine's drift falls on both alike.
 """
 
 from __future__ import annotations
@@ -138,29 +139,26 @@ def main() -> None:
     if args.tensorboard:
         compare_tensorboard(args.trials, args.reports, args.repeat)
         return
-    floor = measure("dask", args.trials, args.reports, args.repeat)
-    if args.also:  # interleave the two versions, so that the machine's drift hits both alike
-        ours_runs, other_runs = [], []
-        for _ in range(args.repeat):
-            ours_runs.append(run_once("dasktune", args.trials, args.reports))
-            other_runs.append(
-                run_once("dasktune", args.trials, args.reports, env={"PYTHONPATH": args.also})
-            )
-        ours = {k: statistics.median(r[k] for r in ours_runs) for k in ours_runs[0]}
-        other = {k: statistics.median(r[k] for r in other_runs) for k in other_runs[0]}
-        for label, runs, med in (
-            ("this checkout", ours_runs, ours),
-            (args.also, other_runs, other),
-        ):
-            print(
-                f"dasktune ({label}): median wall {med['wall_s']:.2f} s; all: "
-                f"{', '.join(format(r['wall_s'], '.2f') for r in runs)}; "
-                f"{med['wall_s'] / floor['wall_s']:.2f}x bare Dask"
-            )
-        print(f"this checkout / {args.also}: {ours['wall_s'] / other['wall_s']:.2f}x")
-        return
-    ours = measure("dasktune", args.trials, args.reports, args.repeat)
+    # Run by run, bare Dask, this dasktune and (--also) the other one take turns, so that
+    # the machine's drift falls on all of them alike.
+    engines = {"dask": {}, "dasktune": {}}
+    if args.also:
+        engines["also"] = {"PYTHONPATH": args.also}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in engines}
+    for _ in range(args.repeat):
+        for name, env in engines.items():
+            engine = "dask" if name == "dask" else "dasktune"
+            runs[name].append(run_once(engine, args.trials, args.reports, env=env))
+    floor = measure("dask", args.trials, args.reports, args.repeat, runs["dask"])
+    ours = measure("dasktune", args.trials, args.reports, args.repeat, runs["dasktune"])
     print(f"dasktune / bare Dask wall-time ratio: {ours['wall_s'] / floor['wall_s']:.2f}x")
+    if args.also:
+        other = measure("also", args.trials, args.reports, args.repeat, runs["also"])
+        print(
+            f"dasktune ({args.also}) / bare Dask: {other['wall_s'] / floor['wall_s']:.2f}x; "
+            f"this checkout / {args.also}: {ours['wall_s'] / other['wall_s']:.2f}x"
+        )
+        return
     if args.vs_ray:
         try:
             import ray  # noqa: F401 - only whether it imports
