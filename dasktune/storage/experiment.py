@@ -178,8 +178,15 @@ class TrialStore:
         self._experiment.guard(self.recorder.finish)
 
     def close(self) -> None:
-        """The trial's run ended but the trial may run again: close its files."""
-        self.recorder.close()
+        """The trial's run ended but the trial may run again: close its files.
+
+        After a storage error the lines still unwritten are dropped (the results stay in
+        memory and in the run's spool): the experiment is stopping, and whole lines only
+        are left on disk."""
+        if self._experiment.failure is not None:
+            self.recorder.close_without_writing()
+            return
+        self._experiment.guard(self.recorder.close)
 
     # -- restoring ------------------------------------------------------------
     def restart(self) -> None:

@@ -112,6 +112,8 @@ class TrialRecorder:
         self._json: Any = None  # result.json, binary and buffered
         self._csv: Any = None  # progress.csv, binary and buffered
         self._csv_text = io.StringIO(newline="")  # rows formatted by the csv module
+        self._json_pending: list[bytes] = []  # lines of result.json not yet written
+        self._csv_row_start = -1  # where the last row starts in _csv_text (-1: written out)
         self._writer: Any = None  # the csv writer, onto _csv_text
         self._json_size = 0  # bytes of result.json written, buffered or not
         self._json_flushed = 0  # bytes of result.json that reached the file
@@ -231,7 +233,7 @@ class TrialRecorder:
                 # A trial's first write starts the file afresh; after a pause it appends.
                 self._open_json(path, "ab" if self._count > 1 else "wb")
             self._last_offset = self._json_size
-            self._json.write(line)
+            self._json_pending.append(line)  # written by flush(): one system call a turn
             self._json_size += len(line)
         except OSError as exc:
             self._undo(path, exc)
@@ -242,9 +244,8 @@ class TrialRecorder:
                 self._columns.extend(new)
                 self._rewrite_csv()
             else:
-                self._csv_last_offset = self._csv_size
+                self._csv_row_start = self._csv_text.tell()
                 self._writer.writerow(row)
-                self._csv_write_out()
         except OSError as exc:
             self._close_quietly()
             raise StorageError(os.path.join(self.trial_dir, PROGRESS_FILE), exc) from exc
@@ -256,16 +257,25 @@ class TrialRecorder:
         self.unflushed = False
         if self._json is not None:
             try:
+                self._write_json_pending()
                 self._json.flush()
             except OSError as exc:
                 self._undo(os.path.join(self.trial_dir, RESULT_FILE), exc)
             self._json_flushed = self._json_size
         if self._csv is not None:
             try:
+                self._csv_write_out()
                 self._csv.flush()
             except OSError as exc:
                 self._close_quietly()
                 raise StorageError(os.path.join(self.trial_dir, PROGRESS_FILE), exc) from exc
+
+    def _write_json_pending(self) -> None:
+        """Move the lines :meth:`write_last` kept into result.json's buffer."""
+        if self._json_pending:
+            data = b"".join(self._json_pending)
+            self._json_pending = []
+            self._json.write(data)
 
     def _open_json(self, path: str, mode: str) -> None:
         self._json = _open_in_dir(path, mode)
@@ -273,7 +283,13 @@ class TrialRecorder:
 
     def _csv_write_out(self) -> None:
         """Move the rows the csv module formatted into progress.csv's buffer."""
-        data = self._csv_text.getvalue().encode()
+        text = self._csv_text.getvalue()
+        if self._csv_row_start >= 0 and text:  # where the last row will start in the file
+            self._csv_last_offset = self._csv_size + len(text[: self._csv_row_start].encode())
+        self._csv_row_start = -1
+        if not text:
+            return
+        data = text.encode()
         self._csv_text.seek(0)
         self._csv_text.truncate()
         self._csv.write(data)
@@ -290,6 +306,10 @@ class TrialRecorder:
             pass
         raise StorageError(path, cause) from cause
 
+    def close_without_writing(self) -> None:
+        """Close the files, dropping what is not written yet (after a storage error)."""
+        self._close_quietly()
+
     def _close_quietly(self) -> None:
         for handle in (self._json, self._csv):
             if handle is not None:
@@ -299,6 +319,8 @@ class TrialRecorder:
                     pass
         self._json = self._csv = self._writer = None
         self._csv_text = io.StringIO(newline="")
+        self._json_pending = []
+        self._csv_row_start = -1
 
     def _rewrite_csv(self) -> None:
         """A metric appeared for the first time: rewrite the CSV with the wider header."""
@@ -341,23 +363,32 @@ class TrialRecorder:
             self._last_row["done"] = True
             line = (to_json(last) + "\n").encode()
             try:
-                if self._json is None:
-                    self._open_json(path, "ab")
-                self._json.flush()
-                self._json.truncate(self._last_offset)
-                self._json_size = self._json_flushed = self._last_offset
-                self._json.seek(self._last_offset)  # (in append mode writes go to the end anyway)
-                self._json.write(line)
-                self._json.flush()
+                if self._json_pending:  # the last line has not been written: change it here
+                    self._json_pending[-1] = line
+                    self._write_json_pending()
+                    self._json.flush()
+                else:
+                    if self._json is None:
+                        self._open_json(path, "ab")
+                    self._json.flush()
+                    self._json.truncate(self._last_offset)
+                    self._json_size = self._json_flushed = self._last_offset
+                    self._json.seek(self._last_offset)  # (append mode writes at the end anyway)
+                    self._json.write(line)
+                    self._json.flush()
                 self._json_size = self._json_flushed = self._last_offset + len(line)
             except OSError as exc:
                 self._undo(path, exc)
             try:
                 if self._writer is not None and "done" in self._columns:
-                    self._csv.flush()
-                    self._csv.truncate(self._csv_last_offset)
-                    self._csv.seek(self._csv_last_offset)
-                    self._csv_size = self._csv_last_offset
+                    if self._csv_row_start >= 0:  # the last row is still in the text: redo it
+                        self._csv_text.seek(self._csv_row_start)
+                        self._csv_text.truncate()
+                    else:
+                        self._csv.flush()
+                        self._csv.truncate(self._csv_last_offset)
+                        self._csv.seek(self._csv_last_offset)
+                        self._csv_size = self._csv_last_offset
                     self._writer.writerow(self._last_row)
                     self._csv_write_out()
                 else:
@@ -377,6 +408,13 @@ class TrialRecorder:
 
     def close(self) -> None:
         """Flush and close the files."""
+        try:
+            if self._json is not None:
+                self._write_json_pending()
+            if self._csv is not None:
+                self._csv_write_out()
+        except OSError as exc:  # a full disk: whole lines only, as in flush()
+            self._undo(os.path.join(self.trial_dir, RESULT_FILE), exc)
         json_file, csv_file = self._json, self._csv
         self._json = self._csv = self._writer = None
         self.unflushed = False

@@ -252,19 +252,20 @@ def test_write_experiment_state_uses_replace(
 # -- small helpers ----------------------------------------------------------
 
 
-def test_finish_rewrites_the_last_line_in_place(tmp_path):
-    import json
+#: Three results of a finished trial as result.json holds them: only the last is done.
+THREE_FINISHED = [{"i": 0, "done": False}, {"i": 1, "done": False}, {"i": 2, "done": True}]
 
+
+def json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_finish_rewrites_the_last_line_in_place(tmp_path):
     recorder = TrialRecorder(str(tmp_path / "t"))
     for i in range(3):
         recorder.append({"i": i, "done": False})
     recorder.finish()
-    lines = (tmp_path / "t" / "result.json").read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [
-        {"i": 0, "done": False},
-        {"i": 1, "done": False},
-        {"i": 2, "done": True},
-    ]
+    assert json_lines(tmp_path / "t" / "result.json") == THREE_FINISHED
     # A fresh recorder for the same directory (a new experiment) starts the file afresh.
     again = TrialRecorder(str(tmp_path / "t"))
     again.append({"i": 9, "done": False})
@@ -274,3 +275,27 @@ def test_finish_rewrites_the_last_line_in_place(tmp_path):
 
 def test_to_json_writes_numpy_values_as_numbers() -> None:
     assert json.loads(to_json({"x": np.int32(4), "y": np.float32(2.5)})) == {"x": 4, "y": 2.5}
+
+
+@pytest.mark.parametrize("flushed", [0, 2, 3])
+def test_finish_marks_the_last_result_done_whether_or_not_it_was_written(tmp_path, flushed):
+    """The last line still in memory (a short trial's results and its end arrive in one
+    turn of the loop) is changed there; one already written is rewritten in place."""
+    import csv
+
+    recorder = TrialRecorder(str(tmp_path / "t"))
+    for i in range(3):
+        recorder.remember({"i": i, "done": False})
+        recorder.write_last()
+        if i + 1 == flushed:
+            recorder.flush()
+    recorder.finish()
+    assert json_lines(tmp_path / "t" / "result.json") == THREE_FINISHED
+    with open(tmp_path / "t" / "progress.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["i"], row["done"]) for row in rows] == [
+        ("0", "False"),
+        ("1", "False"),
+        ("2", "True"),
+    ]
+    assert recorder.rows[-1] == {"i": 2, "done": True}
