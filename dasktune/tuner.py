@@ -351,7 +351,10 @@ class Tuner:
         )
         backend = DaskBackend.connect(self.client)
         try:
-            resources, checked = self._check_workers(backend, resources_of(self.trainable), console)
+            workers = backend.workers()
+            resources, checked = self._check_workers(
+                backend, workers, resources_of(self.trainable), console
+            )
         except BaseException:
             backend.close()
             raise
@@ -360,7 +363,7 @@ class Tuner:
             verb = "started" if backend.started_cluster else "reusing"
             console.note(
                 f"dasktune: {verb} a local Dask cluster with "
-                f"{len(backend.workers())} workers; dashboard: {backend.dashboard_link}"
+                f"{len(workers)} workers; dashboard: {backend.dashboard_link}"
                 f"{page}"
             )
         elif page:
@@ -448,7 +451,10 @@ class Tuner:
 
     @staticmethod
     def _check_workers(
-        backend: Any, resources: dict[str, float], console: ConsoleReporter
+        backend: Any,
+        workers: dict[str, dict[str, Any]],
+        resources: dict[str, float],
+        console: ConsoleReporter,
     ) -> tuple[dict[str, float], bool]:
         """The request as Dask can express it, and whether it was checked against workers.
 
@@ -458,7 +464,6 @@ class Tuner:
         and a cluster that does not scale itself must get one within
         ``dasktune.worker-timeout`` seconds.
         """
-        workers = backend.workers()
         if workers:
             return usable_request(workers, resources), True
         if backend.is_adaptive():

@@ -13,6 +13,8 @@ end for as long as the cluster lives.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -48,7 +50,14 @@ class DashboardPlugin(SchedulerPlugin):
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
         scheduler.handlers[FEED_HANDLER] = self.feed
-        self.route = self._add_page(scheduler)
+        http = getattr(scheduler, "http_application", None)
+        if http is None or "dashboard" not in getattr(scheduler, "services", {}):
+            return  # no dashboard to add the page to
+        try:  # in a thread: bokeh's import must not stall the scheduler's event loop
+            await asyncio.to_thread(importlib.import_module, "distributed.dashboard.core")
+        except ImportError:  # bokeh missing or a version Dask refuses
+            return
+        self.route = self._add_page(http, scheduler)
 
     def feed(self, experiment: str, records: list[dict[str, Any]]) -> str | None:
         """A scheduler handler: fold a driver's records into the experiment's model."""
@@ -94,16 +103,11 @@ class DashboardPlugin(SchedulerPlugin):
             "busy": busy,
         }
 
-    def _add_page(self, scheduler: Any) -> str | None:
-        """Add the Bokeh application for the page; its route, or None without a dashboard."""
-        http = getattr(scheduler, "http_application", None)
-        if http is None or "dashboard" not in getattr(scheduler, "services", {}):
-            return None
-        try:
-            from distributed.dashboard.core import BokehApplication
-            from tornado.ioloop import IOLoop
-        except ImportError:  # bokeh missing or a version Dask refuses
-            return None
+    def _add_page(self, http: Any, scheduler: Any) -> str:
+        """Add the Bokeh application for the page to ``http``; its route."""
+        from distributed.dashboard.core import BokehApplication
+        from tornado.ioloop import IOLoop
+
         prefix = _dashboard_prefix(http)
         app = BokehApplication({ROUTE: self._make_doc}, scheduler, prefix=prefix)
         http.add_application(app)

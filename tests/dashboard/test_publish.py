@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import time
 import urllib.request
 from urllib.parse import urljoin
 
 import dask
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 import dasktune as tune
 from dasktune.dashboard._publish import DashboardCallback, expected_trials
@@ -58,3 +61,33 @@ def test_expected_trials():
     space = {"a": tune.grid_search([1, 2, 3]), "b": tune.uniform(0, 1)}
     assert expected_trials(space, tune.TuneConfig(num_samples=4)) == 12
     assert expected_trials(space, tune.TuneConfig(num_samples=-1)) is None
+
+
+class _RefusedPlugin(SchedulerPlugin):
+    """Stands for a scheduler that cannot take the page's plugin (no dasktune there)."""
+
+    idempotent = True
+
+    async def start(self, scheduler):
+        raise ModuleNotFoundError("No module named 'dasktune'")
+
+
+def test_a_scheduler_that_refuses_the_page_costs_a_warning_and_nothing_else(tmp_path, caplog):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            callback = DashboardCallback()
+            url = callback.attach(client, str(tmp_path))  # does not wait for the scheduler
+            assert url is not None and url.startswith(urljoin(client.dashboard_link, "dasktune"))
+            loop = client.loop.asyncio_loop
+            with caplog.at_level(logging.WARNING, logger="dasktune.dashboard._publish"):
+                callback._registered = asyncio.run_coroutine_threadsafe(
+                    callback._register(_RefusedPlugin(), "refused"), loop
+                )
+                assert callback._registered.result(timeout=30) is False
+            assert "could not be added" in caplog.text and "No module named" in caplog.text
+            assert str(tmp_path) in caplog.text  # and says how to see the experiment instead
+            callback._emit({"kind": "end"})
+            sent = asyncio.run_coroutine_threadsafe(callback._send(), loop).result(timeout=30)
+            assert sent is False  # the records are dropped, the experiment goes on

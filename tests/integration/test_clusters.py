@@ -462,7 +462,7 @@ SCHEDULER_SCRIPT = textwrap.dedent(
         tune.report({"score": config["x"] * 2})
 
     def dask_status(link, deadline=time.monotonic() + 60):
-        while True:  # Dask's own pages come up once the scheduler has imported bokeh
+        while True:  # the pages come up once the scheduler has imported bokeh
             try:
                 return urllib.request.urlopen(link, timeout=30).status
             except OSError:
@@ -478,8 +478,7 @@ SCHEDULER_SCRIPT = textwrap.dedent(
         "driver": os.getpid(),
         "scheduler": client.run_on_scheduler(os.getpid),
         "scores": sorted(r.metrics["score"] for r in grid),
-        "page": urllib.request.urlopen(
-            urljoin(client.dashboard_link, "dasktune"), timeout=30).status,
+        "page": dask_status(urljoin(client.dashboard_link, "dasktune")),
         "status_page": dask_status(client.dashboard_link),
         "worker_profiler": sorted(set(client.run(
             lambda: dask.config.get("distributed.worker.profile.enabled")).values())),
