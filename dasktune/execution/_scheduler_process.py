@@ -13,6 +13,8 @@ same local connections its workers use.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 from typing import Any
 
@@ -32,15 +34,22 @@ class SchedulerProcess(ProcessInterface):
     Args:
         start_timeout: Seconds to wait for the scheduler's address.
         log_level: Level of the ``distributed`` loggers in the child process.
+        heartbeat_interval: Seconds between a worker's heartbeats, where Dask asks for
+            them more often; None: Dask's own pace (see :func:`_pace_heartbeats`).
         **options: Keyword arguments of :class:`distributed.Scheduler`.
     """
 
     def __init__(
-        self, start_timeout: float = 60.0, log_level: int = logging.ERROR, **options: Any
+        self,
+        start_timeout: float = 60.0,
+        log_level: int = logging.ERROR,
+        heartbeat_interval: float | None = None,
+        **options: Any,
     ) -> None:
         self.options = options
         self.start_timeout = float(start_timeout)
         self.log_level = int(log_level)
+        self.heartbeat_interval = heartbeat_interval
         self.process: Any = None
         super().__init__()
 
@@ -52,7 +61,12 @@ class SchedulerProcess(ProcessInterface):
         self.process = AsyncProcess(
             target=_serve,
             name=PROCESS_NAME,
-            kwargs={"options": self.options, "report": writer, "log_level": self.log_level},
+            kwargs={
+                "options": self.options,
+                "report": writer,
+                "log_level": self.log_level,
+                "heartbeat_interval": self.heartbeat_interval,
+            },
         )
         try:
             await self.process.start()
@@ -103,7 +117,9 @@ def _receive(reader: Any, timeout: float) -> str | Exception:
         return RuntimeError("the process exited before it listened")
 
 
-def _serve(options: dict[str, Any], report: Any, log_level: int) -> None:
+def _serve(
+    options: dict[str, Any], report: Any, log_level: int, heartbeat_interval: float | None = None
+) -> None:
     """The child: start the scheduler, send its address, serve until it is closed.
 
     Ctrl-C and SIGTERM reach the whole process group, and the driver winds the
@@ -131,6 +147,8 @@ def _serve(options: dict[str, Any], report: Any, log_level: int) -> None:
         except Exception as exc:
             report.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
             raise
+        if heartbeat_interval is not None:
+            _pace_heartbeats(scheduler, heartbeat_interval)
         report.send(scheduler.address)
         report.close()
         if dashboard:
@@ -149,3 +167,35 @@ async def _add_dashboard(scheduler: Any, prefix: str) -> None:
         module.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix=prefix)
     except Exception as exc:  # bokeh missing or refused: the cluster works without its pages
         logger.warning("The Dask dashboard could not be started: %r", exc)
+
+
+def _pace_heartbeats(scheduler: Any, seconds: float) -> None:
+    """Have the workers send a heartbeat every ``seconds`` at most as often.
+
+    A worker sends its next heartbeat after the interval its last one's reply names,
+    which Dask sets by the number of workers alone: two a second up to ten workers.
+    Each heartbeat gathers and serialises the worker's metrics, some milliseconds of its
+    interpreter, which a running trial waits for, and the scheduler's too.  Only the
+    reply's interval changes here: how the scheduler finds a lost worker does not (a
+    closed connection at once, and ``distributed.scheduler.worker-ttl``, which Dask
+    keeps above ten of its own intervals).
+    """
+    handler = scheduler.handlers["heartbeat_worker"]
+
+    def paced(reply: Any) -> Any:
+        if isinstance(reply, dict) and "heartbeat-interval" in reply:
+            reply["heartbeat-interval"] = max(reply["heartbeat-interval"], seconds)
+        return reply
+
+    @functools.wraps(handler)
+    def heartbeat_worker(*args: Any, **kwargs: Any) -> Any:
+        reply = handler(*args, **kwargs)
+        if inspect.isawaitable(reply):  # a coroutine in other versions of distributed
+
+            async def later() -> Any:
+                return paced(await reply)
+
+            return later()
+        return paced(reply)
+
+    scheduler.handlers["heartbeat_worker"] = heartbeat_worker

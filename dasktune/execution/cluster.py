@@ -194,11 +194,35 @@ def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
 
 def _scheduler_in_a_process(spec: dict[str, Any], silence_logs: Any) -> dict[str, Any]:
     """A ``SpecCluster`` scheduler spec that runs the same Scheduler in a child process."""
+    from dasktune import config
     from dasktune.execution._scheduler_process import SchedulerProcess
 
     options = dict(spec.get("options") or {})
     level = silence_logs if isinstance(silence_logs, int) and silence_logs else logging.WARNING
-    return {"cls": SchedulerProcess, "options": {"log_level": level, **options}}
+    heartbeat = heartbeat_interval(config.get("cluster.heartbeat-interval"))
+    return {
+        "cls": SchedulerProcess,
+        "options": {"log_level": level, "heartbeat_interval": heartbeat, **options},
+    }
+
+
+def heartbeat_interval(value: Any) -> float | None:
+    """``dasktune.cluster.heartbeat-interval`` in seconds (a number, or a duration such as
+    "2s"), or None for Dask's own pace."""
+    from dask.utils import parse_timedelta
+
+    if value is None:
+        return None
+    try:
+        seconds = None if isinstance(value, bool) else parse_timedelta(value, default="s")
+    except Exception:  # parse_timedelta raises several types for what it cannot read
+        seconds = None
+    if seconds is None or not seconds > 0:
+        raise ValueError(
+            f"dasktune.cluster.heartbeat-interval is {value!r}; it must be a duration above 0 "
+            "(2 or '2s': a heartbeat from each worker every 2 s), or null for Dask's own pace."
+        )
+    return float(seconds)
 
 
 @functools.cache

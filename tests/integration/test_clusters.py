@@ -470,6 +470,16 @@ SCHEDULER_SCRIPT = textwrap.dedent(
                     raise
                 time.sleep(0.2)
 
+    def heartbeat_ms(client, deadline=time.monotonic() + 60):
+        # A worker starts with a heartbeat a second; the reply to its first names the pace.
+        def pace(dask_worker):
+            return dask_worker.periodic_callbacks["heartbeat"].callback_time
+        while True:
+            paces = sorted(set(client.run(pace).values()))
+            if paces != [1000] or time.monotonic() > deadline:
+                return paces
+            time.sleep(0.2)
+
     grid = tune.Tuner(train, param_space={"x": tune.grid_search([1, 2, 3])},
                       run_config=tune.RunConfig(storage_path=os.environ["STORAGE"],
                                                 verbose=0)).fit()
@@ -484,6 +494,9 @@ SCHEDULER_SCRIPT = textwrap.dedent(
             lambda: dask.config.get("distributed.worker.profile.enabled")).values())),
         "scheduler_tick": client.run_on_scheduler(
             lambda: dask.config.get("distributed.admin.tick.interval")),
+        "scheduler_monitor": client.run_on_scheduler(
+            lambda: dask.config.get("distributed.admin.system-monitor.interval")),
+        "heartbeat_ms": heartbeat_ms(client),
     }), flush=True)
     if sys.argv[1:] == ["wait"]:
         time.sleep(300)  # the test kills this driver
@@ -506,6 +519,9 @@ def test_the_embedded_scheduler_runs_in_a_process_of_its_own(tmp_path):
     # dasktune.cluster.dask-config reached the workers and the scheduler's process.
     assert seen["worker_profiler"] == [False]
     assert seen["scheduler_tick"] == "1s"
+    assert seen["scheduler_monitor"] == "2s"
+    # dasktune.cluster.heartbeat-interval: a heartbeat every 2 s, where Dask asks for 0.5 s.
+    assert seen["heartbeat_ms"] == [2000]
 
 
 def test_the_user_s_dask_settings_win_over_the_embedded_cluster_s(tmp_path):
@@ -514,10 +530,12 @@ def test_the_user_s_dask_settings_win_over_the_embedded_cluster_s(tmp_path):
         "true",
         DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL="250ms",
         DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="True",
+        DASK_DASKTUNE__CLUSTER__HEARTBEAT_INTERVAL="None",
     )
     assert seen["scores"] == [2, 4, 6]
     assert seen["scheduler_tick"] == "250ms"
     assert seen["worker_profiler"] == [True]
+    assert seen["heartbeat_ms"] == [500]  # Dask's own pace for a small cluster
 
 
 def test_the_scheduler_process_can_be_switched_off(tmp_path):
@@ -597,3 +615,14 @@ def test_embedded_dask_settings_leave_out_what_the_user_set_and_refuse_a_non_map
         pytest.raises(TypeError, match=r"dasktune.cluster.dask-config is \['profile off'\]"),
     ):
         embedded_dask_settings()
+
+
+@pytest.mark.parametrize("bad", [0, -1, "0s", "fast", True, [2]])
+def test_a_heartbeat_interval_that_is_not_a_positive_number_is_refused(bad):
+    from dasktune.execution.cluster import heartbeat_interval
+
+    with pytest.raises(ValueError, match=r"dasktune.cluster.heartbeat-interval is .*null"):
+        heartbeat_interval(bad)
+    assert heartbeat_interval(None) is None
+    assert heartbeat_interval(2) == 2.0 and heartbeat_interval(0.5) == 0.5
+    assert heartbeat_interval("2s") == 2.0 and heartbeat_interval("500ms") == 0.5
