@@ -30,6 +30,10 @@ import cloudpickle
 #: A result key a callback sets (``result[SHOULD_CHECKPOINT] = True`` in ``on_trial_result``)
 #: to have a class trainable save a checkpoint after its next step, as in Ray Tune.
 SHOULD_CHECKPOINT = "should_checkpoint"
+#: Keys of the tasks that run trials ("dasktune-<run id>") and of those that load a
+#: trainable on each worker ahead of its trials.
+TASK_PREFIX = "dasktune-"
+WARM_UP_PREFIX = "dasktune-warm-"
 
 
 class Decision(str, enum.Enum):

@@ -358,7 +358,7 @@ class Tuner:
         except BaseException:
             backend.close()
             raise
-        page = attach_dashboard(backend.client, callbacks, store.path)
+        page = attach_dashboard(backend.client, callbacks, store.path, backend.started_cluster)
         if backend.cluster is not None:
             verb = "started" if backend.started_cluster else "reusing"
             console.note(

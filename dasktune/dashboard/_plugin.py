@@ -21,6 +21,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from dasktune._protocol import TASK_PREFIX, WARM_UP_PREFIX
 from dasktune.dashboard._model import ExperimentModel
 
 __all__ = ["DashboardPlugin", "FEED_HANDLER", "PLUGIN_NAME", "ROUTE"]
@@ -32,8 +33,6 @@ FEED_HANDLER = "dasktune_dashboard_feed"
 ROUTE = "/dasktune"
 #: Experiments a scheduler keeps for the page; the oldest are forgotten first.
 MAX_EXPERIMENTS = 20
-_TRIAL_TASK_PREFIX = "dasktune-"
-_WARM_TASK_PREFIX = "dasktune-warm-"
 
 
 class DashboardPlugin(SchedulerPlugin):
@@ -91,8 +90,8 @@ class DashboardPlugin(SchedulerPlugin):
                 sum(
                     1
                     for ts in ws.processing
-                    if str(ts.key).startswith(_TRIAL_TASK_PREFIX)
-                    and not str(ts.key).startswith(_WARM_TASK_PREFIX)
+                    if str(ts.key).startswith(TASK_PREFIX)
+                    and not str(ts.key).startswith(WARM_UP_PREFIX)
                 ),
             )
             for ws in workers

@@ -85,17 +85,16 @@ class DashboardCallback(Callback):
         self._ended = False
 
     # -- attaching to a cluster ------------------------------------------------------
-    def attach(self, client: Any, experiment_path: str) -> str | None:
+    def attach(self, client: Any, experiment_path: str, new_cluster: bool = False) -> str | None:
         """Add the page to ``client``'s cluster; its address, or None where it has none.
 
-        Never raises or waits: the plugin is registered on the client's event loop
-        while the first trials start (on a cluster just started, the scheduler is
-        still importing bokeh, and the registration waited for it: 0.24 s before
-        the first trial).  A scheduler without dasktune or bokeh simply gets no
-        page; a warning says so (``dasktune dashboard PATH`` still works).
+        Never raises or waits: the plugin is registered on the client's event loop,
+        at once, or on a cluster this experiment has just started (``new_cluster``)
+        once its first trial has started (:meth:`_register_soon`): that scheduler
+        has still to import bokeh, which slowed every round trip before the first
+        trial.  A scheduler without dasktune or bokeh simply gets no page; a warning
+        says so (``dasktune dashboard PATH`` still works).
         """
-        from dasktune.dashboard._plugin import PLUGIN_NAME, DashboardPlugin
-
         self.path = experiment_path
         try:
             link = client.dashboard_link
@@ -104,12 +103,24 @@ class DashboardCallback(Callback):
         if not link:
             return None
         self._client = client
-        loop = client.loop.asyncio_loop
-        self._registered = asyncio.run_coroutine_threadsafe(
-            self._register(DashboardPlugin(), PLUGIN_NAME), loop
-        )
-        asyncio.run_coroutine_threadsafe(self._pump(), loop)
+        asyncio.run_coroutine_threadsafe(self._pump(), client.loop.asyncio_loop)
+        if not new_cluster:
+            self._register_soon()
         return f"{urljoin(str(link), 'dasktune')}?experiment={quote(experiment_path, safe='')}"
+
+    def _register_soon(self) -> None:
+        """Start registering the plugin, once: at :meth:`attach`, or on a new cluster when
+        the first trial has started (or the experiment ended first)."""
+        from dasktune.dashboard._plugin import PLUGIN_NAME, DashboardPlugin
+
+        if self._client is None or self._registered is not None:
+            return
+        try:
+            self._registered = asyncio.run_coroutine_threadsafe(
+                self._register(DashboardPlugin(), PLUGIN_NAME), self._client.loop.asyncio_loop
+            )
+        except RuntimeError:  # the client's loop has stopped
+            pass
 
     async def _register(self, plugin: Any, name: str) -> bool:
         """Register the scheduler plugin that serves the page; False where it cannot be."""
@@ -143,7 +154,9 @@ class DashboardCallback(Callback):
 
     async def _send(self) -> bool:
         """Send what is buffered; False once the scheduler cannot be reached."""
-        if self._registered is None or not await asyncio.wrap_future(self._registered):
+        if self._registered is None:
+            return True  # no trial has started yet: the records wait
+        if not await asyncio.wrap_future(self._registered):
             return False
         if not self._buffer:
             return True
@@ -190,6 +203,7 @@ class DashboardCallback(Callback):
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
+        self._register_soon()
         self._see(trial)
         tid = trial.trial_id
         if (
@@ -247,6 +261,7 @@ class DashboardCallback(Callback):
                 "time": time.time(),
             }
         )
+        self._register_soon()
         self._ended = True
         client = self._client
         if client is not None and getattr(client, "status", "closed") == "running":
@@ -344,11 +359,13 @@ class DashboardCallback(Callback):
                 logger.debug("Could not write %s: %r", target, exc)
 
 
-def attach_dashboard(client: Any, callbacks: list[Callback], experiment_path: str) -> str:
+def attach_dashboard(
+    client: Any, callbacks: list[Callback], experiment_path: str, new_cluster: bool = False
+) -> str:
     """Add the page to the cluster for the experiment's DashboardCallback; "; page: URL" or ""."""
     for callback in callbacks:
         if isinstance(callback, DashboardCallback):
-            url = callback.attach(client, experiment_path)
+            url = callback.attach(client, experiment_path, new_cluster)
             return f"; experiment page: {url}" if url else ""
     return ""
 

@@ -29,6 +29,8 @@ from typing import Any
 import cloudpickle
 
 from dasktune._protocol import (
+    TASK_PREFIX,
+    WARM_UP_PREFIX,
     AwaitingDecision,
     Decision,
     Message,
@@ -370,7 +372,7 @@ class DaskBackend:
             trainable=self._carried(trainable),
             params=dict(params),
             checkpoint_config=checkpoint_config,
-            key=[f"dasktune-{spec.run_id}" for spec in specs],
+            key=[f"{TASK_PREFIX}{spec.run_id}" for spec in specs],
             pure=False,
             retries=0,
             resources=dict(resources) or None,
@@ -449,7 +451,7 @@ class DaskBackend:
         """
         workers = self.workers()
         for address in workers:
-            key = f"dasktune-warm-{uuid.uuid4().hex[:8]}"
+            key = f"{WARM_UP_PREFIX}{uuid.uuid4().hex[:8]}"
             self._futures[key] = self.client.submit(
                 _warm,
                 self._carried(trainable),

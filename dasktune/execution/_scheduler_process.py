@@ -20,12 +20,17 @@ from typing import Any
 
 from distributed.deploy.spec import ProcessInterface
 
+from dasktune._protocol import WARM_UP_PREFIX
+
 __all__ = ["PROCESS_NAME", "SchedulerProcess"]
 
 #: The child's name; the embedded cluster does not re-run the user's ``__main__`` in it.
 PROCESS_NAME = "dasktune-scheduler"
 
 logger = logging.getLogger(__name__)
+
+#: How long the scheduler waits for trials to run before it adds Dask's dashboard.
+_DASHBOARD_WAIT_S = 2.0
 
 
 class SchedulerProcess(ProcessInterface):
@@ -152,10 +157,30 @@ def _serve(
         report.send(scheduler.address)
         report.close()
         if dashboard:
+            await _when_trials_run(scheduler, _DASHBOARD_WAIT_S)
             await _add_dashboard(scheduler, options.get("http_prefix") or "/")
         await scheduler.finished()
 
     asyncio.run(serve())
+
+
+async def _when_trials_run(scheduler: Any, timeout: float) -> None:
+    """Return once a worker runs a task other than a trainable's warm-up, or after
+    ``timeout`` seconds.
+
+    Bokeh's import holds the scheduler's interpreter for most of 0.6 s, and each
+    round trip in that time waits for it: the workers' registrations, the client's
+    connection, the experiment's first questions and submissions.  Once trials run,
+    nothing waits on the scheduler (and on a busy machine the import takes a core
+    from the trials whenever it happens).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        for worker in scheduler.workers.values():
+            if any(not str(ts.key).startswith(WARM_UP_PREFIX) for ts in worker.processing):
+                return
+        await asyncio.sleep(0.05)
 
 
 async def _add_dashboard(scheduler: Any, prefix: str) -> None:
