@@ -241,8 +241,8 @@ def report(label: str, rows: list[dict], total: float, epoch_s: float, workers: 
         f"{total:.1f} s"
     )
     print(
-        f"{'stage':22s} {'wall s':>7s} {'packed':>6s} {'trials':>6s} {'epochs':>6s} {'best acc':>8s} "
-        f"{'cost':>5s} {'cost*':>5s} {'busy':>5s} {'epochs in trials':>16s} "
+        f"{'stage':22s} {'wall s':>7s} {'packed':>6s} {'trials':>6s} {'epochs':>6s} "
+        f"{'best acc':>8s} {'cost':>5s} {'cost*':>5s} {'busy':>5s} {'epochs in trials':>16s} "
         f"{'rest of trials':>14s} {'outside trials':>14s}"
     )
     for r in rows:
@@ -250,8 +250,8 @@ def report(label: str, rows: list[dict], total: float, epoch_s: float, workers: 
         slots = r["wall"] * workers
         own = r["in_trials"] or float("nan")
         print(
-            f"{r['stage']:22s} {r['wall']:7.2f} {r['packed']:6.2f} {r['trials']:6d} {r['epochs']:6d} "
-            f"{r['best']:8.3f} {slots / compute:4.2f}x {slots / own:4.2f}x "
+            f"{r['stage']:22s} {r['wall']:7.2f} {r['packed']:6.2f} {r['trials']:6d} "
+            f"{r['epochs']:6d} {r['best']:8.3f} {slots / compute:4.2f}x {slots / own:4.2f}x "
             f"{r['busy'] / slots:5.0%} {own:14.1f} s {r['busy'] - own:12.1f} s "
             f"{slots - r['busy']:12.1f} s"
         )
