@@ -36,6 +36,12 @@ TASK_PREFIX = "dasktune-"
 WARM_UP_PREFIX = "dasktune-warm-"
 
 
+def is_trial_key(key: object) -> bool:
+    """Whether a Dask task key is a trial's run (not a warm-up, not a user's task)."""
+    text = str(key)
+    return text.startswith(TASK_PREFIX) and not text.startswith(WARM_UP_PREFIX)
+
+
 class Decision(str, enum.Enum):
     """What the driver tells a running trial after one of its results."""
 

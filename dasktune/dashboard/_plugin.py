@@ -21,7 +21,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from dasktune._protocol import TASK_PREFIX, WARM_UP_PREFIX
+from dasktune._protocol import is_trial_key
 from dasktune.dashboard._model import ExperimentModel
 
 __all__ = ["DashboardPlugin", "FEED_HANDLER", "PLUGIN_NAME", "ROUTE"]
@@ -87,12 +87,7 @@ class DashboardPlugin(SchedulerPlugin):
         busy = sum(
             min(
                 ws.nthreads,
-                sum(
-                    1
-                    for ts in ws.processing
-                    if str(ts.key).startswith(TASK_PREFIX)
-                    and not str(ts.key).startswith(WARM_UP_PREFIX)
-                ),
+                sum(1 for ts in ws.processing if is_trial_key(ts.key)),
             )
             for ws in workers
         )

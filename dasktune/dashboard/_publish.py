@@ -111,10 +111,10 @@ class DashboardCallback(Callback):
     def _register_soon(self) -> None:
         """Start registering the plugin, once: at :meth:`attach`, or on a new cluster when
         the first trial has started (or the experiment ended first)."""
-        from dasktune.dashboard._plugin import PLUGIN_NAME, DashboardPlugin
-
         if self._client is None or self._registered is not None:
             return
+        from dasktune.dashboard._plugin import PLUGIN_NAME, DashboardPlugin
+
         try:
             self._registered = asyncio.run_coroutine_threadsafe(
                 self._register(DashboardPlugin(), PLUGIN_NAME), self._client.loop.asyncio_loop

@@ -20,7 +20,7 @@ from typing import Any
 
 from distributed.deploy.spec import ProcessInterface
 
-from dasktune._protocol import WARM_UP_PREFIX
+from dasktune._protocol import is_trial_key
 
 __all__ = ["PROCESS_NAME", "SchedulerProcess"]
 
@@ -165,8 +165,7 @@ def _serve(
 
 
 async def _when_trials_run(scheduler: Any, timeout: float) -> None:
-    """Return once a worker runs a task other than a trainable's warm-up, or after
-    ``timeout`` seconds.
+    """Return once a worker runs a trial, or after ``timeout`` seconds.
 
     Bokeh's import holds the scheduler's interpreter for most of 0.6 s, and each
     round trip in that time waits for it: the workers' registrations, the client's
@@ -177,9 +176,8 @@ async def _when_trials_run(scheduler: Any, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        for worker in scheduler.workers.values():
-            if any(not str(ts.key).startswith(WARM_UP_PREFIX) for ts in worker.processing):
-                return
+        if any(is_trial_key(ts.key) for ws in scheduler.workers.values() for ts in ws.processing):
+            return
         await asyncio.sleep(0.05)
 
 
@@ -195,7 +193,7 @@ async def _add_dashboard(scheduler: Any, prefix: str) -> None:
 
 
 def _pace_heartbeats(scheduler: Any, seconds: float) -> None:
-    """Have the workers send a heartbeat every ``seconds`` at most as often.
+    """Have each worker send a heartbeat at most once every ``seconds``.
 
     A worker sends its next heartbeat after the interval its last one's reply names,
     which Dask sets by the number of workers alone: two a second up to ten workers.
