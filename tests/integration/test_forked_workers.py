@@ -45,9 +45,17 @@ SCRIPT = textwrap.dedent(
                       run_config=run_config).fit()
     {epilogue}
     from multiprocessing import forkserver
+    from dasktune.execution.cluster import embedded
+    versions = embedded.client.get_versions(check=True)
+    agree = all(
+        v["packages"] == versions["client"]["packages"]
+        and v["host"] == versions["client"]["host"]
+        for v in [versions["scheduler"], *versions["workers"].values()]
+    )
     print()
     print("RESULT", json.dumps({{"server": forkserver._forkserver._forkserver_pid,
-                                "trials": [r.metrics for r in grid]}}))
+                                "trials": [r.metrics for r in grid],
+                                "versions_agree": agree}}))
     """
 )
 
@@ -132,6 +140,9 @@ def test_workers_fork_from_the_driver_after_torch_ran_there(tmp_path):
     # What the driver had buffered before the fork is printed once, by the driver.
     assert out.stdout.count("UNFLUSHED-BEFORE-FIT") == 1
     assert "DeprecationWarning" not in out.stderr
+    # The versions the driver computed before the fork, which every process inherits,
+    # are what the scheduler and workers report, and Dask's own check accepts them.
+    assert result["versions_agree"] is True
     assert_exits(result["server"])
 
 
