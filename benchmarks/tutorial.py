@@ -5,8 +5,8 @@ under ASHA; 10 HyperOpt samples) as one process, cluster start included, and
 prints per stage: wall time, trials, epochs trained, best accuracy, and
 
     cost       = (wall time x workers) / (pure compute of those epochs, measured
-                  in this process on one thread): 1.0 is every core computing
-                  epochs all the time
+                  in this process on one thread, in blocks of ten epochs after each
+                  stage): 1.0 is every core computing epochs all the time
     efficiency = 1 / cost
     busy       = (time the workers spent inside trials, from the trials' own
                   time_total_s) / (wall time x workers)
@@ -93,35 +93,63 @@ def load_example(engine: str, variant: str = "example") -> dict:
     return namespace
 
 
-def epoch_seconds(ns: dict, repeat: int = 30) -> float:
-    """Median time of one epoch (train_func + test_func), in this process, one thread."""
-    import torch
-    from torch.utils.data import DataLoader
-    from torchvision import transforms
+class Baseline:
+    """The pure compute: one epoch (train_func + test_func) in this process, on one
+    thread, timed in blocks between the stages. The machine's speed drifts from minute to
+    minute (see BENCHMARKS.md); blocks spread over the run sample the speed of the
+    minutes the stages ran in, not only of the minute after them."""
 
-    torch.set_num_threads(1)
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
-    train = DataLoader(
-        ns["datasets"].MNIST("~/data", train=True, download=True, transform=tf),
-        batch_size=64,
-        shuffle=True,
-    )
-    test = DataLoader(
-        ns["datasets"].MNIST("~/data", train=False, transform=tf), batch_size=64, shuffle=True
-    )
-    model = ns["ConvNet"]()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
-    ns["train_func"], ns["test_func"] = ns.get("untimed", (ns["train_func"], ns["test_func"]))
-    for _ in range(len(train.dataset) // ns["EPOCH_SIZE"] + 2):  # warm the data caches
-        ns["train_func"](model, optimizer, train)
-        ns["test_func"](model, test)
-    times = []
-    for _ in range(repeat):
+    def __init__(self, ns: dict) -> None:
+        self.ns = ns
+        self.times: list[float] = []
+        self.blocks: list[float] = []
+        self.elapsed = 0.0  # seconds spent here: not part of the tutorial's own time
+        self._state: tuple | None = None
+
+    def _setup(self) -> tuple:
+        import torch
+        from torch.utils.data import DataLoader
+        from torchvision import transforms
+
+        ns = self.ns
+        torch.set_num_threads(1)
+        tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+        train = DataLoader(
+            ns["datasets"].MNIST("~/data", train=True, download=True, transform=tf),
+            batch_size=64,
+            shuffle=True,
+        )
+        test = DataLoader(
+            ns["datasets"].MNIST("~/data", train=False, transform=tf), batch_size=64, shuffle=True
+        )
+        model = ns["ConvNet"]()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+        train_func, test_func = ns.get("untimed", (ns["train_func"], ns["test_func"]))
+        for _ in range(len(train.dataset) // ns["EPOCH_SIZE"] + 2):  # warm the data caches
+            train_func(model, optimizer, train)
+            test_func(model, test)
+        return train_func, test_func, model, optimizer, train, test
+
+    def measure(self, repeat: int = 10) -> None:
+        """Time ``repeat`` epochs now."""
         start = time.perf_counter()
-        ns["train_func"](model, optimizer, train)
-        ns["test_func"](model, test)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if self._state is None:
+            self._state = self._setup()
+        train_func, test_func, model, optimizer, train, test = self._state
+        block = []
+        for _ in range(repeat):
+            begin = time.perf_counter()
+            train_func(model, optimizer, train)
+            test_func(model, test)
+            block.append(time.perf_counter() - begin)
+        self.times += block
+        self.blocks.append(statistics.median(block))
+        self.elapsed += time.perf_counter() - start
+
+    @property
+    def epoch_s(self) -> float:
+        """The median epoch over all blocks."""
+        return statistics.median(self.times)
 
 
 def timed(fn, path: str):
@@ -168,7 +196,7 @@ def packed_wall(durations: list[float], workers: int) -> float:
     return max(free)
 
 
-def run_stages(ns: dict, engine: str, storage: str) -> list[dict]:
+def run_stages(ns: dict, engine: str, storage: str, baseline: Baseline) -> list[dict]:
     import tempfile
 
     tune = ns["tune"]
@@ -218,6 +246,7 @@ def run_stages(ns: dict, engine: str, storage: str) -> list[dict]:
         frames = [r.metrics_dataframe for r in results]
         durations = [float(df["time_total_s"].iloc[-1]) for df in frames if len(df)]
         busy = sum(durations)
+        baseline.measure()  # after the stage: not part of its wall time
         rows.append(
             dict(
                 stage=name,
@@ -317,21 +346,30 @@ def main() -> None:
             print("\nray is not installed: pip install 'ray[tune]' hyperopt to compare")
             engines = ["dasktune"]
     totals = {}
+    baselines = {variant: Baseline(load_example("dasktune", variant)) for variant in variants}
     for variant in variants:
         for engine in engines:
             first = not totals
             start = T0 if first else time.perf_counter()
             ns = load_example(engine, variant)
-            rows = run_stages(ns, engine, storage)
-            totals[(variant, engine)] = (time.perf_counter() - start, rows)
+            baseline = baselines[variant]
+            spent = baseline.elapsed
+            rows = run_stages(ns, engine, storage, baseline)
+            total = time.perf_counter() - start - (baseline.elapsed - spent)
+            totals[(variant, engine)] = (total, rows)
     workers = os.cpu_count() or 1
     costs = {}
-    for variant in variants:  # measured after the runs: not part of their time
-        epoch_s = epoch_seconds(load_example("dasktune", variant))
+    for variant in variants:
+        baseline = baselines[variant]
+        blocks = ", ".join(f"{b * 1000:.0f}" for b in baseline.blocks)
+        print(
+            f"\n{variant}: one epoch on one thread in this process, timed in blocks of 10 after "
+            f"each stage: {blocks} ms (median {baseline.epoch_s * 1000:.0f} ms)"
+        )
         for engine in engines:
             total, rows = totals[(variant, engine)]
             costs[(variant, engine)] = report(
-                f"{engine}, tutorial {variant}", rows, total, epoch_s, workers
+                f"{engine}, tutorial {variant}", rows, total, baseline.epoch_s, workers
             )
     for variant in variants:
         if "ray" in engines:
