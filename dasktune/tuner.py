@@ -99,7 +99,9 @@ class Tuner:
         self.run_config = run_config or RunConfig()
         self.client = client
         self._resume_from: tuple[str, ResumeOptions] | None = None
-        check_trainable(trainable)
+        # Pickled once, here, as Ray Tune does when a Tuner is made: a function defined in
+        # __main__ goes by value, with the values of the globals it uses at this moment.
+        self._trainable_pickle = check_trainable(trainable)
 
     # -- wiring --------------------------------------------------------------
     def _searcher(self) -> Searcher:
@@ -394,6 +396,7 @@ class Tuner:
             to_run = resumed.to_run
         spec = ExperimentSpec(
             trainable=fn,
+            trainable_pickle=self._trainable_pickle,
             params=params,
             trainable_name=trainable_name(fn),
             checkpoint_frequency=ckpt.checkpoint_frequency,

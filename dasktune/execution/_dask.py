@@ -56,6 +56,9 @@ class RunDone:
 
 #: Objects smaller than this travel with every task instead of being scattered once.
 _SHIP_BY_VALUE_BYTES = 64 * 1024
+#: How old the workers read while an experiment starts may be for its warm-up and first
+#: capacity (see :meth:`DaskBackend.workers`).
+_FRESH_WORKERS_S = 1.0
 
 
 class _Pickled:
@@ -77,8 +80,9 @@ class _Pickled:
         self.data = data
 
     @classmethod
-    def of(cls, value: Any) -> _Pickled:
-        return cls(zlib.compress(cloudpickle.dumps(value), 1))
+    def of(cls, value: Any, pickled: bytes | None = None) -> _Pickled:
+        """``value``'s pickle, or ``pickled`` if it was pickled already."""
+        return cls(zlib.compress(cloudpickle.dumps(value) if pickled is None else pickled, 1))
 
     def load(self) -> Any:
         return cloudpickle.loads(zlib.decompress(self.data))
@@ -271,6 +275,7 @@ class DaskBackend:
         self._to_release: list[Any] = []  # futures of ended runs, released once per turn
         self._subscribed = False
         self._pickled: tuple[Any, Any] | None = None  # (trainable, what tasks carry for it)
+        self._workers: tuple[float, dict[str, dict[str, Any]]] | None = None  # (when, workers)
 
     # -- setting up ------------------------------------------------------
     @classmethod
@@ -306,13 +311,24 @@ class DaskBackend:
         # loop, which on the embedded cluster is the scheduler's too.
         self.inbox.put(event[1])
 
-    def workers(self) -> dict[str, dict[str, Any]]:
-        """Address -> {"nthreads", "resources"} of the current workers."""
+    def workers(self, max_age: float = 0.0) -> dict[str, dict[str, Any]]:
+        """Address -> {"nthreads", "resources"} of the current workers.
+
+        ``max_age``: seconds for which the answer of an earlier call will do.  Starting an
+        experiment asked the scheduler three times within milliseconds (the tuner's
+        check, the loop's first capacity, the warm-up), each a round trip on the way to
+        the first trial.
+        """
+        now = time.monotonic()
+        if self._workers is not None and now - self._workers[0] <= max_age:
+            return dict(self._workers[1])
         info = self.client.scheduler_info(n_workers=-1)["workers"]
-        return {
+        workers = {
             addr: {"nthreads": w.get("nthreads", 1), "resources": dict(w.get("resources") or {})}
             for addr, w in info.items()
         }
+        self._workers = (now, workers)
+        return dict(workers)
 
     def is_adaptive(self) -> bool:
         """Whether the client's cluster scales itself with its load (``cluster.adapt(...)``)."""
@@ -323,23 +339,24 @@ class DaskBackend:
         """Put ``value`` on the cluster once; trials receive the worker-resident object."""
         return self.client.scatter(value, hash=False)
 
-    def ship(self, value: Any) -> Any:
+    def ship(self, value: Any, pickled: bytes | None = None) -> Any:
         """What to pass to each trial for ``value``: itself if small, else a scattered reference.
+        ``pickled``: ``value`` pickled already (the Tuner pickles its trainable when it is made).
 
         A scatter costs a round trip before the first trial (about 0.25 s on a
         loaded 2-core machine); a small trainable is cheaper sent with each task.
-        A small one is pickled here once (:class:`_Pickled`), and its warm-up tasks and
-        trials carry those bytes: cloudpickle walks every imported module for a function
-        defined in ``__main__`` (15 ms with torch imported), and it did so four times
-        per experiment.
+        A small one is pickled once (:class:`_Pickled`; by the Tuner when it was made, or
+        here), and its warm-up tasks and trials carry those bytes: cloudpickle walks every
+        imported module for a function defined in ``__main__`` (15 ms with torch imported),
+        and it did so five times per experiment.
         """
         try:
-            pickled = _Pickled.of(value)
+            carried = _Pickled.of(value, pickled)
         except Exception:  # let Dask report what cannot be pickled
             return value
-        if len(pickled.data) >= _SHIP_BY_VALUE_BYTES:
+        if len(carried.data) >= _SHIP_BY_VALUE_BYTES:
             return self.scatter(value)
-        self._pickled = (value, pickled)
+        self._pickled = (value, carried)
         return value
 
     # -- running ---------------------------------------------------------
@@ -449,7 +466,7 @@ class DaskBackend:
         and unpickles it again.  One parked dependent per worker, never placed (it asks for
         a resource no worker has), keeps every copy wanted; ``close`` releases them.
         """
-        workers = self.workers()
+        workers = self.workers(max_age=_FRESH_WORKERS_S)
         for address in workers:
             key = f"{WARM_UP_PREFIX}{uuid.uuid4().hex[:8]}"
             self._futures[key] = self.client.submit(

@@ -35,7 +35,7 @@ from dasktune._protocol import (
     read_messages,
 )
 from dasktune.callback import CallbackList
-from dasktune.execution._dask import DaskBackend, RunDone
+from dasktune.execution._dask import _FRESH_WORKERS_S, DaskBackend, RunDone
 from dasktune.execution.capacity import Capacity
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller
@@ -91,6 +91,8 @@ class ExperimentSpec:
     trainable: Any
     params: dict[str, Any]
     trainable_name: str
+    #: ``trainable`` pickled when the Tuner was made (None: pickle it now).
+    trainable_pickle: bytes | None = None
     checkpoint_frequency: int = 0
     checkpoint_at_end: bool = False
     #: TuneConfig's ``f(trial) -> str`` for trial names and directory names, if given.
@@ -186,15 +188,15 @@ class ExperimentLoop:
         self.controller.stop_everything(self._interrupted)
 
     def _prepare(self) -> None:
-        self._refresh_capacity(force=True)
-        self._trainable_ref = self.backend.ship(self.spec.trainable)
+        self._refresh_capacity(force=True, max_age=_FRESH_WORKERS_S)
+        self._trainable_ref = self.backend.ship(self.spec.trainable, self.spec.trainable_pickle)
         self._param_refs = {k: self.backend.scatter(v) for k, v in self.spec.params.items()}
         self.backend.warm_up(self._trainable_ref, self._param_refs)
         self.backend.start()
         self.controller.start()
         self.console.start()
 
-    def _refresh_capacity(self, force: bool = False) -> None:
+    def _refresh_capacity(self, force: bool = False, max_age: float = 0.0) -> None:
         now = time.monotonic()
         if not force and now - self._capacity_checked < _CAPACITY_REFRESH_S:
             return
@@ -203,7 +205,7 @@ class ExperimentLoop:
         if self._disconnected_since is not None:
             return  # asking the scheduler would block until Dask's connect timeout
         try:
-            workers = self.backend.workers()
+            workers = self.backend.workers(max_age=max_age)
         except Exception as exc:  # a slow or restarting scheduler: keep the last size
             logger.debug("Could not read the cluster's workers: %r", exc)
             return

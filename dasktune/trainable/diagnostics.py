@@ -17,8 +17,9 @@ def trainable_name(trainable: Any) -> str:
     return getattr(trainable, "__name__", type(trainable).__name__)
 
 
-def check_trainable(trainable: Any) -> None:
-    """Refuse, with the fix, a trainable that cannot run as a trial."""
+def check_trainable(trainable: Any) -> bytes:
+    """Refuse, with the fix, a trainable that cannot run as a trial; return its pickle
+    (the trainable without ``with_parameters``' values)."""
     fn, params = unwrap(trainable)
     is_class = isinstance(fn, type)
     if is_class and not issubclass(fn, Trainable):
@@ -38,7 +39,7 @@ def check_trainable(trainable: Any) -> None:
             f"def {trainable_name(fn)}(config, {', '.join(params)}): ..."
         )
     check_not_being_imported(fn)
-    check_picklable(fn)
+    return check_picklable(fn)
 
 
 def check_not_being_imported(trainable: Any) -> None:
@@ -61,11 +62,10 @@ def check_not_being_imported(trainable: Any) -> None:
         )
 
 
-def check_picklable(trainable: Any, argument: str = "trainable") -> None:
-    """Raise a clear error naming what a trainable captures that cannot be pickled."""
+def check_picklable(trainable: Any, argument: str = "trainable") -> bytes:
+    """Pickle a trainable; raise a clear error naming what it captures that cannot be."""
     try:
-        cloudpickle.dumps(trainable)
-        return
+        return cloudpickle.dumps(trainable)
     except Exception as exc:  # cloudpickle raises many types; report the culprit instead
         original = exc
     name = trainable_name(trainable)

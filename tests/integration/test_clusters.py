@@ -626,3 +626,30 @@ def test_a_heartbeat_interval_that_is_not_a_positive_number_is_refused(bad):
     assert heartbeat_interval(None) is None
     assert heartbeat_interval(2) == 2.0 and heartbeat_interval(0.5) == 0.5
     assert heartbeat_interval("2s") == 2.0 and heartbeat_interval("500ms") == 0.5
+
+
+def test_the_workers_read_at_a_start_serve_the_next_calls_that_allow_it(client):
+    """Starting an experiment needs the workers three times within milliseconds; one round
+    trip to the scheduler answers them all, and a call that allows no age asks again."""
+    from dasktune.execution._dask import DaskBackend
+
+    backend = DaskBackend(client)
+    asked = []
+    real = client.scheduler_info
+
+    def scheduler_info(*args, **kwargs):
+        asked.append(1)
+        return real(*args, **kwargs)
+
+    client.scheduler_info = scheduler_info
+    try:
+        first = backend.workers()
+        assert len(first) == 2 and all(w["nthreads"] == 1 for w in first.values())
+        first.clear()  # the caller's copy: the remembered answer stays whole
+        assert backend.workers(max_age=60) == backend.workers(max_age=60)
+        assert len(backend.workers(max_age=60)) == 2
+        assert len(asked) == 1
+        assert len(backend.workers()) == 2
+        assert len(asked) == 2
+    finally:
+        del client.scheduler_info

@@ -773,3 +773,23 @@ def test_callbacks_see_every_event(client, storage):
         assert mine[-1] == (last, x)
     with pytest.raises(TypeError, match="dasktune.Callback"):
         tune.Tuner(linear, run_config=tune.RunConfig(callbacks=[object()]), client=client).fit()
+
+
+def test_the_trainable_is_captured_when_the_tuner_is_made(client, storage):
+    """As in Ray Tune, a trainable is pickled once, by Tuner(): the values it captures are
+    those of that moment, and every fit of the Tuner runs that same trainable."""
+    scale = 1
+
+    def train(config):
+        tune.report({"scale": scale})
+
+    tuner = tune.Tuner(
+        train, run_config=tune.RunConfig(storage_path=storage, verbose=0), client=client
+    )
+    scale = 2
+    assert [r.metrics["scale"] for r in tuner.fit()] == [1]
+    # A Tuner made now captures the new value.
+    tuner = tune.Tuner(
+        train, run_config=tune.RunConfig(storage_path=storage, verbose=0), client=client
+    )
+    assert [r.metrics["scale"] for r in tuner.fit()] == [2]
