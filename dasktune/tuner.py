@@ -64,6 +64,12 @@ def _trial_exception(grid: ResultGrid) -> BaseException:
     return error
 
 
+#: The largest pickle of a trainable that a Tuner keeps to ship in every fit. A larger one
+#: carries data (which ``with_parameters`` would send once): it is scattered to the workers as
+#: it is at ``fit()``, and not kept in memory twice.
+_KEEP_PICKLE_BYTES = 1 << 20
+
+
 class Tuner:
     """Runs a hyperparameter search: ``Tuner(train, param_space=..., tune_config=...).fit()``.
 
@@ -101,7 +107,8 @@ class Tuner:
         self._resume_from: tuple[str, ResumeOptions] | None = None
         # Pickled once, here, as Ray Tune does when a Tuner is made: a function defined in
         # __main__ goes by value, with the values of the globals it uses at this moment.
-        self._trainable_pickle = check_trainable(trainable)
+        pickled = check_trainable(trainable)
+        self._trainable_pickle = pickled if len(pickled) <= _KEEP_PICKLE_BYTES else None
 
     # -- wiring --------------------------------------------------------------
     def _searcher(self) -> Searcher:

@@ -58,7 +58,7 @@ class RunDone:
 _SHIP_BY_VALUE_BYTES = 64 * 1024
 #: How old the workers read while an experiment starts may be for its warm-up and first
 #: capacity (see :meth:`DaskBackend.workers`).
-_FRESH_WORKERS_S = 1.0
+FRESH_WORKERS_S = 1.0
 
 
 class _Pickled:
@@ -466,7 +466,7 @@ class DaskBackend:
         and unpickles it again.  One parked dependent per worker, never placed (it asks for
         a resource no worker has), keeps every copy wanted; ``close`` releases them.
         """
-        workers = self.workers(max_age=_FRESH_WORKERS_S)
+        workers = self.workers(max_age=FRESH_WORKERS_S)
         for address in workers:
             key = f"{WARM_UP_PREFIX}{uuid.uuid4().hex[:8]}"
             self._futures[key] = self.client.submit(

@@ -35,7 +35,7 @@ from dasktune._protocol import (
     read_messages,
 )
 from dasktune.callback import CallbackList
-from dasktune.execution._dask import _FRESH_WORKERS_S, DaskBackend, RunDone
+from dasktune.execution._dask import FRESH_WORKERS_S, DaskBackend, RunDone
 from dasktune.execution.capacity import Capacity
 from dasktune.execution.console import ConsoleReporter
 from dasktune.execution.controller import Controller
@@ -188,7 +188,7 @@ class ExperimentLoop:
         self.controller.stop_everything(self._interrupted)
 
     def _prepare(self) -> None:
-        self._refresh_capacity(force=True, max_age=_FRESH_WORKERS_S)
+        self._refresh_capacity(force=True, max_age=FRESH_WORKERS_S)
         self._trainable_ref = self.backend.ship(self.spec.trainable, self.spec.trainable_pickle)
         self._param_refs = {k: self.backend.scatter(v) for k, v in self.spec.params.items()}
         self.backend.warm_up(self._trainable_ref, self._param_refs)

@@ -793,3 +793,18 @@ def test_the_trainable_is_captured_when_the_tuner_is_made(client, storage):
         train, run_config=tune.RunConfig(storage_path=storage, verbose=0), client=client
     )
     assert [r.metrics["scale"] for r in tuner.fit()] == [2]
+
+
+def test_a_trainable_that_carries_data_runs_and_its_pickle_is_not_kept(client, storage):
+    """A trainable whose pickle is large (it captures 2 MB) is scattered at fit(), as it
+    is then, and the Tuner does not hold a second copy of it meanwhile."""
+    payload = os.urandom(2 << 20)
+
+    def train(config):
+        tune.report({"size": len(payload)})
+
+    tuner = tune.Tuner(
+        train, run_config=tune.RunConfig(storage_path=storage, verbose=0), client=client
+    )
+    assert tuner._trainable_pickle is None
+    assert [r.metrics["size"] for r in tuner.fit()] == [2 << 20]
