@@ -13,6 +13,7 @@ from typing import Any
 import cloudpickle
 
 from dasktune import config
+from dasktune._gc import frozen_heap
 from dasktune.callback import Callback, CallbackList
 from dasktune.dashboard._publish import DashboardCallback, attach_dashboard, expected_trials
 from dasktune.execution.capacity import Capacity, usable_request
@@ -273,6 +274,10 @@ class Tuner:
         Ctrl-C and raise :class:`~dasktune.execution.loop.ExperimentInterrupted`,
         which exits with status 128 + the signal; :meth:`restore` continues it.
         """
+        with frozen_heap():  # no full collection walks the script's modules meanwhile
+            return self._fit()
+
+    def _fit(self) -> ResultGrid:
         tc, rc = self.tune_config, self.run_config
         settings_data = _pickled_settings(self.param_space, tc, rc)  # before fit changes them
         searcher = self._searcher()
