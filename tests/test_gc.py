@@ -57,12 +57,13 @@ def test_overlapping_experiments_keep_it_frozen_until_the_last_ends(unfrozen):
 
 
 def test_a_heap_frozen_by_someone_else_is_left_alone(unfrozen):
+    theirs = Cycle()
     gc.freeze()
-    frozen = gc.get_freeze_count()
     with frozen_heap():
-        Cycle()
-        assert gc.get_freeze_count() == frozen
-    assert gc.get_freeze_count() == frozen  # not unfrozen behind their back
+        during = Cycle()
+        assert tracked(during)
+    assert not tracked(theirs)  # not unfrozen behind their back
+    assert tracked(during)  # and nothing frozen beside theirs
 
 
 def test_a_disabled_collector_is_left_alone(unfrozen):
