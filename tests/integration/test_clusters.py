@@ -461,7 +461,8 @@ SCHEDULER_SCRIPT = textwrap.dedent(
     def train(config):
         tune.report({"score": config["x"] * 2})
 
-    def dask_status(link, deadline=time.monotonic() + 60):
+    def dask_status(link):
+        deadline = time.monotonic() + 60
         while True:  # the pages come up once the scheduler has imported bokeh
             try:
                 return urllib.request.urlopen(link, timeout=30).status
@@ -470,7 +471,8 @@ SCHEDULER_SCRIPT = textwrap.dedent(
                     raise
                 time.sleep(0.2)
 
-    def heartbeat_ms(client, deadline=time.monotonic() + 60):
+    def heartbeat_ms(client):
+        deadline = time.monotonic() + 60
         # A worker starts with a heartbeat a second; the reply to its first names the pace.
         def pace(dask_worker):
             return dask_worker.periodic_callbacks["heartbeat"].callback_time
@@ -505,6 +507,9 @@ SCHEDULER_SCRIPT = textwrap.dedent(
 
 
 def _run_scheduler_script(tmp_path, setting, **env):
+    # The script inspects the cluster after fit(); on a loaded machine that can outlast the
+    # cluster's 30 s keep-alive (bokeh's first import alone, uncompiled, takes seconds).
+    env.setdefault("DASK_DASKTUNE__CLUSTER__KEEP_ALIVE", "600")
     return run_script_for_json(
         tmp_path, SCHEDULER_SCRIPT, DASK_DASKTUNE__CLUSTER__SCHEDULER_PROCESS=setting, **env
     )
