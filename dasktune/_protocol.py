@@ -30,16 +30,18 @@ import cloudpickle
 #: A result key a callback sets (``result[SHOULD_CHECKPOINT] = True`` in ``on_trial_result``)
 #: to have a class trainable save a checkpoint after its next step, as in Ray Tune.
 SHOULD_CHECKPOINT = "should_checkpoint"
-#: Keys of the tasks that run trials ("dasktune-<run id>") and of those that load a
-#: trainable on each worker ahead of its trials.
+#: Keys of the tasks that run trials ("dasktune-<run id>"), of those that load a
+#: trainable on each worker ahead of its trials, and of the never-placed tasks that keep
+#: scattered values on every worker.
 TASK_PREFIX = "dasktune-"
 WARM_UP_PREFIX = "dasktune-warm-"
+PARKED_PREFIX = "dasktune-parked-"
 
 
 def is_trial_key(key: object) -> bool:
     """Whether a Dask task key is a trial's run (not a warm-up, not a user's task)."""
     text = str(key)
-    return text.startswith(TASK_PREFIX) and not text.startswith(WARM_UP_PREFIX)
+    return text.startswith(TASK_PREFIX) and not text.startswith((WARM_UP_PREFIX, PARKED_PREFIX))
 
 
 class Decision(str, enum.Enum):

@@ -183,3 +183,12 @@ def test_messages_can_be_taken_out_of_an_event_alone_or_from_a_batch() -> None:
     assert without_messages(second, is_second) is None
     assert without_messages(first, is_second) == first
     assert without_messages(batch_message([second]), is_second) is None
+
+
+def test_only_a_trial_s_run_key_is_a_trial_key():
+    from dasktune._protocol import PARKED_PREFIX, TASK_PREFIX, WARM_UP_PREFIX, is_trial_key
+
+    assert is_trial_key(f"{TASK_PREFIX}ab12c_00001-1")
+    assert not is_trial_key(f"{WARM_UP_PREFIX}0f3a9b2c")
+    assert not is_trial_key(f"{PARKED_PREFIX}0f3a9b2c")
+    assert not is_trial_key("inc-5f1c0d")  # a user's own task

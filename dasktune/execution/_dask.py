@@ -29,6 +29,7 @@ from typing import Any
 import cloudpickle
 
 from dasktune._protocol import (
+    PARKED_PREFIX,
     TASK_PREFIX,
     WARM_UP_PREFIX,
     AwaitingDecision,
@@ -482,7 +483,7 @@ class DaskBackend:
         shared = [v for v in (trainable, *params.values()) if _is_future(v)]
         if shared:
             for _ in workers:
-                key = f"dasktune-parked-{uuid.uuid4().hex[:8]}"
+                key = f"{PARKED_PREFIX}{uuid.uuid4().hex[:8]}"
                 self._futures[key] = self.client.submit(
                     _parked, *shared, key=key, pure=False, resources={_PARKED: 1}
                 )

@@ -287,11 +287,8 @@ def _nannies_poll_quickly(interval: float = 0.005) -> Iterator[None]:
     """While the cluster starts, each nanny checks every ``interval`` seconds whether its
     worker process is up.  Dask checks every 50 ms, so each start waited 25 ms on average
     for the check, on the way to the first trial."""
-    try:
-        from distributed.nanny import WorkerProcess
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        yield
-        return
+    from distributed.nanny import WorkerProcess
+
     before = getattr(WorkerProcess, "_init_msg_interval", None)
     if not isinstance(before, (int, float)) or before <= interval:
         yield  # another version of distributed, or already quick
