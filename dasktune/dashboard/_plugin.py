@@ -14,7 +14,6 @@ end for as long as the cluster lives.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from dasktune._protocol import is_trial_key
+from dasktune.dashboard._imports import import_page_modules
 from dasktune.dashboard._model import ExperimentModel
 
 __all__ = ["DashboardPlugin", "FEED_HANDLER", "PLUGIN_NAME", "ROUTE"]
@@ -53,7 +53,7 @@ class DashboardPlugin(SchedulerPlugin):
         if http is None or "dashboard" not in getattr(scheduler, "services", {}):
             return  # no dashboard to add the page to
         try:  # in a thread: bokeh's import must not stall the scheduler's event loop
-            await asyncio.to_thread(importlib.import_module, "distributed.dashboard.core")
+            await asyncio.to_thread(import_page_modules)
         except ImportError:  # bokeh missing or a version Dask refuses
             return
         self.route = self._add_page(http, scheduler)

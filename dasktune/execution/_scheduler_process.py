@@ -183,10 +183,12 @@ async def _when_trials_run(scheduler: Any, timeout: float) -> None:
 
 async def _add_dashboard(scheduler: Any, prefix: str) -> None:
     """Dask's own dashboard pages, added to a running scheduler's HTTP server."""
-    import importlib
-
     try:  # in a thread: the scheduler keeps answering its workers meanwhile
-        module = await asyncio.to_thread(importlib.import_module, "distributed.dashboard.scheduler")
+        from dasktune.dashboard._imports import import_page_modules
+
+        await asyncio.to_thread(import_page_modules)
+        import distributed.dashboard.scheduler as module
+
         module.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix=prefix)
     except Exception as exc:  # bokeh missing or refused: the cluster works without its pages
         logger.warning("The Dask dashboard could not be started: %r", exc)
