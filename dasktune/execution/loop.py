@@ -710,20 +710,24 @@ class ExperimentLoop:
             run.lost = (error_type, why)
             return
         self._recover(run)
-        if self._interrupted is not None and run.outcome is None:
+        # DUPLICATE: Dask ran the task again after the worker died; CANCELLED: it saw its task
+        # released.  Neither is how the run itself ended.
+        ended = run.outcome is not None and run.outcome.status not in (
+            RunStatus.DUPLICATE,
+            RunStatus.CANCELLED,
+        )
+        if self._interrupted is not None and not ended:
             # The experiment is stopping (a SIGTERM to the whole job kills workers too):
-            # the trial was cut short, not failed, and a restore runs it on.
-            run.wound_down = True
+            # the trial was cut short, not failed, and a restore runs it on (unless its
+            # scheduler had stopped it before).
+            run.wound_down = run.wound_down or run.requested != Decision.STOP
             self.backend.cancel(run.run_id)
             self._finish_run(run, RunStatus.STOPPED)
             return
         self.backend.cancel(run.run_id)  # no silent re-run by Dask behind dasktune's back
         if run.worker is not None:  # it may still run (a dropped connection): stop it there
             self.backend.deliver(run.worker, run.run_id, Decision.STOP)
-        if run.outcome is not None and run.outcome.status not in (
-            RunStatus.DUPLICATE,
-            RunStatus.CANCELLED,
-        ):
+        if ended:
             self._maybe_finish(run)  # it had ended after all; its outcome was in its spool
         elif run.requested == Decision.STOP:
             self._finish_run(run, RunStatus.STOPPED)

@@ -25,11 +25,13 @@ import dasktune as tune
 
 SCRIPT = textwrap.dedent(
     """
-    import json, os, sys, tempfile, time
+    import json, os, signal, sys, tempfile, time
     import dask
     import dasktune as tune
 
-    dask.config.set({"dasktune.cluster.keep-alive": 0, "dasktune.cluster.n-workers": 2})
+    workers = int(os.environ.get("WORKERS", 2))
+    dask.config.set({"dasktune.cluster.keep-alive": 0, "dasktune.cluster.n-workers": workers})
+    os.environ["DRIVER_PID"] = str(os.getpid())  # the workers are started later: they inherit it
 
     def train(config):
         iters = 8 * config["x"]
@@ -39,6 +41,10 @@ SCRIPT = textwrap.dedent(
             with open(os.path.join(checkpoint.path, "it")) as f:
                 start = int(f.read())
         for it in range(start + 1, iters + 1):
+            if str(it) == os.environ.get("DIE_AT") and config["x"] == 2 and checkpoint is None:
+                # A batch system's SIGTERM reaches the driver, and kills this worker
+                os.kill(int(os.environ["DRIVER_PID"]), signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(0.1)
             directory = tempfile.mkdtemp()
             with open(os.path.join(directory, "it"), "w") as f:
@@ -183,6 +189,20 @@ def test_sigterm_to_the_whole_job_winds_down_saves_and_restores(tmp_path):
     outcome = finish(tmp_path, "restore")
     assert_complete(outcome)
     assert runs_of(experiment, 1) == 1
+
+
+def test_a_trial_whose_worker_died_of_the_job_s_sigterm_runs_on_after_restore(tmp_path):
+    # With a third worker free, Dask runs the dead worker's task again at once; that run
+    # finds the trial's run claimed and does nothing, and the driver, stopping, must not
+    # count that as the trial failing.
+    proc = start(tmp_path, "run", DIE_AT="4", WORKERS="3")
+    out, err = proc.communicate(timeout=120)
+    assert_group_gone(proc.pid)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    statuses = (tmp_path / "ended-run").read_text().split(",")
+    assert statuses[1] == "PENDING" and set(statuses) <= {"PENDING", "TERMINATED"}, statuses
+    outcome = finish(tmp_path, "restore", WORKERS="3")
+    assert_complete(outcome)
 
 
 def test_a_journal_whose_last_line_was_cut_still_restores(tmp_path):
