@@ -217,6 +217,10 @@ def _summary(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
     else:
         print(f"{analysis.experiment_path}: {len(rows)} trials, best by {metric} ({mode}):")
+        # na_rep covers NaN in numeric columns; a column of only None (a metric no trial
+        # reported) has the object dtype, which would print "None"
+        objects = table.select_dtypes(include="object").columns
+        table[objects] = table[objects].astype(object).where(table[objects].notna(), "-")
         print(table.to_string(index=False, na_rep="-") if rows else "(no trials yet)")
     return 0
 

@@ -247,7 +247,11 @@ def test_a_path_that_is_not_an_experiment_is_a_clear_error(experiment, tmp_path,
     assert main(["summary", str(tmp_path / "nowhere")]) == 2
     assert "It does not exist." in capsys.readouterr().err
     assert main(["summary", experiment, "--metric", "nope"]) == 0  # a metric nobody reported:
-    assert "-" in capsys.readouterr().out  # shown as missing, not a crash
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:5] == ["trial", "status", "iter", "nope", "best"]
+    for line in lines[2:]:  # shown as missing in both its columns, not a crash or "None"
+        assert line.split()[3:5] == ["-", "-"], line
+    assert len(lines) == 5
 
 
 def test_each_subcommand_has_help(capsys):
