@@ -9,6 +9,12 @@ from __future__ import annotations
 from dasktune._run import TuneError, run
 from dasktune.analysis import ExperimentAnalysis
 from dasktune.callback import Callback
+from dasktune.reporters import (
+    CLIReporter,
+    JupyterNotebookReporter,
+    ProgressReporter,
+    TuneReporterBase,
+)
 from dasktune.result import Result, ResultGrid
 from dasktune.search.sample import (
     choice,
@@ -41,11 +47,14 @@ from dasktune.tuner import CheckpointConfig, FailureConfig, RunConfig, TuneConfi
 __version__ = "0.1.0"
 
 __all__ = [
+    "CLIReporter",
     "Callback",
     "Checkpoint",
     "CheckpointConfig",
     "ExperimentAnalysis",
     "FailureConfig",
+    "JupyterNotebookReporter",
+    "ProgressReporter",
     "Result",
     "ResultGrid",
     "RunConfig",
@@ -54,6 +63,7 @@ __all__ = [
     "Trainable",
     "TuneConfig",
     "TuneError",
+    "TuneReporterBase",
     "Tuner",
     "choice",
     "get_checkpoint",

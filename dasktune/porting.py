@@ -144,6 +144,7 @@ _MODULES: dict[str, _Module] = {
         f"ray.tune.search.{m}": _Module("dasktune.search")
         for m in ("basic_variant", "concurrency_limiter", "searcher", "sample", "variant_generator")
     },
+    "ray.tune.progress_reporter": _Module("dasktune"),
     "ray.tune.callback": _Module("dasktune"),
     "ray.tune.error": _Module("dasktune"),
     "ray.tune.analysis": _Module("dasktune"),
@@ -163,6 +164,10 @@ _MODULES: dict[str, _Module] = {
 AVAILABLE: dict[str, frozenset[str]] = {
     "dasktune": frozenset(
         {
+            "CLIReporter",
+            "JupyterNotebookReporter",
+            "ProgressReporter",
+            "TuneReporterBase",
             "Callback",
             "Checkpoint",
             "CheckpointConfig",
@@ -336,13 +341,6 @@ _SPECIAL: dict[str, _Target] = {
     "ray.tune.register_env": _Unportable("dasktune has no registry of environments."),
     "ray.tune.run_experiments": _Unportable("use tune.run or tune.Tuner, one experiment each."),
     "ray.tune.Experiment": _Unportable("use tune.run or tune.Tuner, one experiment each."),
-    **{
-        f"ray.tune.{r}": _Unportable(
-            "dasktune prints its own progress (RunConfig(verbose=0..3) sets how much): "
-            "remove the reporter."
-        )
-        for r in ("CLIReporter", "JupyterNotebookReporter", "ProgressReporter")
-    },
     "ray.tune.ResumeConfig": _Unportable("dasktune cannot resume an experiment yet."),
     "ray.tune.create_scheduler": _Unportable("make the scheduler from dasktune.schedulers."),
     "ray.tune.create_searcher": _Unportable("make the searcher from dasktune.search."),

@@ -315,6 +315,10 @@ class RunConfig:
         callbacks: :class:`~dasktune.Callback` instances, called on the driver.
         verbose: 0 silent, 1 status lines and a final table (the default, also
             for None), 2 and 3 also a line per result; False and True are 0 and 1.
+        progress_reporter: What is printed while it runs, instead of the status
+            line and final table: a :class:`~dasktune.CLIReporter` (its columns,
+            rows and pace), a :class:`~dasktune.JupyterNotebookReporter`, or your
+            own :class:`~dasktune.ProgressReporter`.
         log_to_file: Write what each trial prints into files in its directory:
             True for ``stdout`` and ``stderr``, a file name for both streams
             together, or a ``(stdout_name, stderr_name)`` pair; False writes
@@ -325,8 +329,7 @@ class RunConfig:
     Accepted for Ray's sake, with no effect here (each logs so, once):
     ``storage_filesystem`` (results go to ``storage_path`` on the local or
     shared filesystem), ``sync_config`` (nothing to synchronise, see
-    :class:`SyncConfig`), ``progress_reporter`` (dasktune prints its own
-    status lines; ``verbose`` sets how much).
+    :class:`SyncConfig`).
     """
 
     name: str | None = None
@@ -380,11 +383,9 @@ class RunConfig:
             )
         if self.sync_config is not None:
             note_no_effect("RunConfig(sync_config)", _NO_SYNC)
-        if self.progress_reporter is not None:
-            note_no_effect(
-                "RunConfig(progress_reporter)",
-                "dasktune prints its own status lines; RunConfig(verbose=0..3) sets how much.",
-            )
+        from dasktune.reporters import check_reporter
+
+        check_reporter(self.progress_reporter, "RunConfig(progress_reporter=...)")
 
     def log_file_names(self) -> tuple[str, str] | None:
         """The files (relative to the trial directory) for a trial's stdout and stderr, if any.

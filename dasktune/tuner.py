@@ -362,6 +362,7 @@ class Tuner:
             mode if single else None,
             interval=config.get("console.interval"),
             num_samples=total,
+            reporter=rc.progress_reporter,
         )
         backend = DaskBackend.connect(self.client)
         try:
@@ -516,7 +517,8 @@ def _pickled_settings(
                     key,
                 )
                 continue
-            value = dataclasses.replace(value, callbacks=None)  # callbacks are the usual culprit
+            # callbacks and a progress reporter (the user's objects) are the usual culprits
+            value = dataclasses.replace(value, callbacks=None, progress_reporter=None)
             try:
                 cloudpickle.dumps(value)
             except Exception:

@@ -249,7 +249,7 @@ def test_aliases_and_import_forms():
 
 def test_multi_name_imports_are_split_where_they_must_be():
     result = port("""
-        from ray.tune import Tuner, CLIReporter, with_resources
+        from ray.tune import Tuner, register_trainable, with_resources
         from ray.tune.search import ConcurrencyLimiter, BasicVariantGenerator
         from ray.tune.search.hyperopt import HyperOptSearch
         from ray.tune.search.optuna import OptunaSearch
@@ -259,10 +259,12 @@ def test_multi_name_imports_are_split_where_they_must_be():
         )
         from ray.tune.logger import LoggerCallback
         from ray.tune.result import TRAINING_ITERATION
-        reporter = CLIReporter(metric_columns=["loss"])
+        register_trainable("f", f)
     """)
     text = result.ported
-    assert "from dasktune import Tuner, with_resources\nfrom ray.tune import CLIReporter\n" in text
+    assert (
+        "from dasktune import Tuner, with_resources\nfrom ray.tune import register_trainable\n"
+    ) in text
     assert "from dasktune.search import ConcurrencyLimiter, BasicVariantGenerator\n" in text
     assert "from dasktune.search.hyperopt import HyperOptSearch\n" in text
     assert "from dasktune.search.optuna import OptunaSearch\n" in text
@@ -272,8 +274,8 @@ def test_multi_name_imports_are_split_where_they_must_be():
     ) in text, "a multi-line import keeps its layout"
     assert "from dasktune.logger import LoggerCallback\n" in text
     assert "TRAINING_ITERATION = 'training_iteration'  # dasktune port: was " in text
-    assert constructs(result) == ["ray.tune.CLIReporter"], "reported once, at its import"
-    assert "remove the reporter" in result.problems[0].reason
+    assert constructs(result) == ["ray.tune.register_trainable"], "reported once, at its import"
+    assert "no registry of trainables" in result.problems[0].reason
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from dasktune import tune_config
+from dasktune import CLIReporter, tune_config
 from dasktune.tune_config import (
     CheckpointConfig,
     FailureConfig,
@@ -133,7 +133,7 @@ def test_every_argument_of_ray_s_run_config_is_accepted(tmp_path, fresh_notes) -
         verbose=None,
         stop={"training_iteration": 3},
         callbacks=[],
-        progress_reporter=object(),
+        progress_reporter=CLIReporter(metric_columns=["loss"]),
         log_to_file=True,
     )
     assert config.storage_path == str(tmp_path), "a pathlib.Path becomes a string"
@@ -192,17 +192,12 @@ def test_sub_configs_must_be_config_objects() -> None:
 
 def test_arguments_without_effect_are_logged_once_per_process(caplog, fresh_notes) -> None:
     with caplog.at_level(logging.INFO, logger="dasktune.tune_config"):
-        RunConfig(
-            sync_config=SyncConfig(sync_period=10),
-            progress_reporter=object(),
-            storage_filesystem=object(),
-        )
-        RunConfig(sync_config=SyncConfig(), progress_reporter=object(), storage_filesystem=object())
+        RunConfig(sync_config=SyncConfig(sync_period=10), storage_filesystem=object())
+        RunConfig(sync_config=SyncConfig(), storage_filesystem=object())
         CheckpointConfig(_checkpoint_keep_all_ranks=True)
     messages = [r.getMessage() for r in caplog.records]
     for argument in (
         "RunConfig(sync_config)",
-        "RunConfig(progress_reporter)",
         "RunConfig(storage_filesystem)",
         "SyncConfig",
         "CheckpointConfig(_checkpoint_keep_all_ranks)",
@@ -225,3 +220,11 @@ def test_fail_fast_raise_in_any_case_as_ray_accepts() -> None:
     assert FailureConfig(fail_fast="RAISE").fail_fast == "raise"
     with pytest.raises(ValueError, match="fail_fast='sometimes'"):
         FailureConfig(fail_fast="sometimes")
+
+
+def test_a_progress_reporter_that_cannot_report_is_a_clear_error() -> None:
+    with pytest.raises(TypeError) as error:
+        RunConfig(progress_reporter="cli")
+    message = str(error.value)
+    assert "RunConfig(progress_reporter=...) is 'cli'" in message
+    assert "dasktune.CLIReporter(metric_columns=[...])" in message

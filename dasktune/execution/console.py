@@ -15,10 +15,11 @@ import numbers
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
+from dasktune._util import flatten
 from dasktune.trial import Trial, TrialStatus
 
 _ORDER = (
@@ -95,6 +96,9 @@ class ConsoleReporter:
     Args:
         num_samples: How many trials the experiment runs, for the progress bar;
             None: asked of the controller's searcher when it is known, else no bar.
+        reporter: A progress reporter (``RunConfig(progress_reporter=...)``, see
+            :mod:`dasktune.reporters`): it is asked instead, with the status line as its
+            ``sys_info``, and reports the end (``done=True``) instead of the final table.
         stream: Where to print (default: standard output). A terminal gets one
             line that rewrites itself, a notebook's output one updating display,
             anything else a plain line every ``interval`` seconds.
@@ -108,8 +112,10 @@ class ConsoleReporter:
         interval: float = 5.0,
         stream: TextIO | None = None,
         num_samples: int | None = None,
+        reporter: Any = None,
     ) -> None:
         self.verbose = verbose
+        self.reporter = reporter
         self.metric = metric
         self.mode = mode
         self.interval = interval
@@ -134,6 +140,15 @@ class ConsoleReporter:
 
     def start(self) -> None:
         self._start = self._last = time.monotonic()
+        setup = getattr(self.reporter, "setup", None)
+        if callable(setup) and self.verbose >= 1:
+            setup(
+                start_time=time.time(),
+                total_samples=self.num_samples,
+                metric=self.metric,
+                mode=self.mode,
+                verbose=self.verbose,
+            )
 
     def note(self, text: str) -> None:
         if self.verbose >= 1:
@@ -167,6 +182,11 @@ class ConsoleReporter:
         return line
 
     def update(self, controller: Any, active: int, force: bool = False) -> None:
+        if self.reporter is not None:
+            trials = controller.trials
+            if self.verbose >= 1 and self.reporter.should_report(trials, done=False):
+                self._report(trials, False, self.status_line(trials, controller))
+            return
         now = time.monotonic()
         interval = self.interval if self.kind == "lines" else min(self.interval, _LIVE_INTERVAL_S)
         if self.verbose < 1 or (not force and now - self._last < interval):
@@ -191,6 +211,12 @@ class ConsoleReporter:
         else:
             self._print(line)
 
+    def _report(self, trials: Sequence[Trial], done: bool, line: str) -> None:
+        if self._line_open:  # a status line of ours that the reporter's output must not join
+            self.stream.write("\n")
+            self._line_open = False
+        self.reporter.report(trials, done, line)
+
     def result(self, trial: Trial, result: dict[str, Any]) -> None:
         if self.verbose >= 2:
             shown = ", ".join(
@@ -208,6 +234,9 @@ class ConsoleReporter:
         if self.verbose < 1:
             return
         line = self.status_line(trials, controller) + " -- finished"
+        if self.reporter is not None:
+            self._report(trials, True, line)
+            return
         if self.kind == "lines":
             self._print(line)
         else:
@@ -216,47 +245,84 @@ class ConsoleReporter:
 
     def table(self, trials: Sequence[Trial]) -> str:
         """The final table: status, config and the last metric of each trial, best first."""
-        ranked = list(trials)
-        metric, mode = self.metric, self.mode
-        if metric and mode:
-
-            def key(t: Trial) -> float:
-                value = t.last_result.get(metric)
-                if not isinstance(value, numbers.Real) or math.isnan(value):
-                    return math.inf
-                return -float(value) if mode == "max" else float(value)
-
-            ranked.sort(key=key)
         config_keys = sorted(
             {k for t in trials for k, v in t.config.items() if not isinstance(v, (dict, list))}
         )[:6]
         metrics = [self.metric] if self.metric else _reported_metrics(trials)
-        headers = ["trial", "status", *config_keys, "iter", *metrics]
-        rows = [
+        return trial_table(
+            trials,
+            metric_columns={m: m for m in metrics},
+            parameter_columns={k: k for k in config_keys},
+            metric=self.metric,
+            mode=self.mode,
+        )
+
+
+def trial_table(
+    trials: Sequence[Trial],
+    metric_columns: Mapping[str, str],
+    parameter_columns: Mapping[str, str],
+    metric: str | None = None,
+    mode: str | None = None,
+    max_rows: int = _MAX_ROWS,
+    max_column_length: int | None = None,
+) -> str:
+    """A table of ``trials``: name, status, the parameters, the iteration and the metrics.
+
+    ``metric_columns`` and ``parameter_columns`` map a result key (a config key, with
+    ``/`` for nested ones) to its column's header.  With ``metric`` and ``mode`` the best
+    trial comes first; ``max_rows`` trials are shown, and a line says how many are not.
+
+    Example:
+        >>> t = Trial("a", {"lr": 0.1}, trial_name="t_0", last_result={"loss": 0.25})
+        >>> print(trial_table([t], {"loss": "loss"}, {"lr": "lr"}))
+        trial  status   lr   iter  loss
+        -----  -------  ---  ----  ----
+        t_0    PENDING  0.1        0.25
+    """
+    ranked = list(trials)
+    if metric and mode:
+
+        def key(t: Trial) -> float:
+            value = t.last_result.get(metric)
+            if not isinstance(value, numbers.Real) or math.isnan(value):
+                return math.inf
+            return -float(value) if mode == "max" else float(value)
+
+        ranked.sort(key=key)
+
+    def cell(value: Any) -> str:
+        text = _fmt(value)
+        if max_column_length is not None and len(text) > max_column_length:
+            text = text[: max(1, max_column_length - 3)] + "..."
+        return text
+
+    headers = ["trial", "status", *parameter_columns.values(), "iter", *metric_columns.values()]
+    rows = []
+    for t in ranked[:max_rows]:
+        config = flatten(t.config)
+        rows.append(
             [
-                t.trial_name,
+                t.trial_name or t.trial_id,
                 t.status.value,
-                *(_fmt(t.config.get(k, "")) for k in config_keys),
-                _fmt(t.last_result.get("training_iteration", "")),
-                *(_fmt(t.last_result.get(m, "")) for m in metrics),
+                *(cell(config.get(k, "")) for k in parameter_columns),
+                cell(t.last_result.get("training_iteration", "")),
+                *(cell(t.last_result.get(m, "")) for m in metric_columns),
             ]
-            for t in ranked[:_MAX_ROWS]
-        ]
-        widths = [
-            max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-            for i, h in enumerate(headers)
-        ]
-        lines = [
-            "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
-            "  ".join("-" * w for w in widths),
-        ]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-        if len(ranked) > _MAX_ROWS:
-            lines.append(
-                f"... {len(ranked) - _MAX_ROWS} more trials (ResultGrid.get_dataframe() "
-                "has them all)"
-            )
-        return "\n".join(lines)
+        )
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if len(ranked) > max_rows:
+        lines.append(
+            f"... {len(ranked) - max_rows} more trials (ResultGrid.get_dataframe() has them all)"
+        )
+    return "\n".join(lines)
 
 
 def _reported_metrics(trials: Sequence[Trial], limit: int = 3) -> list[str]:

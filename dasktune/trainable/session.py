@@ -188,12 +188,12 @@ class Session:
         self.task_released = False
 
     # -- reporting -------------------------------------------------------
-    def report(self, metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> Decision:
+    def report(self, metrics: Any, checkpoint: Checkpoint | None = None) -> Decision:
         """Publish one result; return the decision (CONTINUE unless stopped)."""
         if not isinstance(metrics, dict):
             raise TypeError(
                 f"tune.report(metrics={metrics!r}): metrics must be a dict such as "
-                "{'mean_accuracy': 0.9}."
+                "{'mean_accuracy': 0.9}, or given as keywords: tune.report(mean_accuracy=0.9)."
             )
         if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
             raise TypeError(
@@ -365,15 +365,28 @@ def _require(name: str) -> Session:
     return session
 
 
-def report(metrics: dict[str, Any], *, checkpoint: Checkpoint | None = None) -> None:
+def report(
+    metrics: dict[str, Any] | None = None,
+    *,
+    checkpoint: Checkpoint | None = None,
+    **kwargs: Any,
+) -> None:
     """Report metrics (and optionally a checkpoint) for the current iteration.
 
     Returns at once unless a scheduler or stopper may act on this result; then
     it waits for the decision.  If the trial is stopped, ``report`` ends the
     trainable (it raises an exception that dasktune catches), so no iteration
     runs past the result that stopped it.
+
+    Ray Tune's older form works too: ``tune.report(mean_loss=0.1, accuracy=0.9)``
+    (keywords, merged into ``metrics`` when both are given).
     """
     session = _require("report")
+    if kwargs:
+        if metrics is None:
+            metrics = kwargs
+        elif isinstance(metrics, dict):
+            metrics = {**metrics, **kwargs}
     decision = session.report(metrics, checkpoint)
     if decision != CONTINUE:
         raise StopTrial(decision)

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from dasktune._protocol import Message
@@ -500,6 +501,18 @@ def test_report_rejects_metrics_that_are_not_a_dict(
     with pytest.raises(TypeError, match=r"tune\.report\(metrics=.*metrics must be a dict"):
         report(metrics)
     assert driver.messages == [] and session.iteration == 0
+
+
+def test_report_takes_ray_s_older_keyword_form(tmp_path: Path, driver: FakeDriver) -> None:
+    session = Session(make_spec(tmp_path), driver.emit)
+    set_session(session)
+    report(mean_loss=np.float64(0.25), accuracy=0.9)
+    report({"mean_loss": 0.5}, accuracy=0.8)  # both: the keywords join the dict
+    results = driver.results()
+    assert [(r["mean_loss"], r["accuracy"]) for r in results] == [(0.25, 0.9), (0.5, 0.8)]
+    assert [r["training_iteration"] for r in results] == [1, 2]
+    with pytest.raises(TypeError, match=r"or given as keywords: tune\.report\(mean_accuracy="):
+        report(0.5)
 
 
 @pytest.mark.parametrize("checkpoint", ["/tmp", {"path": "/tmp"}])
