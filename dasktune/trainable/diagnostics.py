@@ -10,11 +10,11 @@ from typing import Any
 import cloudpickle
 
 from dasktune.trainable.trainable import Trainable
-from dasktune.trainable.util import unwrap
+from dasktune.trainable.util import callable_name, unwrap
 
 
 def trainable_name(trainable: Any) -> str:
-    return getattr(trainable, "__name__", type(trainable).__name__)
+    return callable_name(trainable)
 
 
 def check_trainable(trainable: Any) -> bytes:

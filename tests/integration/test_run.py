@@ -3,6 +3,7 @@ published examples (function and class trainables, schedulers, searchers, checkp
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -214,6 +215,33 @@ def test_searcher_by_name_resources_and_local_dir(client, storage):
     assert len(analysis.trials) == 4
     assert analysis.experiment_path == os.path.join(storage, "hyperopt")
     assert len({t.config["width"] for t in analysis.trials}) == 4
+
+
+def objective_with_data(config, data_dir=None):
+    tune.report({"loss": config["x"] ** 2, "data": data_dir})
+
+
+def test_a_partial_names_the_experiment_and_trials_after_its_function(client, storage):
+    # As in PyTorch's Ray Tune tutorial: tune.run(partial(train_cifar, data_dir=...), ...)
+    analysis = tune.run(
+        functools.partial(objective_with_data, data_dir="/data"),
+        resources_per_trial={"cpu": 1, "gpu": 0},
+        config={"x": tune.grid_search([1, 2])},
+        storage_path=storage,
+        verbose=0,
+        client=client,
+    )
+    assert os.path.basename(analysis.experiment_path).startswith("objective_with_data_")
+    names = sorted(os.path.basename(t.path) for t in analysis.trials)
+    assert names == ["objective_with_data_00000", "objective_with_data_00001"]
+    assert {t.last_result["data"] for t in analysis.trials} == {"/data"}
+    grid = tune.Tuner(
+        functools.partial(objective_with_data, data_dir="/d"),
+        param_space={"x": 3},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
+    assert os.path.basename(grid[0].path) == "objective_with_data_00000"
 
 
 @pytest.mark.parametrize(
