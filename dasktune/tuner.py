@@ -481,7 +481,19 @@ class Tuner:
         ``dasktune.worker-timeout`` seconds.
         """
         if workers:
-            return usable_request(workers, resources), True
+            request = usable_request(workers, resources)
+            cpus = resources.get("CPU", 0.0)
+            if cpus > 1 and "CPU" not in request:
+                threads = sum(int(w["nthreads"]) for w in workers.values())
+                console.note(
+                    f"dasktune: trials ask for {cpus:g} CPUs each, but this cluster's workers "
+                    "advertise no CPU resource, so nothing is held back for them: each trial "
+                    f"runs on one worker thread, and up to {threads} run at once (one per "
+                    "thread). Workers that advertise CPUs reserve what trials ask for: "
+                    f"LocalCluster(threads_per_worker={cpus:g}, resources={{'CPU': {cpus:g}}}), "
+                    f"dask worker --nthreads {cpus:g} --resources 'CPU={cpus:g}'."
+                )
+            return request, True
         if backend.is_adaptive():
             console.note(
                 "dasktune: the cluster has no workers yet; it scales up for the waiting "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -75,7 +76,7 @@ def normalize_resources(resources: Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, amount in resources.items():
         if (
-            not isinstance(amount, (int, float))
+            not isinstance(amount, numbers.Real)  # numpy's numbers too
             or isinstance(amount, bool)
             or not math.isfinite(amount)
             or amount < 0

@@ -221,20 +221,20 @@ def objective_with_data(config, data_dir=None):
     tune.report({"loss": config["x"] ** 2, "data": data_dir})
 
 
-def test_a_partial_names_the_experiment_and_trials_after_its_function(client, storage):
+def test_a_partial_names_the_experiment_and_trials_after_its_function(client, storage, capsys):
     # As in PyTorch's Ray Tune tutorial: tune.run(partial(train_cifar, data_dir=...), ...)
     analysis = tune.run(
         functools.partial(objective_with_data, data_dir="/data"),
         resources_per_trial={"cpu": 1, "gpu": 0},
         config={"x": tune.grid_search([1, 2])},
         storage_path=storage,
-        verbose=0,
         client=client,
     )
     assert os.path.basename(analysis.experiment_path).startswith("objective_with_data_")
     names = sorted(os.path.basename(t.path) for t in analysis.trials)
     assert names == ["objective_with_data_00000", "objective_with_data_00001"]
     assert {t.last_result["data"] for t in analysis.trials} == {"/data"}
+    assert "trials ask for" not in capsys.readouterr().out, "one CPU each: nothing to say"
     grid = tune.Tuner(
         functools.partial(objective_with_data, data_dir="/d"),
         param_space={"x": 3},
@@ -345,3 +345,19 @@ def test_resume_auto_with_restart_errored_reruns_only_the_failed_trial(client, s
         assert frame["training_iteration"].tolist() == [1, 2, 3]
         runs = [p for p in os.listdir(trial.local_path) if p.startswith(".run-")]
         assert len(runs) == (2 if trial.config["x"] == 2 else 1)
+
+
+def test_more_cpus_than_a_worker_thread_is_said_once_and_runs(client, storage, capsys):
+    # The workers advertise no CPU resource: a trial is a thread, and the request cannot
+    # reserve more; the user hears so instead of silently getting one thread.
+    analysis = tune.run(
+        objective_with_data,
+        resources_per_trial={"cpu": 2},
+        config={"x": tune.grid_search([1, 2])},
+        storage_path=storage,
+        client=client,
+    )
+    assert len(analysis.trials) == 2
+    out = capsys.readouterr().out
+    assert out.count("trials ask for 2 CPUs each") == 1
+    assert "up to 2 run at once" in out and "--resources 'CPU=2'" in out

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from dasktune.trainable.checkpoint import Checkpoint
@@ -146,6 +147,14 @@ def test_normalize_maps_ray_names_and_passes_others_through() -> None:
 
 def test_normalize_drops_zero_amounts() -> None:
     assert normalize_resources({"cpu": 1, "gpu": 0}) == {"CPU": 1.0}
+
+
+def test_normalize_takes_numpy_amounts() -> None:
+    # as read from a config or computed with numpy: np.int64(2) is not an int
+    assert normalize_resources({"cpu": np.int64(2), "gpu": np.float32(0.5)}) == {
+        "CPU": 2.0,
+        "GPU": 0.5,
+    }
 
 
 def test_normalize_returns_floats() -> None:
