@@ -208,3 +208,56 @@ def test_a_tune_run_script_with_a_cli_reporter_and_one_of_its_own(client, storag
     assert recorder.calls[-1][:2] == (2, True), "the end is reported once, last"
     assert [done for _, done, _ in recorder.calls].count(True) == 1
     assert all(n == 2 for n, _, _ in recorder.calls[1:])
+
+
+NOTEBOOK_CELL = """
+import dasktune as tune
+
+def squares(config):
+    for step in range(1, 4):
+        tune.report({"loss": config["x"] ** 2 / step})
+
+reporter = tune.JupyterNotebookReporter(overwrite=True, metric_columns=["loss"])
+grid = tune.Tuner(
+    squares,
+    param_space={"x": tune.grid_search([1, 2, 3])},
+    run_config=tune.RunConfig(storage_path=STORAGE, progress_reporter=reporter),
+).fit()
+print("errors", grid.num_errors)
+"""
+
+
+def test_the_notebook_reporter_updates_one_display_in_a_real_kernel(tmp_path, monkeypatch):
+    for module in ("nbformat", "nbclient", "ipykernel"):
+        pytest.importorskip(module)
+    import json
+    import sys
+
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+
+    kernels = tmp_path / "kernels" / "dasktune-tests"
+    kernels.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (kernels / "kernel.json").write_text(json.dumps({"argv": argv, "language": "python"}))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    nb = nbformat.v4.new_notebook()
+    source = f"STORAGE = {str(tmp_path / 'results')!r}\n" + NOTEBOOK_CELL
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    km = AsyncKernelManager(
+        kernel_name="dasktune-tests",
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]),
+    )
+    NotebookClient(nb, km=km, timeout=240).execute(cleanup_kc=True)
+    outputs = nb.cells[0].outputs
+    assert not [o for o in outputs if o.output_type == "error"], outputs
+    shown = [o for o in outputs if o.output_type == "display_data"]
+    assert len(shown) == 1, "overwrite: one display, updated in place"
+    page = shown[0].data["text/html"]
+    assert page.startswith("<pre") and "3/3 trials done -- finished" in page
+    assert "loss" in page and page.count("TERMINATED") == 3
+    text = "".join(o.text for o in outputs if o.output_type == "stream")
+    assert "errors 0" in text and "TERMINATED" not in text, "the table went to the display"
