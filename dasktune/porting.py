@@ -158,6 +158,8 @@ _MODULES: dict[str, _Module] = {
     "ray.air.result": _Module("dasktune"),
     "ray.air.session": _Module("dasktune"),
     "ray": _Module("dasktune"),
+    # Ray ships cloudpickle as ray.cloudpickle; Dask depends on the package itself.
+    "ray.cloudpickle": _Module("cloudpickle", aliased=True),
 }
 
 #: What each dasktune module offers under Ray's names (tests check these against the modules).
@@ -446,7 +448,9 @@ def _resolve(path: str) -> tuple[_Target, str]:
                 return module, prefix
             name = parts[end]
             full = f"{prefix}.{name}"
-            if name in AVAILABLE.get(module.target, ()):
+            if name in AVAILABLE.get(module.target, ()) or not module.target.startswith(
+                "dasktune"
+            ):  # another package (cloudpickle) keeps all of its names
                 return _Name(module.target, name), full
             if full in _MODULES:  # a submodule such as ray.tune.schedulers
                 return _MODULES[full], full
@@ -1025,7 +1029,7 @@ class _Porter:
                 if target.aliased:
                     parent, _, last = target.target.rpartition(".")
                     extra.append(
-                        f"import {target.target} as {bound}"
+                        f"import {target.target}" + (f" as {bound}" if bound != last else "")
                         if not parent
                         else f"from {parent} import {last}"
                         + (f" as {bound}" if bound != last else "")

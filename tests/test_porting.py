@@ -247,6 +247,21 @@ def test_aliases_and_import_forms():
     assert "scheduler=dasktune.schedulers.ASHAScheduler())).fit()" in text
 
 
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        # PyTorch's Ray Tune tutorial pickles its checkpoints with Ray's copy of cloudpickle
+        ("import ray.cloudpickle as pickle\npickle.dumps(1)\n", "import cloudpickle as pickle\n"),
+        ("from ray import cloudpickle\ncloudpickle.dumps(1)\n", "import cloudpickle\n"),
+        ("from ray.cloudpickle import dumps, loads\n", "from cloudpickle import dumps, loads\n"),
+    ],
+)
+def test_ray_s_cloudpickle_becomes_cloudpickle(source, expected):
+    result = port(source)
+    assert result.ported.startswith(expected) and not result.problems
+    exec(compile(result.ported, "ported", "exec"), {})  # it imports and runs
+
+
 def test_multi_name_imports_are_split_where_they_must_be():
     result = port("""
         from ray.tune import Tuner, register_trainable, with_resources

@@ -193,7 +193,7 @@ def test_a_tune_run_script_with_a_cli_reporter_and_one_of_its_own(client, storag
     )
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("trial"))
-    assert header.split() == ["trial", "status", "x", "iter", "loss", "training_iteration"]
+    assert header.split() == ["trial", "status", "x", "loss", "training_iteration"]
     assert sorted(r[2] for r in rows(out.replace("squares_", "t_"))) == ["1", "2", "3"]
     assert "accuracy" not in out, "only the chosen metrics"
 

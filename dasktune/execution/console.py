@@ -297,7 +297,15 @@ def trial_table(
             text = text[: max(1, max_column_length - 3)] + "..."
         return text
 
-    headers = ["trial", "status", *parameter_columns.values(), "iter", *metric_columns.values()]
+    # the iteration has a column of its own, unless the metric columns show it already
+    iteration = [] if "training_iteration" in metric_columns else ["training_iteration"]
+    headers = [
+        "trial",
+        "status",
+        *parameter_columns.values(),
+        *("iter" for _ in iteration),
+        *metric_columns.values(),
+    ]
     rows = []
     for t in ranked[:max_rows]:
         config = flatten(t.config)
@@ -306,7 +314,7 @@ def trial_table(
                 t.trial_name or t.trial_id,
                 t.status.value,
                 *(cell(config.get(k, "")) for k in parameter_columns),
-                cell(t.last_result.get("training_iteration", "")),
+                *(cell(t.last_result.get(k, "")) for k in iteration),
                 *(cell(t.last_result.get(m, "")) for m in metric_columns),
             ]
         )
