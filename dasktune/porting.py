@@ -343,7 +343,11 @@ _SPECIAL: dict[str, _Target] = {
     "ray.tune.register_env": _Unportable("dasktune has no registry of environments."),
     "ray.tune.run_experiments": _Unportable("use tune.run or tune.Tuner, one experiment each."),
     "ray.tune.Experiment": _Unportable("use tune.run or tune.Tuner, one experiment each."),
-    "ray.tune.ResumeConfig": _Unportable("dasktune cannot resume an experiment yet."),
+    "ray.tune.ResumeConfig": _Unportable(
+        "give tune.run(resume=...) Ray's strings ('AUTO', 'LOCAL+ERRORED', "
+        "'AUTO+RESTART_ERRORED'...), or call Tuner.restore(path, trainable, "
+        "resume_errored=..., restart_errored=...)."
+    ),
     "ray.tune.create_scheduler": _Unportable("make the scheduler from dasktune.schedulers."),
     "ray.tune.create_searcher": _Unportable("make the searcher from dasktune.search."),
     "ray.tune.checkpoint_dir": _Unportable(
@@ -409,15 +413,6 @@ _SPECIAL: dict[str, _Target] = {
             "timeline",
         )
     },
-}
-#: Methods of Ray's classes that dasktune's namesakes lack.
-_MISSING_METHODS = {
-    ("Checkpoint", "from_dict"): "dasktune's Checkpoint is a directory: write files into a "
-    "temporary directory and use Checkpoint.from_directory(path).",
-    ("Checkpoint", "to_dict"): "dasktune's Checkpoint is a directory: read its files "
-    "(with checkpoint.as_directory() as path: ...).",
-    ("Tuner", "restore"): "dasktune cannot restore an experiment yet.",
-    ("Tuner", "can_restore"): "dasktune cannot restore an experiment yet.",
 }
 _SEARCH_LIBRARIES = (
     "dasktune has HyperOptSearch and OptunaSearch (dasktune.search.hyperopt, "
@@ -683,15 +678,6 @@ class _Porter:
         target, covered = self._chain_target(parts)
         line = node.lineno
         shown = ".".join(parts[:covered])
-        trailing = parts[covered:]
-        if (
-            isinstance(target, _Name)
-            and trailing[:1]
-            and (target.expression, trailing[0]) in (_MISSING_METHODS)
-        ):
-            self._problem(
-                line, f"{shown}.{trailing[0]}", _MISSING_METHODS[target.expression, trailing[0]]
-            )
         if covered == 1 and not isinstance(target, _Module):
             return  # a name imported on its own: its import statement is ported or reported
         if isinstance(target, _Unportable):

@@ -326,14 +326,9 @@ def test_multi_name_imports_are_split_where_they_must_be():
             "callback of your own",
         ),
         (
-            "from ray import tune\ntune.Tuner.restore('/x', f)\n",
-            "tune.Tuner.restore",
-            "cannot restore",
-        ),
-        (
-            "from ray.air import Checkpoint\nc = Checkpoint.from_dict({'a': 1})\n",
-            "Checkpoint.from_dict",
-            "Checkpoint.from_directory",
+            "from ray.tune import ResumeConfig\n",
+            "ray.tune.ResumeConfig",
+            "Tuner.restore(path, trainable",
         ),
         (
             "import ray\nif not ray.is_initialized():\n    ray.init()\n",
@@ -348,6 +343,21 @@ def test_unportable_constructs_are_listed_with_the_way_out(source, construct, re
     problem = next(p for p in result.problems if p.construct == construct)
     assert reason in problem.reason
     ast.parse(result.ported)
+
+
+def test_restoring_and_dict_checkpoints_port_as_they_are():
+    result = port("""
+        from ray import tune
+        from ray.air import Checkpoint, session
+        if tune.Tuner.can_restore("/x"):
+            tuner = tune.Tuner.restore("/x", f, resume_errored=True)
+        session.report({"a": 1}, checkpoint=Checkpoint.from_dict({"e": 1}))
+        state = session.get_checkpoint().to_dict()
+    """)
+    assert not result.problems, result.problems
+    assert 'tune.Tuner.restore("/x", f, resume_errored=True)' in result.ported
+    assert 'tune.report({"a": 1}, checkpoint=Checkpoint.from_dict({"e": 1}))' in result.ported
+    assert "state = tune.get_checkpoint().to_dict()" in result.ported
 
 
 def test_unported_ray_uses_keep_import_ray():

@@ -295,6 +295,8 @@ class Session:
                 shutil.rmtree(partial, ignore_errors=True)
                 if not os.path.isdir(target):
                     raise
+        if checkpoint._temporary:  # Checkpoint.from_dict's own directory: stored now
+            shutil.rmtree(checkpoint.path, ignore_errors=True)
         self.checkpoint = Checkpoint(target)
         return target
 

@@ -361,3 +361,31 @@ def test_more_cpus_than_a_worker_thread_is_said_once_and_runs(client, storage, c
     out = capsys.readouterr().out
     assert out.count("trials ask for 2 CPUs each") == 1
     assert "up to 2 run at once" in out and "--resources 'CPU=2'" in out
+
+
+def air_style(config):
+    """Ray AIR's shape (Ray 2.0-2.6): dict checkpoints, resumed from after a failure."""
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        start = checkpoint.to_dict()["epoch"]
+    for epoch in range(start + 1, 6):
+        if epoch == 3 and checkpoint is None:
+            raise RuntimeError("the first run fails at epoch 3")
+        state = {"epoch": epoch, "weights": [config["x"]] * epoch}
+        tune.report({"epoch": epoch}, checkpoint=tune.Checkpoint.from_dict(state))
+
+
+def test_dict_checkpoints_carry_a_retried_trial_on(client, storage):
+    grid = tune.Tuner(
+        air_style,
+        param_space={"x": 0.5},
+        run_config=tune.RunConfig(
+            storage_path=storage, verbose=0, failure_config=tune.FailureConfig(max_failures=1)
+        ),
+        client=client,
+    ).fit()
+    (result,) = grid
+    assert result.error is None
+    assert result.metrics_dataframe["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert result.checkpoint.to_dict() == {"epoch": 5, "weights": [0.5] * 5}

@@ -34,6 +34,27 @@ def state_dir(tmp_path: Path) -> Path:
     return directory
 
 
+def test_a_dict_checkpoint_gives_its_dict_back() -> None:
+    data = {"epoch": 3, "weights": np.arange(4.0), "scale": lambda x: 2 * x}
+    checkpoint = Checkpoint.from_dict(data)
+    back = checkpoint.to_dict()
+    assert back["epoch"] == 3 and back["weights"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert back["scale"](2) == 4, "cloudpickle: a lambda survives too"
+    copied = Checkpoint(checkpoint.to_directory())
+    assert copied.to_dict()["epoch"] == 3, "the dict travels with the directory"
+    shutil.rmtree(checkpoint.path)
+    shutil.rmtree(copied.path)
+
+
+def test_a_dict_checkpoint_needs_a_dict_and_a_file_checkpoint_has_none(state_dir: Path) -> None:
+    with pytest.raises(
+        TypeError, match=r"Checkpoint.from_dict\(data=\[1, 2\]\): data must be a dict"
+    ):
+        Checkpoint.from_dict([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"holds files, not a dict.*as_directory"):
+        Checkpoint.from_directory(state_dir).to_dict()
+
+
 def test_from_directory_accepts_str_and_pathlike(state_dir: Path) -> None:
     assert Checkpoint.from_directory(state_dir).path == str(state_dir)
     assert Checkpoint.from_directory(str(state_dir)).path == str(state_dir)

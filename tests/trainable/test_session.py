@@ -368,6 +368,19 @@ def test_checkpoint_source_may_be_deleted_after_report(tmp_path: Path, driver: F
         assert Path(directory, "state.txt").read_text() == "x"
 
 
+def test_a_dict_checkpoint_is_stored_and_its_temporary_directory_removed(
+    tmp_path: Path, driver: FakeDriver
+) -> None:
+    session = Session(make_spec(tmp_path), driver.emit)
+    set_session(session)
+    made = Checkpoint.from_dict({"epoch": 1, "model": {"w": [1.0, 2.0]}})
+    report({"loss": 1.0}, checkpoint=made)
+    assert not os.path.exists(made.path), "moved into the trial, not left in /tmp"
+    stored = get_checkpoint()
+    assert stored is not None and stored.path.startswith(str(tmp_path))
+    assert stored.to_dict() == {"epoch": 1, "model": {"w": [1.0, 2.0]}}
+
+
 def test_attach_checkpoint_emits_a_checkpoint_message(tmp_path: Path, driver: FakeDriver) -> None:
     spec = make_spec(tmp_path, checkpoint_index=1)
     session = Session(spec, driver.emit)
