@@ -138,6 +138,8 @@ def _run(
                 )
             if isinstance(value, dict):  # as in Ray Tune: returned metrics are a last result
                 session.report(value)
+    except _session.TrialDone:
+        pass  # it reported done=True: finished, as if it had returned
     except _session.StopTrial as stop:
         if stop.decision == Decision.PAUSE:
             status = RunStatus.PAUSED

@@ -47,6 +47,14 @@ class StopTrial(BaseException):
         self.decision = decision
 
 
+class TrialDone(StopTrial):
+    """Raised inside ``tune.report`` after a result with ``done=True``: the trial has
+    finished, as a class trainable's does when ``step`` returns ``done=True``."""
+
+    def __init__(self) -> None:
+        super().__init__(Decision.CONTINUE)
+
+
 class DecisionTimeoutError(BaseException):
     """No decision reached a waiting trial within ``dasktune.decision-timeout``.
 
@@ -381,7 +389,8 @@ def report(
     runs past the result that stopped it.
 
     Ray Tune's older form works too: ``tune.report(mean_loss=0.1, accuracy=0.9)``
-    (keywords, merged into ``metrics`` when both are given).
+    (keywords, merged into ``metrics`` when both are given).  As in Ray, a result with
+    ``"done": True`` is the trial's last: ``report`` records it and ends the trial.
     """
     session = _require("report")
     if kwargs:
@@ -389,9 +398,15 @@ def report(
             metrics = kwargs
         elif isinstance(metrics, dict):
             metrics = {**metrics, **kwargs}
+    done = False
+    if isinstance(metrics, dict) and "done" in metrics:
+        metrics = dict(metrics)
+        done = bool(metrics.pop("done"))
     decision = session.report(metrics, checkpoint)
     if decision != CONTINUE:
         raise StopTrial(decision)
+    if done:
+        raise TrialDone()
 
 
 def get_checkpoint() -> Checkpoint | None:

@@ -389,3 +389,24 @@ def test_dict_checkpoints_carry_a_retried_trial_on(client, storage):
     assert result.error is None
     assert result.metrics_dataframe["epoch"].tolist() == [1, 2, 3, 4, 5]
     assert result.checkpoint.to_dict() == {"epoch": 5, "weights": [0.5] * 5}
+
+
+def ends_itself(config):
+    for step in range(1, 100):
+        tune.report({"score": step * config["x"], "done": step == config["last"]})
+
+
+def test_a_result_with_done_true_ends_a_function_trial_as_finished(client, storage):
+    analysis = tune.run(
+        ends_itself,
+        config={"x": tune.grid_search([1, 2]), "last": 3},
+        metric="score",
+        mode="max",
+        scheduler=AsyncHyperBandScheduler(grace_period=10, max_t=100),
+        storage_path=storage,
+        verbose=0,
+        client=client,
+    )
+    assert [t.status for t in analysis.trials] == ["TERMINATED", "TERMINATED"]
+    assert [t.last_result["training_iteration"] for t in analysis.trials] == [3, 3]
+    assert all(t.last_result["done"] for t in analysis.trials)

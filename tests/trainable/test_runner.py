@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import dasktune as tune
@@ -121,6 +122,23 @@ def test_function_trainable_finishes(tmp_path: Path, driver: FakeDriver) -> None
     # The session is gone once the trial ended.
     assert session_mod._current() is None
     assert outcome.run_id not in session_mod._MAILBOXES
+
+
+def test_a_result_with_done_true_finishes_a_function_trainable(
+    tmp_path: Path, driver: FakeDriver
+) -> None:
+    after: list[int] = []
+
+    def train(config: dict[str, Any]) -> None:
+        for step in range(10):
+            tune.report({"loss": step, "done": np.bool_(step >= 2)})  # numpy's bool, as computed
+            after.append(step)
+
+    outcome = run(tmp_path, train, driver)
+    assert outcome.status == "finished", "as if it had returned, not stopped"
+    assert (outcome.num_reports, outcome.iteration) == (3, 3)
+    assert [r["loss"] for r in driver.results()] == [0, 1, 2]
+    assert after == [0, 1], "nothing runs past the result that said done"
 
 
 def test_a_return_value_that_is_not_a_dict_is_ignored(tmp_path: Path, driver: FakeDriver) -> None:
