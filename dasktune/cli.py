@@ -220,7 +220,7 @@ def _summary(args: argparse.Namespace) -> int:
         # na_rep covers NaN in numeric columns; a column of only None (a metric no trial
         # reported) has the object dtype, which would print "None"
         objects = table.select_dtypes(include="object").columns
-        table[objects] = table[objects].astype(object).where(table[objects].notna(), "-")
+        table[objects] = table[objects].where(table[objects].notna(), "-")
         print(table.to_string(index=False, na_rep="-") if rows else "(no trials yet)")
     return 0
 

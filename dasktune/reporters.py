@@ -16,13 +16,17 @@ every reporter.
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dasktune._util import AUTO_RESULT_FIELDS, flatten
-from dasktune.execution.console import _in_notebook, trial_table
+from dasktune._util import flatten
+from dasktune.execution.console import (
+    _in_notebook,
+    _reported_metrics,
+    show_in_notebook,
+    trial_table,
+)
 from dasktune.trial import Trial, TrialStatus
 
 __all__ = ["CLIReporter", "JupyterNotebookReporter", "ProgressReporter", "TuneReporterBase"]
@@ -211,17 +215,8 @@ class TuneReporterBase(ProgressReporter):
         if self._metrics_given:
             return dict(self._metric_columns)
         names = [self._metric] if self._metric else []
-        for trial in trials:
-            for key, value in trial.last_result.items():
-                if len(names) >= self._infer_limit:
-                    break
-                if (
-                    key not in AUTO_RESULT_FIELDS
-                    and key not in names
-                    and isinstance(value, (int, float))
-                    and not isinstance(value, bool)
-                ):
-                    names.append(key)
+        names += [n for n in _reported_metrics(trials, self._infer_limit) if n not in names]
+        names = names[: max(self._infer_limit, 1 if self._metric else 0)]  # the metric stays
         return {n: n for n in names}
 
     def _parameter_columns_for(self, trials: Sequence[Trial]) -> dict[str, str]:
@@ -279,13 +274,7 @@ class JupyterNotebookReporter(TuneReporterBase):
         if not _in_notebook():
             super()._emit(text)
             return
-        from IPython.display import HTML, display
-
-        shown = HTML(f"<pre style='margin:0'>{html.escape(text)}</pre>")
-        if self._overwrite and self._display is not None:
-            self._display.update(shown)
-        else:
-            self._display = display(shown, display_id=True)
+        self._display = show_in_notebook(text, self._display if self._overwrite else None)
 
 
 def check_reporter(reporter: Any, argument: str) -> Any:

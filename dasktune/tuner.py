@@ -32,8 +32,8 @@ from dasktune.storage.experiment import ExperimentStore
 from dasktune.storage.files import atomic_write
 from dasktune.storage.journal import load_journal
 from dasktune.storage.layout import JOURNAL_FILE, TUNER_FILE
-from dasktune.trainable.diagnostics import check_trainable, trainable_name
-from dasktune.trainable.util import resources_of, unwrap
+from dasktune.trainable.diagnostics import check_trainable
+from dasktune.trainable.util import resources_of, trainable_name, unwrap
 from dasktune.tune_config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
 __all__ = ["CheckpointConfig", "FailureConfig", "RunConfig", "TuneConfig", "Tuner"]

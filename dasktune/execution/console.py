@@ -72,6 +72,18 @@ def _in_notebook() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
+def show_in_notebook(text: str, handle: Any = None) -> Any:
+    """Show ``text`` in the notebook's output, in the display ``handle`` if given (updated in
+    place), else in a new one; the handle to update next time."""
+    from IPython.display import HTML, display
+
+    shown = HTML(f"<pre style='margin:0'>{html.escape(text)}</pre>")
+    if handle is None:
+        return display(shown, display_id=True)
+    handle.update(shown)
+    return handle
+
+
 def expected_total(controller: Any) -> int | None:
     """How many trials the experiment will run, if its searcher knows in advance."""
     searcher: Any = getattr(controller, "searcher", None)
@@ -201,13 +213,7 @@ class ConsoleReporter:
             self.stream.flush()
             self._line_open = True
         elif self.kind == "notebook":
-            from IPython.display import HTML, display
-
-            shown = HTML(f"<pre style='margin:0'>{html.escape(line)}</pre>")
-            if self._display is None:
-                self._display = display(shown, display_id=True)
-            else:
-                self._display.update(shown)
+            self._display = show_in_notebook(line, self._display)
         else:
             self._print(line)
 

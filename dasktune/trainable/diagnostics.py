@@ -10,11 +10,7 @@ from typing import Any
 import cloudpickle
 
 from dasktune.trainable.trainable import Trainable
-from dasktune.trainable.util import callable_name, unwrap
-
-
-def trainable_name(trainable: Any) -> str:
-    return callable_name(trainable)
+from dasktune.trainable.util import trainable_name, unwrap
 
 
 def check_trainable(trainable: Any) -> bytes:

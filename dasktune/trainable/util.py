@@ -12,14 +12,14 @@ from typing import Any
 _RESOURCE_ALIASES = {"gpu": "GPU", "cpu": "CPU"}
 
 
-def callable_name(trainable: Any) -> str:
+def trainable_name(trainable: Any) -> str:
     """The name experiments and trials take from ``trainable``; a ``functools.partial``
     takes its function's, as in Ray Tune.
 
     Example:
         >>> import functools
         >>> def train_cifar(config, data_dir=None): ...
-        >>> callable_name(functools.partial(train_cifar, data_dir="/data"))
+        >>> trainable_name(functools.partial(train_cifar, data_dir="/data"))
         'train_cifar'
     """
     while isinstance(trainable, functools.partial):
@@ -41,7 +41,7 @@ class _Parameterized:
         if callable(trainable):
             # Its name, module and docs: the holder itself is not called, hence the ignore.
             functools.update_wrapper(self, trainable, updated=())  # type: ignore[arg-type]
-        self.__name__ = callable_name(trainable)
+        self.__name__ = trainable_name(trainable)
 
     def __repr__(self) -> str:
         return f"with_parameters({self.__name__}, {', '.join(self.params)})"
@@ -134,7 +134,7 @@ def with_resources(trainable: Any, resources: Mapping[str, float]) -> Any:
     def wrapper(*args: Any, **kw: Any) -> Any:
         return trainable(*args, **kw)
 
-    wrapper.__name__ = callable_name(trainable)  # wraps() finds none on a functools.partial
+    wrapper.__name__ = trainable_name(trainable)  # wraps() finds none on a functools.partial
     wrapper._dasktune_resources = normalized  # type: ignore[attr-defined]
     return wrapper
 
