@@ -345,6 +345,7 @@ class Tuner:
         mode: Any,
     ) -> ResultGrid:
         from dasktune.execution._dask import DaskBackend
+        from dasktune.execution.cluster import cpu_shape, default_n_workers
 
         tc, rc = self.tune_config, self.run_config
         failure, ckpt, budget = rc.failure_config, rc.checkpoint_config, tc.time_budget_s
@@ -364,21 +365,30 @@ class Tuner:
             num_samples=total,
             reporter=rc.progress_reporter,
         )
-        backend = DaskBackend.connect(self.client)
+        asked = resources_of(self.trainable)
+        # An embedded cluster is cut for trials that ask for several CPUs (not for GPU
+        # trials: dask-cuda's workers are one per GPU).
+        cpus = 0.0 if "GPU" in asked else asked.get("CPU", 0.0)
+        backend = DaskBackend.connect(self.client, **({"cpus_per_trial": cpus} if cpus > 1 else {}))
         try:
             workers = backend.workers()
-            resources, checked = self._check_workers(
-                backend, workers, resources_of(self.trainable), console
-            )
+            resources, checked = self._check_workers(backend, workers, asked, console)
         except BaseException:
             backend.close()
             raise
         page = attach_dashboard(backend.client, callbacks, store.path, backend.started_cluster)
         if backend.cluster is not None:
             verb = "started" if backend.started_cluster else "reusing"
+            each = ""
+            if cpus > 1:
+                shape = cpu_shape(cpus, default_n_workers(), config.get("cluster.n-workers"))
+                each = f", each running one trial on {shape.threads} threads"
+                if shape.threads < cpus:
+                    each += f" (trials ask for {cpus:g} CPUs; this machine has {shape.threads})"
             console.note(
                 f"dasktune: {verb} a local Dask cluster with "
-                f"{len(workers)} workers; dashboard: {backend.dashboard_link}"
+                f"{len(workers)} worker{'s' if len(workers) != 1 else ''}{each}; "
+                f"dashboard: {backend.dashboard_link}"
                 f"{page}"
             )
         elif page:

@@ -12,12 +12,14 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import multiprocessing
 import multiprocessing.spawn
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -109,6 +111,41 @@ def select_kind(setting: Any, probe: GpuProbe) -> ClusterKind:
     return kind
 
 
+@dataclass(frozen=True)
+class CpuShape:
+    """How the embedded CPU cluster is cut for trials that ask for ``cpus`` CPUs each.
+
+    As in Ray Tune, a trial that asks for more than one CPU holds that many cores and
+    its native thread pools (torch, OpenMP, BLAS) get as many threads, so that fewer
+    trials run at once.  Users ask for it to run bigger models, or to keep memory-hungry
+    trials from running one per core.
+    """
+
+    workers: int
+    threads: int  # native threads of each worker's trial
+    cpus: float  # the CPU resource each worker advertises; 0: none (one trial a thread)
+
+
+def cpu_shape(cpus_per_trial: float | None, cores: int, n_workers: int | None) -> CpuShape:
+    """The embedded cluster's shape for trials asking ``cpus_per_trial`` CPUs each on a
+    machine with ``cores`` cores; ``n_workers`` (``dasktune.cluster.n-workers``) wins
+    over the count it implies.
+
+    >>> cpu_shape(None, 8, None)
+    CpuShape(workers=8, threads=1, cpus=0)
+    >>> cpu_shape(2, 8, None)
+    CpuShape(workers=4, threads=2, cpus=2)
+    >>> cpu_shape(1.5, 4, None)
+    CpuShape(workers=2, threads=2, cpus=1.5)
+    >>> cpu_shape(16, 2, None)  # more than the machine has: one at a time, on every core
+    CpuShape(workers=1, threads=2, cpus=16)
+    """
+    if not cpus_per_trial or cpus_per_trial <= 1:
+        return CpuShape(n_workers or cores, 1, 0)
+    threads = min(math.ceil(cpus_per_trial), cores)
+    return CpuShape(n_workers or max(1, cores // threads), threads, cpus_per_trial)
+
+
 def cluster_options(n_workers: int | None = None) -> dict[str, Any]:
     """Keyword arguments for the embedded cluster, from ``dasktune.cluster`` settings.
 
@@ -160,10 +197,15 @@ def _security_wanted(value: Any) -> bool:
     return True
 
 
-def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
+def start_local_cluster(
+    n_workers: int | None = None, cpus_per_trial: float | None = None, **kwargs: Any
+) -> Any:
     """Start the embedded cluster of the kind ``dasktune.cluster.kind`` selects.
 
-    CPU: one single-threaded worker process per core.  CUDA: dask-cuda's one worker
+    CPU: one single-threaded worker process per core; for trials that ask for more
+    than one CPU each (``cpus_per_trial``), one per that many cores, each advertising
+    them as the resource ``CPU`` and running its trial's native code on as many
+    threads (see :func:`cpu_shape`).  CUDA: dask-cuda's one worker
     per GPU, pinned to it, advertising the resource ``GPU=1``, plus CPU workers
     advertising ``CPU=1`` on the remaining cores.  Extra keyword arguments go to
     :class:`distributed.LocalCluster` (or ``LocalCUDACluster``).
@@ -187,7 +229,15 @@ def start_local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
         )
     from distributed import LocalCluster
 
-    options = cluster_options(n_workers)
+    shape = cpu_shape(
+        cpus_per_trial, default_n_workers(), n_workers or config.get("cluster.n-workers")
+    )
+    options = cluster_options(shape.workers)
+    if shape.cpus:
+        options["resources"] = {"CPU": shape.cpus}
+        # Set in the worker process itself, over the driver's environment, which Dask's
+        # pre-spawn settings would prefer: the trials' request wins.
+        options["env"] = {variable: str(shape.threads) for variable in _THREAD_VARIABLES}
     options.update(kwargs)
     cls = _local_cluster_class() if config.get("cluster.scheduler-process") else LocalCluster
     return _with_worker_settings(options["n_workers"], lambda: cls(**options))
@@ -252,6 +302,10 @@ def _local_cluster_class() -> Any:
     return LocalClusterSchedulerProcess
 
 
+#: The thread counts of native libraries that Dask sets for worker processes.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def _with_worker_settings(fork_for: int | None, start: Callable[[], Any]) -> Any:
     """Start a cluster (``start()``) with dasktune's worker process settings.
 
@@ -278,8 +332,27 @@ def _with_worker_settings(fork_for: int | None, start: Callable[[], Any]) -> Any
             preload = _preload_forkserver(config.get("cluster.preload") or [])
             if fork_for is not None and config.get("cluster.fork-from-driver"):
                 _start_forkserver_from_driver(preload, fork_for)
-    with dask.config.set(settings), _nannies_poll_quickly():
+    with dask.config.set(settings), _nannies_poll_quickly(), _driver_environment_kept():
         return start()
+
+
+@contextlib.contextmanager
+def _driver_environment_kept() -> Iterator[None]:
+    """Dask's nannies write their workers' settings (``OMP_NUM_THREADS=1``...) into the
+    driver's own environment before starting them, where the next cluster's nannies
+    read them as the user's: a cluster cut for trials of several CPUs would hand its
+    thread counts to the next one.  The driver's values are put back once the cluster
+    is up (each nanny keeps its own for the restarts of its worker)."""
+    names = (*_THREAD_VARIABLES, "MALLOC_TRIM_THRESHOLD_")
+    before = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -620,6 +693,7 @@ class _Embedded:
         self.cluster: Any = None
         self.client: Any = None
         self.in_use = False
+        self._kwargs: dict[str, Any] = {}  # what the warm cluster was started with
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         atexit.register(self.close)
@@ -632,7 +706,12 @@ class _Embedded:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if self.client is not None and not self.in_use and self._healthy():
+            if (
+                self.client is not None
+                and not self.in_use
+                and self._kwargs == kwargs  # cut for trials of the same size
+                and self._healthy()
+            ):
                 self.in_use = True
                 return self.cluster, self.client, False
             if self.in_use:  # a second concurrent fit (threads): give it a cluster of its own
@@ -641,6 +720,7 @@ class _Embedded:
             self._close_now()
             self.cluster = start_local_cluster(**kwargs)
             self.client = Client(self.cluster, set_as_default=False)
+            self._kwargs = dict(kwargs)
             self.in_use = True
             return self.cluster, self.client, True
 

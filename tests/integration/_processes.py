@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,32 @@ def start(command: list[str], log: Path, env: Mapping[str, str] | None = None) -
             env=None if env is None else dict(env),
             start_new_session=True,
         )
+
+
+def run_python(
+    args: list[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+    unset: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` in ``cwd`` as a user's script runs (STORAGE is ``cwd/results``,
+    ``env`` added, ``unset`` removed) and check that it exited 0."""
+    environ = dict(os.environ, STORAGE=str(cwd / "results"), **(env or {}))
+    for name in unset:
+        environ.pop(name, None)
+    out = subprocess.run(
+        [sys.executable, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
 
 
 def stop(processes: list[subprocess.Popen]) -> None:

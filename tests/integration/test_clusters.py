@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 import dasktune as tune
+from tests.integration._processes import run_python
 
 GUARDLESS_SCRIPT = textwrap.dedent(
     """
@@ -38,16 +39,7 @@ GUARDLESS_SCRIPT = textwrap.dedent(
 def test_script_without_main_guard_runs_on_the_embedded_cluster(tmp_path):
     script = tmp_path / "tutorial_style.py"
     script.write_text(GUARDLESS_SCRIPT)
-    env = dict(os.environ, STORAGE=str(tmp_path / "results"))
-    out = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_python([str(script)], tmp_path)
     assert "BEST 4 8" in out.stdout
     # Trials ran in worker processes, not in the driver.
     pids_line = next(line for line in out.stdout.splitlines() if line.startswith("PIDS"))
@@ -86,17 +78,7 @@ def test_default_client_is_used_when_no_client_is_given(tmp_path):
 
 def test_script_from_stdin_like_a_notebook_cell(tmp_path):
     """Interactive __main__ (no __file__), as in Jupyter: functions travel by value."""
-    env = dict(os.environ, STORAGE=str(tmp_path / "results"))
-    out = subprocess.run(
-        [sys.executable, "-"],
-        input=GUARDLESS_SCRIPT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_python(["-"], tmp_path, input=GUARDLESS_SCRIPT)
     assert "BEST 4 8" in out.stdout
 
 
@@ -300,16 +282,7 @@ def run_script_for_json(tmp_path, script, **env):
     """Run ``script`` in a fresh Python; the JSON object its last line printed."""
     import json
 
-    env = dict(os.environ, STORAGE=str(tmp_path / "results"), **env)
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_python(["-c", script], tmp_path, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -378,16 +351,7 @@ TLS_SCRIPT = textwrap.dedent(
 
 def test_tls_on_request_keeps_out_clients_without_the_certificates(tmp_path):
     pytest.importorskip("cryptography")
-    env = dict(os.environ, STORAGE=str(tmp_path / "results"))
-    out = subprocess.run(
-        [sys.executable, "-c", TLS_SCRIPT],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_python(["-c", TLS_SCRIPT], tmp_path)
     lines = out.stdout.splitlines()
     assert "SCORES [2, 4]" in lines, out.stdout  # trials ran over TLS
     assert any(line.startswith("ADDRESS tls://127.0.0.1:") for line in lines), out.stdout
@@ -658,3 +622,60 @@ def test_the_workers_read_at_a_start_serve_the_next_calls_that_allow_it(client):
         assert len(asked) == 2
     finally:
         del client.scheduler_info
+
+
+CPUS_SCRIPT = textwrap.dedent(
+    """
+    import functools, os, time
+    import dasktune as tune
+
+    def train(config, data_dir=None):
+        start = time.time()
+        time.sleep(0.3)
+        try:
+            import torch
+            threads = torch.get_num_threads()
+        except ImportError:
+            threads = int(os.environ["OMP_NUM_THREADS"])
+        tune.report({"start": start, "end": time.time(), "threads": threads,
+                     "env": int(os.environ["OMP_NUM_THREADS"]), "pid": os.getpid()})
+
+    def show(label, analysis):
+        df = analysis.dataframe().sort_values("start")
+        overlap = any(b < a for a, b in zip(df["end"][:-1], df["start"][1:]))
+        print(label, len(df), sorted(set(df["threads"])), sorted(set(df["env"])),
+              df["pid"].nunique(), overlap)
+
+    cores = len(os.sched_getaffinity(0))
+    where = dict(storage_path=os.environ["STORAGE"], verbose=1)
+    # The PyTorch tutorial's shape: a partial, and resources_per_trial.
+    show("ALL", tune.run(functools.partial(train, data_dir="."), num_samples=3,
+                         resources_per_trial={"cpu": cores}, **where))
+    show("MORE", tune.run(train, num_samples=2, resources_per_trial={"cpu": cores + 2},
+                          **where))
+    show("ONE", tune.run(train, num_samples=2 * cores, **where))
+    """
+)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+def test_trials_asking_for_several_cpus_get_them_on_the_embedded_cluster(tmp_path):
+    """As in Ray Tune: a trial that asks for the machine's every core runs alone, its native
+    thread pools as big as its request; the next experiment, asking for one CPU a trial,
+    gets a cluster of one-thread workers again (the thread count does not leak into it)."""
+    cores = len(os.sched_getaffinity(0))
+    script = tmp_path / "cpus.py"
+    script.write_text(CPUS_SCRIPT)
+    out = run_python([str(script)], tmp_path, timeout=240, unset=("OMP_NUM_THREADS",))
+    lines = {line.split()[0]: line.split(maxsplit=1)[1] for line in out.stdout.splitlines()}
+    # Three trials, each on `cores` threads, one after another in one worker process.
+    assert lines["ALL"] == f"3 [{cores}] [{cores}] 1 False", out.stdout
+    assert f"1 worker, each running one trial on {cores} threads;" in out.stdout
+    # More than the machine has: one at a time, on every core, and said so.
+    assert lines["MORE"] == f"2 [{cores}] [{cores}] 1 False", out.stdout
+    assert f"(trials ask for {cores + 2} CPUs; this machine has {cores})" in out.stdout
+    # One CPU a trial: one-thread workers, one per core, running trials side by side.
+    assert lines["ONE"].startswith(f"{2 * cores} [1] [1] "), out.stdout
+    assert int(lines["ONE"].split()[3]) > 1, out.stdout
+    assert f"started a local Dask cluster with {cores} workers;" in out.stdout
+    assert "advertise no CPU resource" not in out.stdout

@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from tests.integration._processes import run_python
+
 #: Whole scripts and clusters of processes: `pytest -m "not slow"` leaves them out.
 pytestmark = pytest.mark.slow
 
@@ -85,22 +87,13 @@ def run_script(tmp_path, prelude="", train_body="extra = {}", epilogue="", env=N
     body = "\n    ".join(textwrap.dedent(train_body).strip().splitlines())  # inside train()
     script.write_text(SCRIPT.format(prelude=prelude, train_body=body, epilogue=epilogue))
     # Two workers, whatever the machine's cores.
-    env = dict(
-        os.environ,
-        STORAGE=str(tmp_path / "results"),
-        DASK_DASKTUNE__CLUSTER__N_WORKERS="2",
-        **(env or {}),
-    )
-    env.pop("PYTHONUNBUFFERED", None)  # a user's stdout to a pipe is block-buffered
-    out = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        env=env,
+    out = run_python(
+        [str(script)],
+        tmp_path,
+        env={"DASK_DASKTUNE__CLUSTER__N_WORKERS": "2", **(env or {})},
         timeout=180,
-        cwd=tmp_path,
+        unset=("PYTHONUNBUFFERED",),  # a user's stdout to a pipe is block-buffered
     )
-    assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(
         next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[
             len("RESULT ") :
