@@ -438,11 +438,12 @@ SCHEDULER_SCRIPT = textwrap.dedent(
     def heartbeat_ms(client):
         deadline = time.monotonic() + 60
         # A worker starts with a heartbeat a second; the reply to its first names the pace.
+        # Each worker's first reply comes in its own time: wait for all of them.
         def pace(dask_worker):
             return dask_worker.periodic_callbacks["heartbeat"].callback_time
         while True:
             paces = sorted(set(client.run(pace).values()))
-            if paces != [1000] or time.monotonic() > deadline:
+            if 1000 not in paces or time.monotonic() > deadline:
                 return paces
             time.sleep(0.2)
 
