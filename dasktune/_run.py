@@ -18,7 +18,7 @@ from typing import Any
 from dasktune.analysis import ExperimentAnalysis
 from dasktune.callback import Callback
 from dasktune.execution.resume import ResumeOptions
-from dasktune.trainable.util import with_resources
+from dasktune.trainable.util import _Parameterized, with_resources
 from dasktune.trial import TrialStatus
 from dasktune.tune_config import (
     CheckpointConfig,
@@ -122,7 +122,8 @@ def _check_trainable(run_or_experiment: Any) -> None:
             f"tune.run({run_or_experiment!r}): dasktune has no registry of trainables by name "
             "(tune.register_trainable). Pass the function or Trainable class itself."
         )
-    if isinstance(run_or_experiment, (list, tuple)) or not callable(run_or_experiment):
+    bound = isinstance(run_or_experiment, _Parameterized)  # tune.with_parameters(train, ...)
+    if isinstance(run_or_experiment, (list, tuple)) or not (bound or callable(run_or_experiment)):
         raise TypeError(
             f"tune.run(run_or_experiment={run_or_experiment!r}): pass one trainable, a function "
             "that calls tune.report or a tune.Trainable subclass (several experiments at once, "

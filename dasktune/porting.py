@@ -144,6 +144,17 @@ _MODULES: dict[str, _Module] = {
         f"ray.tune.search.{m}": _Module("dasktune.search")
         for m in ("basic_variant", "concurrency_limiter", "searcher", "sample", "variant_generator")
     },
+    # Ray 1.x kept the searchers in ray.tune.suggest (renamed ray.tune.search in 2.0), and
+    # the search space's domains in ray.tune.sample.
+    "ray.tune.suggest": _Module("dasktune.search", aliased=True),
+    "ray.tune.suggest.hyperopt": _Module("dasktune.search.hyperopt", aliased=True),
+    "ray.tune.suggest.optuna": _Module("dasktune.search.optuna", aliased=True),
+    **{
+        f"ray.tune.suggest.{m}": _Module("dasktune.search")
+        for m in ("basic_variant", "suggestion", "variant_generator")
+    },
+    "ray.tune.sample": _Module("dasktune.search"),
+    "ray.tune.trial": _Module("dasktune.trial"),
     "ray.tune.progress_reporter": _Module("dasktune"),
     "ray.tune.callback": _Module("dasktune"),
     "ray.tune.error": _Module("dasktune"),

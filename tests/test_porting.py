@@ -262,6 +262,36 @@ def test_ray_s_cloudpickle_becomes_cloudpickle(source, expected):
     exec(compile(result.ported, "ported", "exec"), {})  # it imports and runs
 
 
+def test_ray_1_module_paths_port_to_the_search_modules():
+    """Ray 1.x scripts (still most of those on the web) import searchers from
+    ray.tune.suggest, domains from ray.tune.sample and Trial from ray.tune.trial."""
+    pytest.importorskip("hyperopt")
+    pytest.importorskip("optuna")
+    result = port("""
+        from ray.tune.suggest import ConcurrencyLimiter
+        from ray.tune.suggest.hyperopt import HyperOptSearch
+        from ray.tune.suggest.optuna import OptunaSearch
+        from ray.tune.suggest.basic_variant import BasicVariantGenerator
+        from ray.tune.suggest.suggestion import Searcher
+        from ray.tune.sample import Categorical, Domain
+        from ray.tune.trial import Trial
+        import ray.tune.suggest.hyperopt as hs
+        searcher = ConcurrencyLimiter(hs.HyperOptSearch(), max_concurrent=2)
+    """)
+    assert not result.problems, result.problems
+    text = result.ported
+    assert "from dasktune.search import ConcurrencyLimiter\n" in text
+    assert "from dasktune.search.hyperopt import HyperOptSearch\n" in text
+    assert "from dasktune.search.optuna import OptunaSearch\n" in text
+    assert "from dasktune.search import BasicVariantGenerator\n" in text
+    assert "from dasktune.search import Searcher\n" in text
+    assert "from dasktune.search import Categorical, Domain\n" in text
+    assert "from dasktune.trial import Trial\n" in text
+    namespace: dict = {}
+    exec(compile(textwrap.dedent(text), "ported", "exec"), namespace)  # it imports and runs
+    assert type(namespace["searcher"]).__name__ == "ConcurrencyLimiter"
+
+
 def test_multi_name_imports_are_split_where_they_must_be():
     result = port("""
         from ray.tune import Tuner, register_trainable, with_resources

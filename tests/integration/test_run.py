@@ -217,6 +217,38 @@ def test_searcher_by_name_resources_and_local_dir(client, storage):
     assert len({t.config["width"] for t in analysis.trials}) == 4
 
 
+def train_on_data(config, data=None):
+    tune.report({"loss": float((data * config["x"]).sum())})
+
+
+def test_tune_run_takes_a_trainable_with_parameters(client, storage):
+    """Ray 1.x's way to ship a dataset once: tune.run(tune.with_parameters(train, data=...)),
+    alone and under with_resources (resources_per_trial), in either order."""
+    import numpy as np
+
+    data = np.arange(10.0)
+    bound = tune.with_parameters(train_on_data, data=data)
+    for trainable, resources in (
+        (bound, None),
+        (bound, {"cpu": 1}),
+        (tune.with_resources(bound, {"cpu": 1}), None),
+        (tune.with_parameters(tune.with_resources(train_on_data, {"cpu": 1}), data=data), None),
+    ):
+        analysis = tune.run(
+            trainable,
+            config={"x": tune.grid_search([1.0, 2.0])},
+            resources_per_trial=resources,
+            metric="loss",
+            mode="min",
+            storage_path=storage,
+            verbose=0,
+            client=client,
+        )
+        assert sorted(t.last_result["loss"] for t in analysis.trials) == [45.0, 90.0]
+        assert analysis.best_config == {"x": 1.0}
+        assert analysis.trials[0].trial_name.startswith("train_on_data_")
+
+
 def objective_with_data(config, data_dir=None):
     tune.report({"loss": config["x"] ** 2, "data": data_dir})
 
