@@ -5,21 +5,35 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-#: The fields ``tune.report`` adds to every result (the rest are the user's metrics).
+#: The fields dasktune adds to every result, as Ray Tune does (the rest are the user's
+#: metrics): ``tune.report`` adds all but ``config``, the trial's config, which the
+#: driver adds (flattened, it is the ``config/<key>`` columns).
 AUTO_RESULT_FIELDS = frozenset(
     {
         "training_iteration",
         "time_this_iter_s",
         "time_total_s",
         "timestamp",
+        "date",
         "trial_id",
         "done",
         "pid",
         "hostname",
+        "node_ip",
         "time_since_restore",
         "iterations_since_restore",
+        "config",
     }
 )
+
+
+def is_auto_field(key: str) -> bool:
+    """Whether ``key`` of a result, flattened or not, is bookkeeping rather than a metric.
+
+    >>> [is_auto_field(k) for k in ("loss", "pid", "config", "config/lr")]
+    [False, True, True, True]
+    """
+    return key in AUTO_RESULT_FIELDS or key.startswith("config/")
 
 
 #: Value types that are never nested: ``flatten`` skips the Mapping check for them (it

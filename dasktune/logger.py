@@ -46,7 +46,7 @@ import time
 from importlib.util import find_spec
 from typing import Any
 
-from dasktune._util import flatten
+from dasktune._util import flatten, is_auto_field
 from dasktune._validation import is_finite_number
 from dasktune.callback import Callback
 from dasktune.storage.files import to_json
@@ -457,8 +457,10 @@ class TBXLoggerCallback(LoggerCallback):
         step = result.get("training_iteration")
         scalars = {
             key: float(value)
-            for key, value in flatten(result).items()
-            if key not in _NOT_LOGGED and is_finite_number(value)
+            for key, value in flatten(
+                {k: v for k, v in result.items() if k not in _NOT_LOGGED}
+            ).items()
+            if is_finite_number(value)
         }
         self._pending.setdefault(trial.trial_id, []).append(
             (time.time(), step if isinstance(step, int) else None, scalars)
@@ -664,9 +666,8 @@ class ResultsTableCallback(Callback):
 
 def _user_or_progress(row: dict[str, Any]) -> set[str]:
     """The keys of a result worth a column: the user's metrics, not the other bookkeeping."""
-    from dasktune._util import AUTO_RESULT_FIELDS
 
-    return {k for k in row if k not in AUTO_RESULT_FIELDS and not k.startswith("config/")}
+    return {k for k in row if not is_auto_field(k)}
 
 
 def _cell(value: Any) -> Any:

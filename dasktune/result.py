@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dasktune._protocol import SHOULD_CHECKPOINT as SHOULD_CHECKPOINT  # Ray's result key
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_FIELDS
-from dasktune._util import flatten
+from dasktune._util import flatten, is_auto_field
 from dasktune._validation import is_finite_number, is_number
 from dasktune.trainable.checkpoint import Checkpoint
 from dasktune.trial import Trial, TrialStatus
@@ -204,7 +204,7 @@ class ResultGrid:
                 "Pass filter_nan_and_inf=False to compare them anyway."
             )
         known = sorted(
-            {k for row in rows for k in row if k not in _AUTO_FIELDS and k != "training_iteration"}
+            {k for row in rows for k in row if not is_auto_field(k) and k != "training_iteration"}
         )
         raise ValueError(
             f"get_best_result(metric={metric!r}): no trial reported {metric!r}. "

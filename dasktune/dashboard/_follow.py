@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dasktune._util import AUTO_RESULT_FIELDS, flatten
+from dasktune._util import flatten, is_auto_field
 from dasktune.dashboard._model import ExperimentModel, finished_status
 from dasktune.storage.layout import JOURNAL_FILE, RESULT_FILE
 
@@ -43,7 +43,7 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The numbers a result reports (flattened), without the bookkeeping fields but time."""
     out = {}
     for key, value in flatten(result).items():
-        if key in AUTO_RESULT_FIELDS and key not in ("time_total_s", "time_this_iter_s"):
+        if is_auto_field(key) and key not in ("time_total_s", "time_this_iter_s"):
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = float(value)

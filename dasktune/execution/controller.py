@@ -407,7 +407,9 @@ class Controller:
 
 def _with_flat_keys(result: dict[str, Any]) -> dict[str, Any]:
     """Nested metrics both ways: ``result["eval"]["acc"]`` for Ray-style stoppers and
-    Result.metrics, ``result["eval/acc"]`` for metric names given as "a/b"."""
-    if any(isinstance(v, dict) for v in result.values()):
-        return {**result, **flatten(result)}
+    Result.metrics, ``result["eval/acc"]`` for metric names given as "a/b".  The config
+    (``result["config"]``) stays nested only, as in Ray Tune."""
+    nested = {k: v for k, v in result.items() if isinstance(v, dict) and k != "config"}
+    if nested:
+        return {**result, **flatten(nested)}
     return result

@@ -569,6 +569,10 @@ class ExperimentLoop:
             if wait:
                 self._answer(run, seq)
             return
+        # The trial's config, as Ray Tune adds it to every result (callbacks, stoppers and
+        # analyses read result["config"]); not sent by the trial, which would pay for it
+        # in every message.
+        result.setdefault("config", dict(trial.config))
         if checkpoint:
             self._add_checkpoint(run, checkpoint, result)
         try:

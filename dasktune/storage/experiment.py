@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dasktune._util import AUTO_RESULT_FIELDS, flatten
+from dasktune._util import flatten, is_auto_field
 from dasktune.storage import snapshot
 from dasktune.storage.files import (
     StorageError,
@@ -493,7 +493,7 @@ class ExperimentStore:
             "number under that name, so it counts as the worst when checkpoints are pruned. "
             "Its result has: %s.",
             self.checkpoint_config.checkpoint_score_attribute,
-            ", ".join(sorted(k for k in flatten(metrics) if k not in AUTO_RESULT_FIELDS)),
+            ", ".join(sorted(k for k in flatten(metrics) if not is_auto_field(k))),
         )
 
 

@@ -10,11 +10,14 @@ process (see :func:`deliver`), so checking for a STOP costs a dict lookup.
 from __future__ import annotations
 
 import collections
+import datetime
+import functools
 import os
 import shutil
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +37,13 @@ from dasktune.trainable.checkpoint import Checkpoint
 CONTINUE, STOP, PAUSE = Decision.CONTINUE, Decision.STOP, Decision.PAUSE
 
 _HOSTNAME = socket.gethostname()
+
+
+@functools.lru_cache(maxsize=8)
+def _node_ip(address: str) -> str:
+    """``tcp://10.0.0.5:40123`` -> ``10.0.0.5``; ``127.0.0.1`` for no address."""
+    host = urllib.parse.urlsplit(address).hostname if "://" in address else None
+    return host or "127.0.0.1"
 
 
 class StopTrial(BaseException):
@@ -196,6 +206,11 @@ class Session:
         self.task_released = False
 
     # -- reporting -------------------------------------------------------
+    @property
+    def node_ip(self) -> str:
+        """The host of the worker's address (Ray Tune's ``node_ip``), else this machine's."""
+        return _node_ip(self.worker)
+
     def report(self, metrics: Any, checkpoint: Checkpoint | None = None) -> Decision:
         """Publish one result; return the decision (CONTINUE unless stopped)."""
         if not isinstance(metrics, dict):
@@ -224,6 +239,8 @@ class Session:
             done=False,
             pid=os.getpid(),
             hostname=_HOSTNAME,
+            node_ip=self.node_ip,
+            date=datetime.datetime.fromtimestamp(now).strftime("%Y-%m-%d_%H-%M-%S"),
         )
         self._last = now
         checkpoint_path = self._persist(checkpoint) if checkpoint is not None else None

@@ -74,7 +74,8 @@ def test_loggers_see_every_trial_and_write_beside_dasktune_s_record(client, stor
         with open(os.path.join(path, "result.json")) as f:
             own = [json.loads(line) for line in f]
         assert [row["loss"] for row in own] == [x / i for i in range(1, reports + 1)]
-        assert "config" not in own[0]
+        # Every result carries the trial's config, as Ray Tune's result.json does.
+        assert all(row["config"] == result.config for row in own)
         progress = pd.read_csv(os.path.join(path, "progress.csv"))
         assert list(progress["nested/a"]) == list(range(1, reports + 1))
         # The loggers' files, in Ray's formats.

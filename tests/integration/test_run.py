@@ -3,6 +3,7 @@ published examples (function and class trainables, schedulers, searchers, checkp
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import os
@@ -215,6 +216,47 @@ def test_searcher_by_name_resources_and_local_dir(client, storage):
     assert len(analysis.trials) == 4
     assert analysis.experiment_path == os.path.join(storage, "hyperopt")
     assert len({t.config["width"] for t in analysis.trials}) == 4
+
+
+def test_results_carry_ray_tune_s_auto_filled_fields(client, storage):
+    """What real scripts read: result["config"] in callbacks, config/<key> and date columns
+    in results_df, node_ip, and Result.metrics["config"]."""
+    seen = []
+
+    class ConfigReader(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen.append((result["config"]["x"], result["node_ip"], result["date"]))
+
+    analysis = tune.run(
+        easy_objective,
+        config={"steps": 2, "width": tune.grid_search([1, 2]), "height": 0, "x": 7},
+        metric="mean_loss",
+        mode="min",
+        storage_path=storage,
+        verbose=0,
+        callbacks=[ConfigReader()],
+        client=client,
+    )
+    assert sorted(x for x, _, _ in seen) == [7, 7, 7, 7]
+    worker_hosts = {a.split("://")[1].rsplit(":", 1)[0] for a in client.scheduler_info()["workers"]}
+    assert {ip for _, ip, _ in seen} <= worker_hosts
+    for _, _, date in seen:
+        datetime.datetime.strptime(date, "%Y-%m-%d_%H-%M-%S")  # Ray's format
+    df = analysis.results_df
+    assert sorted(df["config/width"]) == [1, 2] and set(df["config/x"]) == {7}
+    assert {"date", "node_ip", "hostname", "pid"} <= set(df.columns)
+    assert "config" not in df.columns, "flattened into config/<key>, as in Ray"
+    best = analysis.get_best_trial()
+    assert best.last_result["config"] == best.config
+    grid = tune.Tuner(
+        easy_objective,
+        param_space={"steps": 2, "width": 3, "height": 0},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
+    assert grid[0].metrics["config"] == {"steps": 2, "width": 3, "height": 0}
+    assert list(grid[0].metrics_dataframe["config/width"]) == [3, 3]
+    assert "config/width" in grid.get_dataframe().columns
 
 
 def train_on_data(config, data=None):

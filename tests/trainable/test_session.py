@@ -6,6 +6,7 @@ fake driver thread answers decision points with :func:`session.deliver`.
 
 from __future__ import annotations
 
+import datetime
 import os
 import queue
 import threading
@@ -145,7 +146,23 @@ def test_report_fills_in_ray_tune_fields(
     assert first["trial_id"] == second["trial_id"] == "trial_a"
     assert first["done"] is False and second["done"] is False
     assert first["pid"] == os.getpid()
+    assert first["date"] == datetime.datetime.fromtimestamp(1002.5).strftime("%Y-%m-%d_%H-%M-%S")
+    assert first["node_ip"] == "127.0.0.1", "no worker address: this machine"
+    assert "config" not in first, "the driver adds it: it would travel with every result"
     assert session.iteration == 5 and session.num_reports == 2
+
+
+@pytest.mark.parametrize(
+    "address, ip",
+    [
+        ("tcp://10.1.2.3:40123", "10.1.2.3"),
+        ("tls://node-7.cluster:8786", "node-7.cluster"),
+        ("tcp://[::1]:40123", "::1"),
+        ("", "127.0.0.1"),
+    ],
+)
+def test_node_ip_is_the_host_of_the_worker_s_address(address: str, ip: str) -> None:
+    assert session_mod._node_ip(address) == ip
 
 
 def test_result_message_shape_without_decision_points(tmp_path: Path, driver: FakeDriver) -> None:
