@@ -680,3 +680,39 @@ def test_trials_asking_for_several_cpus_get_them_on_the_embedded_cluster(tmp_pat
     assert int(lines["ONE"].split()[3]) > 1, out.stdout
     assert f"started a local Dask cluster with {cores} workers;" in out.stdout
     assert "advertise no CPU resource" not in out.stdout
+
+
+CHILD_PROCESSES_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, os
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    import dasktune as tune
+
+    print("MAIN RUNS IN", os.getpid(), flush=True)
+
+    def train(config):
+        loader = DataLoader(TensorDataset(torch.arange(64.0)), batch_size=8, num_workers=2)
+        total = sum(float(batch[0].sum()) for batch in loader)
+        with multiprocessing.Pool(2) as pool:
+            absolute = sum(pool.map(abs, range(-5, 0)))
+        tune.report({"total": total, "absolute": absolute})
+
+    grid = tune.Tuner(train, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(storage_path=os.environ["STORAGE"],
+                                                verbose=0)).fit()
+    for result in grid:
+        print("RESULT", result.metrics.get("total"), result.metrics.get("absolute"),
+              type(result.error).__name__)
+    """
+)
+
+
+def test_trials_may_start_processes_in_a_script_without_main_guard(tmp_path):
+    """PyTorch's DataLoader(num_workers=2) and a multiprocessing.Pool inside a trial, as
+    under Ray Tune: Dask's daemonic workers refused ("daemonic processes are not allowed
+    to have children"), and a forkserver child would have run the script again."""
+    pytest.importorskip("torch")
+    out = run_python(["-c", CHILD_PROCESSES_SCRIPT], tmp_path, timeout=180)
+    assert out.stdout.count("RESULT 2016.0 15 NoneType") == 2, out.stdout + out.stderr[-3000:]
+    assert out.stdout.count("MAIN RUNS IN") == 1, "the script ran again in a child"
