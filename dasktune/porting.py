@@ -13,20 +13,30 @@ What it rewrites:
   ``Checkpoint``, ``get_checkpoint``, the configs, ``session``), and uses of
   them through ``import ray`` (``ray.tune.Tuner``, ``ray.train.report``);
 * ``session.get_trial_id()`` and friends to ``tune.get_context().get_trial_id()``,
-  the older ``tune.report(loss=...)`` to ``tune.report({"loss": ...})``, the
-  constants of ``ray.tune.result`` to their strings;
+  the older ``tune.report(loss=...)`` to ``tune.report({"loss": ...})`` (``metrics=``
+  and ``checkpoint=`` stay: they are report's own), the constants of
+  ``ray.tune.result`` to their strings, ``ray.__version__`` to dasktune's;
 * ``ray.init(...)``: removed (dasktune starts a local Dask cluster, or uses
   the default ``distributed.Client``), or ``distributed.Client(address)``
-  when it had an address; ``ray.shutdown()``: removed;
+  when it had an address; its value (``context = ray.init()``) becomes None, or that
+  client; ``ray.shutdown()``: removed; ``ray.is_initialized()``: False;
 * ``ray.tune.examples.<module>`` helpers: imported from ``<module>`` beside the
   script (port that example too);
-* ``from torchvision import datasets``, where only its MNIST is used:
-  ``from dasktune import datasets`` (the same MNIST, with an offline fallback).
+* torchvision's ``datasets`` (``from torchvision import datasets, transforms``,
+  ``import torchvision.datasets as datasets``, ``from torchvision.datasets import
+  MNIST``), where only its MNIST is used: dasktune's (the same MNIST, with an
+  offline fallback).
+
+What it drops, with a note: an import of a Ray name that the script binds itself
+in the same scope (``from ray import train`` then ``def train(config)``: Ray's is
+dead there), and an import that cannot be ported of a name the script never uses.
+A name a function binds itself (``def load(train=True)``) is the function's, not Ray's.
 
 What it cannot port is listed as a :class:`Problem` and left as it was: Ray's
 tasks and actors (``ray.remote``, ``ray.get``), Ray Datasets, placement groups,
 Ray Train's trainers (``TorchTrainer``), searchers and integrations dasktune
-does not have.
+does not have.  Ray's environment variables (``RAY_CHDIR_TO_TRIAL_DIR``) stay, with
+a note saying whether dasktune reads them.
 """
 
 from __future__ import annotations
@@ -97,6 +107,8 @@ class _Name:
 
     module: str
     expression: str
+    #: What the user should know of where it is ported (it may not be quite Ray's).
+    note: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -196,6 +208,7 @@ AVAILABLE: dict[str, frozenset[str]] = {
             "TuneError",
             "Tuner",
             "choice",
+            "checkpoint_dir",
             "get_checkpoint",
             "get_context",
             "grid_search",
@@ -290,6 +303,12 @@ _TRAINERS = (
     "dasktune tunes a function that trains in one worker process: call your training "
     "loop from a function trainable."
 )
+#: The calls of Ray's runtime that are ported, and what they become.
+_RUNTIME_CALLS = {
+    "init": "ray.init(...) is removed, or becomes distributed.Client(address)",
+    "shutdown": "ray.shutdown() is removed",
+    "is_initialized": "ray.is_initialized() becomes False",
+}
 _CONTEXT = {
     f"get_{what}": f"get_context().get_{what}"
     for what in ("trial_id", "trial_name", "trial_dir", "trial_resources", "experiment_name")
@@ -361,10 +380,6 @@ _SPECIAL: dict[str, _Target] = {
     ),
     "ray.tune.create_scheduler": _Unportable("make the scheduler from dasktune.schedulers."),
     "ray.tune.create_searcher": _Unportable("make the searcher from dasktune.search."),
-    "ray.tune.checkpoint_dir": _Unportable(
-        "Ray 1's checkpoint_dir is gone: save into a temporary directory and report "
-        "tune.Checkpoint.from_directory(path) with tune.report."
-    ),
     "ray.tune.schedulers.hb_bohb": _Unportable("BOHB is not in dasktune."),
     "ray.tune.schedulers.HyperBandForBOHB": _Unportable("BOHB is not in dasktune."),
     "ray.tune.schedulers.ResourceChangingScheduler": _Unportable(
@@ -414,9 +429,20 @@ _SPECIAL: dict[str, _Target] = {
         )
     },
     **{
+        f"ray.{name}": _Unportable(
+            f"ray.{name} is ported only where it is called ({ported}); here it is not "
+            "called: call it, or remove this use."
+        )
+        for name, ported in _RUNTIME_CALLS.items()
+    },
+    "ray.__version__": _Name(
+        "dasktune",
+        "__version__",
+        note="ray.__version__ became dasktune's version (dasktune.__version__), not Ray's",
+    ),
+    **{
         f"ray.{name}": _Unportable(_RUNTIME)
         for name in (
-            "is_initialized",
             "cluster_resources",
             "available_resources",
             "nodes",
@@ -424,6 +450,11 @@ _SPECIAL: dict[str, _Target] = {
             "timeline",
         )
     },
+}
+#: Ray's environment variables that dasktune reads too (a test checks this against dasktune).
+_HONOURED_VARIABLES = {
+    "RAY_CHDIR_TO_TRIAL_DIR": "dasktune honours it as Ray does (so does "
+    "TuneConfig(chdir_to_trial_dir=False))",
 }
 _SEARCH_LIBRARIES = (
     "dasktune has HyperOptSearch and OptunaSearch (dasktune.search.hyperopt, "
@@ -504,6 +535,83 @@ def _parents(tree: ast.AST) -> dict[int, list[ast.stmt]]:
                     if isinstance(statement, ast.stmt):
                         holders[id(statement)] = block
     return holders
+
+
+#: The statements that open a scope of their own.
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_TRIES = (ast.Try, getattr(ast, "TryStar", ast.Try))  # try/except* is Python 3.11's
+
+
+def _scope_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """The statements of a scope, those of its blocks (if, try, with...) included, and not
+    those in the functions and classes it defines."""
+    for statement in body:
+        yield statement
+        if isinstance(statement, _SCOPES):
+            continue
+        for name in ("body", "orelse", "finalbody"):
+            yield from _scope_statements(getattr(statement, name, []))
+        for part in (*getattr(statement, "handlers", ()), *getattr(statement, "cases", ())):
+            yield from _scope_statements(part.body)
+
+
+def _branches(statement: ast.stmt) -> list[list[ast.stmt]]:
+    """The blocks of ``statement`` of which only one runs: an if and its else, a try and
+    its handlers."""
+    if isinstance(statement, ast.If):
+        return [statement.body, statement.orelse]
+    if isinstance(statement, _TRIES):
+        return [statement.body, *(handler.body for handler in statement.handlers)]
+    return []
+
+
+def _target_names(target: ast.expr) -> Iterator[str]:
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for element in target.elts:
+            yield from _target_names(element)
+    elif isinstance(target, ast.Starred):
+        yield from _target_names(target.value)
+
+
+def _bound_names(statement: ast.stmt) -> Iterator[str]:
+    """The names ``statement`` itself binds (not the statements in its blocks)."""
+    if isinstance(statement, _SCOPES):
+        yield statement.name
+    elif isinstance(statement, ast.Assign):
+        for target in statement.targets:
+            yield from _target_names(target)
+    elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+        yield from _target_names(statement.target)
+    elif isinstance(statement, (ast.For, ast.AsyncFor)):
+        yield from _target_names(statement.target)
+    elif isinstance(statement, (ast.With, ast.AsyncWith)):
+        for item in statement.items:
+            if item.optional_vars is not None:
+                yield from _target_names(item.optional_vars)
+    elif isinstance(statement, (ast.Import, ast.ImportFrom)):
+        for alias in statement.names:
+            yield alias.asname or alias.name.split(".")[0]
+
+
+def _executed(node: ast.AST) -> Iterator[ast.AST]:
+    """``node`` and the nodes evaluated with it: not the bodies of the functions and lambdas
+    it defines, which run later."""
+    yield node
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        later = {id(statement) for statement in node.body}
+    elif isinstance(node, ast.Lambda):
+        later = {id(node.body)}
+    else:
+        later = set()
+    for child in ast.iter_child_nodes(node):
+        if id(child) not in later:
+            yield from _executed(child)
+
+
+def _position(node: ast.stmt | ast.expr) -> tuple[int, int]:
+    return node.lineno, node.col_offset
 
 
 #: The nodes that know where they stand in the source.
@@ -593,17 +701,24 @@ class _Porter:
         self.new_imports: dict[str, None] = {}  # import statements the rewritten code needs
         self.removed: dict[int, list[ast.stmt]] = {}  # id(block) -> its statements removed
         self.kept_ray_uses: dict[str, int] = {}  # binding name -> unportable uses left
+        self.dead: set[int] = set()  # ids of the import aliases the script rebinds, dropped
+        self.ported_uses: set[int] = set()  # ids of the Names whose use was ported away
+        self._statements: dict[int, ast.stmt] = {}  # id(node) -> the innermost statement
+        self._around: dict[int, tuple[ast.AST, ...]] = {}  # id(node) -> functions around it
+        self._scope_locals: dict[int, set[str]] = {}  # id(function) -> its local names
 
     # -- the steps ------------------------------------------------------------
     def run(self) -> PortResult:
         self._collect_imports()
         if not self.ray_imports:
             return PortResult(self.text.source, self.text.source)
+        self._drop_rebound_imports()
         self._choose_handle()
         self._rewrite_uses()
         self._rewrite_imports()
         self._fill_emptied_blocks()
         self._offline_datasets()
+        self._environment_notes()
         self.problems.sort(key=lambda p: p.line)
         self.notes.sort()
         return PortResult(self.text.source, self.text.result(), self.problems, self.notes)
@@ -633,6 +748,90 @@ class _Porter:
                     )
         self.ray_imports = list(dict.fromkeys(self.ray_imports))
 
+    def _drop_rebound_imports(self) -> None:
+        """A Ray name the script binds again in the same scope (``def train(config)`` after
+        ``from ray import train``) is the script's own from there on, under Ray too: its
+        import is dead, and dropped, rather than ported."""
+        imports = {id(statement) for statement in self.ray_imports}
+        scopes = [self.tree, *(n for n in ast.walk(self.tree) if isinstance(n, _SCOPES))]
+        for scope in scopes:
+            statements = list(_scope_statements(scope.body))
+            for statement in statements:
+                if not isinstance(statement, (ast.Import, ast.ImportFrom)):
+                    continue
+                if id(statement) not in imports:
+                    continue
+                for alias in statement.names:
+                    name = alias.asname or alias.name.split(".")[0]
+                    rebinding = next(
+                        (
+                            other
+                            for other in statements
+                            if id(other) not in imports
+                            and _position(other) > _position(statement)
+                            and name in set(_bound_names(other))
+                            and not self._alternatives(statements, statement, other)
+                        ),
+                        None,
+                    )
+                    if rebinding is not None:
+                        self._drop_rebound(scope.body, statement, alias, name, rebinding)
+
+    @staticmethod
+    def _alternatives(statements: list[ast.stmt], a: ast.stmt, b: ast.stmt) -> bool:
+        """Whether ``a`` and ``b`` are in blocks of which only one runs (try: import,
+        except ImportError: define a fallback)."""
+        for statement in statements:
+            branches = [{id(s) for s in _scope_statements(block)} for block in _branches(statement)]
+            holding = [i for i, ids in enumerate(branches) if id(a) in ids or id(b) in ids]
+            if len(holding) == 2:
+                return True
+        return False
+
+    def _drop_rebound(
+        self,
+        body: list[ast.stmt],
+        statement: ast.Import | ast.ImportFrom,
+        alias: ast.alias,
+        name: str,
+        rebinding: ast.stmt,
+    ) -> None:
+        imported = (
+            f"from {statement.module} import {self.text.segment(alias)}"
+            if isinstance(statement, ast.ImportFrom)
+            else f"import {self.text.segment(alias)}"
+        )
+        early = next(
+            (
+                node
+                for top in body
+                for node in _executed(top)
+                if isinstance(node, ast.Name)
+                and node.id == name
+                and isinstance(node.ctx, ast.Load)
+                and _position(statement) < _position(node) < _position(rebinding)
+            ),
+            None,
+        )
+        if early is not None:
+            self._problem(
+                early.lineno,
+                name,
+                f"the script uses {name} of {imported} here, then binds {name} itself "
+                f"(line {rebinding.lineno}): rename its own {name}, so that each use "
+                "says which it means.",
+            )
+            return
+        self.dead.add(id(alias))
+        binding = self.bindings.get(name)
+        if binding is not None and binding.statement is statement:
+            del self.bindings[name]
+        self._note(
+            statement.lineno,
+            f"{imported} dropped: the script binds {name} itself (line {rebinding.lineno}), "
+            f"and its uses are of that {name}, as under Ray",
+        )
+
     def _choose_handle(self) -> None:
         """Use the script's own alias of ray.tune where it has one at module level."""
         for name, binding in self.bindings.items():
@@ -661,21 +860,71 @@ class _Porter:
     def _rewrite_uses(self) -> None:
         consumed: set[int] = set()
         for node in ast.walk(self.tree):
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-                self._special_statement(node, consumed)
+            if isinstance(node, ast.Call):
+                self._runtime_call(node, consumed)
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Call) and id(node.func) not in consumed:
                 self._old_report(node)
             if not isinstance(node, (ast.Attribute, ast.Name)) or id(node) in consumed:
                 continue
-            parts = _dotted(node)
-            if parts is None or parts[0] not in self.bindings:
+            parts = self._ray_chain(node)
+            if parts is None:
                 continue
             for child in ast.walk(node):
                 consumed.add(id(child))
             if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
                 continue
             self._rewrite_chain(node, parts)
+
+    def _ray_chain(self, node: ast.expr) -> list[str] | None:
+        """``node`` as a chain of names (``["tune", "report"]``) whose first is bound to
+        Ray's, there: not a local of a function around it (``def load(train=True)``)."""
+        parts = _dotted(node)
+        if parts is None or parts[0] not in self.bindings:
+            return None
+        if not self._around:
+            stack: list[tuple[ast.AST, tuple[ast.AST, ...]]] = [(self.tree, ())]
+            while stack:
+                parent, around = stack.pop()
+                self._around[id(parent)] = around
+                if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                    around = (parent, *around)
+                stack.extend((child, around) for child in ast.iter_child_nodes(parent))
+        if any(parts[0] in self._locals(scope) for scope in self._around[id(node)]):
+            return None
+        return parts
+
+    def _locals(self, scope: ast.AST) -> set[str]:
+        """The names a function or lambda binds itself (its arguments included), but for
+        those of its Ray imports."""
+        if id(scope) not in self._scope_locals:
+            assert isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            arguments = scope.args
+            names = {
+                a.arg
+                for a in (
+                    *arguments.posonlyargs,
+                    *arguments.args,
+                    *arguments.kwonlyargs,
+                    arguments.vararg,
+                    arguments.kwarg,
+                )
+                if a is not None
+            }
+            if not isinstance(scope, ast.Lambda):
+                statements = list(_scope_statements(scope.body))
+                ray_imports = {id(s) for s in self.ray_imports}
+                names.update(
+                    n for s in statements if id(s) not in ray_imports for n in _bound_names(s)
+                )
+                names.difference_update(
+                    n
+                    for s in statements
+                    if isinstance(s, (ast.Global, ast.Nonlocal))
+                    for n in s.names
+                )
+            self._scope_locals[id(scope)] = names
+        return self._scope_locals[id(scope)]
 
     def _chain_target(self, parts: list[str]) -> tuple[_Target, int]:
         """The target of a chain of names, and how many of its parts it covers."""
@@ -709,6 +958,8 @@ class _Porter:
                 parts[0],
             )
             return
+        if isinstance(target, _Name) and target.note:
+            self._note(line, target.note)
         new = self._expression(parts[0], target)
         if new is None:
             return
@@ -765,59 +1016,102 @@ class _Porter:
             self.kept_ray_uses[root] = self.kept_ray_uses.get(root, 0) + 1
 
     def _old_report(self, call: ast.Call) -> None:
-        """Ray 1's ``tune.report(loss=1.0)``: metrics as keywords become a dict."""
-        parts = _dotted(call.func)
-        if parts is None or parts[0] not in self.bindings or call.args or not call.keywords:
+        """Ray 1's ``tune.report(loss=1.0)``: metrics as keywords become a dict.
+
+        ``metrics=`` and ``checkpoint=`` are report's own parameters (Ray 2's
+        ``train.report(metrics={...}, checkpoint=...)``), in dasktune too: they stay.
+        """
+        parts = self._ray_chain(call.func)
+        if parts is None or call.args or not call.keywords:
             return
         target, covered = self._chain_target(parts)
         if not (
             isinstance(target, _Name) and target.expression == "report" and covered == len(parts)
         ):
             return
-        if any(k.arg is None or k.arg == "checkpoint" for k in call.keywords):
-            return
+        keywords = call.keywords
+        metrics = [k for k in keywords if k.arg != "checkpoint"]
+        if not metrics or any(k.arg in (None, "metrics") for k in metrics):
+            return  # report(metrics=..., checkpoint=...) is dasktune's own; ** is unknown
         if any(
             isinstance(n, ast.Name) and n.id in self.bindings
-            for k in call.keywords
+            for k in metrics
             for n in ast.walk(k.value)
         ):
             return  # Ray names inside: their own rewrites would overlap this one
-        start = self.text.span(call.keywords[0])[0]
-        end = self.text.span(call.keywords[-1])[1]
-        items = ", ".join(f"{k.arg!r}: {self.text.segment(k.value)}" for k in call.keywords)
-        self.text.replace(start, end, "{" + items + "}")
+        items = ", ".join(f"{k.arg!r}: {self.text.segment(k.value)}" for k in metrics)
+        # The dict goes first, a positional argument; the metrics' keywords go, each with
+        # the comma before it; checkpoint= stays where it is, its value rewritten as usual.
+        first = keywords[0]
+        if first is metrics[0]:
+            self.text.replace(*self.text.span(first), "{" + items + "}")
+        else:
+            start = self.text.span(first)[0]
+            self.text.replace(start, start, "{" + items + "}, ")
+        for previous, keyword in zip(keywords, keywords[1:], strict=False):
+            if keyword in metrics:
+                self.text.replace(self.text.span(previous)[1], self.text.span(keyword)[1], "")
         self._note(
             call.lineno,
             "report(name=value) became report({'name': value}), as dasktune's report takes a dict",
         )
 
-    # -- ray.init and ray.shutdown ---------------------------------------------
-    def _special_statement(self, statement: ast.Expr, consumed: set[int]) -> None:
-        call = statement.value
-        assert isinstance(call, ast.Call)
-        parts = _dotted(call.func)
-        if parts is None or parts[0] not in self.bindings:
+    # -- ray.init, ray.shutdown, ray.is_initialized -----------------------------------
+    def _runtime_call(self, call: ast.Call, consumed: set[int]) -> None:
+        """A call of Ray's runtime that dasktune does without: as a statement it goes (or
+        becomes a distributed.Client); as an expression it becomes a value that works."""
+        parts = self._ray_chain(call.func)
+        if parts is None:
             return
         path = ".".join([self.bindings[parts[0]].ray_path, *parts[1:]])
-        if path not in ("ray.init", "ray.shutdown"):
+        if path not in {f"ray.{name}" for name in _RUNTIME_CALLS}:
             return
-        for child in ast.walk(call.func):
+        for child in ast.walk(call):
             consumed.add(id(child))
-        if path == "ray.shutdown":
+            if isinstance(child, ast.Name) and child.id == parts[0]:
+                self.ported_uses.add(id(child))
+        statement = self._statement_of(call)
+        alone = isinstance(statement, ast.Expr) and statement.value is call
+        original = " ".join(self.text.segment(call).split())
+        if path == "ray.init":
+            self._ray_init(call, statement, original, alone)
+        elif alone and path == "ray.shutdown":
             self._remove(statement, [])
-            return
+        else:
+            value = "False" if path == "ray.is_initialized" else "None"
+            self.text.replace(*self.text.span(call), value)
+            self._own_cluster_note(call.lineno, original, value)
+
+    def _own_cluster_note(self, line: int, original: str, value: str) -> None:
+        self._note(
+            line,
+            f"{original} became {value}: dasktune starts its Dask cluster itself, in "
+            "Tuner.fit() and tune.run() (or uses your distributed.Client)",
+        )
+
+    def _statement_of(self, node: ast.expr) -> ast.stmt:
+        """The innermost statement that holds ``node``."""
+        if not self._statements:
+            # ast.walk goes breadth first: an inner statement comes after the outer one.
+            for statement in ast.walk(self.tree):
+                if isinstance(statement, ast.stmt):
+                    for child in ast.walk(statement):
+                        self._statements[id(child)] = statement
+        return self._statements[id(node)]
+
+    def _ray_init(self, call: ast.Call, statement: ast.stmt, original: str, alone: bool) -> None:
         address = (
             call.args[0]
             if call.args
             else next((k.value for k in call.keywords if k.arg == "address"), None)
         )
-        dropped = [k.arg for k in call.keywords if k.arg not in ("address", None)]
+        if isinstance(address, ast.Constant) and address.value is None:
+            address = None
         resources = [
-            k
-            for k in dropped
-            if k in ("num_cpus", "num_gpus", "resources", "memory", "object_store_memory")
+            k.arg
+            for k in call.keywords
+            if k.arg in ("num_cpus", "num_gpus", "resources", "memory", "object_store_memory")
         ]
-        original = " ".join(self.text.segment(call).split())
         comments = []
         if resources:
             comments.extend(
@@ -832,21 +1126,6 @@ class _Porter:
                 f"{original}: its {', '.join(resources)} are the Dask "
                 "cluster's to set, not the script's (see the comment left there)",
             )
-        if address is None or (isinstance(address, ast.Constant) and address.value is None):
-            if not resources:
-                self._note(
-                    statement.lineno,
-                    f"{original} removed: dasktune starts a "
-                    "local Dask cluster, or uses your distributed.Client",
-                )
-            self._remove(statement, comments)
-            return
-        self._connect(statement, address, original, comments)
-
-    def _connect(
-        self, statement: ast.Expr, address: ast.expr, original: str, comments: list[str]
-    ) -> None:
-        """``ray.init(address=...)``: connect a distributed.Client instead."""
         value = address.value if isinstance(address, ast.Constant) else None
         if isinstance(value, str) and (value in ("auto", "local") or value.startswith("ray://")):
             comments.extend(
@@ -860,9 +1139,32 @@ class _Porter:
                 f"{original}: a Ray cluster's address; pass "
                 "your Dask scheduler's address to distributed.Client",
             )
-            self._remove(statement, comments)
-            return
-        self.new_imports.setdefault("import distributed")
+            address = None
+        elif address is None and not resources and alone:
+            self._note(
+                statement.lineno,
+                f"{original} removed: dasktune starts a "
+                "local Dask cluster, or uses your distributed.Client",
+            )
+        if address is not None:
+            self.new_imports.setdefault("import distributed")
+            self._note(
+                statement.lineno,
+                f"{original} became distributed.Client(...): give "
+                "it your Dask scheduler's address (tcp://host:8786), not Ray's",
+            )
+        if alone:
+            if address is None:
+                self._remove(statement, comments)
+            else:
+                self._connect(statement, address, original, comments)
+        else:
+            self._init_value(call, statement, address, original, comments)
+
+    def _connect(
+        self, statement: ast.stmt, address: ast.expr, original: str, comments: list[str]
+    ) -> None:
+        """The statement ``ray.init(address=...)``: connect a distributed.Client instead."""
         name = "dask_client"
         while name in self.used_names:
             name = f"_{name}"
@@ -875,13 +1177,63 @@ class _Porter:
                 f"if {expr}:  {COMMENT} was {original}",
                 f"    {name} = distributed.Client({expr})",
             ]
-        self._note(
-            statement.lineno,
-            f"{original} became distributed.Client(...): give "
-            "it your Dask scheduler's address (tcp://host:8786), not Ray's",
-        )
         start, end = self.text.span(statement)
         self.text.replace(start, end, f"\n{indent}".join([*comments, *lines]))
+
+    def _init_value(
+        self,
+        call: ast.Call,
+        statement: ast.stmt,
+        address: ast.expr | None,
+        original: str,
+        comments: list[str],
+    ) -> None:
+        """``context = ray.init(...)``: the call becomes None, or a distributed.Client where
+        it had an address (None there meant a local cluster, which dasktune starts)."""
+        whole_value = isinstance(statement, (ast.Assign, ast.AnnAssign)) and (
+            statement.value is call
+        )
+        if address is None:
+            value = "None"
+        elif isinstance(address, ast.Constant):
+            value = f"distributed.Client({self.text.segment(address)})"
+        else:
+            expr = self.text.segment(address)
+            value = f"distributed.Client({expr}) if {expr} else None"
+            value = value if whole_value else f"({value})"
+        self.text.replace(*self.text.span(call), value)
+        line_start = self.text.offset(statement.lineno, 0)
+        indent = self.text.indent(statement)
+        self.text.replace(line_start, line_start, "".join(f"{indent}{c}\n" for c in comments))
+        end = self.text.span(statement)[1]
+        if whole_value and not self.text.source[end:].split("\n", 1)[0].strip():
+            self.text.replace(end, end, f"  {COMMENT} was {original}")
+        if address is None:
+            self._own_cluster_note(call.lineno, original, value)
+        if isinstance(statement, ast.Assign) and whole_value:
+            self._context_uses(statement.targets, statement, original, value)
+        elif isinstance(statement, ast.AnnAssign) and whole_value:
+            self._context_uses([statement.target], statement, original, value)
+
+    def _context_uses(
+        self, targets: list[ast.expr], statement: ast.stmt, original: str, value: str
+    ) -> None:
+        """Report the uses of what ray.init() returned (Ray's context), which is gone."""
+        names = {name for target in targets for name in _target_names(target)}
+        for use in ast.walk(self.tree):
+            if (
+                isinstance(use, (ast.Attribute, ast.Subscript))
+                and isinstance(use.value, ast.Name)
+                and use.value.id in names
+                and _position(use) > _position(statement)
+            ):
+                self._problem(
+                    use.lineno,
+                    " ".join(self.text.segment(use).split()),
+                    f"{use.value.id} held what {original} returns, Ray's context; after the "
+                    f"port it is {value}, which has no such field (a distributed.Client's "
+                    "dashboard_link gives the Dask dashboard's address).",
+                )
 
     def _remove(self, statement: ast.stmt, comments: list[str]) -> None:
         """Remove a statement; leave ``comments`` in its place, ``pass`` if the block empties."""
@@ -912,35 +1264,92 @@ class _Porter:
                         self.text.replace(start[0], start[0], f"{self.text.indent(first)}pass\n")
 
     def _offline_datasets(self) -> None:
-        """``from torchvision import datasets`` -> ``from dasktune import datasets``.
+        """torchvision's MNIST -> dasktune's (``from dasktune import datasets``).
 
-        Only where the script uses nothing of it but MNIST, which dasktune's module
-        offers as torchvision's own, with an offline fallback.
+        Where the script uses nothing of ``torchvision.datasets`` but MNIST, which
+        dasktune's module offers as torchvision's own, with an offline fallback; the other
+        names of the import (``transforms``) stay torchvision's.
         """
-        for node in self.tree.body:
-            if not (
-                isinstance(node, ast.ImportFrom)
-                and node.module == "torchvision"
-                and [a.name for a in node.names] == ["datasets"]
-            ):
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = {"torchvision": "datasets", "torchvision.datasets": "MNIST"}
+                wanted = modules.get(node.module or "", "")
+            elif isinstance(node, ast.Import):  # import torchvision.datasets as datasets
+                wanted = "torchvision.datasets"
+            else:
                 continue
-            name = node.names[0].asname or "datasets"
-            uses = [
-                n
-                for n in ast.walk(self.tree)
-                if isinstance(n, ast.Attribute)
-                and isinstance(n.value, ast.Name)
-                and n.value.id == name
-            ]
-            bare = sum(1 for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id == name)
-            if uses and bare == len(uses) and all(u.attr == "MNIST" for u in uses):
-                self._rename_module(node, "dasktune")
-                self._note(
-                    node.lineno,
-                    "torchvision's datasets became dasktune.datasets: its "
-                    "MNIST is torchvision's, with a fallback to a real 5,000-image "
-                    "subset (said loudly) where MNIST cannot be downloaded",
+            alias = next(
+                (a for a in node.names if a.name == wanted and (a.asname or "." not in a.name)),
+                None,
+            )
+            if alias is None or not self._mnist_only(alias.asname or alias.name, wanted):
+                continue
+            target, name = (
+                ("dasktune.datasets", "MNIST") if wanted == "MNIST" else ("dasktune", "datasets")
+            )
+            new = f"from {target} import {name}"
+            new += f" as {alias.asname}" if alias.asname not in (None, name) else ""
+            others = ", ".join(self.text.segment(a) for a in node.names if a is not alias)
+            if isinstance(node, ast.ImportFrom) and not others:
+                self._rename_module(node, target)  # keeps the statement's own layout
+            elif not others:
+                self._put(node, [new])
+            else:
+                kind = (
+                    f"from {node.module} import" if isinstance(node, ast.ImportFrom) else "import"
                 )
+                self._put(node, [new, f"{kind} {others}"])
+            self._note(
+                node.lineno,
+                "torchvision's MNIST became dasktune.datasets.MNIST: torchvision's own, with "
+                "a fallback to a real 5,000-image subset (said loudly) where MNIST cannot be "
+                "downloaded",
+            )
+
+    def _mnist_only(self, name: str, imported: str) -> bool:
+        """Whether the script uses ``name`` for MNIST alone: ``name.MNIST`` where it is
+        torchvision's datasets module, calls ``name(...)`` where ``imported`` is MNIST."""
+        names = [n for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id == name]
+        if imported == "MNIST":
+            calls = {id(n.func) for n in ast.walk(self.tree) if isinstance(n, ast.Call)}
+            return bool(names) and all(id(n) in calls for n in names)
+        uses = [
+            n
+            for n in ast.walk(self.tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == name
+        ]
+        return bool(uses) and len(names) == len(uses) and all(u.attr == "MNIST" for u in uses)
+
+    def _environment_notes(self) -> None:
+        """``os.environ["RAY_..."] = ...``: Ray's settings stay; a note says which dasktune
+        reads."""
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Assign):
+                keys = [
+                    target.slice
+                    for target in node.targets
+                    if isinstance(target, ast.Subscript)
+                    and _dotted(target.value) in (["os", "environ"], ["environ"])
+                ]
+            elif isinstance(node, ast.Call) and _dotted(node.func) in (
+                ["os", "environ", "setdefault"],
+                ["os", "putenv"],
+            ):
+                keys = node.args[:1]
+            else:
+                continue
+            for key in keys:
+                if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                    continue
+                variable = key.value
+                if variable in _HONOURED_VARIABLES:
+                    self._note(node.lineno, f"{variable}: {_HONOURED_VARIABLES[variable]}")
+                elif variable.startswith(("RAY_", "TUNE_")):
+                    self._note(
+                        node.lineno,
+                        f"{variable} is a setting of Ray's that dasktune does not read: "
+                        "setting it does nothing here",
+                    )
 
     # -- imports ----------------------------------------------------------------
     def _rewrite_imports(self) -> None:
@@ -987,6 +1396,9 @@ class _Porter:
             if not (alias.name == "ray" or alias.name.startswith("ray.")):
                 kept.append(self.text.segment(alias))
                 continue
+            if id(alias) in self.dead:
+                changed = True
+                continue
             if self.kept_ray_uses.get(name):
                 kept.append(self.text.segment(alias))  # still needed by what was not ported
                 continue
@@ -996,7 +1408,9 @@ class _Porter:
                 lines.append(f"import {module.target} as {alias.asname}")
             elif alias.asname and module is None:
                 target, _ = _resolve(alias.name)
-                if isinstance(target, _Unportable):
+                if isinstance(target, _Unportable) and not self._unused(
+                    statement, f"import {self.text.segment(alias)}", name
+                ):
                     self._problem(statement.lineno, alias.name, target.reason, name)
                     kept.append(self.text.segment(alias))
         if not changed:
@@ -1011,6 +1425,8 @@ class _Porter:
         extra: list[str] = []
         kept: list[str] = []
         for alias in statement.names:
+            if id(alias) in self.dead:
+                continue
             bound = alias.asname or alias.name
             path = f"{statement.module}.{alias.name}"
             target, _ = _resolve(path)
@@ -1034,7 +1450,16 @@ class _Porter:
                 elif self.kept_ray_uses.get(bound):
                     kept.append(spelled)
                 continue  # a namespace: its uses were rewritten
+            failing = isinstance(target, _Unportable) or (
+                isinstance(target, _Name) and "(" in target.expression
+            )
+            if failing and self._unused(
+                statement, f"from {statement.module} import {spelled}", bound
+            ):
+                continue
             if isinstance(target, _Name):
+                if target.note:
+                    self._note(statement.lineno, target.note)
                 if "(" in target.expression:
                     self._problem(
                         statement.lineno,
@@ -1071,6 +1496,23 @@ class _Porter:
         if kept:
             lines.append(f"from {statement.module} import {', '.join(kept)}")
         return extra + lines
+
+    def _unused(self, statement: ast.stmt, imported: str, name: str) -> bool:
+        """Whether the script has no use of ``name`` left (unported); if so, a note says
+        that ``imported`` is dropped, which the caller does."""
+        uses = [n for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id == name]
+        if any(id(n) not in self.ported_uses for n in uses):
+            return False
+        self._note(
+            statement.lineno,
+            f"{imported} dropped: "
+            + (
+                f"each use of {name} was ported"
+                if uses
+                else f"it cannot be ported, and the script never uses {name}"
+            ),
+        )
+        return True
 
     def _rename_module(self, statement: ast.ImportFrom, module: str) -> None:
         start = self.text.offset(statement.lineno, statement.col_offset)

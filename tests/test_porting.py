@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib
+import pathlib
 import textwrap
 
 import pytest
@@ -262,6 +263,18 @@ def test_ray_s_cloudpickle_becomes_cloudpickle(source, expected):
     exec(compile(result.ported, "ported", "exec"), {})  # it imports and runs
 
 
+def test_ray_1_checkpoint_dir_is_ported_as_it_is():
+    result = port("""
+        from ray import tune
+        def train(config, checkpoint_dir=None):
+            with tune.checkpoint_dir(step=1) as d:
+                pass
+    """)
+    assert not result.problems, result.problems
+    assert "import dasktune as tune\n" in result.ported
+    assert "with tune.checkpoint_dir(step=1) as d:" in result.ported
+
+
 def test_ray_1_module_paths_port_to_the_search_modules():
     """Ray 1.x scripts (still most of those on the web) import searchers from
     ray.tune.suggest, domains from ray.tune.sample and Trial from ray.tune.trial."""
@@ -335,35 +348,47 @@ def test_multi_name_imports_are_split_where_they_must_be():
             "placement groups",
         ),
         (
-            "from ray.train.torch import TorchTrainer\n",
+            "from ray.train.torch import TorchTrainer\ntrainer = TorchTrainer(f)\n",
             "ray.train.torch.TorchTrainer",
             "Ray Train's distributed trainers",
         ),
-        ("from ray.train import ScalingConfig\n", "ray.train.ScalingConfig", "Ray Train"),
         (
-            "from ray.tune.search.bayesopt import BayesOptSearch\n",
+            "from ray.train import ScalingConfig\nscaling = ScalingConfig(num_workers=2)\n",
+            "ray.train.ScalingConfig",
+            "Ray Train",
+        ),
+        (
+            "from ray.tune.search.bayesopt import BayesOptSearch\nsearch = BayesOptSearch()\n",
             "ray.tune.search.bayesopt.BayesOptSearch",
             "HyperOptSearch and OptunaSearch",
         ),
         (
-            "from ray.tune.schedulers.hb_bohb import HyperBandForBOHB\n",
+            "from ray.tune.schedulers.hb_bohb import HyperBandForBOHB\nHyperBandForBOHB()\n",
             "ray.tune.schedulers.hb_bohb.HyperBandForBOHB",
             "BOHB is not in dasktune",
         ),
         (
-            "from ray.tune.integration.keras import TuneReportCallback\n",
+            "from ray.tune.integration.keras import TuneReportCallback\n"
+            "callbacks = [TuneReportCallback()]\n",
             "ray.tune.integration.keras.TuneReportCallback",
             "callback of your own",
         ),
         (
-            "from ray.tune import ResumeConfig\n",
+            "from ray.tune import ResumeConfig\nresume = ResumeConfig()\n",
             "ray.tune.ResumeConfig",
             "Tuner.restore(path, trainable",
         ),
+        ("import ray\nprint(ray.cluster_resources())\n", "ray.cluster_resources", "Ray runtime"),
         (
-            "import ray\nif not ray.is_initialized():\n    ray.init()\n",
-            "ray.is_initialized",
-            "Ray runtime",
+            "import ray, atexit\natexit.register(ray.shutdown)\n",
+            "ray.shutdown",
+            "ray.shutdown is ported only where it is called (ray.shutdown() is removed)",
+        ),
+        (
+            "import ray\nstart = ray.init\n",
+            "ray.init",
+            "ported only where it is called (ray.init(...) is removed, or becomes "
+            "distributed.Client(address))",
         ),
     ],
 )
@@ -483,6 +508,7 @@ def test_ray_s_mock_trainable_and_save_restore_check_come_from_dasktune_utils():
 def test_other_ray_tune_utils_names_are_listed_with_the_way_out():
     result = port("""
         from ray.tune.utils import flatten_dict
+        flat = flatten_dict({"a": {"b": 1}})
     """)
     assert constructs(result) == ["ray.tune.utils.flatten_dict"]
     assert "mock_trainable" in result.problems[0].reason
@@ -518,29 +544,69 @@ def test_invalid_python_raises_syntax_error():
         port_source("from ray import tune\nif x\n")
 
 
-def test_torchvision_mnist_gets_the_offline_fallback_and_nothing_else_does():
-    result = port("""
-        from ray import tune
-        from torchvision import datasets, transforms
-
-        data = datasets.MNIST("~/data", train=True, download=True)
-    """)
-    assert "from torchvision import datasets, transforms" in result.ported, "two names: kept"
-    result = port("""
-        from ray import tune
-        from torchvision import datasets
-
-        data = datasets.MNIST("~/data", train=True, download=True)
-    """)
-    assert "from dasktune import datasets\n" in result.ported
+@pytest.mark.parametrize(
+    "imports, expected",
+    [
+        ("from torchvision import datasets\n", ["from dasktune import datasets"]),
+        (  # Ray's own MNIST example
+            "from torchvision import datasets, transforms\n",
+            ["from dasktune import datasets", "from torchvision import transforms"],
+        ),
+        (
+            "from torchvision import transforms, datasets as dsets, models\n",
+            [
+                "from dasktune import datasets as dsets",
+                "from torchvision import transforms, models",
+            ],
+        ),
+        (
+            "from torchvision import (\n    datasets,  # the data\n    transforms,\n)\n",
+            ["from dasktune import datasets", "from torchvision import transforms"],
+        ),
+        ("import torchvision.datasets as datasets\n", ["from dasktune import datasets"]),
+        (
+            "import torchvision.datasets as dsets, torchvision.transforms as transforms\n",
+            [
+                "from dasktune import datasets as dsets",
+                "import torchvision.transforms as transforms",
+            ],
+        ),
+        ("from torchvision.datasets import MNIST\n", ["from dasktune.datasets import MNIST"]),
+    ],
+)
+def test_torchvision_mnist_imports_get_the_offline_fallback(imports, expected):
+    pytest.importorskip("torchvision")
+    name = "MNIST" if "import MNIST" in imports else "dsets" if "dsets" in imports else "datasets"
+    use = "MNIST" if name == "MNIST" else f"{name}.MNIST"
+    script = (
+        f"from ray import tune\n{imports}\n"
+        f'def load():\n    return {use}("~/data", train=True, download=True)\n'
+    )
+    result = port_source(script)
+    lines = result.ported.splitlines()
+    assert lines[1 : 1 + len(expected)] == expected
+    assert not any("torchvision" in line and "datasets" in line for line in lines)
+    assert result.problems == []
     assert any("fallback" in note for _, note in result.notes)
-    result = port("""
-        from ray import tune
-        from torchvision import datasets
+    namespace: dict = {}
+    exec(compile(result.ported, "ported", "exec"), namespace)  # the imports work
+    mnist = namespace[name] if name == "MNIST" else namespace[name].MNIST
+    assert mnist.__module__ == "dasktune.datasets"
 
-        data = datasets.CIFAR10("~/data", download=True)
-    """)
-    assert "from torchvision import datasets\n" in result.ported
+
+@pytest.mark.parametrize(
+    "imports, use",
+    [
+        ("from torchvision import datasets\n", 'datasets.CIFAR10("~/data", download=True)'),
+        ("from torchvision import datasets, transforms\n", "datasets.CIFAR10"),
+        ("from torchvision import datasets\n", "datasets"),  # passed on: anything may be used
+        ("from torchvision.datasets import MNIST\n", "issubclass(MNIST, object)"),
+    ],
+)
+def test_torchvision_datasets_used_beyond_mnist_stay_torchvision_s(imports, use):
+    result = port_source(f"from ray import tune\n{imports}data = {use}\n")
+    assert imports in result.ported
+    assert not any("fallback" in note for _, note in result.notes)
 
 
 def test_imports_the_rewritten_code_needs_go_before_the_first_ray_import():
@@ -574,3 +640,451 @@ def test_modules_used_as_objects():
     """)
     assert constructs(result) == ["train"]
     assert "dasktune has no module of that name" in result.problems[0].reason
+
+
+# -- a Ray name the script binds itself ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rebinding",
+    [
+        "def train(config):\n    tune.report({'loss': config['x']})\n",
+        "async def train(config):\n    pass\n",
+        "class train(tune.Trainable):\n    def step(self):\n        return {'loss': 1}\n",
+        "train = lambda config: tune.report({'loss': config['x']})\n",
+        "train: object = lambda config: None\n",
+        "from os.path import join as train\n",
+        "if True:\n    def train(config):\n        pass\n",
+        "for train in [print]:\n    pass\n",
+    ],
+)
+def test_a_ray_name_the_script_binds_itself_is_dropped_from_the_import(rebinding):
+    source = (
+        "from ray import train, tune\n\n"
+        f"{rebinding}\n"
+        "def trainable(config):\n"
+        "    return train\n\n"
+        "tuner = tune.Tuner(trainable, param_space={'x': 1})\n"
+    )
+    result = port_source(source)
+    assert result.problems == []
+    assert result.ported.startswith("import dasktune as tune\n\n")
+    assert "ray" not in result.ported
+    line = 4 if rebinding.startswith("if") else 3
+    assert [n for _, n in result.notes] == [
+        f"from ray import train dropped: the script binds train itself (line {line}), "
+        "and its uses are of that train, as under Ray"
+    ]
+    namespace: dict = {}
+    exec(compile(result.ported, "ported", "exec"), namespace)
+    assert namespace["tune"].__name__ == "dasktune"
+    assert namespace["trainable"]({}) is namespace["train"]
+    assert type(namespace["tuner"]).__name__ == "Tuner"
+
+
+def test_a_rebound_ray_name_used_in_functions_is_the_script_s_as_under_ray():
+    source = """
+        from ray import train, tune
+
+        def objective(config):
+            return train  # called after the module ran: the script's train, under Ray too
+
+        def train(config):
+            tune.report({"loss": 1.0})
+    """
+    result = port(source)
+    assert result.problems == []
+    assert changed_lines(result) == (["from ray import train, tune"], ["import dasktune as tune"])
+    namespace: dict = {}
+    exec(compile(result.ported, "ported", "exec"), namespace)
+    assert namespace["objective"]({}) is namespace["train"]
+
+
+def test_a_ray_name_used_before_the_script_rebinds_it_is_reported():
+    result = port("""
+        from ray import train
+
+        run_config = train.RunConfig(name="exp")
+
+        def train(config):
+            pass
+    """)
+    assert constructs(result) == ["train"] and result.problems[0].line == 3
+    assert result.problems[0].reason == (
+        "the script uses train of from ray import train here, then binds train itself "
+        "(line 5): rename its own train, so that each use says which it means."
+    )
+
+
+def test_a_fallback_for_a_missing_ray_or_a_local_name_is_no_rebinding():
+    source = """
+        try:
+            from ray import train
+        except ImportError:
+            train = None
+
+        def helper():
+            train = 1  # a local name
+            return train
+
+        def load_data(train=True):  # as in the MNIST examples
+            return (lambda train: train)(train)
+
+        def objective(config):
+            train.report({"loss": 1.0})
+    """
+    result = port(source)
+    assert result.problems == [] and result.notes == []
+    assert result.ported.startswith("import dasktune as tune\ntry:\n    pass\n")
+    assert '    tune.report({"loss": 1.0})\n' in result.ported
+    assert "train = 1" in result.ported and "(lambda train: train)(train)" in result.ported
+    namespace: dict = {}
+    exec(compile(result.ported, "ported", "exec"), namespace)
+    assert namespace["helper"]() == 1 and namespace["load_data"](False) is False
+
+
+# -- ray.init, ray.shutdown and ray.is_initialized as values ---------------------------------
+
+
+def test_ray_init_as_a_value_and_is_initialized_port_to_values_that_run():
+    source = """
+        import argparse
+        import ray
+        from ray import tune
+
+        args = argparse.Namespace(address=None)
+        cluster_info = ray.init()
+        context = ray.init(num_cpus=4)
+        on_ray: object = ray.init(address="auto")
+        client = ray.init(address=args.address)
+        print("Ray started:", ray.init(ignore_reinit_error=True))
+        if ray.is_initialized():
+            ray.shutdown()
+        if not ray.is_initialized(): ray.init()
+        started = ray.is_initialized()
+        if __name__ == "__main__":
+            if not ray.is_initialized():
+                ray.init(num_cpus=2)
+            else:
+                ray.shutdown()
+    """
+    result = port(source)
+    assert result.problems == []
+    tree = ast.parse(result.ported)
+    assert not [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "ray"]
+    assert "import ray" not in result.ported
+    lines = result.ported.splitlines()
+    assert "cluster_info = None  # dasktune port: was ray.init()" in lines
+    at = lines.index("context = None  # dasktune port: was ray.init(num_cpus=4)")
+    assert lines[at - 3].startswith(
+        "# dasktune port: ray.init(num_cpus=4) removed: dasktune starts one"
+    )
+    assert 'on_ray: object = None  # dasktune port: was ray.init(address="auto")' in lines
+    assert "distributed.Client('tcp://<scheduler>:8786')." in result.ported
+    assert (
+        "client = distributed.Client(args.address) if args.address else None  "
+        "# dasktune port: was ray.init(address=args.address)"
+    ) in lines
+    assert 'print("Ray started:", None)' in lines
+    assert "if False:\n    pass\nif not False: pass\nstarted = False\n" in result.ported
+    assert "        pass\n        # dasktune port: ray.init(num_cpus=2) removed" in result.ported
+    assert "    else:\n        pass\n" in result.ported
+    assert (
+        "ray.is_initialized() became False: dasktune starts its Dask cluster itself, in "
+        "Tuner.fit() and tune.run() (or uses your distributed.Client)"
+    ) in [n for _, n in result.notes]
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(result.ported, "ported", "exec"), namespace)  # starts no cluster
+    assert [namespace[k] for k in ("cluster_info", "context", "on_ray", "client", "started")] == [
+        None,
+        None,
+        None,
+        None,
+        False,
+    ]
+
+
+def test_ray_init_with_an_address_as_a_value_connects_a_client():
+    result = port("""
+        import ray
+        client = ray.init("tcp://10.0.0.1:8786")
+        print(ray.init(address=address))
+    """)
+    assert result.ported == (
+        "import distributed\n"
+        'client = distributed.Client("tcp://10.0.0.1:8786")  '
+        '# dasktune port: was ray.init("tcp://10.0.0.1:8786")\n'
+        "print((distributed.Client(address) if address else None))\n"
+    )
+    assert result.problems == []
+
+
+def test_uses_of_ray_s_context_from_ray_init_are_reported():
+    result = port("""
+        import ray
+        context = ray.init(num_cpus=2)
+        print(context.dashboard_url, context["node_id"])
+    """)
+    assert constructs(result) == ["context.dashboard_url", 'context["node_id"]']
+    assert all(p.line == 3 for p in result.problems)
+    assert result.problems[0].reason.startswith(
+        "context held what ray.init(num_cpus=2) returns, Ray's context; after the port it is "
+        "None, which has no such field"
+    )
+    assert "import ray" not in result.ported
+
+
+# -- imports that would fail, of names the script never uses ---------------------------------
+
+
+def test_unused_imports_of_what_cannot_be_ported_are_dropped():
+    source = """
+        import ray
+        import ray.tune.integration.keras as tk
+        from ray import tune
+        from ray.tune.integration.pytorch_lightning import TuneReportCallback
+        from ray.tune.logger import DEFAULT_LOGGERS, CSVLoggerCallback
+        from ray.air.session import get_trial_id
+        from ray.train.torch import TorchTrainer
+
+        print("Ray", ray.__version__)
+        callbacks = [CSVLoggerCallback()]
+    """
+    result = port(source)
+    assert result.problems == []
+    assert result.ported.splitlines()[:3] == [
+        "import dasktune as tune",
+        "from dasktune.logger import CSVLoggerCallback",
+        "",
+    ]
+    assert 'print("Ray", tune.__version__)' in result.ported
+    notes = [n for _, n in result.notes]
+    for imported, name in [
+        ("import ray.tune.integration.keras as tk", "tk"),
+        (
+            "from ray.tune.integration.pytorch_lightning import TuneReportCallback",
+            "TuneReportCallback",
+        ),
+        ("from ray.tune.logger import DEFAULT_LOGGERS", "DEFAULT_LOGGERS"),
+        ("from ray.air.session import get_trial_id", "get_trial_id"),
+        ("from ray.train.torch import TorchTrainer", "TorchTrainer"),
+    ]:
+        assert f"{imported} dropped: it cannot be ported, and the script never uses {name}" in notes
+    assert "ray.__version__ became dasktune's version (dasktune.__version__), not Ray's" in notes
+    namespace: dict = {}
+    exec(compile(result.ported, "ported", "exec"), namespace)
+    assert type(namespace["callbacks"][0]).__name__ == "CSVLoggerCallback"
+
+
+def test_imports_whose_every_use_was_ported_are_dropped():
+    result = port("""
+        from ray import __version__, init, is_initialized, shutdown
+        if not is_initialized():
+            init()
+        shutdown()
+        version = __version__
+    """)
+    assert result.ported == (
+        "from dasktune import __version__\nif not False:\n    pass\nversion = __version__\n"
+    )
+    assert result.problems == []
+    assert "from ray import init dropped: each use of init was ported" in [
+        n for _, n in result.notes
+    ]
+    namespace: dict = {}
+    exec(compile(result.ported, "ported", "exec"), namespace)
+    assert namespace["version"] == importlib.import_module("dasktune").__version__
+
+
+def test_a_used_import_of_what_cannot_be_ported_is_still_reported():
+    result = port("""
+        from ray.tune.integration.pytorch_lightning import TuneReportCallback
+        callbacks = [TuneReportCallback({"loss": "val_loss"})]
+    """)
+    assert constructs(result) == ["ray.tune.integration.pytorch_lightning.TuneReportCallback"]
+    assert "from ray.tune.integration.pytorch_lightning import" in result.ported
+
+
+# -- report's shapes -------------------------------------------------------------------------
+
+
+def reports_of(trainable, tmp_path) -> list[tuple[dict, str | None]]:
+    """Run a function trainable under a real dasktune session: what it reported."""
+    from dasktune._protocol import ResultReported
+    from dasktune.trainable.session import RunSpec, Session, TrialContext, set_session
+
+    context = TrialContext("t1", "trial_1", str(tmp_path / "trial_1"), "exp", str(tmp_path))
+    spec = RunSpec(
+        run_id=f"port-{tmp_path.name}", context=context, config={}, topic="t", decision_points=()
+    )
+    messages: list = []
+    set_session(Session(spec, messages.append))
+    try:
+        trainable({})
+    finally:
+        set_session(None)
+    return [(m.result, m.checkpoint) for m in messages if isinstance(m, ResultReported)]
+
+
+@pytest.mark.parametrize(
+    "imports, call, ported_call",
+    [
+        ("from ray import train", 'train.report({"loss": 0.5})', 'tune.report({"loss": 0.5})'),
+        (
+            "from ray import train",
+            'train.report(metrics={"loss": 0.5})',
+            'tune.report(metrics={"loss": 0.5})',
+        ),
+        (
+            "from ray import train",
+            'train.report(metrics={"loss": 0.5}, checkpoint=checkpoint)',
+            'tune.report(metrics={"loss": 0.5}, checkpoint=checkpoint)',
+        ),
+        (
+            "from ray.air import session",
+            'session.report(metrics={"loss": 0.5}, checkpoint=checkpoint)',
+            'tune.report(metrics={"loss": 0.5}, checkpoint=checkpoint)',
+        ),
+        (
+            "from ray import air",
+            'air.session.report(checkpoint=checkpoint, metrics={"loss": 0.5})',
+            'tune.report(checkpoint=checkpoint, metrics={"loss": 0.5})',
+        ),
+        ("from ray import tune", "tune.report(loss=0.5)", "tune.report({'loss': 0.5})"),
+        (
+            "from ray import tune",
+            "tune.report(loss=0.5, checkpoint=checkpoint)",
+            "tune.report({'loss': 0.5}, checkpoint=checkpoint)",
+        ),
+        (
+            "from ray import tune",
+            "tune.report(checkpoint=checkpoint, loss=0.5, acc=1)",
+            "tune.report({'loss': 0.5, 'acc': 1}, checkpoint=checkpoint)",
+        ),
+        (  # checkpoint='s value is rewritten too
+            "from ray import train, tune",
+            "tune.report(loss=0.5, checkpoint=train.Checkpoint.from_directory(path), acc=1)",
+            "tune.report({'loss': 0.5, 'acc': 1}, checkpoint=tune.Checkpoint.from_directory(path))",
+        ),
+    ],
+)
+def test_every_shape_of_report_reports_its_metrics_at_the_top(imports, call, ported_call, tmp_path):
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "state.txt").write_text("1")
+    source = (
+        f"{imports}\n"
+        "import dasktune\n\n"
+        "def trainable(config):\n"
+        f"    path = {str(saved)!r}\n"
+        "    checkpoint = dasktune.Checkpoint.from_directory(path)\n"
+        f"    {call}\n"
+    )
+    result = port_source(source)
+    assert result.problems == []
+    assert f"    {ported_call}\n" in result.ported
+    namespace: dict = {}
+    exec(compile(result.ported, "ported", "exec"), namespace)
+    [(metrics, checkpoint)] = reports_of(namespace["trainable"], tmp_path)
+    assert metrics["loss"] == 0.5 and "metrics" not in metrics
+    assert (checkpoint is not None) == ("checkpoint=" in call)
+    if checkpoint is not None:
+        assert (tmp_path / checkpoint / "state.txt").read_text() == "1"
+
+
+# -- what the port leaves alone ---------------------------------------------------------------
+
+
+def test_ray_s_environment_settings_stay_with_a_note():
+    source = """
+        import os
+        from os import environ
+        from ray import tune
+
+        os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+        environ["RAY_DEDUP_LOGS"] = "0"
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+    """
+    result = port(source)
+    assert result.problems == []
+    assert changed_lines(result) == (["from ray import tune"], ["import dasktune as tune"])
+    assert result.notes == [
+        (
+            5,
+            "RAY_CHDIR_TO_TRIAL_DIR: dasktune honours it as Ray does (so does "
+            "TuneConfig(chdir_to_trial_dir=False))",
+        ),
+        (
+            6,
+            "RAY_DEDUP_LOGS is a setting of Ray's that dasktune does not read: setting it does "
+            "nothing here",
+        ),
+        (
+            7,
+            "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS is a setting of Ray's that dasktune does not "
+            "read: setting it does nothing here",
+        ),
+    ]
+
+
+def test_the_ray_variables_the_port_says_dasktune_honours_are_those_it_reads():
+    """The notes of the port say which of Ray's variables dasktune reads: check it."""
+    from dasktune import porting
+
+    package = pathlib.Path(porting.__file__).parent
+    read = set()
+    for path in package.rglob("*.py"):
+        if path.name == "porting.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(
+                ("environ.get", "getenv")
+            ):
+                keys = node.args[:1]
+            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+                keys = [node.slice] if ast.unparse(node.value).endswith("environ") else []
+            else:
+                continue
+            read.update(
+                k.value
+                for k in keys
+                if isinstance(k, ast.Constant) and str(k.value).startswith(("RAY_", "TUNE_"))
+            )
+    assert read == set(porting._HONOURED_VARIABLES)
+
+
+def test_result_log_dir_is_left_alone():
+    """Ray 2.0-2.6's Result.log_dir: dasktune's Result has it too."""
+    source = """
+        from ray import tune
+
+        result = tune.Tuner(f).fit().get_best_result()
+        print(result.log_dir, result.path)
+        with open(result.log_dir / "params.json") as params:
+            pass
+    """
+    result = port(source)
+    assert result.problems == []
+    assert changed_lines(result) == (["from ray import tune"], ["import dasktune as tune"])
+    assert hasattr(importlib.import_module("dasktune").Result, "log_dir")
+
+
+def test_a_function_s_own_ray_import_and_the_module_s_are_both_ray_s():
+    text = ported("""
+        from ray import train
+
+        def main():
+            from ray import train
+            train.report({"a": 1})
+
+        def objective(config):
+            train.report({"b": 2})
+    """)
+    assert text == (
+        "import dasktune as tune\n\n"
+        "def main():\n"
+        '    tune.report({"a": 1})\n\n'
+        "def objective(config):\n"
+        '    tune.report({"b": 2})\n'
+    )
