@@ -35,6 +35,7 @@ from dasktune.stopper import Stopper
 from dasktune.trainable import (
     Checkpoint,
     Trainable,
+    checkpoint_dir,
     get_checkpoint,
     get_context,
     report,
@@ -65,6 +66,7 @@ __all__ = [
     "TuneError",
     "TuneReporterBase",
     "Tuner",
+    "checkpoint_dir",
     "choice",
     "get_checkpoint",
     "get_context",

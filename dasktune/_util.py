@@ -58,3 +58,14 @@ def flatten(result: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict
         else:
             out[name] = value
     return out
+
+
+def last_line(traceback_text: str, limit: int = 300) -> str:
+    """The last non-empty line of a traceback (``ValueError: bad lr``), shortened.
+
+    >>> last_line("Traceback (most recent call last):\\n  ...\\nValueError: bad lr\\n")
+    'ValueError: bad lr'
+    """
+    lines = [line.strip() for line in str(traceback_text).splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

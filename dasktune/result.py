@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dasktune._protocol import SHOULD_CHECKPOINT as SHOULD_CHECKPOINT  # Ray's result key
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_FIELDS
-from dasktune._util import flatten, is_auto_field
+from dasktune._util import flatten, is_auto_field, last_line
 from dasktune._validation import is_finite_number, is_number
 from dasktune.trainable.checkpoint import Checkpoint
 from dasktune.trial import Trial, TrialStatus
@@ -42,6 +43,11 @@ class Result:
     _load_rows: Callable[[], list[dict[str, Any]]] | None = field(default=None, repr=False)
     #: The last row, known without loading the others (with ``_load_rows``).
     _last_row: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def log_dir(self) -> Path:
+        """The trial's directory, as a path: Ray 2.0-2.6's name for :attr:`path`."""
+        return Path(self.path)
 
     @property
     def metrics_dataframe(self) -> pd.DataFrame:
@@ -206,9 +212,18 @@ class ResultGrid:
         known = sorted(
             {k for row in rows for k in row if not is_auto_field(k) and k != "training_iteration"}
         )
+        failed = [r for r in self._results if r.error is not None]
+        why = ""
+        if failed:
+            first = last_line(str(failed[0].error)) or type(failed[0].error).__name__
+            why = (
+                f" {len(failed)} of {len(self._results)} trials failed (the first: {first}); "
+                "their tracebacks are in result.error and each trial's error.txt."
+            )
         raise ValueError(
             f"get_best_result(metric={metric!r}): no trial reported {metric!r}. "
-            f"The trials reported: {', '.join(known) or 'nothing'}. Pass one of those as metric=."
+            f"The trials reported: {', '.join(known) or 'nothing'}. Pass one of those as "
+            f"metric=.{why}"
         )
 
     def get_pareto_front(

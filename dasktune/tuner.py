@@ -71,6 +71,18 @@ def _trial_exception(grid: ResultGrid) -> BaseException:
 _KEEP_PICKLE_BYTES = 1 << 20
 
 
+def chdir_to_trial_dir(setting: bool | None) -> bool | None:
+    """``TuneConfig(chdir_to_trial_dir)``, else Ray Tune's ``RAY_CHDIR_TO_TRIAL_DIR``
+    variable (``0``: trials keep the script's working directory, so relative paths to data
+    work), else None (dasktune's default: the trial's directory)."""
+    if setting is not None:
+        return setting
+    value = os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "").strip()
+    if value in ("0", "1"):
+        return value == "1"
+    return None
+
+
 class Tuner:
     """Runs a hyperparameter search: ``Tuner(train, param_space=..., tune_config=...).fit()``.
 
@@ -426,7 +438,7 @@ class Tuner:
             checkpoint_at_end=bool(ckpt.checkpoint_at_end),
             trial_name_creator=tc.trial_name_creator,
             trial_dirname_creator=tc.trial_dirname_creator,
-            chdir_to_trial_dir=tc.chdir_to_trial_dir,
+            chdir_to_trial_dir=chdir_to_trial_dir(tc.chdir_to_trial_dir),
             log_files=rc.log_file_names(),
         )
         capacity = Capacity(

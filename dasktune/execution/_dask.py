@@ -274,6 +274,7 @@ class DaskBackend:
         self.inbox: queue.SimpleQueue[dict[str, Any] | RunDone] = queue.SimpleQueue()
         self._futures: dict[str, Any] = {}
         self._to_release: list[Any] = []  # futures of ended runs, released once per turn
+        self._scattered: list[Any] = []  # the trainable and parameters, released at close
         self._subscribed = False
         self._pickled: tuple[Any, Any] | None = None  # (trainable, what tasks carry for it)
         self._workers: tuple[float, dict[str, dict[str, Any]]] | None = None  # (when, workers)
@@ -338,7 +339,9 @@ class DaskBackend:
 
     def scatter(self, value: Any) -> Any:
         """Put ``value`` on the cluster once; trials receive the worker-resident object."""
-        return self.client.scatter(value, hash=False)
+        future = self.client.scatter(value, hash=False)
+        self._scattered.append(future)
+        return future
 
     def ship(self, value: Any, pickled: bytes | None = None) -> Any:
         """What to pass to each trial for ``value``: itself if small, else a scattered reference.
@@ -535,9 +538,11 @@ class DaskBackend:
         for run_id in list(self._futures):
             self.cancel(run_id)
             self.release(run_id)
-        for future in self._to_release:
+        # Scattered data too: a warm cluster closing at exit with them still held made the
+        # scheduler log an ERROR that it "lost scattered data".
+        for future in [*self._to_release, *self._scattered]:
             _quietly(future.release)
-        self._to_release = []
+        self._to_release, self._scattered = [], []
         if self._subscribed:
             try:
                 self.client.unsubscribe_topic(self.topic)

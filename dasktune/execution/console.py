@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import math
 import numbers
+import os
 import sys
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from dasktune._util import AUTO_RESULT_FIELDS as _AUTO_KEYS
-from dasktune._util import flatten
+from dasktune._util import flatten, last_line
 from dasktune.trial import Trial, TrialStatus
 
 _ORDER = (
@@ -232,9 +233,16 @@ class ConsoleReporter:
             )
             self._print(f"  {trial.trial_name}: {shown}")
 
-    def error(self, trial: Trial, error_type: str) -> None:
-        if self.verbose >= 2:
-            self._print(f"  {trial.trial_name}: {error_type} (see {trial.local_path}/error.txt)")
+    def error(self, trial: Trial, error_type: str, message: str = "") -> None:
+        """A trial failed for good (no retry left): one line, whatever the pace of the
+        status lines, so that a failure is never only a count in the table."""
+        if self.verbose < 1:
+            return
+        said = last_line(message) or error_type
+        self._print(
+            f"dasktune: trial {trial.trial_name} failed: {said} "
+            f"(traceback: {os.path.join(trial.local_path, 'error.txt')})"
+        )
 
     def summary(self, trials: Sequence[Trial], controller: Any = None) -> None:
         if self.verbose < 1:

@@ -788,7 +788,7 @@ class ExperimentLoop:
                 self._retry.append(trial)
             else:
                 self._notify("on_trial_error", trial)
-            self.console.error(trial, error_type or "error")
+                self.console.error(trial, error_type or "error", message)
         else:
             self.controller.on_complete(trial)
             self._notify("on_trial_complete", trial)

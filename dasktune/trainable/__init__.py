@@ -1,7 +1,13 @@
 """What runs on a worker: the trial session, checkpoints and trainable wrappers."""
 
 from dasktune.trainable.checkpoint import Checkpoint
-from dasktune.trainable.session import TrialContext, get_checkpoint, get_context, report
+from dasktune.trainable.session import (
+    TrialContext,
+    checkpoint_dir,
+    get_checkpoint,
+    get_context,
+    report,
+)
 from dasktune.trainable.trainable import Trainable
 from dasktune.trainable.util import with_parameters, with_resources
 
@@ -9,6 +15,7 @@ __all__ = [
     "Checkpoint",
     "Trainable",
     "TrialContext",
+    "checkpoint_dir",
     "get_checkpoint",
     "get_context",
     "report",

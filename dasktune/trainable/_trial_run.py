@@ -130,6 +130,9 @@ def _run(
         if isinstance(trainable, type) and issubclass(trainable, Trainable):
             _run_class(trainable, spec.config, params, checkpoint_config, session)
         else:
+            if "checkpoint_dir" not in params and _takes_checkpoint_dir(trainable):
+                # Ray 1.x's function API: the checkpoint to resume from, as a directory.
+                params = {**params, "checkpoint_dir": spec.checkpoint_path}
             value = trainable(spec.config, **params)
             if inspect.isgenerator(value):
                 raise TypeError(
@@ -155,6 +158,14 @@ def _run(
     return RunOutcome(
         spec.run_id, status, session.num_reports, session.iteration, error, error_type, exception
     )
+
+
+def _takes_checkpoint_dir(fn: Any) -> bool:
+    """Whether ``fn`` has a parameter ``checkpoint_dir`` (Ray 1.x's function trainables)."""
+    try:
+        return "checkpoint_dir" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin, a C extension)
+        return False
 
 
 def _pickled(exc: BaseException) -> bytes | None:
@@ -238,6 +249,7 @@ def _restore(instance: Trainable, checkpoint: Checkpoint) -> None:
         with open(state_file, "rb") as f:
             state = pickle.load(f)
         instance._iteration = state["iteration"]
+        instance._restoring_from = checkpoint.path  # type: ignore[attr-defined]
         if state.get("extra") is not None:
             # Ray's contract: a dict returned by save_checkpoint comes back to load_checkpoint.
             instance.load_checkpoint(state["extra"])

@@ -10,15 +10,17 @@ process (see :func:`deliver`), so checking for a STOP costs a dict lookup.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import functools
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,6 +197,8 @@ class Session:
         self.iteration = spec.start_iteration
         self.checkpoint_index = spec.checkpoint_index
         self.checkpoint = Checkpoint(spec.checkpoint_path) if spec.checkpoint_path else None
+        #: Written in ``with tune.checkpoint_dir():`` (Ray 1.x), for the next report to carry.
+        self.pending_checkpoint: str | None = None
         self._start = time.time()
         self._last = self._start
         self._time_total_offset = spec.start_time_total
@@ -349,6 +353,9 @@ class Session:
         return None
 
     def close(self) -> None:
+        if self.pending_checkpoint is not None:  # written after the last report: no result
+            shutil.rmtree(self.pending_checkpoint, ignore_errors=True)
+            self.pending_checkpoint = None
         with _MAILBOX_LOCK:
             _MAILBOXES.pop(self.spec.run_id, None)
             _CLOSED.append(self.spec.run_id)
@@ -419,11 +426,50 @@ def report(
     if isinstance(metrics, dict) and "done" in metrics:
         metrics = dict(metrics)
         done = bool(metrics.pop("done"))
+    if checkpoint is None and session.pending_checkpoint is not None:
+        checkpoint = Checkpoint(session.pending_checkpoint)
+        checkpoint._temporary = True  # moved into the trial when stored
+        session.pending_checkpoint = None
     decision = session.report(metrics, checkpoint)
     if decision != CONTINUE:
         raise StopTrial(decision)
     if done:
         raise TrialDone()
+
+
+@contextlib.contextmanager
+def checkpoint_dir(step: Any = None) -> Iterator[str]:
+    """Ray Tune 1.x's checkpoints: write the trial's state into the directory this yields;
+    the next ``tune.report`` stores it as the trial's checkpoint (``step`` is accepted
+    and not needed).  A function ``train(config, checkpoint_dir=None)`` gets the
+    directory of the checkpoint to resume from as ``checkpoint_dir``.
+
+    Example (Ray 1.x's shape, which runs as it is)::
+
+        def train(config, checkpoint_dir=None):
+            start = 0
+            if checkpoint_dir:
+                with open(os.path.join(checkpoint_dir, "step")) as f:
+                    start = int(f.read()) + 1
+            for step in range(start, 10):
+                with tune.checkpoint_dir(step=step) as directory:
+                    with open(os.path.join(directory, "step"), "w") as f:
+                        f.write(str(step))
+                tune.report(loss=1 / (step + 1))
+
+    New code reports ``checkpoint=tune.Checkpoint.from_directory(path)`` instead.
+    """
+    session = _require("checkpoint_dir")
+    if session.pending_checkpoint is not None:  # two in a row: the newer one counts
+        shutil.rmtree(session.pending_checkpoint, ignore_errors=True)
+        session.pending_checkpoint = None
+    path = tempfile.mkdtemp(prefix="dasktune-checkpoint-")
+    try:
+        yield path
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    session.pending_checkpoint = path
 
 
 def get_checkpoint() -> Checkpoint | None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dasktune.trainable import session as _session
+
+#: What save_checkpoint returns for a path that Ray 0.x's ``_save`` returned.
+_LEGACY_PATH = "__dasktune_saved_path__"
 
 
 class Trainable:
@@ -15,6 +19,9 @@ class Trainable:
     ``load_checkpoint(dir)`` save and restore state, as often as
     ``CheckpointConfig(checkpoint_frequency=..., checkpoint_at_end=...)`` asks.
     Return ``{"done": True, ...}`` from ``step`` to end the trial.
+
+    Ray Tune 0.x's names work too: ``_setup``, ``_train``, ``_save`` (which may return a
+    file path inside the directory), ``_restore`` (given that path) and ``_stop``.
     """
 
     def __init__(self, config: dict[str, Any] | None = None, **params: Any) -> None:
@@ -54,9 +61,15 @@ class Trainable:
 
     def setup(self, config: dict[str, Any], **params: Any) -> None:
         """Build models and load data; ``params`` are those of ``tune.with_parameters``."""
+        legacy = getattr(self, "_setup", None)
+        if legacy is not None:
+            legacy(config, **params)
 
     def step(self) -> dict[str, Any]:
         """Train one iteration and return its metrics."""
+        legacy = getattr(self, "_train", None)
+        if legacy is not None:
+            return legacy()
         raise NotImplementedError(
             f"{type(self).__name__}.step() is not implemented: a Trainable subclass must "
             "define step(self) -> dict that trains one iteration and returns its metrics."
@@ -64,13 +77,29 @@ class Trainable:
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any] | None:
         """Write the state needed to resume into ``checkpoint_dir``."""
-        return None
+        legacy = getattr(self, "_save", None)
+        if legacy is None:
+            return None
+        saved = legacy(checkpoint_dir)
+        if isinstance(saved, (str, os.PathLike)):  # a file in the directory: kept relative
+            return {_LEGACY_PATH: os.path.relpath(os.fspath(saved), checkpoint_dir)}
+        return saved
 
-    def load_checkpoint(self, checkpoint_dir: str) -> None:
+    def load_checkpoint(self, checkpoint_dir: Any) -> None:
         """Restore the state written by :meth:`save_checkpoint`."""
+        legacy = getattr(self, "_restore", None)
+        if legacy is None:
+            return
+        if isinstance(checkpoint_dir, dict) and _LEGACY_PATH in checkpoint_dir:
+            base = getattr(self, "_restoring_from", None) or "."
+            checkpoint_dir = os.path.normpath(os.path.join(base, checkpoint_dir[_LEGACY_PATH]))
+        legacy(checkpoint_dir)
 
     def cleanup(self) -> None:
         """Release resources; called once when the trial ends."""
+        legacy = getattr(self, "_stop", None)
+        if legacy is not None:
+            legacy()
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         """Reuse this instance for a new config; return True if supported."""

@@ -203,21 +203,24 @@ def test_verbose_zero_prints_nothing() -> None:
     assert stream.getvalue() == ""
 
 
-def test_verbose_one_prints_status_and_summary_but_not_results() -> None:
+def test_verbose_one_prints_status_failures_and_summary_but_not_results() -> None:
     console, stream = reporter(verbose=1)
     t = trial("a", loss=1.0)
     controller = FakeController([t], best=t)
     console.note("hello")
     console.update(controller, active=1, force=True)
     console.result(t, {"loss": 1.0, "training_iteration": 1})
-    console.error(t, "ValueError")
+    console.error(
+        t, "ValueError", "Traceback (most recent call last):\n  ...\nValueError: bad lr\n"
+    )
     console.summary([t])
     lines = stream.getvalue().splitlines()
     assert lines[0] == "hello"
     assert "1 trials: 1 TERMINATED | best loss=1 (a, iter 3)" in lines[1]
-    assert lines[2].endswith("1 trials: 1 TERMINATED -- finished")
-    assert lines[3].split() == ["trial", "status", "lr", "iter", "loss"]
-    assert len(lines) == 6
+    assert lines[2] == "dasktune: trial a failed: ValueError: bad lr (traceback: /exp/a/error.txt)"
+    assert lines[3].endswith("1 trials: 1 TERMINATED -- finished")
+    assert lines[4].split() == ["trial", "status", "lr", "iter", "loss"]
+    assert len(lines) == 7
 
 
 def test_update_waits_for_the_interval_unless_forced() -> None:
@@ -242,10 +245,10 @@ def test_verbose_two_prints_each_result_and_error() -> None:
     console, stream = reporter(verbose=2)
     t = trial("train_00003", loss=1.0)
     console.result(t, {"loss": 0.123456, "training_iteration": 4, "other": 1})
-    console.error(t, "ValueError")
+    console.error(t, "ValueError")  # no traceback text: its type
     assert stream.getvalue().splitlines() == [
         "  train_00003: loss=0.1235, training_iteration=4",
-        "  train_00003: ValueError (see /exp/train_00003/error.txt)",
+        "dasktune: trial train_00003 failed: ValueError (traceback: /exp/train_00003/error.txt)",
     ]
 
 

@@ -716,3 +716,31 @@ def test_trials_may_start_processes_in_a_script_without_main_guard(tmp_path):
     out = run_python(["-c", CHILD_PROCESSES_SCRIPT], tmp_path, timeout=180)
     assert out.stdout.count("RESULT 2016.0 15 NoneType") == 2, out.stdout + out.stderr[-3000:]
     assert out.stdout.count("MAIN RUNS IN") == 1, "the script ran again in a child"
+
+
+QUIET_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import os
+    import numpy as np
+    import dasktune as tune
+
+    DATA = np.random.rand(200_000)  # module-level data: the trainable is scattered
+
+    def train(config, extra=None):
+        tune.report({"m": float(DATA.sum() + extra.sum())})
+
+    grid = tune.Tuner(tune.with_parameters(train, extra=np.ones(100_000)),
+                      param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(storage_path=os.environ["STORAGE"],
+                                                verbose=0)).fit()
+    print("ERRORS", sum(r.error is not None for r in grid))
+    """
+)
+
+
+def test_a_script_that_scattered_its_trainable_exits_without_error_lines(tmp_path):
+    """The cluster closes at exit, still warm: the scattered trainable and parameters are
+    released first, not reported by Dask's scheduler as lost data."""
+    out = run_python(["-c", QUIET_EXIT_SCRIPT], tmp_path)
+    assert "ERRORS 0" in out.stdout
+    assert "ERROR" not in out.stderr and "lose scattered data" not in out.stderr, out.stderr

@@ -484,3 +484,110 @@ def test_a_result_with_done_true_ends_a_function_trial_as_finished(client, stora
     assert [t.status for t in analysis.trials] == ["TERMINATED", "TERMINATED"]
     assert [t.last_result["training_iteration"] for t in analysis.trials] == [3, 3]
     assert all(t.last_result["done"] for t in analysis.trials)
+
+
+def fails_for_big_x(config):
+    if config["x"] > 1:
+        raise ValueError(f"x={config['x']} is too big for this model")
+    tune.report({"loss": config["x"]})
+
+
+def test_a_failed_trial_is_said_at_default_verbosity_and_by_get_best_result(
+    client, storage, capsys
+):
+    """Not only an ERROR count in the table: the failure's last line and where its
+    traceback is, once per trial; a best result that none reported says the trials failed."""
+    grid = tune.Tuner(
+        fails_for_big_x,
+        param_space={"x": tune.grid_search([2, 3])},
+        run_config=tune.RunConfig(name="fails", storage_path=storage),
+        client=client,
+    ).fit()
+    out = capsys.readouterr().out
+    for result in grid:
+        name = os.path.basename(result.path)
+        line = f"dasktune: trial {name} failed: ValueError: x={result.config['x']} is too big"
+        assert line in out, out
+        assert os.path.join(result.path, "error.txt") in out
+    assert out.count(" failed: ValueError") == 2
+    with pytest.raises(ValueError, match=r"2 of 2 trials failed \(the first: ValueError: x="):
+        grid.get_best_result(metric="loss", mode="min")
+
+
+def ray_1_checkpointing(config, checkpoint_dir=None):
+    """Ray 1.x's function API, as its scripts were written: tune.checkpoint_dir(step) and
+    a checkpoint_dir argument to resume from."""
+    start = 0
+    if checkpoint_dir:
+        with open(os.path.join(checkpoint_dir, "state.json")) as f:
+            start = json.load(f)["step"] + 1
+    for step in range(start, 5):
+        with tune.checkpoint_dir(step=step) as directory:
+            with open(os.path.join(directory, "state.json"), "w") as f:
+                json.dump({"step": step}, f)
+        if step == 2 and checkpoint_dir is None:
+            raise RuntimeError("the first run dies after its third checkpoint")
+        tune.report(step=step, resumed_from=-1 if checkpoint_dir is None else start - 1)
+
+
+def one_trial_retried_once(trainable, client, storage, **kwargs):
+    """tune.run of one trial that may fail once: the trial and its results' rows."""
+    analysis = tune.run(
+        trainable, max_failures=1, storage_path=storage, verbose=0, client=client, **kwargs
+    )
+    [trial] = analysis.trials
+    return analysis, trial, analysis.trial_dataframes[trial.trial_id]
+
+
+def test_ray_1_checkpoint_dir_api_resumes_a_failed_trial(client, storage):
+    analysis, trial, df = one_trial_retried_once(
+        ray_1_checkpointing, client, storage, config={"x": 1}
+    )
+    # Steps 0-1 by the first run; it died in step 2 before reporting, so the second run
+    # starts from step 1's checkpoint (written in step 1, carried by its report).
+    assert list(df["step"]) == [0, 1, 2, 3, 4]
+    assert list(df["resumed_from"]) == [-1, -1, 1, 1, 1]
+    best = analysis.get_last_checkpoint(trial)
+    with open(os.path.join(best.path, "state.json")) as f:
+        assert json.load(f) == {"step": 4}
+
+
+class Ray0Trainable(tune.Trainable):
+    """Ray Tune 0.x's class API: _setup/_train/_save (a file path)/_restore/_stop."""
+
+    def _setup(self, config):
+        self.value = 0
+        self.marker = config["marker"]
+
+    def _train(self):
+        self.value += 1
+        if self.value == 3 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            raise RuntimeError("the first run dies in its third step")
+        return {"value": self.value, "done": self.value >= 4}
+
+    def _save(self, checkpoint_dir):
+        path = os.path.join(checkpoint_dir, "value.json")
+        with open(path, "w") as f:
+            json.dump(self.value, f)
+        return path
+
+    def _restore(self, checkpoint_path):
+        with open(checkpoint_path) as f:
+            self.value = json.load(f)
+
+    def _stop(self):
+        with open(self.marker + ".stopped", "a") as f:
+            f.write("x")
+
+
+def test_ray_0_class_api_trains_saves_and_restores(client, storage, tmp_path):
+    marker = str(tmp_path / "failed-once")
+    _, trial, df = one_trial_retried_once(
+        Ray0Trainable, client, storage, config={"marker": marker}, checkpoint_freq=1
+    )
+    # Steps 1-2, the failure in step 3, then from step 2's checkpoint: 3 and 4.
+    assert list(df["value"]) == [1, 2, 3, 4]
+    assert trial.status == "TERMINATED"
+    with open(marker + ".stopped") as f:
+        assert f.read() == "xx", "_stop ran once per run"

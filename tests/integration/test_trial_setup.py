@@ -4,6 +4,7 @@ directories, working directory, output files, save/restore callbacks, numpy resu
 from __future__ import annotations
 
 import os
+import pathlib
 import tempfile
 import time
 
@@ -51,15 +52,31 @@ def reports_its_directory(config):
     tune.report({"cwd": os.getcwd()})  # writes nothing: here that would be the worker's cwd
 
 
-def test_chdir_to_trial_dir_false_keeps_the_worker_s_directory(client, storage):
-    grid = tune.Tuner(
+def where_a_trial_runs(client, storage, name, **tune_config):
+    """The result of one trial that reports its working directory."""
+    return tune.Tuner(
         reports_its_directory,
         param_space={"x": 1},
-        tune_config=tune.TuneConfig(chdir_to_trial_dir=False),
-        run_config=tune.RunConfig(name="nocwd", storage_path=storage, verbose=0),
+        tune_config=tune.TuneConfig(**tune_config),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
         client=client,
-    ).fit()
-    assert grid[0].metrics["cwd"] != grid[0].path
+    ).fit()[0]
+
+
+def test_chdir_to_trial_dir_false_keeps_the_worker_s_directory(client, storage):
+    result = where_a_trial_runs(client, storage, "nocwd", chdir_to_trial_dir=False)
+    assert result.metrics["cwd"] != result.path
+
+
+def test_ray_s_chdir_variable_keeps_the_worker_s_directory(client, storage, monkeypatch):
+    """Ray 2.8+ scripts set RAY_CHDIR_TO_TRIAL_DIR=0 (in the shell or in os.environ) so
+    that relative paths to their data work; TuneConfig's argument still wins."""
+    monkeypatch.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    result = where_a_trial_runs(client, storage, "env-nocwd")
+    assert result.metrics["cwd"] != result.path
+    assert result.log_dir == pathlib.Path(result.path), "Ray 2.0-2.6's name for path"
+    result = where_a_trial_runs(client, storage, "env-cwd", chdir_to_trial_dir=True)
+    assert result.metrics["cwd"] == result.path
 
 
 def test_log_to_file_keeps_what_each_trial_prints(client, storage):
