@@ -20,10 +20,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dasktune._util import flatten
 from dasktune.execution.console import (
     _in_notebook,
     _reported_metrics,
+    searched_parameters,
     show_in_notebook,
     trial_table,
 )
@@ -222,15 +222,7 @@ class TuneReporterBase(ProgressReporter):
     def _parameter_columns_for(self, trials: Sequence[Trial]) -> dict[str, str]:
         if self._parameters_given:
             return dict(self._parameter_columns)
-        keys = sorted(
-            {
-                k
-                for t in trials
-                for k, v in flatten(t.config).items()
-                if not isinstance(v, (dict, list))
-            }
-        )
-        return {k: k for k in keys[:6]}
+        return {k: k for k in searched_parameters(trials)}
 
     def _errors(self, trials: Sequence[Trial]) -> list[str]:
         failed = [t for t in trials if t.status == TrialStatus.ERROR]

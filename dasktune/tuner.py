@@ -413,6 +413,10 @@ class Tuner:
         if searcher.learns_from_results and searcher.metric:
             for needed in _as_list(searcher.metric):  # several for multi-objective search
                 required.append((needed, f"{type(searcher).__name__}(metric=...)"))
+        if isinstance(tc.metric, str) and tc.metric:  # as in Ray: the Tuner's own metric too
+            required.append((tc.metric, "TuneConfig(metric=...)"))
+        if os.environ.get("TUNE_DISABLE_STRICT_METRIC_CHECKING", "").strip() == "1":
+            required = []  # Ray Tune's switch for results without the metric
         settings = ControllerSettings(
             num_samples=tc.num_samples,
             time_budget_s=budget,

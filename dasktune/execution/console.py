@@ -259,14 +259,11 @@ class ConsoleReporter:
 
     def table(self, trials: Sequence[Trial]) -> str:
         """The final table: status, config and the last metric of each trial, best first."""
-        config_keys = sorted(
-            {k for t in trials for k, v in t.config.items() if not isinstance(v, (dict, list))}
-        )[:6]
         metrics = [self.metric] if self.metric else _reported_metrics(trials)
         return trial_table(
             trials,
             metric_columns={m: m for m in metrics},
-            parameter_columns={k: k for k in config_keys},
+            parameter_columns={k: k for k in searched_parameters(trials)},
             metric=self.metric,
             mode=self.mode,
         )
@@ -345,6 +342,25 @@ def trial_table(
             f"... {len(ranked) - max_rows} more trials (ResultGrid.get_dataframe() has them all)"
         )
     return "\n".join(lines)
+
+
+def searched_parameters(trials: Sequence[Trial], limit: int = 6) -> list[str]:
+    """The config keys (nested ones as ``a/b``) worth a column: those whose values differ
+    between the trials, as Ray Tune shows the searched ones, not the constants beside
+    them (``epochs``, a data path); all of them for a single trial or a single config.
+
+    >>> from dasktune.trial import Trial
+    >>> trials = [Trial("a", {"lr": 0.1, "epochs": 5}), Trial("b", {"lr": 0.2, "epochs": 5})]
+    >>> searched_parameters(trials)
+    ['lr']
+    """
+    values: dict[str, set[str]] = {}
+    for trial in trials:
+        for key, value in flatten(trial.config).items():
+            if not isinstance(value, (dict, list)):
+                values.setdefault(key, set()).add(repr(value))
+    varying = [key for key, seen in values.items() if len(seen) > 1]
+    return sorted(varying or values)[:limit]
 
 
 def _reported_metrics(trials: Sequence[Trial], limit: int = 3) -> list[str]:

@@ -272,8 +272,10 @@ class Controller:
                 reported = sorted(k for k in result if k not in _AUTO_KEYS)
                 raise MetricNotReportedError(
                     f"Trial {trial} reported {reported or 'no metrics'}, but {needed_by} needs "
-                    f"the metric {metric!r}. Report it with tune.report({{{metric!r}: value}}), "
-                    f"or pass metric= one of the reported keys."
+                    f"the metric {metric!r}. Report it with tune.report({{{metric!r}: value}}) "
+                    "(a class trainable: in the dict step() returns), or pass metric= one of "
+                    "the reported keys (TUNE_DISABLE_STRICT_METRIC_CHECKING=1 lets results "
+                    "without it through, as in Ray Tune)."
                 )
 
     def on_complete(self, trial: Trial) -> None:

@@ -343,3 +343,19 @@ def test_a_notebook_gets_one_display_updated_in_place(tmp_path):
     assert [o["output_type"] for o in outputs] == ["display_data"], outputs
     html = outputs[0]["data"]["text/html"]
     assert "[########################] 5/5 trials done" in html
+
+
+def test_the_final_table_shows_the_searched_parameters_not_the_constants() -> None:
+    """Ray Tune's columns: the keys the search varied. Sorted keys with constants first
+    (bagging_fraction, epochs, metric...) used to push the searched ones out of the six."""
+    console, _ = reporter()
+    constants = {"a_epochs": 10, "b_metric": "multi_logloss", "c_path": "/data", "d": 1, "e": 2}
+    trials = [
+        trial("t1", loss=0.5, num_leaves=31, lr=0.1, **constants),
+        trial("t2", loss=0.4, num_leaves=63, lr=0.1, **constants),
+        trial("t3", loss=0.3, num_leaves=15, lr=0.01, **constants),
+    ]
+    header = console.table(trials).splitlines()[0].split()
+    assert header == ["trial", "status", "lr", "num_leaves", "iter", "loss"]
+    single = console.table(trials[:1]).splitlines()[0].split()
+    assert single[2:8] == ["a_epochs", "b_metric", "c_path", "d", "e", "lr"], "one trial: all"

@@ -591,3 +591,31 @@ def test_ray_0_class_api_trains_saves_and_restores(client, storage, tmp_path):
     assert trial.status == "TERMINATED"
     with open(marker + ".stopped") as f:
         assert f.read() == "xx", "_stop ran once per run"
+
+
+def reports_accuracy_only(config):
+    tune.report({"accuracy": 0.5})
+
+
+def test_tune_config_s_metric_must_be_reported_unless_strict_checking_is_off(
+    client, storage, monkeypatch
+):
+    """As in Ray Tune: the Tuner's own metric is checked in every result (a misspelt metric
+    or metrics nested by mistake left a silently empty column); Ray's variable turns the
+    check off."""
+    tuner = tune.Tuner(
+        reports_accuracy_only,
+        tune_config=tune.TuneConfig(metric="loss", mode="min"),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    )
+    with pytest.raises(ValueError, match=r"TuneConfig\(metric=\.\.\.\) needs the metric 'loss'"):
+        tuner.fit()
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    grid = tune.Tuner(
+        reports_accuracy_only,
+        tune_config=tune.TuneConfig(metric="loss", mode="min"),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
+    assert grid[0].metrics["accuracy"] == 0.5 and grid[0].error is None
