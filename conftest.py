@@ -16,6 +16,8 @@ _NEEDS = {
     "dasktune/search/optuna.py": "optuna",  # dasktune[optuna]
     "dasktune/schedulers/_gp_bandit.py": "sklearn",  # dasktune[pb2]
     "dasktune/schedulers/pb2.py": "sklearn",  # its example builds a PB2
+    "dasktune/integration/xgboost.py": "xgboost",  # xgboost's report callbacks
+    "dasktune/integration/lightgbm.py": "lightgbm",  # LightGBM's
 }
 
 collect_ignore = [path for path, package in _NEEDS.items()

@@ -175,6 +175,9 @@ _MODULES: dict[str, _Module] = {
     "ray.tune.trainable": _Module("dasktune"),
     "ray.tune.experiment": _Module("dasktune.trial"),
     "ray.tune.result": _Module("dasktune"),
+    # The boosting libraries' callbacks; ray.tune.integration's others are not ported.
+    "ray.tune.integration.xgboost": _Module("dasktune.integration.xgboost", aliased=True),
+    "ray.tune.integration.lightgbm": _Module("dasktune.integration.lightgbm", aliased=True),
     "ray.train": _Module("dasktune"),
     "ray.air": _Module("dasktune"),
     "ray.air.config": _Module("dasktune"),
@@ -291,6 +294,13 @@ AVAILABLE: dict[str, frozenset[str]] = {
         }
     ),
     "dasktune.trial": frozenset({"Trial"}),
+    # TuneReportCallback: Ray 1.x's report-only callback (deprecated in Ray 2).
+    **{
+        f"dasktune.integration.{library}": frozenset(
+            {"TuneReportCheckpointCallback", "TuneReportCallback"}
+        )
+        for library in ("xgboost", "lightgbm")
+    },
 }
 
 _ACTORS = (
@@ -395,9 +405,17 @@ _SPECIAL: dict[str, _Target] = {
         "and mock_trainable.MyTrainableClass; copy anything else you use into your script."
     ),
     "ray.tune.integration": _Unportable(
-        "Ray's framework callbacks report through Ray's session: call tune.report from a "
-        "callback of your own (Keras, Lightning, XGBoost, LightGBM all take callbacks)."
+        "Ray's framework callbacks report through Ray's session, and dasktune has only "
+        "XGBoost's and LightGBM's (dasktune.integration.xgboost, .lightgbm): call "
+        "tune.report from a callback of your own (Keras and Lightning take callbacks)."
     ),
+    # Ray Train's callback for XGBoost and LightGBM is the one ray.tune.integration has.
+    **{
+        f"ray.train.{library}.RayTrainReportCallback": _Name(
+            f"dasktune.integration.{library}", "TuneReportCheckpointCallback"
+        )
+        for library in ("xgboost", "lightgbm")
+    },
     "ray.air.integrations": _Unportable(
         "Ray's MLflow/W&B/Comet integrations are not in dasktune: log from the trainable, or "
         "write a tune.Callback."
@@ -455,6 +473,8 @@ _SPECIAL: dict[str, _Target] = {
 _HONOURED_VARIABLES = {
     "RAY_CHDIR_TO_TRIAL_DIR": "dasktune honours it as Ray does (so does "
     "TuneConfig(chdir_to_trial_dir=False))",
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "dasktune honours it as Ray does: results "
+    "without the metric pass",
 }
 _SEARCH_LIBRARIES = (
     "dasktune has HyperOptSearch and OptunaSearch (dasktune.search.hyperopt, "

@@ -37,8 +37,8 @@ def constructs(result) -> list[str]:
 
 
 def test_every_name_the_tables_promise_exists_in_dasktune():
-    pytest.importorskip("hyperopt")
-    pytest.importorskip("optuna")
+    for library in ("hyperopt", "optuna", "xgboost", "lightgbm"):
+        pytest.importorskip(library)
     for module, names in AVAILABLE.items():
         loaded = importlib.import_module(module)
         missing = sorted(n for n in names if not hasattr(loaded, n))
@@ -903,6 +903,73 @@ def test_a_used_import_of_what_cannot_be_ported_is_still_reported():
     """)
     assert constructs(result) == ["ray.tune.integration.pytorch_lightning.TuneReportCallback"]
     assert "from ray.tune.integration.pytorch_lightning import" in result.ported
+
+
+def test_the_xgboost_and_lightgbm_callbacks_are_ported():
+    result = port("""
+        import ray
+        from ray.tune.integration.xgboost import TuneReportCheckpointCallback
+        from ray.tune.integration.lightgbm import TuneReportCallback  # Ray 1.x's
+        import ray.tune.integration.lightgbm as lgb_tune
+        from ray.train.xgboost import RayTrainReportCallback
+
+        callbacks = [
+            TuneReportCheckpointCallback({"loss": "eval-logloss"}, frequency=5),
+            TuneReportCallback("eval-binary_logloss"),
+            lgb_tune.TuneReportCheckpointCallback(),
+            RayTrainReportCallback(),
+            ray.tune.integration.xgboost.TuneReportCallback(),
+        ]
+    """)
+    assert result.problems == []
+    assert changed_lines(result) == (
+        [
+            "import ray",
+            "from ray.tune.integration.xgboost import TuneReportCheckpointCallback",
+            "from ray.tune.integration.lightgbm import TuneReportCallback  # Ray 1.x's",
+            "import ray.tune.integration.lightgbm as lgb_tune",
+            "from ray.train.xgboost import RayTrainReportCallback",
+            "    ray.tune.integration.xgboost.TuneReportCallback(),",
+        ],
+        [
+            "import dasktune.integration.xgboost",
+            "from dasktune.integration.xgboost import TuneReportCheckpointCallback",
+            "from dasktune.integration.lightgbm import TuneReportCallback  # Ray 1.x's",
+            "import dasktune.integration.lightgbm as lgb_tune",
+            "from dasktune.integration.xgboost import TuneReportCheckpointCallback as "
+            "RayTrainReportCallback",
+            "    dasktune.integration.xgboost.TuneReportCallback(),",
+        ],
+    )
+    pytest.importorskip("xgboost")
+    pytest.importorskip("lightgbm")
+    namespace: dict = {}
+    exec(compile(result.ported, "ported", "exec"), namespace)
+    assert [f"{type(c).__module__}.{type(c).__name__}" for c in namespace["callbacks"]] == [
+        "dasktune.integration.xgboost.TuneReportCheckpointCallback",
+        "dasktune.integration.lightgbm.TuneReportCallback",
+        "dasktune.integration.lightgbm.TuneReportCheckpointCallback",
+        "dasktune.integration.xgboost.TuneReportCheckpointCallback",
+        "dasktune.integration.xgboost.TuneReportCallback",
+    ]
+
+
+def test_the_other_names_of_ray_s_boosting_integrations_are_reported():
+    result = port("""
+        from ray.tune.integration.xgboost import TuneCallback
+        from ray.tune.integration.keras import TuneReportCallback
+        from ray.train.lightgbm import LightGBMTrainer
+        callbacks = [TuneCallback(), TuneReportCallback(), LightGBMTrainer]
+    """)
+    assert constructs(result) == [
+        "ray.tune.integration.xgboost.TuneCallback",
+        "ray.tune.integration.keras.TuneReportCallback",
+        "ray.train.lightgbm.LightGBMTrainer",
+    ]
+    reasons = [p.reason for p in result.problems]
+    assert reasons[0] == "dasktune has no ray.tune.integration.xgboost.TuneCallback."
+    assert "dasktune.integration.xgboost, .lightgbm" in reasons[1]
+    assert "Ray Train's distributed trainers" in reasons[2]
 
 
 # -- report's shapes -------------------------------------------------------------------------
