@@ -246,6 +246,7 @@ def run_stages(ns: dict, engine: str, storage: str, baseline: Baseline) -> list[
         frames = [r.metrics_dataframe for r in results]
         durations = [float(df["time_total_s"].iloc[-1]) for df in frames if len(df)]
         busy = sum(durations)
+        epochs_per_trial = [len(df) for df in frames if len(df)]
         baseline.measure()  # after the stage: not part of its wall time
         rows.append(
             dict(
@@ -256,6 +257,7 @@ def run_stages(ns: dict, engine: str, storage: str, baseline: Baseline) -> list[
                 best=best,
                 busy=busy,
                 packed=packed_wall(durations, os.cpu_count() or 1),
+                epochs_per_trial=epochs_per_trial,
                 in_trials=logged_seconds(log)[0],
                 in_trials_cpu=logged_seconds(log)[1],
             )
@@ -299,6 +301,13 @@ def report(label: str, rows: list[dict], total: float, epoch_s: float, workers: 
         f"the same trials packed with nothing between them (each started when a worker was "
         f"free): {packed:.1f} s, cost {packed * workers / compute:.2f}x; the stages took "
         f"{stages / packed:.2f}x that"
+    )
+    # The same trials' epochs at the pure epoch time, packed: what the stages' structure
+    # (a lone trial on two workers, a stage's tail) costs before anything else does.
+    shape = sum(packed_wall([n * epoch_s for n in r["epochs_per_trial"]], workers) for r in rows)
+    print(
+        f"the same epochs at the pure time, packed (the stages' shape alone): {shape:.1f} s, "
+        f"cost {shape * workers / compute:.2f}x"
     )
     own_cpu = sum(r["in_trials_cpu"] for r in rows)
     print(
