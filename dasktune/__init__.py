@@ -34,6 +34,7 @@ from dasktune.search.sample import (
 from dasktune.stopper import Stopper
 from dasktune.trainable import (
     Checkpoint,
+    PlacementGroupFactory,
     Trainable,
     checkpoint_dir,
     get_checkpoint,
@@ -55,6 +56,7 @@ __all__ = [
     "ExperimentAnalysis",
     "FailureConfig",
     "JupyterNotebookReporter",
+    "PlacementGroupFactory",
     "ProgressReporter",
     "Result",
     "ResultGrid",

@@ -18,7 +18,7 @@ from typing import Any
 from dasktune.analysis import ExperimentAnalysis
 from dasktune.callback import Callback
 from dasktune.execution.resume import ResumeOptions
-from dasktune.trainable.util import _Parameterized, with_resources
+from dasktune.trainable.util import PlacementGroupFactory, _Parameterized, with_resources
 from dasktune.trial import TrialStatus
 from dasktune.tune_config import (
     CheckpointConfig,
@@ -267,11 +267,11 @@ def run(
             )
     trainable = run_or_experiment
     if resources_per_trial is not None:
-        if not isinstance(resources_per_trial, Mapping):
+        if not isinstance(resources_per_trial, (Mapping, PlacementGroupFactory)):
             raise TypeError(
                 f"The value of `tune.run(resources_per_trial=...)` is {resources_per_trial!r}, "
-                "but dasktune takes a dict such as {'cpu': 1, 'gpu': 1} (placement groups do "
-                "not exist on Dask: each trial runs in one worker process)."
+                "but dasktune takes a dict such as {'cpu': 1, 'gpu': 1}, or a "
+                "tune.PlacementGroupFactory."
             )
         trainable = with_resources(trainable, resources_per_trial)
 

@@ -42,22 +42,8 @@ _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
 
 
 class AnalyzedTrial(Trial):
-    """A trial as an analysis shows it: Ray's ``path``, ``logdir`` and ``checkpoint`` as well."""
-
-    @property
-    def path(self) -> str:
-        """The trial's directory."""
-        return self.local_path
-
-    @property
-    def logdir(self) -> str:
-        """The trial's directory (the name older Ray versions used)."""
-        return self.local_path
-
-    @property
-    def checkpoint(self) -> Checkpoint | None:
-        """The trial's latest checkpoint, if it kept one."""
-        return Checkpoint(self.checkpoint_path) if self.checkpoint_path else None
+    """A trial as an analysis shows it, read back from the experiment's files (Ray's
+    ``path``, ``logdir`` and ``checkpoint`` are :class:`~dasktune.trial.Trial`'s)."""
 
 
 def _is_number(value: Any) -> bool:

@@ -168,6 +168,7 @@ _MODULES: dict[str, _Module] = {
     "ray.tune.sample": _Module("dasktune.search"),
     "ray.tune.trial": _Module("dasktune.trial"),
     "ray.tune.progress_reporter": _Module("dasktune"),
+    "ray.tune.execution.placement_groups": _Module("dasktune"),
     "ray.tune.callback": _Module("dasktune"),
     "ray.tune.error": _Module("dasktune"),
     "ray.tune.analysis": _Module("dasktune"),
@@ -211,6 +212,7 @@ AVAILABLE: dict[str, frozenset[str]] = {
             "TuneError",
             "Tuner",
             "choice",
+            "PlacementGroupFactory",
             "checkpoint_dir",
             "get_checkpoint",
             "get_context",
@@ -359,17 +361,10 @@ _SPECIAL: dict[str, _Target] = {
     "ray.air.ScalingConfig": _Unportable(_TRAINERS),
     "ray.air.config.ScalingConfig": _Unportable(_TRAINERS),
     "ray.train.DataConfig": _Unportable(_TRAINERS),
-    **{
-        path: _Unportable(
-            "placement groups are Ray's; on Dask a trial runs in one worker process: ask for "
-            "resources with tune.with_resources(train, {'cpu': 1, 'gpu': 1})."
-        )
-        for path in (
-            "ray.tune.PlacementGroupFactory",
-            "ray.tune.execution.placement_groups",
-            "ray.util.placement_group",
-        )
-    },
+    "ray.util.placement_group": _Unportable(
+        "placement groups are Ray's; on Dask a trial runs in one worker process: ask for "
+        "resources with tune.with_resources(train, {'cpu': 1, 'gpu': 1})."
+    ),
     "ray.tune.execution": _Unportable(
         "Ray Tune's execution internals have no dasktune "
         "counterpart (dasktune.execution is not a public API)."

@@ -44,6 +44,23 @@ class Result:
     #: The last row, known without loading the others (with ``_load_rows``).
     _last_row: dict[str, Any] | None = field(default=None, repr=False)
 
+    def get_best_checkpoint(self, metric: str, mode: str) -> Checkpoint | None:
+        """The kept checkpoint whose result was best by ``metric`` (Ray Tune's method);
+        None if no kept checkpoint's result has it."""
+        if mode not in ("min", "max"):
+            raise ValueError(
+                f"Result.get_best_checkpoint(mode={mode!r}): mode must be 'min' or 'max'."
+            )
+        scored = [
+            (value, checkpoint)
+            for checkpoint, metrics in self.best_checkpoints
+            if is_finite_number(value := flatten(metrics).get(metric))
+        ]
+        if not scored:
+            return None
+        pick = min if mode == "min" else max
+        return pick(scored, key=lambda pair: pair[0])[1]
+
     @property
     def log_dir(self) -> Path:
         """The trial's directory, as a path: Ray 2.0-2.6's name for :attr:`path`."""

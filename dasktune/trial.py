@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,35 @@ class Trial:
     checkpoint_path: str | None = None
     #: The trainable's name (Ray's ``Trial.trainable_name``, which name creators often use).
     trainable_name: str = ""
+
+    # Ray Tune's other names for what callbacks and name creators read.
+    @property
+    def path(self) -> str:
+        """The trial's directory (Ray 2.7+; ``local_path`` and ``logdir`` before)."""
+        return self.local_path
+
+    @property
+    def logdir(self) -> str:
+        return self.local_path
+
+    @property
+    def local_experiment_path(self) -> str:
+        """The experiment's directory, which holds the trial's."""
+        return os.path.dirname(self.local_path.rstrip(os.sep)) if self.local_path else ""
+
+    @property
+    def checkpoint(self) -> Any:
+        """The trial's latest checkpoint (a :class:`dasktune.Checkpoint`), or None."""
+        from dasktune.trainable.checkpoint import Checkpoint
+
+        return Checkpoint(self.checkpoint_path) if self.checkpoint_path else None
+
+    @property
+    def evaluated_params(self) -> dict[str, Any]:
+        """The config, flattened as ``a/b`` (Ray's sampled parameters, constants included)."""
+        from dasktune._util import flatten
+
+        return flatten(self.config)
 
     def __repr__(self) -> str:
         return f"Trial({self.trial_name or self.trial_id}, {self.status})"

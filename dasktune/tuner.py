@@ -118,6 +118,7 @@ class Tuner:
         self.run_config = run_config or RunConfig()
         self.client = client
         self._resume_from: tuple[str, ResumeOptions] | None = None
+        self._results: ResultGrid | None = None  # the last fit()'s, for get_results()
         # Pickled once, here, as Ray Tune does when a Tuner is made: a function defined in
         # __main__ goes by value, with the values of the globals it uses at this moment.
         pickled = check_trainable(trainable)
@@ -287,7 +288,26 @@ class Tuner:
         which exits with status 128 + the signal; :meth:`restore` continues it.
         """
         with frozen_heap():  # no full collection walks the script's modules meanwhile
-            return self._fit()
+            self._results = self._fit()
+        return self._results
+
+    def get_results(self) -> ResultGrid:
+        """The results of this Tuner's last :meth:`fit`; for a Tuner made by :meth:`restore`
+        and not fit again, the experiment's results as stored, without running anything
+        (Ray Tune's "restore, then analyse")."""
+        if self._results is not None:
+            return self._results
+        if self._resume_from is None:
+            raise RuntimeError(
+                "Tuner.get_results(): this Tuner has not run: call fit() first, or read a "
+                "finished experiment with Tuner.restore(path, trainable).get_results() or "
+                "tune.ExperimentAnalysis(path)."
+            )
+        from dasktune.analysis import ExperimentAnalysis
+
+        tc = self.tune_config
+        grid = ExperimentAnalysis(self._resume_from[0]).result_grid
+        return ResultGrid(list(grid), grid.experiment_path, tc.metric, tc.mode)
 
     def _fit(self) -> ResultGrid:
         tc, rc = self.tune_config, self.run_config
@@ -444,6 +464,7 @@ class Tuner:
             trial_dirname_creator=tc.trial_dirname_creator,
             chdir_to_trial_dir=chdir_to_trial_dir(tc.chdir_to_trial_dir),
             log_files=rc.log_file_names(),
+            trial_resources=dict(asked) or {"CPU": 1.0},  # Ray's default: one CPU a trial
         )
         capacity = Capacity(
             resources,

@@ -263,6 +263,23 @@ def test_ray_s_cloudpickle_becomes_cloudpickle(source, expected):
     exec(compile(result.ported, "ported", "exec"), {})  # it imports and runs
 
 
+def test_placement_group_factories_port_to_dasktune_s():
+    result = port("""
+        from ray import tune
+        from ray.tune.execution.placement_groups import PlacementGroupFactory
+        def f(config):
+            pass
+        a = tune.with_resources(f, tune.PlacementGroupFactory([{"CPU": 2, "GPU": 0}]))
+        b = tune.with_resources(f, PlacementGroupFactory([{"CPU": 1}, {"CPU": 1}]))
+    """)
+    assert not result.problems, result.problems
+    assert "from dasktune import PlacementGroupFactory\n" in result.ported
+    namespace: dict = {}
+    exec(compile(textwrap.dedent(result.ported), "ported", "exec"), namespace)
+    assert namespace["a"]._dasktune_resources == {"CPU": 2.0}
+    assert namespace["b"]._dasktune_resources == {"CPU": 2.0}, "bundles summed: one process"
+
+
 def test_ray_1_checkpoint_dir_is_ported_as_it_is():
     result = port("""
         from ray import tune
@@ -343,8 +360,8 @@ def test_multi_name_imports_are_split_where_they_must_be():
         ("import ray\nx = ray.get(ref)\n", "ray.get", "distributed.Client.submit"),
         ("import ray\nds = ray.data.read_csv('x')\n", "ray.data", "tune.with_parameters"),
         (
-            "from ray import tune\nt = tune.with_resources(f, tune.PlacementGroupFactory([{}]))\n",
-            "tune.PlacementGroupFactory",
+            "from ray.util.placement_group import placement_group\npg = placement_group([{}])\n",
+            "ray.util.placement_group.placement_group",
             "placement groups",
         ),
         (

@@ -339,7 +339,9 @@ class DaskBackend:
 
     def scatter(self, value: Any) -> Any:
         """Put ``value`` on the cluster once; trials receive the worker-resident object."""
-        future = self.client.scatter(value, hash=False)
+        # As one object: Dask scatters a list, tuple or dict element by element (a future
+        # for each of 10,000 indices), and hands back a container of futures.
+        [future] = self.client.scatter([value], hash=False)
         self._scattered.append(future)
         return future
 
@@ -533,16 +535,36 @@ class DaskBackend:
             logger.warning("Could not restart the Dask workers %s: %r", workers, exc)
             return False
 
+    def _wait_until_forgotten(self, keys: list[Any], timeout: float = 2.0) -> None:
+        """Wait (a few milliseconds) until the scheduler holds none of ``keys``; a release
+        travels in the client's batched stream, which no call waits for."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                held = self.client.sync(self.client.scheduler.who_has, keys=keys)
+            except Exception:  # the client lost its scheduler: nothing is held any more
+                return
+            if not any(held.get(key) for key in keys):
+                return
+            time.sleep(0.01)
+        logger.debug("the scheduler still holds %d scattered keys at close", len(keys))
+
     def close(self) -> None:
         """Release all futures and, if dasktune started the cluster, shut it down."""
         for run_id in list(self._futures):
             self.cancel(run_id)
             self.release(run_id)
-        # Scattered data too: a warm cluster closing at exit with them still held made the
-        # scheduler log an ERROR that it "lost scattered data".
-        for future in [*self._to_release, *self._scattered]:
+        for future in self._to_release:
             _quietly(future.release)
-        self._to_release, self._scattered = [], []
+        self._to_release = []
+        # Scattered data too, and until the scheduler has forgotten it: a warm cluster
+        # closing at exit with it still held, or with its release still on its way, made
+        # the scheduler log an ERROR that it "lost scattered data".
+        scattered, self._scattered = self._scattered, []
+        for future in scattered:
+            _quietly(future.release)
+        if scattered:
+            self._wait_until_forgotten([future.key for future in scattered])
         if self._subscribed:
             try:
                 self.client.unsubscribe_topic(self.topic)
@@ -566,11 +588,11 @@ def _release_all(futures: list[Any]) -> None:
         _quietly(future.release)
 
 
-def _quietly(call: Any) -> None:
-    """Release or cancel a future; a client that lost its scheduler for good cannot, and
+def _quietly(call: Any, *args: Any) -> None:
+    """Release or cancel futures; a client that lost its scheduler for good cannot, and
     then there is nothing left to release."""
     try:
-        call()
+        call(*args)
     except Exception as exc:
         logger.debug("%s failed: %r", getattr(call, "__name__", call), exc)
 

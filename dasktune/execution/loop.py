@@ -102,6 +102,9 @@ class ExperimentSpec:
     #: at a time), and RunConfig(log_to_file)'s (stdout, stderr) file names.
     chdir_to_trial_dir: bool | None = None
     log_files: tuple[str, str] | None = None
+    #: What each trial asked for (``with_resources``; one CPU if it asked nothing, as in
+    #: Ray), for ``get_context().get_trial_resources()``; None: the request Dask uses.
+    trial_resources: dict[str, float] | None = None
 
 
 class ExperimentLoop:
@@ -390,7 +393,11 @@ class ExperimentLoop:
                 trial_dir=trial.local_path,
                 experiment_name=self.store.name,
                 experiment_path=self.store.path,
-                resources=dict(self.capacity.request),
+                resources=dict(
+                    self.spec.trial_resources
+                    if self.spec.trial_resources is not None
+                    else self.capacity.request
+                ),
             ),
             config=trial.config,
             topic=self.backend.topic,

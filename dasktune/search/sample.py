@@ -38,6 +38,7 @@ from __future__ import annotations
 import enum
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -158,6 +159,20 @@ def _check_integral(call: str, argument: str, value: Any) -> int:
             "use uniform()/quniform() for float ranges or pass a whole number",
         )
     return int(value)
+
+
+def _in_order(call: str, lower: Any, upper: Any) -> tuple[Any, Any]:
+    """A float range given upper bound first, as Ray Tune accepts it (and real scripts have
+    it: ``loguniform(1e-3, 1e-5)``): the same range, with a warning."""
+    if lower > upper:
+        warnings.warn(
+            f"{call}: `lower` is above `upper`; drawing from [{upper!r}, {lower!r}], as Ray "
+            "Tune does. Swap them to silence this.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return upper, lower
+    return lower, upper
 
 
 def _check_bounds(call: str, lower: Any, upper: Any, *, log: bool) -> None:
@@ -489,6 +504,7 @@ def uniform(lower: float, upper: float) -> Float:
     """
     call = _call_text("uniform", lower=lower, upper=upper)
     _check_real(call, "lower", lower), _check_real(call, "upper", upper)
+    lower, upper = _in_order(call, lower, upper)
     _check_bounds(call, lower, upper, log=False)
     return Float(lower, upper)
 
@@ -503,6 +519,7 @@ def quniform(lower: float, upper: float, q: float) -> Float:
     """
     call = _call_text("quniform", lower=lower, upper=upper, q=q)
     _check_real(call, "lower", lower), _check_real(call, "upper", upper)
+    lower, upper = _in_order(call, lower, upper)
     _check_bounds(call, lower, upper, log=False)
     _check_q(call, q, integer=False)
     return _rename(call, lambda: Float(lower, upper, q=q))
@@ -518,6 +535,7 @@ def loguniform(lower: float, upper: float, base: float = 10) -> Float:
     """
     call = _call_text("loguniform", lower=lower, upper=upper, base=base)
     _check_real(call, "lower", lower), _check_real(call, "upper", upper)
+    lower, upper = _in_order(call, lower, upper)
     _check_bounds(call, lower, upper, log=True)
     _check_base(call, base)
     return Float(lower, upper, kind=SamplingKind.LOGUNIFORM, base=base)
@@ -527,6 +545,7 @@ def qloguniform(lower: float, upper: float, q: float, base: float = 10) -> Float
     """A log-uniform float in ``[lower, upper]`` rounded to a multiple of ``q``."""
     call = _call_text("qloguniform", lower=lower, upper=upper, q=q, base=base)
     _check_real(call, "lower", lower), _check_real(call, "upper", upper)
+    lower, upper = _in_order(call, lower, upper)
     _check_bounds(call, lower, upper, log=True)
     _check_q(call, q, integer=False)
     _check_base(call, base)

@@ -9,10 +9,11 @@ from dasktune.trainable.session import (
     report,
 )
 from dasktune.trainable.trainable import Trainable
-from dasktune.trainable.util import with_parameters, with_resources
+from dasktune.trainable.util import PlacementGroupFactory, with_parameters, with_resources
 
 __all__ = [
     "Checkpoint",
+    "PlacementGroupFactory",
     "Trainable",
     "TrialContext",
     "checkpoint_dir",

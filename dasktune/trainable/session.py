@@ -151,8 +151,36 @@ class TrialContext:
     def get_experiment_path(self) -> str:
         return self.experiment_path
 
-    def get_trial_resources(self) -> dict[str, float]:
-        return dict(self.resources)
+    def get_trial_resources(self) -> TrialResources:
+        """The resources the trial asked for (``{"CPU": 2}``), a dict that also answers
+        as Ray's placement group factory does (``.bundles``, ``.required_resources``)."""
+        return TrialResources(self.resources)
+
+
+class TrialResources(dict):
+    """A trial's resources: a dict, and Ray's ``PlacementGroupFactory`` names for it
+    (one bundle: what a trial asks of a Dask worker).
+
+    >>> resources = TrialResources({"CPU": 2.0})
+    >>> resources.bundles, resources.required_resources, resources.head_cpus
+    ([{'CPU': 2.0}], {'CPU': 2.0}, 2.0)
+    """
+
+    @property
+    def bundles(self) -> list[dict[str, float]]:
+        return [dict(self)]
+
+    @property
+    def required_resources(self) -> dict[str, float]:
+        return dict(self)
+
+    @property
+    def head_cpus(self) -> float:
+        return float(self.get("CPU", 1.0))
+
+    @property
+    def head_bundle_is_empty(self) -> bool:
+        return False
 
 
 @dataclass

@@ -98,6 +98,47 @@ def normalize_resources(resources: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+class PlacementGroupFactory:
+    """Ray Tune's way to ask for a trial's resources as bundles, for ``with_resources``
+    and ``resources_per_trial``: ``PlacementGroupFactory([{"CPU": 2, "GPU": 1}])``.
+
+    A dasktune trial runs in one Dask worker process, so it asks for the bundles together
+    (their sum); ``strategy`` is accepted and has nothing to place.
+
+    >>> factory = PlacementGroupFactory([{"CPU": 1}, {"CPU": 2, "GPU": 1}])
+    >>> factory.required_resources, factory.head_cpus
+    ({'CPU': 3.0, 'GPU': 1.0}, 1.0)
+    """
+
+    def __init__(self, bundles: Any, strategy: str = "PACK", *args: Any, **kwargs: Any) -> None:
+        if (
+            not isinstance(bundles, (list, tuple))
+            or not bundles
+            or not all(isinstance(b, Mapping) for b in bundles)
+        ):
+            raise TypeError(
+                f"PlacementGroupFactory(bundles={bundles!r}): bundles must be a non-empty list "
+                'of resource dicts, e.g. [{"CPU": 2, "GPU": 1}].'
+            )
+        self.bundles = [dict(b) for b in bundles]
+        self.strategy = strategy
+
+    @property
+    def required_resources(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for bundle in self.bundles:
+            for name, amount in bundle.items():
+                total[name] = total.get(name, 0.0) + float(amount)
+        return total
+
+    @property
+    def head_cpus(self) -> float:
+        return float(self.bundles[0].get("CPU", 0.0))
+
+    def __repr__(self) -> str:
+        return f"PlacementGroupFactory({self.bundles!r}, strategy={self.strategy!r})"
+
+
 def with_resources(trainable: Any, resources: Mapping[str, float]) -> Any:
     """Ask for worker resources for every trial of ``trainable``.
 
@@ -108,6 +149,8 @@ def with_resources(trainable: Any, resources: Mapping[str, float]) -> Any:
     ``{"MEM": 8e9}``.  Trials that ask for no GPU stay off the GPU workers where
     the cluster has others (see ``dasktune.execution.capacity.usable_request``).
     """
+    if isinstance(resources, PlacementGroupFactory):
+        resources = resources.required_resources
     if not isinstance(resources, Mapping):
         raise TypeError(
             f"with_resources(resources={resources!r}): expected a dict such as "

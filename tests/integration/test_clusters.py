@@ -726,10 +726,11 @@ QUIET_EXIT_SCRIPT = textwrap.dedent(
 
     DATA = np.random.rand(200_000)  # module-level data: the trainable is scattered
 
-    def train(config, extra=None):
-        tune.report({"m": float(DATA.sum() + extra.sum())})
+    def train(config, extra=None, pair=None, names=None):
+        tune.report({"m": float(DATA.sum() + extra.sum()) + sum(pair) + len(names)})
 
-    grid = tune.Tuner(tune.with_parameters(train, extra=np.ones(100_000)),
+    grid = tune.Tuner(tune.with_parameters(train, extra=np.ones(100_000), pair=(1, 2),
+                                           names={"a": 1}),
                       param_space={"x": tune.grid_search([1, 2])},
                       run_config=tune.RunConfig(storage_path=os.environ["STORAGE"],
                                                 verbose=0)).fit()

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pandas as pd
@@ -327,7 +328,7 @@ def test_a_partial_names_the_experiment_and_trials_after_its_function(client, st
         ({"resume": "SOMETIMES"}, ValueError, r"`tune.run\(resume=...\)` is 'SOMETIMES'"),
         ({"restore": "/tmp/ckpt"}, ValueError, "cannot start a trial from a checkpoint"),
         ({"scheduler": "pb2"}, ValueError, r"`tune.run\(scheduler=...\)` is 'pb2'.*hyperband, "),
-        ({"resources_per_trial": [("cpu", 1)]}, TypeError, "placement groups"),
+        ({"resources_per_trial": [("cpu", 1)]}, TypeError, "tune.PlacementGroupFactory"),
         ({"checkpoint_config": {"num_to_keep": 1}}, TypeError, "tune.CheckpointConfig"),
         ({"keep_checkpoints_num": 0}, ValueError, "num_to_keep"),
     ],
@@ -619,3 +620,90 @@ def test_tune_config_s_metric_must_be_reported_unless_strict_checking_is_off(
         client=client,
     ).fit()
     assert grid[0].metrics["accuracy"] == 0.5 and grid[0].error is None
+
+
+def sums_its_parameters(config, indices=None, pair=None, mapping=None):
+    tune.report({"total": sum(indices) + sum(pair) + sum(mapping.values()) + config["x"]})
+
+
+def test_with_parameters_takes_lists_tuples_and_dicts_whole(client, storage):
+    """Real scripts bind (X, y), index lists and dicts. Dask scatters a container element by
+    element and returns a container of futures: fit() used to fail at the end, after every
+    trial had run, releasing them."""
+    grid = tune.Tuner(
+        tune.with_parameters(
+            sums_its_parameters, indices=list(range(1000)), pair=(1, 2), mapping={"a": 10}
+        ),
+        param_space={"x": tune.grid_search([0, 1])},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
+    assert sorted(r.metrics["total"] for r in grid) == [499513, 499514]
+    assert len(client.scheduler_info()["workers"]) == 2
+    assert not any(key.startswith("list-") for key in client.who_has()), "released whole"
+
+
+def checkpoints_a_curve(config):
+    """Loss falls then rises: the best checkpoint is neither the first nor the last."""
+    resources = tune.get_context().get_trial_resources()
+    for step, loss in enumerate([3.0, 1.0, 2.0], start=1):
+        with tempfile.TemporaryDirectory() as directory:
+            with open(os.path.join(directory, "step"), "w") as f:
+                f.write(str(step))
+            tune.report(
+                {
+                    "loss": loss + config["x"],
+                    "cpus": resources.required_resources.get("CPU", 0),
+                    "bundles": len(resources.bundles),
+                },
+                checkpoint=tune.Checkpoint.from_directory(directory),
+            )
+
+
+def test_what_scripts_read_after_fit_and_in_callbacks(client, storage):
+    """Ray 2.x's analysis and callback names found in real scripts: Tuner.get_results(),
+    also on a restored Tuner without running it; Result.get_best_checkpoint(metric, mode);
+    Trial.path, local_experiment_path, checkpoint and evaluated_params; the trial's
+    resources as Ray's placement group factory."""
+    completed = []
+
+    class Cleanup(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            completed.append(
+                (
+                    trial.path,
+                    trial.local_experiment_path,
+                    trial.checkpoint.path,
+                    trial.evaluated_params,
+                )
+            )
+
+    tuner = tune.Tuner(
+        tune.with_resources(checkpoints_a_curve, {"cpu": 1}),
+        param_space={"x": tune.grid_search([0.0, 10.0])},
+        tune_config=tune.TuneConfig(metric="loss", mode="min"),
+        run_config=tune.RunConfig(
+            name="after", storage_path=storage, verbose=0, callbacks=[Cleanup()]
+        ),
+        client=client,
+    )
+    grid = tuner.fit()
+    assert tuner.get_results() is grid
+    best = grid.get_best_result()
+    assert best.config == {"x": 0.0} and best.metrics["cpus"] == 1 and best.metrics["bundles"] == 1
+    with open(os.path.join(best.get_best_checkpoint("loss", "min").path, "step")) as f:
+        assert f.read() == "2"
+    with open(os.path.join(best.get_best_checkpoint("loss", "max").path, "step")) as f:
+        assert f.read() == "1"
+    assert best.get_best_checkpoint("no_such_metric", "min") is None
+    experiment = os.path.join(storage, "after")
+    assert sorted(e[3]["x"] for e in completed) == [0.0, 10.0]
+    for path, experiment_path, checkpoint, _ in completed:
+        assert experiment_path == experiment and os.path.dirname(path) == experiment
+        assert os.path.dirname(checkpoint) == path
+    restored = tune.Tuner.restore(experiment, trainable=checkpoints_a_curve, client=client)
+    again = restored.get_results()
+    assert sorted(r.metrics["loss"] for r in again) == [2.0, 12.0]
+    assert again.get_best_result().config == {"x": 0.0}, "the Tuner's metric and mode"
+    with pytest.raises(RuntimeError, match="call fit\\(\\) first"):
+        tune.Tuner(checkpoints_a_curve).get_results()
