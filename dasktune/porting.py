@@ -320,6 +320,8 @@ _RUNTIME_CALLS = {
     "init": "ray.init(...) is removed, or becomes distributed.Client(address)",
     "shutdown": "ray.shutdown() is removed",
     "is_initialized": "ray.is_initialized() becomes False",
+    "put": "ray.put(value) becomes the value itself",
+    "get": "ray.get(ref) becomes ref (the value ray.put was given)",
 }
 _CONTEXT = {
     f"get_{what}": f"get_context().get_{what}"
@@ -1090,12 +1092,35 @@ class _Porter:
         original = " ".join(self.text.segment(call).split())
         if path == "ray.init":
             self._ray_init(call, statement, original, alone)
+        elif path in ("ray.put", "ray.get"):
+            self._object_store(call, original, path, parts[0])
         elif alone and path == "ray.shutdown":
             self._remove(statement, [])
         else:
             value = "False" if path == "ray.is_initialized" else "None"
             self.text.replace(*self.text.span(call), value)
             self._own_cluster_note(call.lineno, original, value)
+
+    def _object_store(self, call: ast.Call, original: str, path: str, root: str) -> None:
+        """``ray.put(x)`` is ``x`` and ``ray.get(ref)`` is ``ref``: with no object store, the
+        value itself travels (in a config, or bound once with tune.with_parameters)."""
+        if len(call.args) != 1 or call.keywords:
+            self._problem(
+                call.lineno,
+                path,
+                "only ray.put(value) and ray.get(ref) of one value are ported (to the value "
+                "itself); pass large objects to trials with tune.with_parameters(train, "
+                "data=...).",
+                root,
+            )
+            return
+        inner = self.text.segment(call.args[0])
+        self.text.replace(*self.text.span(call), f"({inner})")
+        self._note(
+            call.lineno,
+            f"{original} became ({inner}): Dask has no object store to put it in; a large "
+            "object is better bound once with tune.with_parameters(train, data=...)",
+        )
 
     def _own_cluster_note(self, line: int, original: str, value: str) -> None:
         self._note(

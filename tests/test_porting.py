@@ -263,6 +263,28 @@ def test_ray_s_cloudpickle_becomes_cloudpickle(source, expected):
     exec(compile(result.ported, "ported", "exec"), {})  # it imports and runs
 
 
+def test_ray_put_and_get_of_one_value_become_the_value():
+    """A search space holding ray.put(data) and a trainable calling ray.get on it (found in
+    a real PBT script): without an object store the value itself travels."""
+    result = port("""
+        import ray
+        from ray import tune
+        import numpy as np
+        data = np.arange(5)
+        def train(config):
+            d = ray.get(config["data"])
+            return float(d.sum()) * config["x"]
+        space = {"x": 2, "data": ray.put(data)}
+        answer = train(space)
+    """)
+    assert not result.problems, result.problems
+    assert "import ray\n" not in result.ported
+    assert 'd = (config["data"])' in result.ported and '"data": (data)' in result.ported
+    namespace: dict = {}
+    exec(compile(textwrap.dedent(result.ported), "ported", "exec"), namespace)
+    assert namespace["answer"] == 20.0
+
+
 def test_placement_group_factories_port_to_dasktune_s():
     result = port("""
         from ray import tune
@@ -357,7 +379,7 @@ def test_multi_name_imports_are_split_where_they_must_be():
     "source, construct, reason",
     [
         ("import ray\nf = ray.remote(g)\n", "ray.remote", "distributed.Client.submit"),
-        ("import ray\nx = ray.get(ref)\n", "ray.get", "distributed.Client.submit"),
+        ("import ray\nx = ray.get(ref, timeout=3)\n", "ray.get", "ray.get(ref) of one value"),
         ("import ray\nds = ray.data.read_csv('x')\n", "ray.data", "tune.with_parameters"),
         (
             "from ray.util.placement_group import placement_group\npg = placement_group([{}])\n",
