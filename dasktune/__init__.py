@@ -7,7 +7,7 @@ becomes ``import dasktune as tune``.
 from __future__ import annotations
 
 from dasktune._run import TuneError, run
-from dasktune.analysis import ExperimentAnalysis
+from dasktune.analysis import Analysis, ExperimentAnalysis
 from dasktune.callback import Callback
 from dasktune.reporters import (
     CLIReporter,
@@ -49,6 +49,7 @@ from dasktune.tuner import CheckpointConfig, FailureConfig, RunConfig, TuneConfi
 __version__ = "0.1.0"
 
 __all__ = [
+    "Analysis",
     "CLIReporter",
     "Callback",
     "Checkpoint",

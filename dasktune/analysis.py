@@ -41,6 +41,36 @@ _TRAINING_ITERATION = "training_iteration"
 _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
 
 
+class _ByTrial(dict):
+    """Values by trial id that also answer by the trial's directory (Ray 1.x's keys).
+
+    >>> values = _ByTrial({"t_1": 1}, {"/exp/t_1": "t_1"})
+    >>> values["t_1"], values["/exp/t_1"], values["/exp/t_1/"], "/exp/t_1" in values
+    (1, 1, 1, True)
+    """
+
+    def __init__(self, values: dict[str, Any], trial_of_dir: dict[str, str]) -> None:
+        super().__init__(values)
+        self._trial_of_dir = trial_of_dir
+
+    def _trial_id(self, key: Any) -> Any:
+        if isinstance(key, (str, os.PathLike)):
+            return self._trial_of_dir.get(os.path.normpath(os.fspath(key)), key)
+        return key
+
+    def __missing__(self, key: Any) -> Any:
+        trial_id = self._trial_id(key)
+        if trial_id is key or not dict.__contains__(self, trial_id):
+            raise KeyError(key)
+        return dict.__getitem__(self, trial_id)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or dict.__contains__(self, self._trial_id(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+
 class AnalyzedTrial(Trial):
     """A trial as an analysis shows it, read back from the experiment's files (Ray's
     ``path``, ``logdir`` and ``checkpoint`` are :class:`~dasktune.trial.Trial`'s)."""
@@ -249,10 +279,14 @@ class ExperimentAnalysis:
         return self._grid
 
     def get_all_configs(self, prefix: bool = False) -> dict[str, dict[str, Any]]:
-        """Every trial's config by trial id; ``prefix=True`` flattens it as ``config/<key>``."""
-        return {
-            t.trial_id: flatten({"config": t.config}) if prefix else t.config for t in self.trials
-        }
+        """Every trial's config by trial id (or its directory, as Ray 1.x keyed it);
+        ``prefix=True`` flattens it as ``config/<key>``."""
+        return self._by_trial(
+            {t.trial_id: flatten({"config": t.config}) if prefix else t.config for t in self.trials}
+        )
+
+    def _by_trial(self, values: dict[str, Any]) -> _ByTrial:
+        return _ByTrial(values, {os.path.normpath(t.local_path): t.trial_id for t in self.trials})
 
     @property
     def results(self) -> dict[str, dict[str, Any]]:
@@ -269,8 +303,15 @@ class ExperimentAnalysis:
 
     @property
     def trial_dataframes(self) -> dict[str, pd.DataFrame]:
-        """Every trial's results, one row per report, by trial id."""
-        return {t.trial_id: self._result_of[t.trial_id].metrics_dataframe for t in self.trials}
+        """Every trial's results, one row per report, by trial id (or by its directory, as
+        Ray 1.x keyed them: ``trial_dataframes[analysis.get_best_logdir(...)]``)."""
+        return self._by_trial(
+            {t.trial_id: self._result_of[t.trial_id].metrics_dataframe for t in self.trials}
+        )
+
+    def fetch_trial_dataframes(self) -> dict[str, pd.DataFrame]:
+        """:attr:`trial_dataframes`, read afresh (Ray 1.x's name)."""
+        return self.trial_dataframes
 
     def dataframe(self, metric: str | None = None, mode: str | None = None) -> pd.DataFrame:
         """One row per trial: its result with the best ``metric`` ever (by ``mode``), or its
@@ -501,3 +542,15 @@ class ExperimentAnalysis:
 
     def __repr__(self) -> str:
         return f"ExperimentAnalysis<{len(self.trials)} trials, path={self.experiment_path!r}>"
+
+
+def Analysis(  # noqa: N802 - Ray 1.x's class name, kept for the scripts that call it
+    experiment_dir: str | os.PathLike[str],
+    default_metric: str | None = None,
+    default_mode: str | None = None,
+) -> ExperimentAnalysis:
+    """Ray Tune 1.x's ``Analysis(experiment_dir, default_metric, default_mode)``: an
+    :class:`ExperimentAnalysis` of the finished experiment in ``experiment_dir``."""
+    return ExperimentAnalysis(
+        experiment_dir, default_metric=default_metric, default_mode=default_mode
+    )

@@ -212,6 +212,7 @@ AVAILABLE: dict[str, frozenset[str]] = {
             "TuneError",
             "Tuner",
             "choice",
+            "Analysis",
             "PlacementGroupFactory",
             "checkpoint_dir",
             "get_checkpoint",

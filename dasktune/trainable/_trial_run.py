@@ -130,9 +130,12 @@ def _run(
         if isinstance(trainable, type) and issubclass(trainable, Trainable):
             _run_class(trainable, spec.config, params, checkpoint_config, session)
         else:
-            if "checkpoint_dir" not in params and _takes_checkpoint_dir(trainable):
+            takes = _parameter_names(trainable)
+            if "checkpoint_dir" in takes and "checkpoint_dir" not in params:
                 # Ray 1.x's function API: the checkpoint to resume from, as a directory.
                 params = {**params, "checkpoint_dir": spec.checkpoint_path}
+            if "reporter" in takes and "reporter" not in params:
+                params = {**params, "reporter": _report_keywords}  # Ray 0.x-1.x: reporter(...)
             value = trainable(spec.config, **params)
             if inspect.isgenerator(value):
                 raise TypeError(
@@ -160,12 +163,18 @@ def _run(
     )
 
 
-def _takes_checkpoint_dir(fn: Any) -> bool:
-    """Whether ``fn`` has a parameter ``checkpoint_dir`` (Ray 1.x's function trainables)."""
+def _parameter_names(fn: Any) -> set[str]:
+    """The names of ``fn``'s parameters: Ray 1.x's function trainables take
+    ``checkpoint_dir`` and ``reporter`` beside the config."""
     try:
-        return "checkpoint_dir" in inspect.signature(fn).parameters
+        return set(inspect.signature(fn).parameters)
     except (TypeError, ValueError):  # no signature to read (a builtin, a C extension)
-        return False
+        return set()
+
+
+def _report_keywords(**metrics: Any) -> None:
+    """Ray 0.x-1.x's ``reporter(mean_accuracy=0.9)``, given to ``train(config, reporter)``."""
+    _session.report(metrics)
 
 
 def _pickled(exc: BaseException) -> bytes | None:
@@ -224,11 +233,19 @@ def _run_class(
         instance.cleanup()
 
 
+#: How a path that save_checkpoint returned is kept: relative to the checkpoint.
+_SAVED_PATH = "__dasktune_saved_path__"
+
+
 def _save(instance: Trainable) -> Checkpoint:
     """The instance's checkpoint in a temporary directory (removed again if saving fails)."""
     directory = tempfile.mkdtemp(prefix="dasktune-trainable-")
     try:
         extra = instance.save_checkpoint(directory)
+        if isinstance(extra, (str, os.PathLike)):
+            # A file in the directory (Ray's contract): kept relative, since the directory
+            # moves into the trial and comes back elsewhere on a restore.
+            extra = {_SAVED_PATH: os.path.relpath(os.fspath(extra), directory)}
         with open(os.path.join(directory, _CLASS_STATE_FILE), "wb") as f:
             pickle.dump({"iteration": instance._iteration, "extra": extra}, f)
     except BaseException:
@@ -249,9 +266,12 @@ def _restore(instance: Trainable, checkpoint: Checkpoint) -> None:
         with open(state_file, "rb") as f:
             state = pickle.load(f)
         instance._iteration = state["iteration"]
-        instance._restoring_from = checkpoint.path  # type: ignore[attr-defined]
-        if state.get("extra") is not None:
+        extra = state.get("extra")
+        if isinstance(extra, dict) and set(extra) == {_SAVED_PATH}:
+            instance.load_checkpoint(os.path.join(checkpoint.path, extra[_SAVED_PATH]))
+            return
+        if extra is not None:
             # Ray's contract: a dict returned by save_checkpoint comes back to load_checkpoint.
-            instance.load_checkpoint(state["extra"])
+            instance.load_checkpoint(extra)
             return
     instance.load_checkpoint(checkpoint.path)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from dasktune.trainable import session as _session
-
-#: What save_checkpoint returns for a path that Ray 0.x's ``_save`` returned.
-_LEGACY_PATH = "__dasktune_saved_path__"
 
 
 class Trainable:
@@ -75,25 +71,20 @@ class Trainable:
             "define step(self) -> dict that trains one iteration and returns its metrics."
         )
 
-    def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any] | None:
-        """Write the state needed to resume into ``checkpoint_dir``."""
+    def save_checkpoint(self, checkpoint_dir: str) -> Any:
+        """Write the state needed to resume into ``checkpoint_dir``.
+
+        As in Ray Tune, it may return a dict (handed back to :meth:`load_checkpoint`) or
+        the path of a file it wrote in ``checkpoint_dir`` (handed back as that file's path
+        where the checkpoint lies when it is restored)."""
         legacy = getattr(self, "_save", None)
-        if legacy is None:
-            return None
-        saved = legacy(checkpoint_dir)
-        if isinstance(saved, (str, os.PathLike)):  # a file in the directory: kept relative
-            return {_LEGACY_PATH: os.path.relpath(os.fspath(saved), checkpoint_dir)}
-        return saved
+        return legacy(checkpoint_dir) if legacy is not None else None
 
     def load_checkpoint(self, checkpoint_dir: Any) -> None:
         """Restore the state written by :meth:`save_checkpoint`."""
         legacy = getattr(self, "_restore", None)
-        if legacy is None:
-            return
-        if isinstance(checkpoint_dir, dict) and _LEGACY_PATH in checkpoint_dir:
-            base = getattr(self, "_restoring_from", None) or "."
-            checkpoint_dir = os.path.normpath(os.path.join(base, checkpoint_dir[_LEGACY_PATH]))
-        legacy(checkpoint_dir)
+        if legacy is not None:
+            legacy(checkpoint_dir)
 
     def cleanup(self) -> None:
         """Release resources; called once when the trial ends."""

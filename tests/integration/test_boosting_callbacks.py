@@ -134,7 +134,11 @@ def test_rounds_reach_asha_and_checkpoints_load(client, storage, library):
         lambda config: train({**config, "metrics": metrics}),
         param_space={"rate": tune.grid_search(RATES)},
         tune_config=tune.TuneConfig(
-            scheduler=ASHAScheduler(metric=metric, mode="min", max_t=20, grace_period=2)
+            scheduler=ASHAScheduler(metric=metric, mode="min", max_t=20, grace_period=2),
+            # One at a time, in the grid's order: the fast trials fill the rung before the
+            # slow ones reach it. Two at a time, Dask may start a slow one beside the first
+            # fast one, and which reaches the rung first is a race (seen under load).
+            max_concurrent_trials=1,
         ),
         run_config=tune.RunConfig(storage_path=storage, verbose=0),
         client=client,

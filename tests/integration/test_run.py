@@ -707,3 +707,75 @@ def test_what_scripts_read_after_fit_and_in_callbacks(client, storage):
     assert again.get_best_result().config == {"x": 0.0}, "the Tuner's metric and mode"
     with pytest.raises(RuntimeError, match="call fit\\(\\) first"):
         tune.Tuner(checkpoints_a_curve).get_results()
+
+
+def reports_through_its_reporter(config, reporter):
+    """Ray 0.x-1.x's function API: train(config, reporter), reporter(metric=value)."""
+    for step in range(3):
+        reporter(mean_loss=config["x"] / (step + 1), step=step)
+
+
+def test_ray_1_analysis_keys_trials_by_their_directories(client, storage):
+    """Ray 1.x's analysis pattern, all over real scripts: trial_dataframes and
+    get_all_configs indexed by get_best_logdir(), tune.Analysis(dir, metric, mode), and
+    fetch_trial_dataframes()."""
+    analysis = tune.run(
+        reports_through_its_reporter,
+        config={"x": tune.grid_search([1.0, 2.0])},
+        metric="mean_loss",
+        mode="min",
+        name="ray1",
+        storage_path=storage,
+        verbose=0,
+        client=client,
+    )
+    best = analysis.get_best_logdir()
+    assert list(analysis.trial_dataframes[best]["step"]) == [0, 1, 2]
+    assert analysis.get_all_configs()[best] == {"x": 1.0}
+    assert best in analysis.trial_dataframes and best + "/" in analysis.trial_dataframes
+    trial = analysis.trials[0]
+    assert analysis.trial_dataframes[trial.trial_id] is not None, "trial ids still work"
+    with pytest.raises(KeyError):
+        analysis.trial_dataframes[os.path.join(storage, "ray1", "no_such_trial")]
+    reread = tune.Analysis(os.path.join(storage, "ray1"), "mean_loss", "min")
+    assert reread.best_config == {"x": 1.0}
+    frames = reread.fetch_trial_dataframes()
+    assert sorted(len(df) for df in frames.values()) == [3, 3]
+
+
+class SavesAFilePath(tune.Trainable):
+    """save_checkpoint returns the file it wrote (Ray's contract): on restore,
+    load_checkpoint gets that file where the checkpoint now lies."""
+
+    def setup(self, config):
+        self.value = 0
+        self.marker = config["marker"]
+
+    def step(self):
+        self.value += 1
+        if self.value == 3 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            raise RuntimeError("the first run dies in its third step")
+        return {"value": self.value, "done": self.value >= 4}
+
+    def save_checkpoint(self, checkpoint_dir):
+        path = os.path.join(checkpoint_dir, "model.json")
+        with open(path, "w") as f:
+            json.dump(self.value, f)
+        return path
+
+    def load_checkpoint(self, checkpoint):
+        with open(checkpoint) as f:
+            self.value = json.load(f)
+
+
+def test_a_class_trainable_s_saved_file_path_comes_back_on_restore(client, storage, tmp_path):
+    _, trial, df = one_trial_retried_once(
+        SavesAFilePath,
+        client,
+        storage,
+        config={"marker": str(tmp_path / "failed-once")},
+        checkpoint_freq=1,
+    )
+    assert list(df["value"]) == [1, 2, 3, 4]
+    assert trial.status == "TERMINATED"
