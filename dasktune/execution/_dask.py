@@ -588,11 +588,11 @@ def _release_all(futures: list[Any]) -> None:
         _quietly(future.release)
 
 
-def _quietly(call: Any, *args: Any) -> None:
-    """Release or cancel futures; a client that lost its scheduler for good cannot, and
+def _quietly(call: Any) -> None:
+    """Release or cancel a future; a client that lost its scheduler for good cannot, and
     then there is nothing left to release."""
     try:
-        call(*args)
+        call()
     except Exception as exc:
         logger.debug("%s failed: %r", getattr(call, "__name__", call), exc)
 
