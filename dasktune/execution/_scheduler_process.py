@@ -154,6 +154,7 @@ def _serve(
             raise
         if heartbeat_interval is not None:
             _pace_heartbeats(scheduler, heartbeat_interval)
+        _check_timeouts_at_their_pace(scheduler)
         report.send(scheduler.address)
         report.close()
         if dashboard:
@@ -192,6 +193,30 @@ async def _add_dashboard(scheduler: Any, prefix: str) -> None:
         module.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix=prefix)
     except Exception as exc:  # bokeh missing or refused: the cluster works without its pages
         logger.warning("The Dask dashboard could not be started: %r", exc)
+
+
+#: How often the embedded scheduler checks for idleness and for tasks no worker can run,
+#: where no timeout is configured for either (Dask checks four times a second regardless).
+UNTIMED_CHECK_MS = 1000
+
+
+def _check_timeouts_at_their_pace(scheduler: Any) -> None:
+    """Slow Dask's idle and no-worker checks to once a second where they time nothing.
+
+    Each check is a wake-up of the scheduler's process (a millisecond of a core here,
+    taken from the trials, also while the cluster waits for the next fit).  Without
+    ``distributed.scheduler.idle-timeout`` the idle check only keeps the time the
+    scheduler became idle, and without ``no-workers-timeout`` the other returns at once;
+    where either is set, Dask's own pace is kept.
+    """
+    untimed = {
+        "idle-timeout": not scheduler.idle_timeout,
+        "no-workers-timeout": scheduler.no_workers_timeout is None,
+    }
+    for name, slow in untimed.items():
+        callback = scheduler.periodic_callbacks.get(name)
+        if slow and callback is not None:
+            callback.callback_time = max(callback.callback_time, UNTIMED_CHECK_MS)
 
 
 def _pace_heartbeats(scheduler: Any, seconds: float) -> None:

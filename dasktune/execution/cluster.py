@@ -146,6 +146,10 @@ def cpu_shape(cpus_per_trial: float | None, cores: int, n_workers: int | None) -
     return CpuShape(n_workers or max(1, cores // threads), threads, cpus_per_trial)
 
 
+#: Seconds between the embedded cluster's reminders to its scheduler of its name and type.
+CLUSTER_INFO_SYNC_S = 10
+
+
 def cluster_options(n_workers: int | None = None) -> dict[str, Any]:
     """Keyword arguments for the embedded cluster, from ``dasktune.cluster`` settings.
 
@@ -172,6 +176,9 @@ def cluster_options(n_workers: int | None = None) -> dict[str, Any]:
         dashboard_address=dashboard,
         silence_logs=logging.ERROR,
         preload=["dasktune.execution._worker_setup"],
+        # The cluster object tells the scheduler its name and type, for other clients
+        # to read; Dask repeats it every second, a round trip each time.
+        scheduler_sync_interval=CLUSTER_INFO_SYNC_S,
     )
     if _security_wanted(config.get("cluster.security")):
         options["security"] = True  # LocalCluster makes temporary certificates

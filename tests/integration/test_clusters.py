@@ -464,6 +464,13 @@ SCHEDULER_SCRIPT = textwrap.dedent(
         "scheduler_monitor": client.run_on_scheduler(
             lambda: dask.config.get("distributed.admin.system-monitor.interval")),
         "heartbeat_ms": heartbeat_ms(client),
+        "scheduler_checks_ms": client.run_on_scheduler(lambda dask_scheduler: [
+            dask_scheduler.periodic_callbacks[name].callback_time
+            for name in ("idle-timeout", "no-workers-timeout")]),
+        "dashboard_sessions_ms": client.run_on_scheduler(lambda: [
+            dask.config.get("distributed.scheduler.dashboard.bokeh-application")[name]
+            for name in ("keep_alive_milliseconds", "check_unused_sessions_milliseconds")]),
+        "cluster_sync_s": embedded.cluster._sync_interval,
     }), flush=True)
     if sys.argv[1:] == ["wait"]:
         time.sleep(300)  # the test kills this driver
@@ -492,6 +499,11 @@ def test_the_embedded_scheduler_runs_in_a_process_of_its_own(tmp_path):
     assert seen["scheduler_monitor"] == "2s"
     # dasktune.cluster.heartbeat-interval: a heartbeat every 2 s, where Dask asks for 0.5 s.
     assert seen["heartbeat_ms"] == [2000]
+    # Checks that time nothing here, the dashboard's session upkeep and the cluster's
+    # reminders of its name wake the scheduler less often than Dask's 4, 2 and 1 a second.
+    assert seen["scheduler_checks_ms"] == [1000, 1000]
+    assert seen["dashboard_sessions_ms"] == [10000, 10000]
+    assert seen["cluster_sync_s"] == 10
 
 
 def test_the_user_s_dask_settings_win_over_the_embedded_cluster_s(tmp_path):
@@ -501,11 +513,13 @@ def test_the_user_s_dask_settings_win_over_the_embedded_cluster_s(tmp_path):
         DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL="250ms",
         DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="True",
         DASK_DASKTUNE__CLUSTER__HEARTBEAT_INTERVAL="None",
+        DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT="1h",
     )
     assert seen["scores"] == [2, 4, 6]
     assert seen["scheduler_tick"] == "250ms"
     assert seen["worker_profiler"] == [True]
     assert seen["heartbeat_ms"] == [500]  # Dask's own pace for a small cluster
+    assert seen["scheduler_checks_ms"] == [250, 1000], "an idle timeout keeps Dask's pace"
 
 
 def test_the_scheduler_process_can_be_switched_off(tmp_path):
