@@ -6,7 +6,7 @@ becomes ``import dasktune as tune``.
 
 from __future__ import annotations
 
-from dasktune._run import TuneError, run
+from dasktune._run import Experiment, TuneError, run, run_experiments
 from dasktune.analysis import Analysis, ExperimentAnalysis
 from dasktune.callback import Callback
 from dasktune.reporters import (
@@ -54,6 +54,7 @@ __all__ = [
     "Callback",
     "Checkpoint",
     "CheckpointConfig",
+    "Experiment",
     "ExperimentAnalysis",
     "FailureConfig",
     "JupyterNotebookReporter",
@@ -85,6 +86,7 @@ __all__ = [
     "randn",
     "report",
     "run",
+    "run_experiments",
     "sample_from",
     "uniform",
     "with_parameters",

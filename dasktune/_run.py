@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ from dasktune.tune_config import (
     note_no_effect,
 )
 
-__all__ = ["TuneError", "run"]
+__all__ = ["Experiment", "TuneError", "run", "run_experiments"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,76 @@ _SEARCHERS = {
     "hyperopt": ("dasktune.search.hyperopt", "HyperOptSearch"),
     "optuna": ("dasktune.search.optuna", "OptunaSearch"),
 }
+
+
+#: ``tune.run``'s arguments that describe one experiment (Ray's ``tune.Experiment``'s);
+#: the others (searcher, scheduler, verbosity, callbacks...) are the run's.
+_EXPERIMENT_FIELDS = (
+    "stop",
+    "time_budget_s",
+    "config",
+    "resources_per_trial",
+    "num_samples",
+    "storage_path",
+    "storage_filesystem",
+    "local_dir",
+    "sync_config",
+    "checkpoint_config",
+    "trial_name_creator",
+    "trial_dirname_creator",
+    "log_to_file",
+    "export_formats",
+    "max_failures",
+    "restore",
+    "keep_checkpoints_num",
+    "checkpoint_score_attr",
+    "checkpoint_freq",
+    "checkpoint_at_end",
+)
+
+
+class Experiment:
+    """One experiment as Ray Tune 1.x describes it, for :func:`run` and
+    :func:`run_experiments`: a name, the trainable (``run``), and ``tune.run``'s
+    arguments that belong to one experiment (``config``, ``stop``, ``num_samples``,
+    ``resources_per_trial``, ``storage_path`` or ``local_dir``, the checkpoint
+    settings...), with ``tune.run``'s meaning.
+
+    >>> Experiment("mnist", train, config={"lr": tune.loguniform(1e-4, 1e-1)}, num_samples=4)
+    """
+
+    def __init__(self, name: str, run: Any, **spec: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(
+                f"tune.Experiment(name={name!r}): the name must be a non-empty string, the "
+                "experiment's directory under storage_path."
+            )
+        unknown = sorted(set(spec) - set(_EXPERIMENT_FIELDS))
+        if unknown:
+            raise TypeError(
+                f"tune.Experiment({name!r}, {unknown[0]}=...): dasktune's experiments take "
+                f"{', '.join(_EXPERIMENT_FIELDS)}; give the others (searcher, scheduler, "
+                "callbacks, verbose) to tune.run or tune.run_experiments."
+            )
+        _check_trainable(run)
+        self.name = name
+        self.run = run
+        self.spec = spec
+
+    @classmethod
+    def from_json(cls, name: str, spec: Mapping[str, Any]) -> Experiment:
+        """The experiment a ``run_experiments`` dict describes: ``{"run": train, ...}``."""
+        if not isinstance(spec, Mapping) or "run" not in spec:
+            raise TypeError(
+                f"tune.run_experiments({{{name!r}: {spec!r}}}): each experiment must be a dict "
+                "with the trainable under 'run', such as {'run': train, 'config': {...}}, "
+                "or a tune.Experiment."
+            )
+        fields = dict(spec)
+        return cls(name, fields.pop("run"), **fields)
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, {getattr(self.run, '__name__', self.run)!r})"
 
 
 def _by_name(value: Any, table: Mapping[str, tuple[str, str]], argument: str) -> Any:
@@ -126,8 +197,8 @@ def _check_trainable(run_or_experiment: Any) -> None:
     if isinstance(run_or_experiment, (list, tuple)) or not (bound or callable(run_or_experiment)):
         raise TypeError(
             f"tune.run(run_or_experiment={run_or_experiment!r}): pass one trainable, a function "
-            "that calls tune.report or a tune.Trainable subclass (several experiments at once, "
-            "or tune.Experiment objects, are not supported)."
+            "that calls tune.report or a tune.Trainable subclass, or a tune.Experiment; run "
+            "several experiments with tune.run_experiments."
         )
 
 
@@ -167,7 +238,7 @@ def _resume_options(resume: Any, resume_config: Any) -> tuple[str, ResumeOptions
 
 
 def run(
-    run_or_experiment: Callable[..., Any] | type,
+    run_or_experiment: Callable[..., Any] | type | Experiment,
     *,
     name: str | None = None,
     metric: str | None = None,
@@ -244,7 +315,12 @@ def run(
       ``trial_executor``.
     * ``client``: dasktune's addition, the ``distributed.Client`` to run on (as
       ``Tuner(client=...)``).
+    * ``run_or_experiment`` may be a :class:`Experiment`, which brings its name and
+      its own settings (``config``, ``stop``...); giving one of those here too is
+      an error.
     """
+    if isinstance(run_or_experiment, Experiment):
+        return _run_experiment(run_or_experiment, dict(locals()))
     _check_trainable(run_or_experiment)
     if config is not None and not isinstance(config, Mapping):
         raise TypeError(
@@ -327,6 +403,96 @@ def run(
             analysis,
         )
     return analysis
+
+
+def _run_experiment(experiment: Experiment, arguments: dict[str, Any]) -> ExperimentAnalysis:
+    """``tune.run(Experiment(...), ...)``: the experiment's own settings, the run's others."""
+    parameters = inspect.signature(run).parameters
+    kwargs: dict[str, Any] = {}
+    for argument, value in arguments.items():
+        if argument == "run_or_experiment":
+            continue
+        if argument in _EXPERIMENT_FIELDS or argument == "name":
+            if not _is_default(value, parameters[argument].default):
+                raise ValueError(
+                    f"tune.run({experiment!r}, {argument}=...): {argument} belongs to the "
+                    f"experiment; give it to tune.Experiment({experiment.name!r}, ..., "
+                    f"{argument}=...) instead."
+                )
+            continue
+        kwargs[argument] = value
+    return run(experiment.run, name=experiment.name, **experiment.spec, **kwargs)
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if value is default:
+        return True
+    try:
+        return type(value) is type(default) and bool(value == default)
+    except (TypeError, ValueError):  # an array compares element by element
+        return False
+
+
+def run_experiments(
+    experiments: Experiment | Sequence[Experiment] | Mapping[str, Any],
+    scheduler: Any = None,
+    server_port: int | None = None,
+    verbose: int | None = 2,
+    progress_reporter: Any = None,
+    resume: bool | str | None = False,
+    reuse_actors: bool | None = None,
+    trial_executor: Any = None,
+    raise_on_failed_trial: bool = True,
+    concurrent: bool = True,
+    callbacks: Sequence[Callback] | None = None,
+    client: Any = None,
+) -> list[Any]:
+    """Run several experiments, as Ray Tune 1.x's ``tune.run_experiments`` does, and
+    return the trials of all of them, in order.
+
+    ``experiments``: a :class:`Experiment`, a list of them, or a dict of experiment
+    names to ``{"run": trainable, "config": ..., "stop": ..., ...}`` (or to
+    Experiments).  The other arguments are :func:`run`'s, for every experiment.
+    dasktune runs the experiments one after another on the same cluster, each
+    filling it (Ray interleaves their trials, ``concurrent``); each gets its own
+    copy of ``scheduler``, so that one's rungs do not decide for another's trials.
+    """
+    chosen = _experiments(experiments)
+    trials: list[Any] = []
+    for experiment in chosen:
+        analysis = run(
+            experiment,
+            scheduler=copy.deepcopy(scheduler) if len(chosen) > 1 else scheduler,
+            server_port=server_port,
+            verbose=verbose,
+            progress_reporter=progress_reporter,
+            resume=resume,
+            reuse_actors=reuse_actors,
+            trial_executor=trial_executor,
+            raise_on_failed_trial=raise_on_failed_trial,
+            callbacks=callbacks,
+            client=client,
+        )
+        trials.extend(analysis.trials)
+    return trials
+
+
+def _experiments(experiments: Any) -> list[Experiment]:
+    if isinstance(experiments, Experiment):
+        return [experiments]
+    if isinstance(experiments, Mapping):
+        return [
+            spec if isinstance(spec, Experiment) else Experiment.from_json(name, spec)
+            for name, spec in experiments.items()
+        ]
+    if isinstance(experiments, (list, tuple)) and all(
+        isinstance(e, Experiment) for e in experiments
+    ):
+        return list(experiments)
+    raise TypeError(
+        f"tune.run_experiments(experiments={experiments!r}): pass a tune.Experiment, a list "
+        "of them, or a dict of names to {'run': trainable, 'config': {...}, ...}."
+    )
 
 
 def _tuner_for(

@@ -200,6 +200,7 @@ AVAILABLE: dict[str, frozenset[str]] = {
             "Callback",
             "Checkpoint",
             "CheckpointConfig",
+            "Experiment",
             "ExperimentAnalysis",
             "FailureConfig",
             "Result",
@@ -229,6 +230,7 @@ AVAILABLE: dict[str, frozenset[str]] = {
             "randn",
             "report",
             "run",
+            "run_experiments",
             "sample_from",
             "uniform",
             "with_parameters",
@@ -379,8 +381,6 @@ _SPECIAL: dict[str, _Target] = {
         "dasktune has no registry of trainables: pass the function or class itself."
     ),
     "ray.tune.register_env": _Unportable("dasktune has no registry of environments."),
-    "ray.tune.run_experiments": _Unportable("use tune.run or tune.Tuner, one experiment each."),
-    "ray.tune.Experiment": _Unportable("use tune.run or tune.Tuner, one experiment each."),
     "ray.tune.ResumeConfig": _Unportable(
         "give tune.run(resume=...) Ray's strings ('AUTO', 'LOCAL+ERRORED', "
         "'AUTO+RESTART_ERRORED'...), or call Tuner.restore(path, trainable, "

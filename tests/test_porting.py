@@ -1194,3 +1194,21 @@ def test_a_function_s_own_ray_import_and_the_module_s_are_both_ray_s():
         "def objective(config):\n"
         '    tune.report({"b": 2})\n'
     )
+
+
+def test_ray_1x_run_experiments_and_experiment_port_as_names_of_dasktune():
+    result = port(
+        """
+        from ray import tune
+        from ray.tune import Experiment, run_experiments
+
+        def train(config):
+            tune.report(score=config["x"])
+
+        run_experiments({"a": {"run": train, "config": {"x": 1}}})
+        tune.run_experiments(Experiment("b", train, config={"x": 2}))
+        """
+    )
+    assert constructs(result) == []
+    assert "from dasktune import Experiment, run_experiments" in result.ported
+    assert "tune.run_experiments(Experiment(" in result.ported

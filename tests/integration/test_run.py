@@ -779,3 +779,68 @@ def test_a_class_trainable_s_saved_file_path_comes_back_on_restore(client, stora
     )
     assert list(df["value"]) == [1, 2, 3, 4]
     assert trial.status == "TERMINATED"
+
+
+# -- Ray Tune 1.x's tune.Experiment and tune.run_experiments ------------------------------
+
+
+def counting(config):
+    for step in range(config["steps"]):
+        tune.report({"score": config["x"] * (step + 1)})
+
+
+def test_run_experiments_runs_each_named_experiment_and_returns_all_trials(client, storage):
+    # One scheduler for both (each gets its own copy); no rung is reached here.
+    scheduler = AsyncHyperBandScheduler(metric="score", mode="max", grace_period=5, max_t=10)
+    trials = tune.run_experiments(
+        {
+            # Ray 1.x's dict form, with its older local_dir.
+            "first": {
+                "run": counting,
+                "config": {"x": tune.grid_search([1, 2]), "steps": 3},
+                "stop": {"training_iteration": 2},
+                "local_dir": storage,
+            },
+            "second": tune.Experiment(
+                "second",
+                counting,
+                config={"x": 5, "steps": 4},
+                num_samples=2,
+                storage_path=storage,
+            ),
+        },
+        scheduler=scheduler,
+        verbose=0,
+        client=client,
+    )
+    assert len(trials) == 4
+    first, second = trials[:2], trials[2:]
+    assert sorted(t.config["x"] for t in first) == [1, 2]
+    assert all(t.last_result["training_iteration"] == 2 for t in first), "the stop held"
+    assert sorted(t.last_result["score"] for t in first) == [2, 4]
+    assert all(t.last_result["score"] == 20 for t in second)
+    assert {os.path.dirname(t.path) for t in first} == {os.path.join(storage, "first")}
+    assert {os.path.dirname(t.path) for t in second} == {os.path.join(storage, "second")}
+    assert all(t.status == "TERMINATED" for t in trials)
+
+
+def test_tune_run_takes_an_experiment_and_refuses_its_settings_twice(client, storage):
+    experiment = tune.Experiment(
+        "single", counting, config={"x": 3, "steps": 2}, storage_path=storage
+    )
+    analysis = tune.run(experiment, metric="score", mode="max", verbose=0, client=client)
+    assert analysis.experiment_path == os.path.join(storage, "single")
+    assert analysis.best_result["score"] == 6
+    with pytest.raises(ValueError, match=r"config belongs to the experiment.*tune.Experiment"):
+        tune.run(experiment, config={"x": 1}, verbose=0, client=client)
+
+
+def test_experiments_described_wrongly_are_refused_with_the_fix():
+    with pytest.raises(TypeError, match=r"tune.Experiment\('e', scheduler=\.\.\.\).*tune.run"):
+        tune.Experiment("e", counting, scheduler="asha")
+    with pytest.raises(TypeError, match=r"the trainable under 'run'"):
+        tune.run_experiments({"e": {"config": {"x": 1}}})
+    with pytest.raises(TypeError, match=r"pass a tune.Experiment, a list of them, or a dict"):
+        tune.run_experiments([counting])
+    with pytest.raises(TypeError, match=r"name must be a non-empty string"):
+        tune.Experiment("", counting)
