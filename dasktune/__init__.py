@@ -6,6 +6,7 @@ becomes ``import dasktune as tune``.
 
 from __future__ import annotations
 
+from dasktune._names import create_scheduler, create_searcher
 from dasktune._run import Experiment, TuneError, run, run_experiments
 from dasktune.analysis import Analysis, ExperimentAnalysis
 from dasktune.callback import Callback
@@ -72,6 +73,8 @@ __all__ = [
     "Tuner",
     "checkpoint_dir",
     "choice",
+    "create_scheduler",
+    "create_searcher",
     "get_checkpoint",
     "get_context",
     "grid_search",

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from dasktune._names import SCHEDULERS, SEARCHERS, create_by_name
 from dasktune.analysis import ExperimentAnalysis
 from dasktune.callback import Callback
 from dasktune.execution.resume import ResumeOptions
@@ -54,21 +55,6 @@ class TuneError(Exception):
 
 #: Ray's names of schedulers and searchers (``create_scheduler``, ``create_searcher``)
 #: that dasktune has: module, class.
-_SCHEDULERS = {
-    "fifo": ("dasktune.schedulers", "FIFOScheduler"),
-    "async_hyperband": ("dasktune.schedulers", "AsyncHyperBandScheduler"),
-    "asynchyperband": ("dasktune.schedulers", "AsyncHyperBandScheduler"),
-    "median_stopping_rule": ("dasktune.schedulers", "MedianStoppingRule"),
-    "medianstopping": ("dasktune.schedulers", "MedianStoppingRule"),
-    "hyperband": ("dasktune.schedulers", "HyperBandScheduler"),
-    "pbt": ("dasktune.schedulers", "PopulationBasedTraining"),
-}
-_SEARCHERS = {
-    "variant_generator": ("dasktune.search", "BasicVariantGenerator"),
-    "random": ("dasktune.search", "BasicVariantGenerator"),
-    "hyperopt": ("dasktune.search.hyperopt", "HyperOptSearch"),
-    "optuna": ("dasktune.search.optuna", "OptunaSearch"),
-}
 
 
 #: ``tune.run``'s arguments that describe one experiment (Ray's ``tune.Experiment``'s);
@@ -145,15 +131,7 @@ def _by_name(value: Any, table: Mapping[str, tuple[str, str]], argument: str) ->
     """A scheduler or searcher given by Ray's name, made with its defaults."""
     if not isinstance(value, str):
         return value
-    if value not in table:
-        raise ValueError(
-            f"The value of `tune.run({argument}=...)` is {value!r}, which dasktune does not "
-            f"have. Pass one of {', '.join(sorted(table))}, or an instance."
-        )
-    import importlib
-
-    module, name = table[value]
-    return getattr(importlib.import_module(module), name)()
+    return create_by_name(value, table, "tune.run", argument)
 
 
 def _checkpoint_config(
@@ -355,8 +333,8 @@ def run(
         metric=metric,
         mode=mode,
         num_samples=num_samples,
-        search_alg=_by_name(search_alg, _SEARCHERS, "search_alg"),
-        scheduler=_by_name(scheduler, _SCHEDULERS, "scheduler"),
+        search_alg=_by_name(search_alg, SEARCHERS, "search_alg"),
+        scheduler=_by_name(scheduler, SCHEDULERS, "scheduler"),
         max_concurrent_trials=max_concurrent_trials,
         time_budget_s=time_budget_s,
         reuse_actors=reuse_actors,

@@ -154,7 +154,14 @@ _MODULES: dict[str, _Module] = {
     },
     **{
         f"ray.tune.search.{m}": _Module("dasktune.search")
-        for m in ("basic_variant", "concurrency_limiter", "searcher", "sample", "variant_generator")
+        for m in (
+            "basic_variant",
+            "concurrency_limiter",
+            "repeater",
+            "searcher",
+            "sample",
+            "variant_generator",
+        )
     },
     # Ray 1.x kept the searchers in ray.tune.suggest (renamed ray.tune.search in 2.0), and
     # the search space's domains in ray.tune.sample.
@@ -163,7 +170,7 @@ _MODULES: dict[str, _Module] = {
     "ray.tune.suggest.optuna": _Module("dasktune.search.optuna", aliased=True),
     **{
         f"ray.tune.suggest.{m}": _Module("dasktune.search")
-        for m in ("basic_variant", "suggestion", "variant_generator")
+        for m in ("basic_variant", "repeater", "suggestion", "variant_generator")
     },
     "ray.tune.sample": _Module("dasktune.search"),
     "ray.tune.trial": _Module("dasktune.trial"),
@@ -216,6 +223,8 @@ AVAILABLE: dict[str, frozenset[str]] = {
             "Analysis",
             "PlacementGroupFactory",
             "checkpoint_dir",
+            "create_scheduler",
+            "create_searcher",
             "get_checkpoint",
             "get_context",
             "grid_search",
@@ -248,13 +257,17 @@ AVAILABLE: dict[str, frozenset[str]] = {
             "PopulationBasedTraining",
             "PopulationBasedTrainingReplay",
             "TrialScheduler",
+            "create_scheduler",
         }
     ),
     "dasktune.search": frozenset(
         {
             "BasicVariantGenerator",
             "ConcurrencyLimiter",
+            "Repeater",
             "Searcher",
+            "TRIAL_INDEX",
+            "create_searcher",
             "choice",
             "grid_search",
             "lograndint",
@@ -386,8 +399,6 @@ _SPECIAL: dict[str, _Target] = {
         "'AUTO+RESTART_ERRORED'...), or call Tuner.restore(path, trainable, "
         "resume_errored=..., restart_errored=...)."
     ),
-    "ray.tune.create_scheduler": _Unportable("make the scheduler from dasktune.schedulers."),
-    "ray.tune.create_searcher": _Unportable("make the searcher from dasktune.search."),
     "ray.tune.schedulers.hb_bohb": _Unportable("BOHB is not in dasktune."),
     "ray.tune.schedulers.HyperBandForBOHB": _Unportable("BOHB is not in dasktune."),
     "ray.tune.schedulers.ResourceChangingScheduler": _Unportable(

@@ -1212,3 +1212,21 @@ def test_ray_1x_run_experiments_and_experiment_port_as_names_of_dasktune():
     assert constructs(result) == []
     assert "from dasktune import Experiment, run_experiments" in result.ported
     assert "tune.run_experiments(Experiment(" in result.ported
+
+
+def test_repeater_and_creation_by_name_port_from_ray_2_and_1():
+    result = port(
+        """
+        from ray import tune
+        from ray.tune.search import Repeater
+        from ray.tune.suggest.repeater import TRIAL_INDEX
+        from ray.tune.search.optuna import OptunaSearch
+
+        search = Repeater(OptunaSearch(), repeat=3)
+        scheduler = tune.create_scheduler("async_hyperband", max_t=10)
+        other = tune.create_searcher("hyperopt")
+        """
+    )
+    assert constructs(result) == []
+    assert "from dasktune.search import Repeater" in result.ported
+    assert "from dasktune.search import TRIAL_INDEX" in result.ported

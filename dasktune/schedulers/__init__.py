@@ -5,6 +5,7 @@ Ported Ray Tune scripts import them from here instead of ``ray.tune.schedulers``
 
 from __future__ import annotations
 
+from dasktune._names import create_scheduler
 from dasktune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandScheduler
 from dasktune.schedulers.fifo import FIFOScheduler
 from dasktune.schedulers.hyperband import HyperBandScheduler
@@ -32,4 +33,5 @@ __all__ = [
     "TrialDecision",
     "TrialScheduler",
     "TrialUpdate",
+    "create_scheduler",
 ]

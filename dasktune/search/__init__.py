@@ -10,7 +10,9 @@ submodules that need extra packages: ``dasktune.search.hyperopt`` and
 
 from __future__ import annotations
 
+from dasktune._names import create_searcher
 from dasktune.search.concurrency_limiter import ConcurrencyLimiter
+from dasktune.search.repeater import TRIAL_INDEX, Repeater
 from dasktune.search.sample import (
     Categorical,
     Domain,
@@ -41,6 +43,7 @@ from dasktune.search.variant_generator import (
 )
 
 __all__ = [
+    "TRIAL_INDEX",
     "BasicVariantGenerator",
     "Categorical",
     "ConcurrencyLimiter",
@@ -48,10 +51,12 @@ __all__ = [
     "Float",
     "Function",
     "Integer",
+    "Repeater",
     "SamplingKind",
     "Searcher",
     "choice",
     "count_variants",
+    "create_searcher",
     "generate_variants",
     "grid_search",
     "lograndint",

@@ -7,14 +7,14 @@ import logging
 from typing import Any
 
 from dasktune._validation import is_integer
-from dasktune.search.searcher import Searcher
+from dasktune.search.searcher import Searcher, WrappingSearcher
 
 __all__ = ["ConcurrencyLimiter"]
 
 logger = logging.getLogger(__name__)
 
 
-class ConcurrencyLimiter(Searcher):
+class ConcurrencyLimiter(WrappingSearcher):
     """Let at most ``max_concurrent`` suggested trials be live at a time.
 
     :meth:`suggest` returns None (ask again later) while ``max_concurrent``
@@ -47,20 +47,13 @@ class ConcurrencyLimiter(Searcher):
     """
 
     def __init__(self, searcher: Searcher, max_concurrent: int, batch: bool = False) -> None:
-        if not isinstance(searcher, Searcher):
-            raise TypeError(
-                f"The value of `searcher` is {searcher!r}, but ConcurrencyLimiter wraps "
-                "dasktune Searcher objects only. Pass a Searcher such as "
-                "BasicVariantGenerator() or HyperOptSearch()."
-            )
         if not is_integer(max_concurrent) or max_concurrent < 1:
             raise ValueError(
                 f"The value of `max_concurrent` is {max_concurrent!r}, but it must be an int >= 1. "
                 "Pass max_concurrent=1 for strictly sequential trials, or leave the searcher "
                 "unwrapped for no limit."
             )
-        super().__init__(metric=None, mode=None)
-        self.searcher = searcher
+        super().__init__(searcher, "ConcurrencyLimiter")
         self.max_concurrent = int(max_concurrent)
         self.batch = bool(batch)
         self._live: set[str] = set()
@@ -77,24 +70,6 @@ class ConcurrencyLimiter(Searcher):
         self.max_concurrent = max_concurrent
         return True
 
-    # -- delegated properties -------------------------------------------------
-
-    @property
-    def ends_search_itself(self) -> bool:  # type: ignore[override]
-        return self.searcher.ends_search_itself
-
-    @property
-    def learns_from_results(self) -> bool:  # type: ignore[override]
-        return self.searcher.learns_from_results
-
-    @property
-    def metric(self) -> str | None:
-        return self.searcher.metric
-
-    @property
-    def mode(self) -> str | None:
-        return self.searcher.mode
-
     def set_search_properties(
         self,
         metric: str | None,
@@ -104,7 +79,7 @@ class ConcurrencyLimiter(Searcher):
     ) -> bool:
         """Forward the Tuner's settings to the wrapped searcher."""
         self._limit = not self._searcher_limits_itself()
-        return self.searcher.set_search_properties(metric, mode, config, **spec)
+        return super().set_search_properties(metric, mode, config, **spec)
 
     # -- events ---------------------------------------------------------------
 
@@ -179,11 +154,3 @@ class ConcurrencyLimiter(Searcher):
     def set_state(self, state: dict[str, Any]) -> None:
         self.__dict__.update(copy.deepcopy(state["limiter"]))
         self.searcher.set_state(state["searcher"])
-
-    def save(self, checkpoint_path: str) -> None:
-        """Save the wrapped searcher (as Ray Tune does; live trials are not kept)."""
-        self.searcher.save(checkpoint_path)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Restore the wrapped searcher from :meth:`save`'s file."""
-        self.searcher.restore(checkpoint_path)

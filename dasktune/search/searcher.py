@@ -89,3 +89,53 @@ class Searcher(MetricModeMixin):
         """Read state written by :meth:`save`."""
         with open(checkpoint_path, "rb") as f:
             self.set_state(pickle.load(f))
+
+
+class WrappingSearcher(Searcher):
+    """A searcher around another (``self.searcher``): metric, mode and the Tuner's
+    settings are the wrapped searcher's, and its state is saved and restored."""
+
+    def __init__(self, searcher: Searcher, wrapper: str) -> None:
+        if not isinstance(searcher, Searcher):
+            raise TypeError(
+                f"The value of `searcher` is {searcher!r}, but {wrapper} wraps dasktune "
+                "Searcher objects only. Pass a Searcher such as BasicVariantGenerator(), "
+                "HyperOptSearch() or OptunaSearch()."
+            )
+        super().__init__(metric=None, mode=None)
+        self.searcher = searcher
+
+    @property
+    def ends_search_itself(self) -> bool:  # type: ignore[override]
+        return self.searcher.ends_search_itself
+
+    @property
+    def learns_from_results(self) -> bool:  # type: ignore[override]
+        return self.searcher.learns_from_results
+
+    @property
+    def metric(self) -> str | None:
+        return self.searcher.metric
+
+    @property
+    def mode(self) -> str | None:
+        return self.searcher.mode
+
+    def set_search_properties(
+        self,
+        metric: str | None,
+        mode: str | None,
+        config: dict[str, Any] | None = None,
+        **spec: Any,
+    ) -> bool:
+        """Forward the Tuner's settings to the wrapped searcher."""
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Save the wrapped searcher (as Ray Tune does; the wrapper's own bookkeeping is not
+        kept)."""
+        self.searcher.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restore the wrapped searcher from :meth:`save`'s file."""
+        self.searcher.restore(checkpoint_path)

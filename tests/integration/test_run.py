@@ -327,7 +327,11 @@ def test_a_partial_names_the_experiment_and_trials_after_its_function(client, st
         ({"resume": True}, ValueError, "no experiment to resume at"),
         ({"resume": "SOMETIMES"}, ValueError, r"`tune.run\(resume=...\)` is 'SOMETIMES'"),
         ({"restore": "/tmp/ckpt"}, ValueError, "cannot start a trial from a checkpoint"),
-        ({"scheduler": "pb2"}, ValueError, r"`tune.run\(scheduler=...\)` is 'pb2'.*hyperband, "),
+        (
+            {"scheduler": "hb_bohb"},
+            ValueError,
+            r"`tune.run\(scheduler=...\)` is 'hb_bohb'.*hyperband, ",
+        ),
         ({"resources_per_trial": [("cpu", 1)]}, TypeError, "tune.PlacementGroupFactory"),
         ({"checkpoint_config": {"num_to_keep": 1}}, TypeError, "tune.CheckpointConfig"),
         ({"keep_checkpoints_num": 0}, ValueError, "num_to_keep"),
@@ -844,3 +848,20 @@ def test_experiments_described_wrongly_are_refused_with_the_fix():
         tune.run_experiments([counting])
     with pytest.raises(TypeError, match=r"name must be a non-empty string"):
         tune.Experiment("", counting)
+
+
+def test_schedulers_and_searchers_by_ray_s_names_take_their_arguments():
+    from dasktune.schedulers import AsyncHyperBandScheduler, PopulationBasedTraining
+    from dasktune.search.optuna import OptunaSearch
+
+    asha = tune.create_scheduler("async_hyperband", metric="loss", mode="min", max_t=7)
+    assert isinstance(asha, AsyncHyperBandScheduler)
+    assert (asha.metric, asha.mode, asha._max_t) == ("loss", "min", 7)
+    pbt = tune.create_scheduler("PBT", hyperparam_mutations={"lr": [0.1, 0.01]})
+    assert isinstance(pbt, PopulationBasedTraining)
+    optuna_search = tune.create_searcher("optuna", metric="loss", mode="min")
+    assert isinstance(optuna_search, OptunaSearch) and optuna_search.metric == "loss"
+    with pytest.raises(ValueError, match=r"create_scheduler\(scheduler=\.\.\.\)` is 'asha'.*fifo"):
+        tune.create_scheduler("asha")
+    with pytest.raises(ValueError, match=r"create_searcher\(search_alg=\.\.\.\)` is 'bohb'"):
+        tune.create_searcher("bohb")

@@ -12,7 +12,7 @@ from hyperopt import hp
 
 import dasktune as tune
 from dasktune.schedulers import ASHAScheduler
-from dasktune.search import BasicVariantGenerator, ConcurrencyLimiter
+from dasktune.search import BasicVariantGenerator, ConcurrencyLimiter, Repeater
 from dasktune.search.hyperopt import HyperOptSearch
 from dasktune.search.optuna import OptunaSearch
 
@@ -255,3 +255,33 @@ def test_missing_optional_package_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode != 0
     assert "pip install 'dasktune[hyperopt]'" in out.stderr
+
+
+def test_a_repeater_runs_each_optuna_config_twice_and_optuna_learns_the_mean(client, storage):
+    def noisy(config):
+        # Each repeat of a config scores 1 apart: the searcher should see their mean.
+        tune.report({"loss": config["x"] + config["__trial_index__"]})
+
+    optuna_search = OptunaSearch(seed=0)
+    grid = tune.Tuner(
+        noisy,
+        param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(
+            search_alg=Repeater(optuna_search, repeat=2),
+            metric="loss",
+            mode="min",
+            num_samples=6,
+            max_concurrent_trials=2,
+        ),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        client=client,
+    ).fit()
+    by_x: dict[float, list[int]] = {}
+    for result in grid:
+        by_x.setdefault(result.config["x"], []).append(result.config["__trial_index__"])
+    assert sorted(sorted(indices) for indices in by_x.values()) == [[0, 1]] * 3
+    told = sorted(
+        (t.params["x"], t.value) for t in optuna_search._study.trials if t.value is not None
+    )
+    assert [x for x, _ in told] == sorted(by_x)
+    assert all(value == pytest.approx(x + 0.5) for x, value in told)
