@@ -90,7 +90,11 @@ class Experiment:
     ``resources_per_trial``, ``storage_path`` or ``local_dir``, the checkpoint
     settings...), with ``tune.run``'s meaning.
 
-    >>> Experiment("mnist", train, config={"lr": tune.loguniform(1e-4, 1e-1)}, num_samples=4)
+    Example::
+
+        tune.run_experiments(
+            [Experiment("mnist", train, config={"lr": tune.loguniform(1e-4, 1e-1)}, num_samples=4)]
+        )
     """
 
     def __init__(self, name: str, run: Any, **spec: Any) -> None:

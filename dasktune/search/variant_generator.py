@@ -506,11 +506,11 @@ def _check_num_samples(num_samples: Any) -> int:
     return int(num_samples)
 
 
-def _make_rng(random_state: Any, argument: str) -> np.random.Generator:
-    if isinstance(random_state, np.random.Generator):
+def _make_rng(random_state: Any, argument: str) -> np.random.Generator | None:
+    """The searcher's generator; None for no seed (see :meth:`BasicVariantGenerator._generator`)."""
+    if random_state is None or isinstance(random_state, np.random.Generator):
         return random_state
-    is_seed = is_integer(random_state)
-    if random_state is None or (is_seed and random_state >= 0):
+    if is_integer(random_state) and random_state >= 0:
         return np.random.default_rng(random_state)
     raise ValueError(
         f"The value of `{argument}` is {random_state!r}, but it must be None, a non-negative "
@@ -627,7 +627,17 @@ class BasicVariantGenerator(Searcher):
         if not self._seeded and spec.get("seed") is not None:
             self._rng = _make_rng(spec["seed"], "seed")
             self._seeded = True
+        self._generator()
         return True
+
+    def _generator(self) -> np.random.Generator:
+        """Without a seed, a generator seeded from numpy's global one, once, when the Tuner
+        hands over the search space: Ray Tune draws from numpy's global generator, so
+        ``np.random.seed(1234)`` before the Tuner (as Ray's FAQ recommends) repeats the
+        same configs."""
+        if self._rng is None:
+            self._rng = np.random.default_rng(np.random.randint(0, 2**32, size=4))
+        return self._rng
 
     def _started(self) -> bool:
         return self._points_started > 0 or self._samples_started > 0
@@ -662,7 +672,7 @@ class BasicVariantGenerator(Searcher):
                 self._finished = True
                 return Searcher.FINISHED
         assert self._unit is not None
-        config = _unit_variant(self._unit, self._unit_position, self._rng)
+        config = _unit_variant(self._unit, self._unit_position, self._generator())
         self._unit_position += 1
         self._live.add(trial_id)
         return config
@@ -681,7 +691,7 @@ class BasicVariantGenerator(Searcher):
             self._samples_started += 1
         else:
             return False
-        self._unit = _start_unit(spec, self._rng, self._constant_grid_search)
+        self._unit = _start_unit(spec, self._generator(), self._constant_grid_search)
         self._unit_size = _grid_size(_grid_axes(self._unit))
         self._unit_position = 0
         return True

@@ -285,3 +285,20 @@ def test_a_repeater_runs_each_optuna_config_twice_and_optuna_learns_the_mean(cli
     )
     assert [x for x, _ in told] == sorted(by_x)
     assert all(value == pytest.approx(x + 0.5) for x, value in told)
+
+
+def test_numpy_s_global_seed_repeats_the_default_search(client, storage):
+    import numpy as np
+
+    def drawn():
+        np.random.seed(2024)  # Ray's FAQ: seed numpy before the Tuner for the same configs
+        grid = tune.Tuner(
+            quadratic,
+            param_space={**SPACE, "n": tune.sample_from(lambda spec: int(np.random.randint(9)))},
+            tune_config=tune.TuneConfig(num_samples=4),
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+            client=client,
+        ).fit()
+        return sorted((r.config["x"], r.config["width"], r.config["n"]) for r in grid)
+
+    assert drawn() == drawn()

@@ -534,3 +534,25 @@ class TestBasicVariantGeneratorContract(SearcherContract):
         searcher = BasicVariantGenerator(random_state=0)
         searcher.set_search_properties(metric, mode, space, num_samples=-1)
         return searcher
+
+
+def test_without_a_seed_numpy_s_global_seed_repeats_the_configs() -> None:
+    """Ray Tune draws from numpy's global generator, and its FAQ recommends
+    ``np.random.seed`` for reproducible random search: that must hold here too."""
+    space = {
+        "a": tune.randint(5, 10),
+        "b": tune.sample_from(lambda spec: int(np.random.randint(0, spec.config.a))),
+        "x": tune.uniform(0, 1),
+    }
+
+    def draw() -> list[Any]:
+        searcher = BasicVariantGenerator()
+        searcher.set_search_properties(None, None, space, num_samples=6)
+        return [searcher.suggest(f"t{i}") for i in range(6)]
+
+    np.random.seed(1234)
+    first = draw()
+    np.random.seed(1234)
+    assert draw() == first
+    np.random.seed(4321)
+    assert draw() != first
