@@ -147,10 +147,7 @@ class Tuner:
                 f"mode={searcher.mode!r}. Set them in one place only."
             )
         if searcher.learns_from_results and (not searcher.metric or not searcher.mode):
-            raise ValueError(
-                f"{type(searcher).__name__} needs a metric and a mode to learn from results: pass "
-                "TuneConfig(metric='mean_accuracy', mode='max') or give them to the searcher."
-            )
+            raise ValueError(_missing_metric_or_mode(searcher, "to learn from results"))
         return searcher
 
     def _scheduler(self) -> TrialScheduler:
@@ -167,12 +164,8 @@ class Tuner:
                 f"{type(scheduler).__name__}'s metric={scheduler.metric!r}, "
                 f"mode={scheduler.mode!r}. Set them in one place only."
             )
-        if type(scheduler) is not FIFOScheduler and (not scheduler.metric or not scheduler.mode):
-            raise ValueError(
-                f"{type(scheduler).__name__} needs a metric and a mode: pass "
-                f"{type(scheduler).__name__}(metric='mean_accuracy', mode='max') or "
-                "TuneConfig(metric=..., mode=...)."
-            )
+        if scheduler.needs_metric and (not scheduler.metric or not scheduler.mode):
+            raise ValueError(_missing_metric_or_mode(scheduler, "to compare trials"))
         return scheduler
 
     # -- resuming ------------------------------------------------------------
@@ -428,7 +421,7 @@ class Tuner:
         console.note(f"dasktune: {'resuming' if journaled else 'results go to'} {store.path}")
 
         required = []
-        if type(scheduler) is not FIFOScheduler and scheduler.metric:
+        if scheduler.needs_metric and scheduler.metric:
             required.append((scheduler.metric, f"{type(scheduler).__name__}(metric=...)"))
         if searcher.learns_from_results and searcher.metric:
             for needed in _as_list(searcher.metric):  # several for multi-objective search
@@ -610,4 +603,23 @@ def _experiments_of(root: str, trainable: str) -> list[str]:
     ]
     return sorted(
         paths, key=lambda p: os.path.getmtime(os.path.join(p, JOURNAL_FILE)), reverse=True
+    )
+
+
+def _missing_metric_or_mode(part: Any, why: str) -> str:
+    """What a searcher or scheduler without a metric or a mode lacks, and where to give it."""
+    name = type(part).__name__
+    metric, mode = part.metric, part.mode
+    if metric and not mode:
+        has = f"has metric={metric!r} but no mode"
+        fix = f"{name}(metric={metric!r}, mode='max')  (or 'min')"
+    elif mode and not metric:
+        has = f"has mode={mode!r} but no metric"
+        fix = f"{name}(metric=<the name your trainable reports>, mode={mode!r})"
+    else:
+        has = "has neither a metric nor a mode"
+        fix = f"{name}(metric=<the name your trainable reports>, mode='max' or 'min')"
+    return (
+        f"{name} needs a metric and a mode {why}, and it {has}. Pass {fix}, or metric= and "
+        "mode= to TuneConfig (tune.run(metric=..., mode=...) with tune.run)."
     )

@@ -11,9 +11,13 @@ as it goes, following the moving target.
     python examples/pbt_toy.py --smoke    # a smaller run
 
 Both searches get the same budget: the same number of trials, each trained to
-the same step. A PBT trial that copies another's checkpoint continues from that
-checkpoint's step, so it may train a few steps again (or skip some): PBT's total
-differs by a few percent.
+the same step. PBT runs synchronously here (``synch=True``): every trial pauses at
+each perturbation step until all have reached it, and then the bottom quarter copy
+the top quarter's checkpoints and perturb their rates. Ray Tune's default, and
+dasktune's, is asynchronous PBT, where each trial decides when it gets there; it
+uses the workers without waiting, but what it copies depends on which trials
+happen to be ahead, so its result varies from run to run. Synchronous, this script
+gives the same result every time.
 """
 
 import json
@@ -79,6 +83,7 @@ pbt = tune.Tuner(
             hyperparam_mutations={"lr": tune.loguniform(1e-4, 1e-1)},
             perturbation_factors=(2.0, 0.5),
             seed=0,
+            synch=True,
         ),
     ),
     run_config=tune.RunConfig(name="pbt_toy_pbt", verbose=0),

@@ -829,6 +829,7 @@ class ExperimentLoop:
         """Save the state, say in the journal how the experiment ended, release the cluster."""
         try:
             self._maybe_write_state(force=True)
+            self.store.write_records(self.controller.scheduler.experiment_records())
             if self._interrupted is None:
                 self.store.end("finished", self.controller.stop_reason)
             else:

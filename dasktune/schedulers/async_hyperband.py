@@ -230,6 +230,8 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         'STOP'
     """
 
+    needs_metric = True
+
     _OPERATION = _Operation.STOPPING
 
     def __new__(cls, *args: Any, mode_of_operation: str = "stopping", **kwargs: Any) -> Any:

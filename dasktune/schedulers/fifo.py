@@ -21,6 +21,8 @@ class FIFOScheduler(TrialScheduler):
         <TrialDecision.CONTINUE: 'CONTINUE'>
     """
 
+    needs_metric = False
+
     def on_trial_result(self, trial: Trial, result: dict[str, Any]) -> TrialDecision:
         """Always let the trial continue."""
         return TrialDecision.CONTINUE

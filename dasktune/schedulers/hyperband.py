@@ -135,6 +135,8 @@ class HyperBandScheduler(FIFOScheduler):
         [(0, [3], [9]), (1, [5, 2], [3, 9]), (2, [9, 3, 1], [1, 3, 9])]
     """
 
+    needs_metric = True
+
     def __init__(
         self,
         time_attr: str = "training_iteration",

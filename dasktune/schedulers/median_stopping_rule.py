@@ -97,6 +97,8 @@ class MedianStoppingRule(FIFOScheduler):
         'STOP'
     """
 
+    needs_metric = True
+
     def __init__(
         self,
         time_attr: str = "time_total_s",

@@ -201,6 +201,8 @@ class PopulationBasedTraining(FIFOScheduler):
         TypeError: If a mutation is not a list, dict, domain or callable.
     """
 
+    needs_metric = True
+
     # Arguments that are configuration, not state (and may not pickle: lambdas).
     _CONFIG_ATTRS = frozenset({"_hyperparam_mutations", "_custom_explore_fn"})
 
@@ -256,6 +258,7 @@ class PopulationBasedTraining(FIFOScheduler):
         self._rng = random.Random(seed)
         self._np_rng = np.random.default_rng(seed)
         self._state: dict[str, _TrialState] = {}
+        self._exploits: list[dict[str, Any]] = []  # every policy entry, for pbt_global.txt
         self._updates: list[TrialUpdate] = []
         self._next_perturbation_sync = max(perturbation_interval, burn_in_period)
         self._no_more_trials = False
@@ -292,6 +295,26 @@ class PopulationBasedTraining(FIFOScheduler):
         :class:`PopulationBasedTrainingReplay` takes as its ``policy``.
         """
         return {POLICY_FILE: self.policy_log(trial_id)}
+
+    def experiment_records(self) -> dict[str, list[Any]]:
+        """Ray Tune's policy files, for the experiment's directory: ``pbt_policy_<trial_id>.txt``
+        for each trial that exploited (its lineage) and ``pbt_global.txt`` (every exploit).
+
+        Each line is Ray's row: ``[trial, source trial, step, source's step, source's
+        config, new config]``, with trial ids where Ray has its trials' tags.  Ray's
+        PBT guides find these files there; :class:`PopulationBasedTrainingReplay`
+        reads them as it reads ``pbt_policy.jsonl`` (which each trial's directory
+        holds from its first exploit on).
+        """
+        if not self._log_config or not self._exploits:
+            return {}
+        files = {
+            f"pbt_policy_{trial_id}.txt": [_ray_row(e) for e in state.policy]
+            for trial_id, state in self._state.items()
+            if state.policy
+        }
+        files["pbt_global.txt"] = [_ray_row(e) for e in self._exploits]
+        return files
 
     def get_state(self) -> dict[str, Any]:
         """The scheduler's state, without ``hyperparam_mutations`` and ``custom_explore_fn``."""
@@ -454,6 +477,7 @@ class PopulationBasedTraining(FIFOScheduler):
                 "new_config": copy.deepcopy(new_config),
             }
             state.policy = copy.deepcopy(source_state.policy) + [entry]
+            self._exploits.append(entry)
         state.config = new_config
         state.last_perturbation_time = source_state.last_perturbation_time
         state.last_train_time = source_state.last_train_time
@@ -612,3 +636,15 @@ def _validate_mutations(mutations: Mapping[str, Any], path: str) -> None:
                 f"The value of `{where}` is {value!r}, but it must be a list, a dict, a search "
                 "domain such as tune.uniform(0, 1), or a function returning a value."
             )
+
+
+def _ray_row(entry: dict[str, Any]) -> list[Any]:
+    """A policy entry as a row of Ray Tune's policy files."""
+    return [
+        entry["trial_id"],
+        entry["source"],
+        entry["step"],
+        entry["source_step"],
+        entry["old_config"],
+        entry["new_config"],
+    ]

@@ -81,6 +81,9 @@ class TrialScheduler(MetricModeMixin):
     STOP = TrialDecision.STOP
     NOOP = TrialDecision.NOOP
 
+    #: Whether the scheduler compares trials by a metric, and so needs a metric and a mode.
+    needs_metric = True
+
     def decision_points(self) -> DecisionPoints:
         """Where trials must wait for this scheduler's decision.
 
@@ -123,6 +126,15 @@ class TrialScheduler(MetricModeMixin):
             (nothing to keep).  :class:`PopulationBasedTraining` returns
             ``{"pbt_policy.jsonl": self.policy_log(trial_id)}``, which
             :class:`PopulationBasedTrainingReplay` reads back.
+        """
+        return {}
+
+    def experiment_records(self) -> dict[str, list[Any]]:
+        """Records to keep in the experiment's directory, written when the experiment ends
+        (or stops): file name -> complete list, one JSON value per line.
+
+        The default is ``{}``; :class:`PopulationBasedTraining` writes Ray Tune's
+        ``pbt_policy_<trial_id>.txt`` and ``pbt_global.txt`` there.
         """
         return {}
 

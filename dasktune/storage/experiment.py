@@ -466,6 +466,12 @@ class ExperimentStore:
         if self._search_log is not None:
             self._search_log.close()
 
+    def write_records(self, records: Mapping[str, Iterable[Any]]) -> None:
+        """Replace scheduler record files in the experiment's directory
+        (``TrialScheduler.experiment_records``), by file name."""
+        for name, lines in records.items():
+            self.guard(write_jsonl, os.path.join(self.path, name), lines)
+
     def guard(self, write: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one write; after the first storage error, skip writes (the experiment stops).
 

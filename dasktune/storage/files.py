@@ -449,9 +449,11 @@ def copy_checkpoint(source: str, target: str) -> None:
     shutil.copytree(source, target)
 
 
-def write_jsonl(path: str, records: Iterable[Mapping[str, Any]]) -> None:
-    """Replace ``path`` with one JSON line per record, atomically."""
-    atomic_write(path, "".join(to_json(dict(r)) + "\n" for r in records).encode())
+def write_jsonl(path: str, records: Iterable[Any]) -> None:
+    """Replace ``path`` with one JSON line per record (a mapping or any JSON value),
+    atomically."""
+    lines = (to_json(dict(r) if isinstance(r, Mapping) else r) + "\n" for r in records)
+    atomic_write(path, "".join(lines).encode())
 
 
 def append_jsonl(path: str, record: Mapping[str, Any]) -> None:

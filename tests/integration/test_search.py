@@ -230,8 +230,15 @@ def test_bad_search_input_fails_before_any_trial(client, storage):
             metric="loss",
             mode="min",
         )
-    with pytest.raises(ValueError, match="needs a metric and a mode"):
+    with pytest.raises(ValueError, match=r"OptunaSearch needs a metric and a mode.*neither"):
         fit(client, storage, "nometric", search_alg=OptunaSearch())
+    # Half given: the message names what is there and what is missing, and no made-up metric.
+    with pytest.raises(
+        ValueError, match=r"has metric='acc' but no mode. Pass HyperOptSearch\(metric='acc', mode="
+    ):
+        fit(client, storage, "nomode", search_alg=HyperOptSearch(metric="acc"))
+    with pytest.raises(ValueError, match=r"HyperBandScheduler needs.*has mode='max' but no metric"):
+        fit(client, storage, "nomode", scheduler=ASHAScheduler(mode="max"))
     with pytest.raises(ValueError, match="grid_search"):
         fit(
             client,
