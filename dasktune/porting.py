@@ -405,6 +405,8 @@ _SPECIAL: dict[str, _Target] = {
         "dasktune cannot change a running trial's resources."
     ),
     "ray.tune.utils.validate_save_restore": _Name("dasktune.utils", "validate_save_restore"),
+    # Ray 0.8's way to report, removed in Ray 1.0: the same keywords go to tune.report.
+    "ray.tune.track.log": _Name("dasktune", "report"),
     **{
         f"ray.tune.utils.mock_trainable.{name}": _Name("dasktune.utils.mock_trainable", name)
         for name in ("MyTrainableClass", "MOCK_ERROR_KEY", "MOCK_TRAINABLE_NAME")
@@ -748,6 +750,7 @@ class _Porter:
         self._fill_emptied_blocks()
         self._offline_datasets()
         self._environment_notes()
+        self._dotted_column_notes()
         self.problems.sort(key=lambda p: p.line)
         self.notes.sort()
         return PortResult(self.text.source, self.text.result(), self.problems, self.notes)
@@ -1372,6 +1375,24 @@ class _Porter:
         ]
         return bool(uses) and len(names) == len(uses) and all(u.attr == "MNIST" for u in uses)
 
+    def _dotted_column_notes(self) -> None:
+        """Ray 1.x named the nested columns of ``results_df`` with dots (``config.lr``);
+        Ray 2.x, and dasktune, with slashes (``config/lr``)."""
+        for node in ast.walk(self.tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and _RAY1_COLUMN.match(node.value)
+                and node.value.rsplit(".", 1)[-1].lower() not in _FILE_SUFFIXES
+            ):
+                slashed = node.value.replace(".", "/")
+                self._note(
+                    node.lineno,
+                    f"{node.value!r}: Ray 1.x's results_df named nested columns with dots; "
+                    f"Ray 2.x and dasktune write {slashed!r} (results_df, dataframe(), "
+                    "get_dataframe())",
+                )
+
     def _environment_notes(self) -> None:
         """``os.environ["RAY_..."] = ...``: Ray's settings stay; a note says which dasktune
         reads."""
@@ -1593,6 +1614,12 @@ class _Porter:
         else:
             end = 0
         self.text.replace(end, end, "".join(f"{line}\n" for line in lines))
+
+
+#: A Ray 1.x column name of ``results_df``: ``config.lr``, ``config.model.width``, or the
+#: prefix ``config.`` a script filters columns by (not a file such as ``config.yaml``).
+_RAY1_COLUMN = re.compile(r"^config\.(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?$")
+_FILE_SUFFIXES = ("json", "yaml", "yml", "toml", "ini", "py", "cfg", "txt", "csv", "pkl")
 
 
 def port_source(source: str) -> PortResult:

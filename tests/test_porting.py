@@ -1230,3 +1230,34 @@ def test_repeater_and_creation_by_name_port_from_ray_2_and_1():
     assert constructs(result) == []
     assert "from dasktune.search import Repeater" in result.ported
     assert "from dasktune.search import TRIAL_INDEX" in result.ported
+
+
+def test_ray_0_8_track_log_becomes_report():
+    result = port(
+        """
+        from ray import tune
+
+        def train(config):
+            tune.track.log(mean_accuracy=config["x"])
+        """
+    )
+    assert constructs(result) == []
+    assert "tune.report({'mean_accuracy': config[\"x\"]})" in result.ported
+
+
+def test_ray_1x_dotted_result_columns_get_a_note_and_files_do_not():
+    result = port(
+        """
+        from ray import tune
+
+        df = tune.run(train, config={"lr": tune.uniform(0, 1)}).results_df
+        best = df.sort_values("config.lr")
+        wanted = [c for c in df.columns if c.startswith("config.")]
+        settings = open("config.yaml")
+        """
+    )
+    noted = [text for _, text in result.notes]
+    assert any("'config.lr'" in n and "'config/lr'" in n for n in noted)
+    assert any("'config.'" in n and "'config/'" in n for n in noted)
+    assert not any("config.yaml" in n for n in noted)
+    assert "config.lr" in result.ported, "the script's text is left to its author"
