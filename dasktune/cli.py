@@ -89,8 +89,9 @@ def _port(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if result.problems:
         print(
-            f"dasktune port: {len(result.problems)} construct(s) could not be ported; they "
-            "are left as they were.",
+            f"dasktune port: {len(result.problems)} construct(s) could not be ported; each is "
+            "left as it was, or, where the script imports it, replaced by a stand-in that "
+            "raises the reason above when the script uses it.",
             file=sys.stderr,
         )
     return 0

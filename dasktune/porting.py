@@ -46,9 +46,10 @@ import difflib
 import re
 import textwrap
 from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass, field
 
-__all__ = ["PortResult", "Problem", "port_source"]
+__all__ = ["PortResult", "Problem", "port_source", "unported"]
 
 COMMENT = "# dasktune port:"
 
@@ -405,6 +406,10 @@ _SPECIAL: dict[str, _Target] = {
         "dasktune cannot change a running trial's resources."
     ),
     "ray.tune.utils.validate_save_restore": _Name("dasktune.utils", "validate_save_restore"),
+    "ray.tune.logger.Logger": _Unportable(
+        "Ray's older Logger classes are gone from Ray 2 too: subclass "
+        "dasktune.logger.LoggerCallback (log_trial_result...) and pass it in callbacks=."
+    ),
     # Ray 0.8's way to report, removed in Ray 1.0: the same keywords go to tune.report.
     "ray.tune.track.log": _Name("dasktune", "report"),
     **{
@@ -1556,8 +1561,11 @@ class _Porter:
                     statement.lineno, f"ray.tune.examples.{target.module}", target.module
                 )
             else:
+                # A stand-in that raises, with the reason, where the script uses it: a script
+                # that uses it only on a path it does not take (`if not MOCK:`) runs.
                 self._problem(statement.lineno, path, target.reason, bound)
-                kept.append(spelled)
+                self.new_imports.setdefault("from dasktune.porting import unported")
+                extra.append(f"{bound} = unported({path!r})  {COMMENT} not in dasktune")
         if len(grouped) == 1 and not extra and not kept:
             module, names = next(iter(grouped.items()))
             if names == [
@@ -1634,6 +1642,44 @@ def port_source(source: str) -> PortResult:
         tune.run(f)
     """
     return _Porter(source).run()
+
+
+class _Unported:
+    """What ``dasktune port`` puts where a script imported a Ray name dasktune lacks."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _refuse(self) -> NotImplementedError:
+        target, _ = _resolve(self._name)
+        reason = target.reason if isinstance(target, _Unportable) else "dasktune lacks it."
+        return NotImplementedError(
+            f"{self._name} is not in dasktune, and the script used it: {reason} "
+            "(dasktune port left this stand-in where the script imported it.)"
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)  # Python's own protocols (copy, pickle, inspect)
+        raise self._refuse()
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[type, ...]:
+        raise self._refuse()  # a class derived from it
+
+    def __repr__(self) -> str:
+        return f"<{self._name}, not ported to dasktune>"
+
+
+def unported(name: str) -> Any:
+    """A stand-in for the Ray name ``name`` that dasktune lacks: using it (calling it,
+    reading its attributes, deriving a class from it) raises NotImplementedError with the
+    reason and the way out.  ``dasktune port`` writes ``X = unported("ray....X")`` where
+    a script imported it, so that a script that uses it only on a path it does not take
+    still runs."""
+    return _Unported(name)
 
 
 def problems_text(result: PortResult, path: str) -> Iterator[str]:
