@@ -46,8 +46,8 @@ import difflib
 import re
 import textwrap
 from collections.abc import Iterator
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["PortResult", "Problem", "port_source", "unported"]
 

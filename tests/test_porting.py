@@ -943,8 +943,11 @@ def test_a_used_import_of_what_cannot_be_ported_is_still_reported():
     assert constructs(result) == ["ray.tune.integration.pytorch_lightning.TuneReportCallback"]
     # A stand-in, not Ray's import: using it raises the reason, not "No module named 'ray'".
     assert "from ray" not in result.ported
-    with pytest.raises(NotImplementedError, match=r"TuneReportCallback is not in dasktune.*"
-                       r"call tune.report from a callback of your own"):
+    with pytest.raises(
+        NotImplementedError,
+        match=r"TuneReportCallback is not in dasktune.*"
+        r"call tune.report from a callback of your own",
+    ):
         exec(compile(result.ported, "ported.py", "exec"), {})
 
 
