@@ -53,10 +53,6 @@ class TuneError(Exception):
         self.analysis = analysis
 
 
-#: Ray's names of schedulers and searchers (``create_scheduler``, ``create_searcher``)
-#: that dasktune has: module, class.
-
-
 #: ``tune.run``'s arguments that describe one experiment (Ray's ``tune.Experiment``'s);
 #: the others (searcher, scheduler, verbosity, callbacks...) are the run's.
 _EXPERIMENT_FIELDS = (

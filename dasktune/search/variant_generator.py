@@ -539,7 +539,8 @@ class BasicVariantGenerator(Searcher):
             many suggested trials have not completed.  0 means no limit.
         random_state: Seed (int) or :class:`numpy.random.Generator`; takes
             precedence over the ``seed`` passed by the Tuner.  If both are None
-            the run is not reproducible.
+            the search is seeded from numpy's global generator, as Ray Tune's
+            draws from it: ``np.random.seed(...)`` beforehand repeats the configs.
         constant_grid_search: Sample the random domains once per sample and
             keep them constant across that sample's grid variants.
 
