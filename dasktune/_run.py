@@ -76,6 +76,11 @@ _EXPERIMENT_FIELDS = (
     "checkpoint_score_attr",
     "checkpoint_freq",
     "checkpoint_at_end",
+    "loggers",
+    "upload_dir",
+    "sync_to_cloud",
+    "sync_to_driver",
+    "sync_on_checkpoint",
 )
 
 
@@ -256,6 +261,17 @@ def run(
     server_port: int | None = None,
     trial_executor: Any = None,
     client: Any = None,
+    # Ray 1.x's, gone from Ray 2: accepted, as Ray 1.x scripts pass them.
+    loggers: Any = None,
+    queue_trials: bool | None = None,
+    ray_auto_init: bool | None = None,
+    global_checkpoint_period: Any = None,
+    with_server: bool | None = None,
+    upload_dir: str | None = None,
+    sync_to_cloud: Any = None,
+    sync_to_driver: Any = None,
+    sync_on_checkpoint: bool | None = None,
+    run_errored_only: bool | None = None,
 ) -> ExperimentAnalysis:
     """Run an experiment the way Ray Tune's ``tune.run`` does; return its analysis.
 
@@ -290,7 +306,12 @@ def run(
       ``"ERRORED_ONLY"`` runs only those. ``restore`` (starting from a checkpoint
       path) is not supported and raises a ValueError.
     * Accepted, with no effect (logged once): ``export_formats``, ``server_port``,
-      ``trial_executor``.
+      ``trial_executor``, and Ray 1.x's ``loggers`` (dasktune writes the CSV, JSON and
+      TensorBoard files anyway; a logger of your own is a ``LoggerCallback`` in
+      ``callbacks``), ``queue_trials``, ``ray_auto_init``, ``global_checkpoint_period``,
+      ``with_server``, ``upload_dir``, ``sync_to_cloud``, ``sync_to_driver`` and
+      ``sync_on_checkpoint``.  Ray 1.x's ``run_errored_only=True`` is
+      ``resume="ERRORED_ONLY"``.
     * ``client``: dasktune's addition, the ``distributed.Client`` to run on (as
       ``Tuner(client=...)``).
     * ``run_or_experiment`` may be a :class:`Experiment`, which brings its name and
@@ -319,6 +340,30 @@ def run(
             note_no_effect(
                 f"tune.run({argument})", "dasktune has no such facility.", logging.WARNING
             )
+    if loggers:
+        note_no_effect(
+            "tune.run(loggers)",
+            "dasktune writes each trial's CSV, JSON and TensorBoard files anyway; a logger of "
+            "your own is a dasktune.logger.LoggerCallback in callbacks=.",
+            logging.WARNING,
+        )
+    for argument, value in (
+        ("queue_trials", queue_trials),
+        ("ray_auto_init", ray_auto_init),
+        ("global_checkpoint_period", global_checkpoint_period),
+        ("with_server", with_server),
+        ("upload_dir", upload_dir),
+        ("sync_to_cloud", sync_to_cloud),
+        ("sync_to_driver", sync_to_driver),
+        ("sync_on_checkpoint", sync_on_checkpoint),
+    ):
+        if value is not None:
+            note_no_effect(
+                f"tune.run({argument})",
+                "Ray 1.x's setting, gone from Ray 2; results and checkpoints go to storage_path.",
+            )
+    if run_errored_only:
+        resume = resume or "ERRORED_ONLY"
     trainable = run_or_experiment
     if resources_per_trial is not None:
         if not isinstance(resources_per_trial, (Mapping, PlacementGroupFactory)):

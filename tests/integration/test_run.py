@@ -865,3 +865,43 @@ def test_schedulers_and_searchers_by_ray_s_names_take_their_arguments():
         tune.create_scheduler("asha")
     with pytest.raises(ValueError, match=r"create_searcher\(search_alg=\.\.\.\)` is 'bohb'"):
         tune.create_searcher("bohb")
+
+
+def test_ray_1x_settings_gone_from_ray_2_are_accepted(client, storage, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="dasktune"):
+        analysis = tune.run(
+            counting,
+            name="ray1",
+            config={"x": 2, "steps": 2},
+            storage_path=storage,
+            verbose=0,
+            client=client,
+            loggers=[object],
+            queue_trials=True,
+            global_checkpoint_period=10,
+            sync_to_driver=False,
+            upload_dir="",
+        )
+    assert analysis.trials[0].last_result["score"] == 4
+    assert "tune.run(loggers) has no effect" in caplog.text and "LoggerCallback" in caplog.text
+    # run_errored_only=True is Ray 1.x's resume="ERRORED_ONLY": there must be an experiment.
+    with pytest.raises(ValueError, match="no experiment to resume at"):
+        tune.run(
+            counting,
+            name="never_ran",
+            storage_path=storage,
+            run_errored_only=True,
+            verbose=0,
+            client=client,
+        )
+    experiment = tune.Experiment(
+        "ray1_exp",
+        counting,
+        config={"x": 1, "steps": 1},
+        storage_path=storage,
+        sync_to_driver=False,
+        loggers=None,
+    )
+    assert experiment.spec["sync_to_driver"] is False
