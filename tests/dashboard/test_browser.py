@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from urllib.parse import quote, urljoin
 
 import pytest
@@ -18,6 +20,20 @@ pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(dasktune.__file__)))
 
 
+def served(url: str, timeout: float = 60.0) -> None:
+    """Wait until ``url`` answers 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never answered"
+        time.sleep(0.1)
+
+
 def test_the_live_page_of_a_running_experiment(client, tmp_path, browser):
     storage = str(tmp_path)
     tuner = asha_tuner(storage, "live", client, num_samples=16, sleep=0.15)
@@ -27,6 +43,10 @@ def test_the_live_page_of_a_running_experiment(client, tmp_path, browser):
     try:
         path = os.path.join(storage, "live")
         url = f"{urljoin(client.dashboard_link, 'dasktune')}?experiment={quote(path, safe='')}"
+        # On a cluster new to dasktune the page is added once the first trial runs (the
+        # scheduler imports bokeh for it), and a browser that asks before gets Dask's 404,
+        # which it keeps: as a person would, open the page once it answers.
+        served(url)
         browser.get(url)
         state = page_state(
             browser,
