@@ -242,6 +242,19 @@ class _Outbox:
                         del cls._boxes[key]
 
 
+async def _reconnect_again(client: Any) -> None:
+    """What distributed's reconnection loop does, retrying on that assertion too, then the
+    loop that reads the scheduler's messages, which ended with it."""
+    deadline = time.monotonic() + float(getattr(client, "_timeout", None) or 30)
+    while client.status == "connecting" and time.monotonic() < deadline:
+        try:
+            await client._ensure_connected(timeout=max(1.0, deadline - time.monotonic()))
+        except (OSError, AssertionError):
+            await asyncio.sleep(0.1)
+    if client.status == "running":
+        client._handle_report_task = asyncio.create_task(client._handle_report())
+
+
 def _warm(trainable: Any, params: dict[str, Any]) -> None:
     """Runs on a worker: loading the trainable imports what it needs (receiving the
     arguments has done so for the others)."""
@@ -516,6 +529,27 @@ class DaskBackend:
             return False
         comm = getattr(self.client, "scheduler_comm", None)
         return comm is not None and not comm.closed()
+
+    def restart_stalled_reconnection(self) -> bool:
+        """Start the client's reconnection again if it gave up without closing.
+
+        distributed's client reconnects in a loop that retries on network errors only.
+        When the scheduler's first reply on the new connection comes batched with other
+        messages (under load, with events streaming to the client), an assertion in that
+        loop fails and ends it, and the client stays "connecting" for ever.  Returns
+        whether a new attempt was started.
+        """
+        client = self.client
+        if (
+            getattr(client, "status", None) != "connecting"
+            or getattr(client, "scheduler_comm", True) is not None  # a reconnection under way
+            or getattr(client, "_connecting_to_scheduler", True)
+            or not hasattr(client, "_ensure_connected")
+            or not hasattr(client, "_handle_report")
+        ):
+            return False
+        client.loop.add_callback(_reconnect_again, client)
+        return True
 
     def resubscribe(self) -> None:
         """Subscribe again after the client reconnected to the scheduler (which may have

@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 _RESEND_REQUEST_S = 1.0
 #: How often the loop looks at the cluster's workers to size its queue of trial runs.
 _CAPACITY_REFRESH_S = 1.0
+#: Seconds disconnected between attempts to restart a Dask client's stalled reconnection.
+_RECONNECT_NUDGE_S = 5.0
 #: How often the experiment state file is written, at least...
 _STATE_INTERVAL_S = 5.0
 #: ...and at most once per this many times what writing it took (a large experiment's).
@@ -150,6 +152,7 @@ class ExperimentLoop:
         self._stop_grace = float(config.get("stop-grace"))
         self._reconnect_timeout = float(config.get("reconnect-timeout"))
         self._disconnected_since: float | None = None
+        self._reconnect_nudged = 0.0
         self._turn = 0  # loop turns, the "iteration" callbacks receive
 
     # -- the loop ----------------------------------------------------------
@@ -224,7 +227,12 @@ class ExperimentLoop:
             return
         if self._disconnected_since is None:
             self._disconnected_since = now
-        elif now - self._disconnected_since > self._reconnect_timeout:
+            self._reconnect_nudged = now
+        elif now - self._reconnect_nudged > _RECONNECT_NUDGE_S:
+            self._reconnect_nudged = now
+            if self.backend.restart_stalled_reconnection():
+                logger.info("The Dask client stopped reconnecting to the scheduler; trying again.")
+        if now - self._disconnected_since > self._reconnect_timeout:
             raise ConnectionError(
                 f"The driver lost its connection to the Dask scheduler and it did not come back "
                 f"within dasktune.reconnect-timeout = {self._reconnect_timeout:g} s. The "

@@ -161,6 +161,48 @@ def test_a_dropped_connection_retries_the_trials_and_loses_no_row(cluster_client
     assert sum(len(runs_of(r)) for r in grid) >= 3
 
 
+class CutConnectionAndStallTheReconnection(CutConnection):
+    """Cuts the connection, and the client's first attempt to reconnect fails as
+    distributed's does when the scheduler's first reply comes batched with other
+    messages: an AssertionError that ends its reconnection loop, leaving the client
+    "connecting" for ever (seen in CI)."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self.done and result["training_iteration"] == 10:
+            client = self.client
+            original = client._ensure_connected
+            stalled = []
+
+            async def first_reply_batched(timeout=None):
+                if not stalled:
+                    stalled.append(True)
+                    raise AssertionError  # distributed: assert len(msg) == 1
+                return await original(timeout=timeout)
+
+            client._ensure_connected = first_reply_batched
+            self.stalled = stalled
+        super().on_trial_result(iteration, trials, trial, result, **info)
+
+
+def test_a_reconnection_that_stalls_is_started_again(cluster_client, tmp_path):
+    cut = CutConnectionAndStallTheReconnection(cluster_client)
+    try:
+        grid = fit(
+            checkpointed,
+            cluster_client,
+            str(tmp_path / "results"),
+            max_failures=3,
+            param_space={"iters": 20, "sleep": 0.05, "x": tune.grid_search([1, 2])},
+            callbacks=[cut],
+        )
+    finally:
+        cluster_client.__dict__.pop("_ensure_connected", None)
+    assert cut.done and cut.stalled, "the reconnection stalled once"
+    for result in grid:
+        assert result.status == "TERMINATED", result.error
+        assert_rows_exactly_once(result, 20)
+
+
 class DropEvents:
     """A worker plugin that drops the first result message of iteration 3, sent alone or in
     a batch of messages: a lost message."""
