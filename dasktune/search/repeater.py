@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-import numbers
 from typing import Any
 
-from dasktune._validation import is_integer
+from dasktune._validation import is_finite_number, is_integer
 from dasktune.search.searcher import Searcher, WrappingSearcher
 
 __all__ = ["TRIAL_INDEX", "Repeater"]
@@ -115,11 +113,7 @@ class Repeater(WrappingSearcher):
         group["scores"][trial_id] = None if error or not result else result.get(self.metric or "")
         if len(group["scores"]) < self.repeat:
             return
-        scores = [
-            float(s)
-            for s in group["scores"].values()
-            if isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s)
-        ]
+        scores = [float(s) for s in group["scores"].values() if is_finite_number(s)]
         if not scores:  # every repeat failed or reported no metric
             self.searcher.on_trial_complete(group["first"], result=None, error=True)
             return

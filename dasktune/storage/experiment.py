@@ -166,8 +166,7 @@ class TrialStore:
 
     def write_records(self, records: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
         """Replace the trial's record files (``TrialScheduler.trial_records``), by file name."""
-        for name, lines in records.items():
-            self._experiment.guard(write_jsonl, os.path.join(self.trial_dir, name), lines)
+        self._experiment.write_records(records, self.trial_dir)
 
     def record_error(self, text: str, exception: bytes | None) -> None:
         self.exception = exception
@@ -466,11 +465,13 @@ class ExperimentStore:
         if self._search_log is not None:
             self._search_log.close()
 
-    def write_records(self, records: Mapping[str, Iterable[Any]]) -> None:
-        """Replace scheduler record files in the experiment's directory
-        (``TrialScheduler.experiment_records``), by file name."""
+    def write_records(
+        self, records: Mapping[str, Iterable[Any]], directory: str | None = None
+    ) -> None:
+        """Replace scheduler record files, by file name, in ``directory`` (the experiment's
+        own, ``TrialScheduler.experiment_records``, unless a trial's is given)."""
         for name, lines in records.items():
-            self.guard(write_jsonl, os.path.join(self.path, name), lines)
+            self.guard(write_jsonl, os.path.join(directory or self.path, name), lines)
 
     def guard(self, write: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one write; after the first storage error, skip writes (the experiment stops).
